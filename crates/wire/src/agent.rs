@@ -1,0 +1,63 @@
+//! What the API says about one agent: the body of `inspect --json` and one
+//! element of `ps --json`.
+
+use crate::state::{Health, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One agent and its current (or last) run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AgentView {
+    /// Unique id: 32 lowercase hex digits; any unique prefix names it too.
+    pub id: String,
+    /// Unique name, `[a-z0-9][a-z0-9._-]{0,62}`.
+    pub name: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// Health, separate from state.
+    pub health: Health,
+    /// Number of the current (or last) run, from 1.
+    pub run: u32,
+    /// Pid of the agent's main process while it runs (or of the last run).
+    pub pid: Option<i32>,
+    /// Pid of the shim that is the agent's parent.
+    pub shim_pid: Option<i32>,
+    /// The argv the agent runs.
+    pub command: Vec<String>,
+    /// Working directory of the agent.
+    pub cwd: String,
+    /// Names of the environment variables set explicitly with `--env`.
+    pub env: Vec<String>,
+    /// Signal that starts the staged stop, e.g. `SIGTERM`.
+    pub stop_signal: String,
+    /// Grace period after the stop signal, in seconds.
+    pub stop_timeout_seconds: f64,
+    /// When the agent was created.
+    pub created_at: DateTime<Utc>,
+    /// When the current run's exec was confirmed.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the current run ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Exit code of the main process, when it exited normally.
+    pub exit_code: Option<i32>,
+    /// Name of the signal that ended the main process, e.g. `SIGKILL`.
+    pub signal: Option<String>,
+    /// Why the agent is in its state, in words a person can read.
+    pub reason: Option<String>,
+    /// Seconds the current run has run (until it ended, if it did).
+    pub runtime_seconds: Option<f64>,
+    /// How the run's process tree is contained: `cgroup <path>` or
+    /// `process group + subreaper`.
+    pub containment: Option<String>,
+    /// Path of the current run's stdout log.
+    pub stdout_log: String,
+    /// Path of the current run's stderr log.
+    pub stderr_log: String,
+}
+
+impl AgentView {
+    /// The first 12 characters of the id, as tables show it.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}

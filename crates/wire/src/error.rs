@@ -1,0 +1,74 @@
+//! The error body every failed API call returns:
+//! `{"error": {"code": "...", "message": "..."}}`.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Machine-readable class of an error; each maps to one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed or a value is invalid (400).
+    InvalidArgument,
+    /// No agent (or other object) by that reference (404).
+    NotFound,
+    /// The reference matches more than one agent (409).
+    Ambiguous,
+    /// The name is taken (409).
+    AlreadyExists,
+    /// The object is in a state that does not allow the request (409).
+    FailedPrecondition,
+    /// The daemon could not do it: disk, store, OS (500).
+    Internal,
+    /// The daemon is shutting down (503).
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status this code is sent with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidArgument => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Ambiguous | ErrorCode::AlreadyExists | ErrorCode::FailedPrecondition => 409,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+/// The inner object of an error body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Class of the error.
+    pub code: ErrorCode,
+    /// What went wrong and, where it helps, what to do.
+    pub message: String,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    /// An error body with this code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.error.message)
+    }
+}
+
+impl std::error::Error for ErrorBody {}

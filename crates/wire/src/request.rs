@@ -1,0 +1,134 @@
+//! Request bodies, query strings and the responses that are not an agent.
+
+use crate::agent::AgentView;
+use crate::logs::LogStream;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// `POST /v1/agents`: create an agent and start its first run.
+///
+/// The call answers once the exec is confirmed (state `running`) or has
+/// failed (state `failed`, with the reason).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgent {
+    /// Unique name; one is made up when absent.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The argv to run; never a shell string unless it is `sh -c ...`.
+    pub command: Vec<String>,
+    /// Variables set on top of the base environment (`--env K=V`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The base environment, usually the caller's own; when absent, the
+    /// daemon's environment.
+    #[serde(default)]
+    pub inherit_env: Option<BTreeMap<String, String>>,
+    /// Absolute working directory; when absent, the daemon's.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Signal that starts the staged stop (`TERM`, `SIGINT`, `15` ...).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// Grace period after the stop signal (`10s`, `500ms`, `2m`, `5`).
+    #[serde(default)]
+    pub stop_timeout: Option<String>,
+}
+
+/// `GET /v1/agents`: which agents to list.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct ListQuery {
+    /// Include agents that have ended.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// `POST /v1/stop`: stop agents with the staged stop and wait for them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StopRequest {
+    /// Agents by id, name or unique id prefix.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Stop every agent that has not ended.
+    #[serde(default)]
+    pub all: bool,
+    /// Grace period instead of each agent's own stop timeout.
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// How one agent ended after a stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StopResult {
+    /// The agent after it ended.
+    pub agent: AgentView,
+    /// True when the agent had already ended before the stop.
+    pub already_ended: bool,
+    /// In words: `stopped by SIGTERM in 0.02s`, `killed by SIGKILL after 15s`.
+    pub outcome: String,
+}
+
+/// `POST /v1/agents/{agent}/kill`: send a signal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    /// Signal to send; `SIGKILL` (to the whole tree) when absent.
+    #[serde(default)]
+    pub signal: Option<String>,
+}
+
+/// `DELETE /v1/agents/{agent}`: forget an agent and delete its logs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct RemoveQuery {
+    /// Stop the agent first if it still runs.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `GET /v1/agents/{agent}/logs`: which part of the output to send.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct LogsQuery {
+    /// Only this stream; both, interleaved by capture time, when absent.
+    #[serde(default)]
+    pub stream: Option<LogStream>,
+    /// Only the last N lines.
+    #[serde(default)]
+    pub tail: Option<usize>,
+    /// Keep sending new lines until the agent ends.
+    #[serde(default)]
+    pub follow: bool,
+    /// Which run; the current one when absent.
+    #[serde(default)]
+    pub run: Option<u32>,
+}
+
+/// `GET /v1/daemon`: who answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DaemonInfo {
+    /// The daemon's pid.
+    pub pid: i32,
+    /// wrangle's version.
+    pub version: String,
+    /// `$WRANGLE_HOME` of this daemon.
+    pub home: String,
+    /// When this daemon started.
+    pub started_at: DateTime<Utc>,
+    /// How process trees are contained, e.g. `cgroup v2 at /sys/fs/cgroup/...`.
+    pub containment: String,
+    /// Agents known, ended ones included.
+    pub agents: usize,
+    /// Agents that have not ended.
+    pub active: usize,
+}
+
+/// `POST /v1/daemon/stop`: shut the daemon down.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonStopRequest {
+    /// Stop every agent first; otherwise they keep running and a new
+    /// daemon re-attaches them.
+    #[serde(default)]
+    pub stop_agents: bool,
+}
