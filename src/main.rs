@@ -1,1 +1,16 @@
-fn main() {}
+//! The `wrangle` binary: daemon, CLI and shim in one. A shim is started as
+//! `wrangle __shim ...` and must start fast, so it is dispatched before
+//! anything else is set up.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|arg| arg == wrangle_shim::SHIM_COMMAND)
+    {
+        return wrangle_shim::main(&args[2..]);
+    }
+    wrangle_cli::main(|options| wrangle_api::serve(wrangle_api::Options { home: options.home }))
+}

@@ -1,1 +1,140 @@
-//! placeholder
+//! wrangle's daemon: the engine behind an HTTP API on a Unix socket
+//! (mode 0600 in a 0700 home). One daemon per home, guaranteed by a lock.
+
+mod daemon;
+mod error;
+mod routes;
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use wrangle_engine::{Engine, EngineConfig};
+use wrangle_os::Containment;
+
+/// How a daemon is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `$WRANGLE_HOME`.
+    pub home: PathBuf,
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    engine: Engine,
+    shutdown: Arc<Notify>,
+}
+
+/// The OpenAPI document, served at `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "wrangle",
+        description = "A process supervisor for fleets of long-running agents"
+    ),
+    paths(
+        routes::daemon_info,
+        routes::daemon_stop,
+        routes::list_agents,
+        routes::create_agent,
+        routes::inspect_agent,
+        routes::remove_agent,
+        routes::kill_agent,
+        routes::wait_agent,
+        routes::agent_logs,
+        routes::stop_agents,
+    )
+)]
+pub struct ApiDoc;
+
+/// How long requests still in flight (a `wait`, a `logs -f`) may hold the
+/// daemon after it was asked to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs a daemon for `options.home` in this process until it is asked to
+/// stop (API call, SIGTERM or SIGINT). Returns at once, successfully, when
+/// another daemon already serves that home. Agents keep running after the
+/// daemon exits; the next daemon re-attaches them.
+pub fn serve(options: Options) -> anyhow::Result<()> {
+    let home = daemon::prepare_home(&options.home)?;
+    let Some(lock) = daemon::lock_home(&home)? else {
+        eprintln!(
+            "wrangle: a daemon already runs for {} (pid {})",
+            home.display(),
+            daemon::running_pid(&home).map_or("unknown".into(), |pid| pid.to_string())
+        );
+        return Ok(());
+    };
+    init_tracing();
+    daemon::raise_fd_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("wrangle-daemon")
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run(home.clone()));
+    daemon::remove_runtime_files(&home);
+    drop(lock);
+    result
+}
+
+async fn run(home: PathBuf) -> anyhow::Result<()> {
+    let containment = Containment::detect();
+    tracing::info!(home = %home.display(), containment = %containment.describe(), "starting");
+    let shim_program = std::env::current_exe().context("cannot find the wrangle binary")?;
+    let engine = Engine::open(EngineConfig {
+        home: home.clone(),
+        shim_program,
+        containment,
+    })
+    .await
+    .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;
+    let listener = daemon::bind_socket(&home)?;
+    daemon::write_pid_file(&home)?;
+    let shutdown = Arc::new(Notify::new());
+    let state = AppState {
+        engine,
+        shutdown: shutdown.clone(),
+    };
+    let asked_to_stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! {
+                _ = shutdown.notified() => {}
+                _ = terminate.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        }
+    };
+    tracing::info!(pid = std::process::id(), "ready");
+    let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
+        asked_to_stop.await;
+        let _ = stopping_sender.send(());
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut server => return result.context("the server task failed")?.context("the server failed"),
+        _ = stopping => {}
+    }
+    // In-flight requests get a moment to answer; long ones (`wait`,
+    // `logs -f`) are cut after it, and their clients see the daemon go.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    tracing::info!("stopped; agents keep running");
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WRANGLE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}

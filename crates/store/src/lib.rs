@@ -1,1 +1,387 @@
-//! placeholder
+//! wrangle's persistence: one SQLite file (WAL) with the agents, their
+//! runs, and an append-only log of every state change.
+//!
+//! The engine writes through this store before it answers: a state change
+//! is one transaction that updates the agent, its run and appends the
+//! event, so a daemon killed at any moment leaves a consistent file.
+//! `synchronous=NORMAL` in WAL mode keeps every committed transaction
+//! across a crash of the process (not across a power cut, which the
+//! agents do not survive either).
+
+mod schema;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+use std::time::Duration;
+use wrangle_wire::State;
+
+/// What can go wrong with the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The name is used by another agent.
+    #[error("an agent named {0:?} already exists")]
+    NameTaken(String),
+    /// Another process holds the database locked.
+    #[error("the store {path} is locked by another process (is another wrangle daemon using it?)")]
+    Locked {
+        /// The database file.
+        path: String,
+    },
+    /// The file was written by a newer wrangle.
+    #[error("the store {path} has schema version {found}, newer than this wrangle knows ({known}); upgrade wrangle")]
+    TooNew {
+        /// The database file.
+        path: String,
+        /// Schema version in the file.
+        found: i64,
+        /// Newest version this build knows.
+        known: i64,
+    },
+    /// Any other SQLite error.
+    #[error("store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A value in the file cannot be understood.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+/// Result of a store operation.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// An agent as stored: its identity, its spec (JSON owned by the engine)
+/// and where it is in its lifecycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    /// Unique id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// The agent's spec as JSON; the engine defines its shape.
+    pub spec: String,
+    /// Lifecycle state.
+    pub state: State,
+    /// Why it is in that state.
+    pub reason: Option<String>,
+    /// Number of the current run (0 before the first).
+    pub run: u32,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One run of an agent as stored.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RunRow {
+    /// The agent it belongs to.
+    pub agent_id: String,
+    /// Its number, from 1.
+    pub run: u32,
+    /// The run directory (logs and shim files).
+    pub dir: String,
+    /// The shim's pid and start time, once spawned.
+    pub shim: Option<(i32, u64)>,
+    /// The agent's main process pid and start time, once exec'd.
+    pub process: Option<(i32, u64)>,
+    /// The run's cgroup, if one holds its tree.
+    pub cgroup: Option<String>,
+    /// When the exec was confirmed.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the main process ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+/// One recorded state change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Position in the log, increasing.
+    pub seq: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The agent.
+    pub agent_id: String,
+    /// The run.
+    pub run: u32,
+    /// The state entered.
+    pub state: State,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+/// The SQLite store of one wrangle home.
+pub struct Store {
+    connection: Connection,
+    path: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema
+    /// up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let display = path.display().to_string();
+        let connection = Connection::open(path)?;
+        connection.busy_timeout(Duration::from_secs(2))?;
+        let locked = |error: rusqlite::Error| match error.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                StoreError::Locked {
+                    path: display.clone(),
+                }
+            }
+            _ => StoreError::Sqlite(error),
+        };
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(locked)?;
+        connection.pragma_update(None, "synchronous", "NORMAL")?;
+        connection.pragma_update(None, "foreign_keys", true)?;
+        let mut store = Store {
+            connection,
+            path: display.clone(),
+        };
+        schema::migrate(&mut store.connection, &display).map_err(|error| match error {
+            StoreError::Sqlite(error) => locked(error),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Records a new agent with its first run and the event of its first
+    /// state, in one transaction. Fails with [`StoreError::NameTaken`] if
+    /// the name is in use, and then changes nothing.
+    pub fn create(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        let inserted = transaction
+            .prepare_cached(
+                "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
+            )?
+            .execute(params![
+                agent.id,
+                agent.name,
+                agent.spec,
+                agent.state.as_str(),
+                agent.reason,
+                agent.run,
+                agent.created_at,
+            ]);
+        match inserted {
+            Ok(_) => {}
+            Err(error)
+                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+                    && error.to_string().contains("agents.name") =>
+            {
+                return Err(StoreError::NameTaken(agent.name.clone()));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        write_run_and_event(&transaction, agent, run, at)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Writes a state change in one transaction: the agent's state, reason
+    /// and current run number, the run's row (inserted or replaced), and an
+    /// event in the log.
+    pub fn record(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
+        let transaction = self.connection.transaction()?;
+        transaction
+            .prepare_cached(
+                "UPDATE agents SET state = ?2, reason = ?3, run = ?4, updated_at = ?5 WHERE id = ?1",
+            )?
+            .execute(params![
+                agent.id,
+                agent.state.as_str(),
+                agent.reason,
+                agent.run,
+                at
+            ])?;
+        write_run_and_event(&transaction, agent, run, at)?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Every agent with its current run (if it has one), oldest first.
+    pub fn load(&self) -> Result<Vec<(AgentRow, Option<RunRow>)>> {
+        let mut statement = self.connection.prepare(
+            "SELECT a.id, a.name, a.spec, a.state, a.reason, a.run, a.created_at,
+                    r.agent_id, r.run, r.dir, r.shim_pid, r.shim_start_time, r.pid, r.pid_start_time,
+                    r.cgroup, r.started_at, r.ended_at, r.exit_code, r.signal
+             FROM agents a LEFT JOIN runs r ON r.agent_id = a.id AND r.run = a.run
+             ORDER BY a.created_at, a.id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            let agent = agent_from(row)?;
+            let run = match row.get::<_, Option<String>>(7)? {
+                Some(_) => Some(run_from(row, 7)?),
+                None => None,
+            };
+            Ok((agent, run))
+        })?;
+        let mut loaded = Vec::new();
+        for row in rows {
+            let (agent, run) = row?;
+            loaded.push((agent?, run));
+        }
+        Ok(loaded)
+    }
+
+    /// Every run of one agent, oldest first.
+    pub fn runs(&self, agent_id: &str) -> Result<Vec<RunRow>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT agent_id, run, dir, shim_pid, shim_start_time, pid, pid_start_time, cgroup,
+                    started_at, ended_at, exit_code, signal
+             FROM runs WHERE agent_id = ?1 ORDER BY run",
+        )?;
+        let rows = statement.query_map([agent_id], |row| run_from(row, 0))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// The state changes of one agent, oldest first.
+    pub fn events(&self, agent_id: &str) -> Result<Vec<EventRow>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT seq, at, agent_id, run, state, reason FROM events WHERE agent_id = ?1 ORDER BY seq",
+        )?;
+        let rows = statement.query_map([agent_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get::<_, String>(4)?,
+                row.get(5)?,
+            ))
+        })?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, at, agent_id, run, state, reason) = row?;
+            events.push(EventRow {
+                seq,
+                at,
+                agent_id,
+                run,
+                state: parse_state(&state)?,
+                reason,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Forgets an agent, its runs and its events. Returns false if it was
+    /// not there.
+    pub fn delete_agent(&mut self, agent_id: &str) -> Result<bool> {
+        let transaction = self.connection.transaction()?;
+        transaction.execute("DELETE FROM events WHERE agent_id = ?1", [agent_id])?;
+        let deleted = transaction.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
+        transaction.commit()?;
+        Ok(deleted > 0)
+    }
+
+    /// The id of the agent with this exact name, if any.
+    pub fn id_by_name(&self, name: &str) -> Result<Option<String>> {
+        self.connection
+            .prepare_cached("SELECT id FROM agents WHERE name = ?1")?
+            .query_row([name], |row| row.get(0))
+            .optional()
+            .map_err(Into::into)
+    }
+}
+
+fn write_run_and_event(
+    transaction: &rusqlite::Transaction<'_>,
+    agent: &AgentRow,
+    run: &RunRow,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    transaction
+        .prepare_cached(
+            "INSERT OR REPLACE INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time,
+                 pid, pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )?
+        .execute(params![
+            run.agent_id,
+            run.run,
+            agent.state.as_str(),
+            run.dir,
+            run.shim.map(|(pid, _)| pid),
+            run.shim.map(|(_, start)| start as i64),
+            run.process.map(|(pid, _)| pid),
+            run.process.map(|(_, start)| start as i64),
+            run.cgroup,
+            run.started_at,
+            run.ended_at,
+            run.exit_code,
+            run.signal,
+            agent.reason,
+        ])?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO events (at, agent_id, run, state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            at,
+            agent.id,
+            run.run,
+            agent.state.as_str(),
+            agent.reason
+        ])?;
+    Ok(())
+}
+
+fn parse_state(text: &str) -> Result<State> {
+    text.parse()
+        .map_err(|_| StoreError::Corrupt(format!("unknown state {text:?}")))
+}
+
+fn agent_from(row: &Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
+    let state: String = row.get(3)?;
+    let (id, name, spec, reason, run, created_at) = (
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(4)?,
+        row.get(5)?,
+        row.get(6)?,
+    );
+    Ok(parse_state(&state).map(|state| AgentRow {
+        id,
+        name,
+        spec,
+        state,
+        reason,
+        run,
+        created_at,
+    }))
+}
+
+fn run_from(row: &Row<'_>, first: usize) -> rusqlite::Result<RunRow> {
+    let pair = |pid: usize| -> rusqlite::Result<Option<(i32, u64)>> {
+        let pid_value: Option<i32> = row.get(first + pid)?;
+        let start: Option<i64> = row.get(first + pid + 1)?;
+        Ok(pid_value.zip(start).map(|(pid, start)| (pid, start as u64)))
+    };
+    Ok(RunRow {
+        agent_id: row.get(first)?,
+        run: row.get(first + 1)?,
+        dir: row.get(first + 2)?,
+        shim: pair(3)?,
+        process: pair(5)?,
+        cgroup: row.get(first + 7)?,
+        started_at: row.get(first + 8)?,
+        ended_at: row.get(first + 9)?,
+        exit_code: row.get(first + 10)?,
+        signal: row.get(first + 11)?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -35,7 +35,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     if let Ok(seconds) = trimmed.parse::<f64>() {
-        return if seconds.is_finite() && seconds >= 0.0 && seconds < 1e9 {
+        return if seconds.is_finite() && (0.0..1e9).contains(&seconds) {
             Ok(Duration::from_secs_f64(seconds))
         } else {
             Err(bad())

@@ -1,0 +1,218 @@
+//! The HTTP routes: thin handlers that parse, call the engine and answer.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use wrangle_wire::{
+    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, KillRequest, ListQuery,
+    LogsQuery, RemoveQuery, StopRequest, StopResult,
+};
+
+/// A JSON body whose rejection is a JSON error.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct JsonBody<T>(pub T);
+
+/// A query string whose rejection is a JSON error.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct QueryArgs<T>(pub T);
+
+/// Every route of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/daemon", get(daemon_info))
+        .route("/v1/daemon/stop", post(daemon_stop))
+        .route("/v1/agents", get(list_agents).post(create_agent))
+        .route(
+            "/v1/agents/{agent}",
+            get(inspect_agent).delete(remove_agent),
+        )
+        .route("/v1/agents/{agent}/kill", post(kill_agent))
+        .route("/v1/agents/{agent}/wait", get(wait_agent))
+        .route("/v1/agents/{agent}/logs", get(agent_logs))
+        .route("/v1/stop", post(stop_agents))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Who answers.
+#[utoipa::path(get, path = "/v1/daemon", responses((status = 200, body = DaemonInfo)))]
+pub async fn daemon_info(State(state): State<AppState>) -> Json<DaemonInfo> {
+    Json(state.engine.info())
+}
+
+/// Shuts the daemon down; agents keep running unless `stop_agents`.
+#[utoipa::path(
+    post,
+    path = "/v1/daemon/stop",
+    request_body = DaemonStopRequest,
+    responses((status = 202, description = "the daemon is shutting down"), (status = 400, body = ErrorBody))
+)]
+pub async fn daemon_stop(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<DaemonStopRequest>,
+) -> Result<StatusCode, ApiError> {
+    if request.stop_agents {
+        state
+            .engine
+            .stop(StopRequest {
+                all: true,
+                ..StopRequest::default()
+            })
+            .await?;
+    }
+    state.shutdown.notify_one();
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Lists agents (ended ones too with `all=true`), oldest first.
+#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>)))]
+pub async fn list_agents(
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<ListQuery>,
+) -> Json<Vec<AgentView>> {
+    Json(state.engine.list(query.all))
+}
+
+/// Creates an agent and starts it; answers once its exec is confirmed or
+/// has failed (then the agent is `failed` with the reason).
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    request_body = CreateAgent,
+    responses(
+        (status = 201, body = AgentView),
+        (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the name is taken")
+    )
+)]
+pub async fn create_agent(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<CreateAgent>,
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    let agent = state.engine.create(request).await?;
+    Ok((StatusCode::CREATED, Json(agent)))
+}
+
+/// One agent by id, name or unique id prefix.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent}",
+    params(("agent" = String, Path, description = "id, name or unique id prefix")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+pub async fn inspect_agent(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.engine.inspect(&agent)?))
+}
+
+/// Forgets an ended agent and deletes its logs; `force` stops it first.
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{agent}",
+    params(("agent" = String, Path, description = "id, name or unique id prefix"), RemoveQuery),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+pub async fn remove_agent(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    QueryArgs(query): QueryArgs<RemoveQuery>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.engine.remove(&agent, query.force).await?))
+}
+
+/// Sends a signal: SIGKILL (default) to the whole tree, others to the main process.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agent}/kill",
+    params(("agent" = String, Path, description = "id, name or unique id prefix")),
+    request_body = KillRequest,
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+pub async fn kill_agent(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    JsonBody(request): JsonBody<KillRequest>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.engine.kill(&agent, request).await?))
+}
+
+/// Waits until the agent has ended.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent}/wait",
+    params(("agent" = String, Path, description = "id, name or unique id prefix")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody))
+)]
+pub async fn wait_agent(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.engine.wait(&agent).await?))
+}
+
+/// The agent's output as NDJSON `LogLine`s; with `follow`, until the run ends.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent}/logs",
+    params(("agent" = String, Path, description = "id, name or unique id prefix"), LogsQuery),
+    responses(
+        (status = 200, description = "one JSON LogLine per line", content_type = "application/x-ndjson", body = wrangle_wire::LogLine),
+        (status = 404, body = ErrorBody)
+    )
+)]
+pub async fn agent_logs(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+    QueryArgs(query): QueryArgs<LogsQuery>,
+) -> Result<Response, ApiError> {
+    let lines = state.engine.logs(&agent, query)?;
+    let stream = ReceiverStream::new(lines).map(|line| {
+        let mut json = serde_json::to_vec(&line).unwrap_or_default();
+        json.push(b'\n');
+        Ok::<_, std::convert::Infallible>(json)
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// Stops agents with the staged stop and waits until they have ended.
+#[utoipa::path(
+    post,
+    path = "/v1/stop",
+    request_body = StopRequest,
+    responses((status = 200, body = Vec<StopResult>), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn stop_agents(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<StopRequest>,
+) -> Result<Json<Vec<StopResult>>, ApiError> {
+    Ok(Json(state.engine.stop(request).await?))
+}
+
+/// The OpenAPI document of this API.
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    use utoipa::OpenApi;
+    Json(crate::ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError(ErrorBody::new(
+        wrangle_wire::ErrorCode::NotFound,
+        "no such route; see /openapi.json",
+    ))
+}

@@ -1,0 +1,490 @@
+//! The command line as clap types.
+//!
+//! Values the daemon would reject are checked here with the daemon's own
+//! parsers, so a mistake fails before anything is sent and with the same
+//! message. The text is kept as typed: the daemon parses it again, and the
+//! request then carries exactly what the user wrote.
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use wrangle_wire::parse;
+
+/// A process supervisor for fleets of long-running agents.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wrangle",
+    bin_name = "wrangle",
+    version,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Home of the daemon: its socket, store and logs
+    /// [default: $XDG_STATE_HOME/wrangle, else ~/.local/state/wrangle]
+    // An OsString, not a PathBuf: clap's path parser rejects the empty
+    // value of an exported-but-empty WRANGLE_HOME, which means "default".
+    #[arg(long, global = true, env = "WRANGLE_HOME", value_name = "DIR")]
+    pub home: Option<OsString>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start an agent and print its id once its exec is confirmed
+    Run(RunArgs),
+    /// List agents
+    Ps(PsArgs),
+    /// Show everything about one agent
+    Inspect(InspectArgs),
+    /// Print an agent's output
+    Logs(LogsArgs),
+    /// Stop agents with the staged stop and wait until they have ended
+    Stop(StopArgs),
+    /// Send a signal to an agent (SIGKILL to its whole tree by default)
+    Kill(KillArgs),
+    /// Remove agents and their logs
+    Rm(RmArgs),
+    /// Wait until agents have ended; exit with the last one's status
+    Wait(WaitArgs),
+    /// Start the daemon (in the background unless --foreground), or stop it
+    Daemon(DaemonArgs),
+}
+
+/// `wrangle run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Name of the agent (a-z, 0-9, '.', '_', '-'); one is made up when absent
+    #[arg(long, value_parser = agent_name)]
+    pub name: Option<String>,
+
+    /// Set an environment variable on top of this shell's environment
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = env_pair)]
+    pub env: Vec<(String, String)>,
+
+    /// Working directory of the agent [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+
+    /// Signal that starts the staged stop [default: SIGTERM]
+    #[arg(long, value_name = "SIGNAL", value_parser = signal)]
+    pub stop_signal: Option<String>,
+
+    /// Grace period after the stop signal, e.g. 500ms, 10s, 2m [default: 10s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub stop_timeout: Option<String>,
+
+    /// Print the agent as JSON instead of its id
+    #[arg(long)]
+    pub json: bool,
+
+    /// The command to run and its arguments (put them after `--`)
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub command: Vec<String>,
+}
+
+/// `wrangle ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show agents that have ended too
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Print the agents as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wrangle inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Id, name or unique id prefix of the agent
+    #[arg(value_name = "AGENT", value_parser = agent_ref)]
+    pub agent: String,
+
+    /// Print the agent as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wrangle logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Id, name or unique id prefix of the agent
+    #[arg(value_name = "AGENT", value_parser = agent_ref)]
+    pub agent: String,
+
+    /// Keep printing new output until the agent ends
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Print only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+
+    /// Print only the agent's standard output
+    #[arg(long, conflicts_with = "stderr")]
+    pub stdout: bool,
+
+    /// Print only the agent's standard error
+    #[arg(long)]
+    pub stderr: bool,
+
+    /// Start each line with the time it was captured (RFC 3339, UTC)
+    #[arg(short, long)]
+    pub timestamps: bool,
+}
+
+/// `wrangle stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Ids, names or unique id prefixes of the agents
+    #[arg(
+        value_name = "AGENT",
+        value_parser = agent_ref,
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub agents: Vec<String>,
+
+    /// Stop every agent that has not ended
+    #[arg(long)]
+    pub all: bool,
+
+    /// Grace period instead of each agent's own stop timeout
+    #[arg(short, long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<String>,
+}
+
+/// `wrangle kill`.
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Id, name or unique id prefix of the agent
+    #[arg(value_name = "AGENT", value_parser = agent_ref)]
+    pub agent: String,
+
+    /// Signal to send, e.g. TERM, SIGINT, 9 [default: SIGKILL to the whole tree]
+    #[arg(short, long, value_name = "SIGNAL", value_parser = signal)]
+    pub signal: Option<String>,
+}
+
+/// `wrangle rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Ids, names or unique id prefixes of the agents
+    #[arg(value_name = "AGENT", value_parser = agent_ref, required = true)]
+    pub agents: Vec<String>,
+
+    /// Stop an agent first if it still runs
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// `wrangle wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Ids, names or unique id prefixes of the agents
+    #[arg(value_name = "AGENT", value_parser = agent_ref, required = true)]
+    pub agents: Vec<String>,
+}
+
+/// `wrangle daemon`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DaemonArgs {
+    /// Run the daemon in this process instead of in the background
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// What to do with the daemon; start it when absent.
+    #[command(subcommand)]
+    pub action: Option<DaemonAction>,
+}
+
+/// Subcommands of `wrangle daemon`.
+#[derive(Debug, Subcommand)]
+pub enum DaemonAction {
+    /// Stop the daemon; agents keep running unless --stop-agents
+    Stop(DaemonStopArgs),
+}
+
+/// `wrangle daemon stop`.
+#[derive(Debug, Args)]
+pub struct DaemonStopArgs {
+    /// Stop every agent before the daemon
+    #[arg(long)]
+    pub stop_agents: bool,
+}
+
+/// A value one of wrangle's own parsers rejected, with the parser's
+/// message; told apart from clap's errors so it is printed as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput(pub String);
+
+impl std::fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// `--name`: the daemon's name rule.
+fn agent_name(text: &str) -> Result<String, InvalidInput> {
+    parse::validate_name(text)
+        .map(|()| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--env KEY=VALUE`.
+fn env_pair(text: &str) -> Result<(String, String), InvalidInput> {
+    parse::parse_env_pair(text).map_err(InvalidInput)
+}
+
+/// `--stop-timeout`, `--timeout`: checked, kept as typed.
+fn duration(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--stop-signal`, `--signal`: checked, kept as typed.
+fn signal(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_signal(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// An agent reference: the daemon resolves it, but an empty one would
+/// change the route it is sent to.
+fn agent_ref(text: &str) -> Result<String, InvalidInput> {
+    if text.is_empty() {
+        Err(InvalidInput(
+            "an agent reference cannot be empty: use an id, a name or a unique id prefix".into(),
+        ))
+    } else {
+        Ok(text.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+    use std::error::Error as _;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wrangle").chain(args.iter().copied()))
+    }
+
+    /// The message a value parser gave, as `wrangle` prints it.
+    fn validation_message(args: &[&str]) -> String {
+        let error = parse(args).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::ValueValidation, "{error}");
+        error.source().expect("the parser's error").to_string()
+    }
+
+    #[test]
+    fn the_clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_keeps_the_command_and_the_raw_values() {
+        let cli = parse(&[
+            "run",
+            "--name",
+            "build-1",
+            "--env",
+            "A=b=c",
+            "-e",
+            "EMPTY=",
+            "--cwd",
+            "sub",
+            "--stop-signal",
+            "int",
+            "--stop-timeout",
+            "1m30s",
+            "--json",
+            "--",
+            "sh",
+            "-c",
+            "echo --json",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.name.as_deref(), Some("build-1"));
+        assert_eq!(
+            run.env,
+            [("A".into(), "b=c".into()), ("EMPTY".into(), String::new())]
+        );
+        assert_eq!(run.cwd, Some(PathBuf::from("sub")));
+        assert_eq!(run.stop_signal.as_deref(), Some("int"));
+        assert_eq!(run.stop_timeout.as_deref(), Some("1m30s"));
+        assert!(run.json);
+        assert_eq!(run.command, ["sh", "-c", "echo --json"]);
+    }
+
+    #[test]
+    fn run_takes_the_command_without_a_double_dash_too() {
+        let cli = parse(&["run", "sleep", "--flag-of-sleep", "10"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.command, ["sleep", "--flag-of-sleep", "10"]);
+        assert!(!run.json);
+    }
+
+    #[test]
+    fn run_rejects_bad_values_with_the_daemons_messages() {
+        assert_eq!(
+            validation_message(&["run", "--env", "FOO", "--", "true"]),
+            parse::parse_env_pair("FOO").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--name", "Bad Name", "--", "true"]),
+            parse::validate_name("Bad Name").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--stop-timeout", "10x", "--", "true"]),
+            parse::parse_duration("10x").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--stop-signal", "SIGFOO", "--", "true"]),
+            parse::parse_signal("SIGFOO").unwrap_err()
+        );
+    }
+
+    #[test]
+    fn run_needs_a_command() {
+        for args in [&["run", "--"][..], &["run"], &["run", "--name", "x"]] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::MissingRequiredArgument);
+            assert!(error.to_string().contains("<CMD>"), "{error}");
+        }
+    }
+
+    #[test]
+    fn stop_takes_agents_or_all_but_not_both() {
+        let cli = parse(&["stop", "a", "b", "--timeout", "5"]).unwrap();
+        let Command::Stop(stop) = cli.command else {
+            panic!("not stop")
+        };
+        assert_eq!(stop.agents, ["a", "b"]);
+        assert!(!stop.all);
+        assert_eq!(stop.timeout.as_deref(), Some("5"));
+
+        let cli = parse(&["stop", "--all"]).unwrap();
+        let Command::Stop(stop) = cli.command else {
+            panic!("not stop")
+        };
+        assert!(stop.all && stop.agents.is_empty());
+
+        assert_eq!(
+            parse(&["stop"]).unwrap_err().kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            parse(&["stop", "a", "--all"]).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            validation_message(&["stop", "--all", "--timeout", "soon"]),
+            parse::parse_duration("soon").unwrap_err()
+        );
+    }
+
+    #[test]
+    fn logs_streams_are_exclusive() {
+        let cli = parse(&["logs", "a", "-f", "--tail", "5", "--stderr", "-t"]).unwrap();
+        let Command::Logs(logs) = cli.command else {
+            panic!("not logs")
+        };
+        assert!(logs.follow && logs.stderr && logs.timestamps && !logs.stdout);
+        assert_eq!(logs.tail, Some(5));
+        assert_eq!(
+            parse(&["logs", "a", "--stdout", "--stderr"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert!(parse(&["logs", "a", "--tail", "-1"]).is_err());
+    }
+
+    #[test]
+    fn kill_checks_the_signal() {
+        let cli = parse(&["kill", "a", "-s", "TERM"]).unwrap();
+        let Command::Kill(kill) = cli.command else {
+            panic!("not kill")
+        };
+        assert_eq!(kill.signal.as_deref(), Some("TERM"));
+        assert_eq!(
+            validation_message(&["kill", "a", "--signal", "0"]),
+            parse::parse_signal("0").unwrap_err()
+        );
+    }
+
+    #[test]
+    fn rm_and_wait_need_agents() {
+        let cli = parse(&["rm", "-f", "a", "b"]).unwrap();
+        let Command::Rm(rm) = cli.command else {
+            panic!("not rm")
+        };
+        assert!(rm.force);
+        assert_eq!(rm.agents, ["a", "b"]);
+        assert!(parse(&["rm"]).is_err());
+        assert!(parse(&["wait"]).is_err());
+        assert!(validation_message(&["wait", ""]).contains("cannot be empty"));
+    }
+
+    #[test]
+    fn daemon_starts_stops_or_runs_in_the_foreground() {
+        let cli = parse(&["daemon"]).unwrap();
+        let Command::Daemon(daemon) = cli.command else {
+            panic!("not daemon")
+        };
+        assert!(!daemon.foreground && daemon.action.is_none());
+
+        let cli = parse(&["daemon", "--foreground"]).unwrap();
+        let Command::Daemon(daemon) = cli.command else {
+            panic!("not daemon")
+        };
+        assert!(daemon.foreground);
+
+        let cli = parse(&["--home", "/tmp/h", "daemon", "stop", "--stop-agents"]).unwrap();
+        assert_eq!(cli.home, Some(OsString::from("/tmp/h")));
+        let Command::Daemon(DaemonArgs {
+            action: Some(DaemonAction::Stop(stop)),
+            ..
+        }) = cli.command
+        else {
+            panic!("not daemon stop")
+        };
+        assert!(stop.stop_agents);
+
+        assert!(parse(&["daemon", "--foreground", "stop"]).is_err());
+    }
+
+    #[test]
+    fn an_empty_home_is_accepted_and_means_the_default() {
+        let cli = parse(&["--home", "", "ps"]).unwrap();
+        assert_eq!(cli.home, Some(OsString::new()));
+    }
+
+    #[test]
+    fn home_is_a_global_option() {
+        let cli = parse(&["ps", "--home", "/tmp/elsewhere", "-a"]).unwrap();
+        assert_eq!(cli.home, Some(OsString::from("/tmp/elsewhere")));
+    }
+}

@@ -1,0 +1,67 @@
+//! One module per group of commands. Each takes its parsed arguments, talks
+//! to the daemon and returns the exit code.
+
+mod control;
+mod daemon;
+mod inspect;
+mod logs;
+mod ps;
+mod run;
+mod wait;
+
+use crate::args::{Command, DaemonAction};
+use crate::client::Client;
+use anyhow::Result;
+use std::path::Path;
+
+/// Runs one command against the daemon of `home`. `daemon --foreground` is
+/// handled before this (it runs the daemon, not a client), so here
+/// `daemon` means start it in the background.
+pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
+    match command {
+        Command::Daemon(args) => match args.action {
+            Some(DaemonAction::Stop(stop)) => daemon::stop(home, &stop).await,
+            None => daemon::start(home).await,
+        },
+        Command::Run(args) => run::run(&Client::connect(home).await?, &args).await,
+        Command::Ps(args) => ps::ps(&Client::connect(home).await?, &args).await,
+        Command::Inspect(args) => inspect::inspect(&Client::connect(home).await?, &args).await,
+        Command::Logs(args) => logs::logs(&Client::connect(home).await?, &args).await,
+        Command::Stop(args) => control::stop(&Client::connect(home).await?, &args).await,
+        Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
+        Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
+        Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
+    }
+}
+
+/// An agent as the daemon would describe it, for the tests to vary.
+#[cfg(test)]
+pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
+    use chrono::TimeZone;
+    use wrangle_wire::{AgentView, Health, State};
+    let created = chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap();
+    AgentView {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        name: "worker-1".into(),
+        state: State::Running,
+        health: Health::Healthy,
+        run: 1,
+        pid: Some(4242),
+        shim_pid: Some(4241),
+        command: vec!["sleep".into(), "100".into()],
+        cwd: "/work".into(),
+        env: vec!["FOO".into()],
+        stop_signal: "SIGTERM".into(),
+        stop_timeout_seconds: 10.0,
+        created_at: created,
+        started_at: Some(created + chrono::Duration::milliseconds(5)),
+        ended_at: None,
+        exit_code: None,
+        signal: None,
+        reason: None,
+        runtime_seconds: Some(312.4),
+        containment: Some("process group + subreaper".into()),
+        stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
+        stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
+    }
+}

@@ -1,0 +1,95 @@
+//! `wrangle ps`: list agents.
+
+use crate::args::PsArgs;
+use crate::client::{self, Client};
+use crate::format::{command_line, truncate, uptime};
+use crate::table::Table;
+use crate::{output, routes};
+use anyhow::Result;
+use serde_json::Value;
+use wrangle_wire::AgentView;
+
+/// Widest COMMAND cell; longer command lines end in `…`.
+const COMMAND_WIDTH: usize = 50;
+
+/// Lists agents, oldest first, as a table or as JSON (each agent as the
+/// daemon sent it).
+pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
+    let values: Vec<Value> = client.get(&routes::list(args.all)).await?;
+    let mut agents = values
+        .into_iter()
+        .map(|value| Ok((client::from_value::<AgentView>(value.clone())?, value)))
+        .collect::<Result<Vec<_>>>()?;
+    // The id breaks ties so the order is the same on every call.
+    agents.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    if args.json {
+        output::print_json(&Value::Array(agents.into_iter().map(|(_, v)| v).collect()))?;
+    } else {
+        let views: Vec<AgentView> = agents.into_iter().map(|(agent, _)| agent).collect();
+        output::print(&table(&views))?;
+    }
+    Ok(0)
+}
+
+/// `ID NAME STATE HEALTH PID UPTIME COMMAND`, one row per agent.
+fn table(agents: &[AgentView]) -> String {
+    let mut table = Table::new(&["ID", "NAME", "STATE", "HEALTH", "PID", "UPTIME", "COMMAND"]);
+    for agent in agents {
+        table.push(vec![
+            agent.short_id().to_owned(),
+            agent.name.clone(),
+            agent.state.to_string(),
+            agent.health.to_string(),
+            agent
+                .pid
+                .map_or_else(|| "-".to_owned(), |pid| pid.to_string()),
+            uptime(agent.runtime_seconds),
+            truncate(&command_line(&agent.command), COMMAND_WIDTH).into_owned(),
+        ]);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::sample_agent;
+    use wrangle_wire::{Health, State};
+
+    #[test]
+    fn the_table_has_one_aligned_row_per_agent() {
+        let running = sample_agent();
+        let ended = AgentView {
+            id: "fedcba9876543210fedcba9876543210".into(),
+            name: "a".into(),
+            state: State::Failed,
+            health: Health::Unknown,
+            pid: None,
+            runtime_seconds: None,
+            command: vec![
+                "claude".into(),
+                "-p".into(),
+                "fix every failing test in the repository, then open a PR".into(),
+            ],
+            ..sample_agent()
+        };
+        let text = table(&[running, ended]);
+        let expected = "\
+ID             NAME       STATE     HEALTH    PID    UPTIME   COMMAND
+0123456789ab   worker-1   running   healthy   4242   5m12s    sleep 100
+fedcba987654   a          failed    unknown   -      -        claude -p 'fix every failing test in the reposito…
+";
+        assert_eq!(text, expected);
+        let last = text.lines().nth(2).unwrap();
+        let command = &last[last.find("claude").unwrap()..];
+        assert_eq!(command.chars().count(), COMMAND_WIDTH);
+    }
+
+    #[test]
+    fn no_agents_is_just_the_header() {
+        assert_eq!(
+            table(&[]),
+            "ID   NAME   STATE   HEALTH   PID   UPTIME   COMMAND\n"
+        );
+    }
+}

@@ -1,0 +1,128 @@
+//! Paths and query strings of the daemon's API routes. An agent reference
+//! is whatever the user typed, so it is percent-encoded as one path
+//! segment.
+
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use wrangle_wire::{LogsQuery, API_PREFIX};
+
+/// Characters left as they are in a path segment: RFC 3986's unreserved
+/// ones. Everything else, `/` and `?` included, is encoded.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `GET /v1/daemon`.
+pub fn daemon() -> String {
+    format!("{API_PREFIX}/daemon")
+}
+
+/// `POST /v1/daemon/stop`.
+pub fn daemon_stop() -> String {
+    format!("{API_PREFIX}/daemon/stop")
+}
+
+/// `POST /v1/agents` (create).
+pub fn agents() -> String {
+    format!("{API_PREFIX}/agents")
+}
+
+/// `GET /v1/agents?all=...` (list).
+pub fn list(all: bool) -> String {
+    format!("{API_PREFIX}/agents?all={all}")
+}
+
+/// `GET /v1/agents/{agent}`.
+pub fn agent(reference: &str) -> String {
+    format!(
+        "{API_PREFIX}/agents/{}",
+        utf8_percent_encode(reference, SEGMENT)
+    )
+}
+
+/// `DELETE /v1/agents/{agent}?force=...`.
+pub fn remove(reference: &str, force: bool) -> String {
+    format!("{}?force={force}", agent(reference))
+}
+
+/// `POST /v1/agents/{agent}/kill`.
+pub fn kill(reference: &str) -> String {
+    format!("{}/kill", agent(reference))
+}
+
+/// `GET /v1/agents/{agent}/wait`.
+pub fn wait(reference: &str) -> String {
+    format!("{}/wait", agent(reference))
+}
+
+/// `GET /v1/agents/{agent}/logs?...`, with only the parameters that are
+/// set.
+pub fn logs(reference: &str, query: &LogsQuery) -> String {
+    let mut params = Vec::new();
+    if let Some(stream) = query.stream {
+        params.push(format!("stream={}", stream.as_str()));
+    }
+    if let Some(tail) = query.tail {
+        params.push(format!("tail={tail}"));
+    }
+    if query.follow {
+        params.push("follow=true".to_owned());
+    }
+    if let Some(run) = query.run {
+        params.push(format!("run={run}"));
+    }
+    let path = format!("{}/logs", agent(reference));
+    if params.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", params.join("&"))
+    }
+}
+
+/// `POST /v1/stop`.
+pub fn stop() -> String {
+    format!("{API_PREFIX}/stop")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrangle_wire::LogStream;
+
+    #[test]
+    fn fixed_routes() {
+        assert_eq!(daemon(), "/v1/daemon");
+        assert_eq!(daemon_stop(), "/v1/daemon/stop");
+        assert_eq!(agents(), "/v1/agents");
+        assert_eq!(list(true), "/v1/agents?all=true");
+        assert_eq!(list(false), "/v1/agents?all=false");
+        assert_eq!(stop(), "/v1/stop");
+    }
+
+    #[test]
+    fn references_are_one_encoded_segment() {
+        assert_eq!(agent("build-1.x_y~"), "/v1/agents/build-1.x_y~");
+        assert_eq!(agent("a/b?c#d e"), "/v1/agents/a%2Fb%3Fc%23d%20e");
+        assert_eq!(agent("é"), "/v1/agents/%C3%A9");
+        assert_eq!(remove("a b", true), "/v1/agents/a%20b?force=true");
+        assert_eq!(remove("x", false), "/v1/agents/x?force=false");
+        assert_eq!(kill("x"), "/v1/agents/x/kill");
+        assert_eq!(wait("x"), "/v1/agents/x/wait");
+    }
+
+    #[test]
+    fn logs_send_only_what_is_set() {
+        assert_eq!(logs("x", &LogsQuery::default()), "/v1/agents/x/logs");
+        let query = LogsQuery {
+            stream: Some(LogStream::Stderr),
+            tail: Some(20),
+            follow: true,
+            run: None,
+        };
+        assert_eq!(
+            logs("x", &query),
+            "/v1/agents/x/logs?stream=stderr&tail=20&follow=true"
+        );
+    }
+}

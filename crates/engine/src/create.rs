@@ -1,0 +1,131 @@
+//! `POST /v1/agents`: create an agent and start its first run.
+
+use crate::error::EngineError;
+use crate::executor::Started;
+use crate::model::{Agent, AgentSpec, Identity, Run, Status};
+use crate::{names, Engine};
+use chrono::Utc;
+use std::sync::Arc;
+use wrangle_os::PidFd;
+use wrangle_shim::protocol::ShimSpec;
+use wrangle_wire::{parse, AgentView, CreateAgent, ErrorCode, State};
+
+impl Engine {
+    /// Creates an agent and starts it; answers once the exec is confirmed
+    /// (`running`) or has failed (`failed`, with the reason).
+    pub async fn create(&self, request: CreateAgent) -> Result<AgentView, EngineError> {
+        let spec = AgentSpec::from_request(&request, &self.inner.cwd)?;
+        if let Some(name) = &request.name {
+            parse::validate_name(name).map_err(EngineError::invalid)?;
+        }
+        let spec_json =
+            serde_json::to_string(&spec).map_err(|e| EngineError::internal(e.to_string()))?;
+        let id = names::new_id();
+        let run = Run {
+            number: 1,
+            dir: self.run_dir(&id, 1),
+            ..Run::default()
+        };
+        {
+            let mut registry = self.registry();
+            let name = match &request.name {
+                Some(name) => {
+                    if let Some(existing) = registry.id_of_name(name) {
+                        return Err(EngineError::new(
+                            ErrorCode::AlreadyExists,
+                            format!(
+                                "an agent named {name:?} already exists (id {}); choose another name or remove it with `wrangle rm {name}`",
+                                &existing[..12]
+                            ),
+                        ));
+                    }
+                    name.clone()
+                }
+                None => names::made_up_name(|name| registry.id_of_name(name).is_some()),
+            };
+            let agent = Agent {
+                identity: Arc::new(Identity {
+                    id: id.clone(),
+                    name,
+                    spec,
+                    spec_json,
+                    created_at: Utc::now(),
+                }),
+                status: Status {
+                    state: State::Starting,
+                    reason: None,
+                    run: run.clone(),
+                },
+            };
+            self.inner
+                .store
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .create(&agent.row(), &run.row(&id), Utc::now())?;
+            registry.insert(agent);
+        }
+        self.start_run(&id).await?;
+        Ok(self.snapshot(&id)?.view(Utc::now()))
+    }
+
+    /// Starts the agent's current run (state `starting`) in a shim, records
+    /// `running` or `failed`, and watches the shim for the run's end.
+    pub(crate) async fn start_run(&self, id: &str) -> Result<(), EngineError> {
+        let agent = self.snapshot(id)?;
+        let run = &agent.status.run;
+        let identity = &agent.identity;
+        let status_file = run.dir.join("status.json");
+        let shim_spec = ShimSpec {
+            agent_id: id.to_string(),
+            run: run.number,
+            argv: identity.spec.command.clone(),
+            env: identity.spec.environment(id, run.number, &status_file),
+            cwd: identity.spec.cwd.clone(),
+            stop_signal: identity.spec.stop_signal,
+            stop_timeout_ms: identity.spec.stop_timeout_ms,
+            cgroup: self.cgroup_for(id, run.number),
+        };
+        let number = run.number;
+        match self.inner.shims.start(&run.dir, &shim_spec).await {
+            Started::Running { shim, state } => {
+                let recorded = self.transition(id, |status| {
+                    if status.state == State::Starting {
+                        status.state = State::Running;
+                        status.reason = None;
+                    }
+                    status.run.shim = Some(state.shim.into());
+                    status.run.process = state.agent.map(Into::into);
+                    status.run.cgroup = state.cgroup.clone();
+                    status.run.started_at = state.started_at;
+                });
+                self.watch_run(id, number, shim);
+                recorded.map(drop)
+            }
+            Started::Failed { shim, reason } => {
+                let recorded = self.transition(id, |status| {
+                    status.state = State::Failed;
+                    status.reason = Some(reason);
+                    status.run.ended_at = Some(Utc::now());
+                });
+                if let Some(shim) = shim {
+                    self.watch_run(id, number, shim);
+                }
+                recorded.map(drop)
+            }
+        }
+    }
+
+    /// Records how the run ended once its shim has exited.
+    pub(crate) fn watch_run(&self, id: &str, run: u32, shim: PidFd) {
+        let engine = self.clone();
+        let id = id.to_string();
+        let runtime = tokio::runtime::Handle::current();
+        let watched = self.inner.shims.when_exited(shim, move || {
+            // Off the watcher thread: recording may touch the disk.
+            runtime.spawn_blocking(move || engine.run_ended(&id, run));
+        });
+        if let Err(error) = watched {
+            tracing::error!("cannot watch a shim: {error}");
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Where a run lives. Today every run is a local shim; this module is the
+//! one narrow place the engine talks to it through (start, find after a
+//! restart, send a command, learn the end), so that other executors can
+//! take its place with the same states, logs and stop semantics.
+
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use wrangle_os::exits::ExitWatcher;
+use wrangle_os::{PidFd, ProcessId, RunCgroup};
+use wrangle_shim::protocol::{
+    ControlCommand, ShimSpec, ShimState, CONTROL_FIFO, SHIM_LOG, SPEC_FILE, STATE_FILE,
+};
+
+/// How a start went.
+#[derive(Debug)]
+pub enum Started {
+    /// The exec is confirmed; the shim watches the agent.
+    Running {
+        /// Handle on the shim, readable when it exits.
+        shim: PidFd,
+        /// The shim's report.
+        state: ShimState,
+    },
+    /// The agent could not be started.
+    Failed {
+        /// The shim, if one was started (it exits by itself).
+        shim: Option<PidFd>,
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// What became of a run's shim while nobody watched.
+#[derive(Debug)]
+pub enum Found {
+    /// The shim still runs: re-attach to it.
+    Alive {
+        /// Handle on the shim.
+        shim: PidFd,
+        /// Its last state, if readable.
+        state: Option<ShimState>,
+    },
+    /// The shim finished and recorded how the agent ended.
+    Ended {
+        /// Its final state.
+        state: ShimState,
+    },
+    /// The shim is gone without a final record.
+    Lost {
+        /// Its last state, if readable.
+        state: Option<ShimState>,
+        /// Why the run counts as lost, for people.
+        why: String,
+    },
+}
+
+/// Local runs: one `wrangle __shim` process per run, on this machine.
+#[derive(Clone)]
+pub struct LocalShims {
+    program: PathBuf,
+    daemon_pid: i32,
+    exits: ExitWatcher,
+}
+
+impl LocalShims {
+    /// Shims run `program` (the wrangle binary) and know the daemon by pid.
+    pub fn new(program: PathBuf) -> io::Result<LocalShims> {
+        Ok(LocalShims {
+            program,
+            daemon_pid: std::process::id() as i32,
+            exits: ExitWatcher::start()?,
+        })
+    }
+
+    /// Starts a shim for a run in `dir` and waits for its report of the
+    /// exec: exact and immediate, from the exec itself.
+    pub async fn start(&self, dir: &Path, spec: &ShimSpec) -> Started {
+        match self.spawn(dir, spec) {
+            Ok((shim, report)) => {
+                let line = read_report(report).await;
+                match line.and_then(|line| {
+                    serde_json::from_str::<ShimState>(&line).map_err(io::Error::other)
+                }) {
+                    Ok(state) => match state.spawn_error.clone() {
+                        Some(reason) => Started::Failed {
+                            shim: Some(shim),
+                            reason,
+                        },
+                        None => Started::Running { shim, state },
+                    },
+                    Err(_) => Started::Failed {
+                        reason: format!(
+                            "the shim failed before starting the agent: {}",
+                            shim_failure(dir)
+                        ),
+                        shim: Some(shim),
+                    },
+                }
+            }
+            Err(error) => Started::Failed {
+                shim: None,
+                reason: format!("cannot start the shim {}: {error}", self.program.display()),
+            },
+        }
+    }
+
+    fn spawn(&self, dir: &Path, spec: &ShimSpec) -> io::Result<(PidFd, OwnedFd)> {
+        fs::create_dir_all(dir)?;
+        fs::write(
+            dir.join(SPEC_FILE),
+            serde_json::to_vec(spec).map_err(io::Error::other)?,
+        )?;
+        let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
+        let mut child = Command::new(&self.program)
+            .arg(wrangle_shim::SHIM_COMMAND)
+            .arg(dir)
+            .arg(self.daemon_pid.to_string())
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(shim_log)
+            .spawn()?;
+        // Our unreaped child: its pid cannot be reused before we reap it.
+        let shim = PidFd::open_child(child.id() as i32)?;
+        let report = child.stdout.take().expect("stdout is piped");
+        Ok((shim, OwnedFd::from(report)))
+    }
+
+    /// Finds the shim of a run after a daemon restart: by the pid and start
+    /// time it recorded (or the store did), never by pid alone.
+    pub fn find(&self, dir: &Path, known_shim: Option<ProcessId>) -> Found {
+        let state = read_state(dir);
+        let shim_id = state
+            .as_ref()
+            .ok()
+            .map(|state| ProcessId::from(state.shim))
+            .or(known_shim);
+        let alive = shim_id
+            .and_then(|id| PidFd::open(id).ok().flatten())
+            .filter(|shim| !shim.has_exited());
+        match (alive, state) {
+            (Some(shim), state) => Found::Alive {
+                shim,
+                state: state.ok(),
+            },
+            (None, Ok(state)) if state.finished_at.is_some() || state.spawn_error.is_some() => {
+                Found::Ended { state }
+            }
+            (None, Ok(state)) if state.exit.is_some() => Found::Ended { state },
+            (None, Ok(state)) => Found::Lost {
+                why: match state.agent {
+                    Some(_) => "its shim was killed while the daemon was down, so its exit status is unknown".into(),
+                    None => "its shim ended before the agent was started".into(),
+                },
+                state: Some(state),
+            },
+            (None, Err(error)) if error.kind() == io::ErrorKind::NotFound => Found::Lost {
+                state: None,
+                why: "the daemon stopped before the agent was started".into(),
+            },
+            (None, Err(error)) => Found::Lost {
+                state: None,
+                why: format!("its shim is gone and its state cannot be read: {error}"),
+            },
+        }
+    }
+
+    /// Sends a command to the run's shim. `NotFound` or `ENXIO` mean the
+    /// shim has exited (its end is about to be recorded).
+    pub fn send(&self, dir: &Path, command: ControlCommand) -> io::Result<()> {
+        wrangle_os::files::send_to_fifo(&dir.join(CONTROL_FIFO), command.to_line().as_bytes())
+    }
+
+    /// Calls `then` once the shim has exited, after reaping it if it is
+    /// our child. `then` runs on the exit watcher's thread: keep it short.
+    pub fn when_exited(&self, shim: PidFd, then: impl FnOnce() + Send + 'static) -> io::Result<()> {
+        self.exits.watch(shim, move |shim| {
+            let _ = shim.try_reap();
+            then();
+        })
+    }
+}
+
+/// The shim's last recorded state in `dir`.
+pub fn read_state(dir: &Path) -> io::Result<ShimState> {
+    ShimState::read(&dir.join(STATE_FILE))
+}
+
+/// Kills what is left of a run whose shim is gone: the whole cgroup, or the
+/// agent's process group if its leader (same pid *and* start time) lives.
+pub fn kill_leftovers(state: &ShimState) {
+    if let Some(path) = &state.cgroup {
+        let cgroup = RunCgroup::existing(path);
+        let _ = cgroup.kill_all();
+        for _ in 0..50 {
+            if cgroup.remove().is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        return;
+    }
+    if let Some(agent) = state.agent {
+        if let Ok(Some(leader)) = PidFd::open(agent.into()) {
+            if !leader.has_exited() {
+                let _ = wrangle_os::signals::send_to_group(agent.pid, libc::SIGKILL);
+                let _ = leader.signal(libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Reads the shim's one-line report: everything up to the first newline,
+/// or `UnexpectedEof` when the shim closed its stdout without one.
+async fn read_report(report: OwnedFd) -> io::Result<String> {
+    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(report)?;
+    let mut reader = BufReader::new(pipe);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    if line.ends_with('\n') {
+        Ok(line)
+    } else {
+        Err(io::Error::from(io::ErrorKind::UnexpectedEof))
+    }
+}
+
+/// The last line the shim wrote to its log, to explain its failure.
+fn shim_failure(dir: &Path) -> String {
+    fs::read_to_string(dir.join(SHIM_LOG))
+        .ok()
+        .and_then(|log| {
+            log.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "it exited without a word".into())
+}

@@ -1,0 +1,350 @@
+//! The engine's picture of an agent: its spec (what to run, fixed at
+//! creation) and its status (state, reason, current run), and how both map
+//! to store rows and to the API's [`AgentView`].
+
+use crate::error::EngineError;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use wrangle_os::ProcessId;
+use wrangle_store::{AgentRow, RunRow};
+use wrangle_wire::parse::{self, signal_name};
+use wrangle_wire::{AgentView, CreateAgent, Health, State};
+
+/// Stop signal when none is given.
+pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
+/// Grace period after the stop signal when none is given.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an agent runs and how it is stopped; fixed when it is created and
+/// stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentSpec {
+    /// The argv.
+    pub command: Vec<String>,
+    /// Variables set explicitly (`--env`).
+    pub env: BTreeMap<String, String>,
+    /// The environment the agent starts from (usually the caller's); the
+    /// daemon's own when absent.
+    pub base_env: Option<BTreeMap<String, String>>,
+    /// Absolute working directory.
+    pub cwd: PathBuf,
+    /// Signal that starts the staged stop.
+    pub stop_signal: i32,
+    /// Grace period after the stop signal, in milliseconds.
+    pub stop_timeout_ms: u64,
+}
+
+impl AgentSpec {
+    /// Checks a create request and turns it into a spec; relative paths are
+    /// refused, a missing cwd means the daemon's.
+    pub fn from_request(
+        request: &CreateAgent,
+        daemon_cwd: &Path,
+    ) -> Result<AgentSpec, EngineError> {
+        if request.command.is_empty() || request.command[0].is_empty() {
+            return Err(EngineError::invalid(
+                "the command is empty: give the program to run after `--`, e.g. `wrangle run -- sleep 60`",
+            ));
+        }
+        if let Some(arg) = request.command.iter().find(|arg| arg.contains('\0')) {
+            return Err(EngineError::invalid(format!(
+                "command argument {arg:?} contains a NUL byte"
+            )));
+        }
+        let environments = request
+            .env
+            .iter()
+            .chain(request.inherit_env.iter().flatten());
+        for (key, value) in environments {
+            parse::validate_env_key(key).map_err(EngineError::invalid)?;
+            if value.contains('\0') {
+                return Err(EngineError::invalid(format!(
+                    "environment variable {key} contains a NUL byte"
+                )));
+            }
+        }
+        let cwd = match &request.cwd {
+            Some(cwd) if Path::new(cwd).is_absolute() => PathBuf::from(cwd),
+            Some(cwd) => {
+                return Err(EngineError::invalid(format!(
+                    "working directory {cwd:?} must be an absolute path"
+                )))
+            }
+            None => daemon_cwd.to_path_buf(),
+        };
+        let stop_signal = match &request.stop_signal {
+            Some(signal) => parse::parse_signal(signal).map_err(EngineError::invalid)?,
+            None => DEFAULT_STOP_SIGNAL,
+        };
+        let stop_timeout = match &request.stop_timeout {
+            Some(timeout) => parse::parse_duration(timeout).map_err(EngineError::invalid)?,
+            None => DEFAULT_STOP_TIMEOUT,
+        };
+        Ok(AgentSpec {
+            command: request.command.clone(),
+            env: request.env.clone(),
+            base_env: request.inherit_env.clone(),
+            cwd,
+            stop_signal,
+            stop_timeout_ms: stop_timeout.as_millis() as u64,
+        })
+    }
+
+    /// The grace period after the stop signal.
+    pub fn stop_timeout(&self) -> Duration {
+        Duration::from_millis(self.stop_timeout_ms)
+    }
+
+    /// The agent's whole environment for one run: the base, then `--env`,
+    /// then wrangle's own variables.
+    pub fn environment(
+        &self,
+        agent_id: &str,
+        run: u32,
+        status_file: &Path,
+    ) -> Vec<(String, String)> {
+        let mut env: BTreeMap<String, String> = match &self.base_env {
+            Some(base) => base.clone(),
+            None => std::env::vars().collect(),
+        };
+        env.extend(self.env.clone());
+        env.insert("WRANGLE_AGENT_ID".into(), agent_id.into());
+        env.insert("WRANGLE_RUN".into(), run.to_string());
+        env.insert(
+            "WRANGLE_STATUS_FILE".into(),
+            status_file.display().to_string(),
+        );
+        env.into_iter().collect()
+    }
+}
+
+/// What never changes about an agent.
+#[derive(Debug)]
+pub struct Identity {
+    /// Unique id.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// What it runs.
+    pub spec: AgentSpec,
+    /// The spec as stored.
+    pub spec_json: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One run of an agent as the engine tracks it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Run {
+    /// Its number, from 1.
+    pub number: u32,
+    /// Its directory (logs, shim files).
+    pub dir: PathBuf,
+    /// The shim, once spawned.
+    pub shim: Option<ProcessId>,
+    /// The agent's main process, once exec'd.
+    pub process: Option<ProcessId>,
+    /// The cgroup holding its tree, if any.
+    pub cgroup: Option<PathBuf>,
+    /// When the exec was confirmed.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the main process ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl Run {
+    /// Path of the run's stdout log.
+    pub fn stdout_log(&self) -> PathBuf {
+        self.dir.join(wrangle_shim::protocol::STDOUT_LOG)
+    }
+
+    /// Path of the run's stderr log.
+    pub fn stderr_log(&self) -> PathBuf {
+        self.dir.join(wrangle_shim::protocol::STDERR_LOG)
+    }
+
+    /// The store row of this run.
+    pub fn row(&self, agent_id: &str) -> RunRow {
+        let pair = |id: Option<ProcessId>| id.map(|id| (id.pid, id.start_time));
+        RunRow {
+            agent_id: agent_id.to_string(),
+            run: self.number,
+            dir: self.dir.display().to_string(),
+            shim: pair(self.shim),
+            process: pair(self.process),
+            cgroup: self.cgroup.as_ref().map(|c| c.display().to_string()),
+            started_at: self.started_at,
+            ended_at: self.ended_at,
+            exit_code: self.exit_code,
+            signal: self.signal,
+        }
+    }
+
+    /// The run as the store holds it.
+    pub fn from_row(row: &RunRow) -> Run {
+        let id =
+            |pair: Option<(i32, u64)>| pair.map(|(pid, start_time)| ProcessId { pid, start_time });
+        Run {
+            number: row.run,
+            dir: PathBuf::from(&row.dir),
+            shim: id(row.shim),
+            process: id(row.process),
+            cgroup: row.cgroup.as_ref().map(PathBuf::from),
+            started_at: row.started_at,
+            ended_at: row.ended_at,
+            exit_code: row.exit_code,
+            signal: row.signal,
+        }
+    }
+}
+
+/// What changes about an agent: only [`crate::Engine`]'s transition
+/// function writes it, store first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    /// Lifecycle state.
+    pub state: State,
+    /// Why it is in that state.
+    pub reason: Option<String>,
+    /// The current (or last) run.
+    pub run: Run,
+}
+
+/// An agent: identity plus status.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    /// What never changes.
+    pub identity: Arc<Identity>,
+    /// What does.
+    pub status: Status,
+}
+
+impl Agent {
+    /// The store row of the agent.
+    pub fn row(&self) -> AgentRow {
+        AgentRow {
+            id: self.identity.id.clone(),
+            name: self.identity.name.clone(),
+            spec: self.identity.spec_json.clone(),
+            state: self.status.state,
+            reason: self.status.reason.clone(),
+            run: self.status.run.number,
+            created_at: self.identity.created_at,
+        }
+    }
+
+    /// Health, separate from state.
+    pub fn health(&self) -> Health {
+        match self.status.state {
+            State::Running | State::Stopping => Health::Healthy,
+            _ => Health::Unknown,
+        }
+    }
+
+    /// The agent as the API shows it, `now` being the time of the answer.
+    pub fn view(&self, now: DateTime<Utc>) -> AgentView {
+        let identity = &self.identity;
+        let run = &self.status.run;
+        let runtime = run.started_at.map(|started| {
+            let end = run.ended_at.unwrap_or(now);
+            (end - started).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        AgentView {
+            id: identity.id.clone(),
+            name: identity.name.clone(),
+            state: self.status.state,
+            health: self.health(),
+            run: run.number,
+            pid: run.process.map(|p| p.pid),
+            shim_pid: run.shim.map(|p| p.pid),
+            command: identity.spec.command.clone(),
+            cwd: identity.spec.cwd.display().to_string(),
+            env: identity.spec.env.keys().cloned().collect(),
+            stop_signal: signal_name(identity.spec.stop_signal),
+            stop_timeout_seconds: identity.spec.stop_timeout().as_secs_f64(),
+            created_at: identity.created_at,
+            started_at: run.started_at,
+            ended_at: run.ended_at,
+            exit_code: run.exit_code,
+            signal: run.signal.map(signal_name),
+            reason: self.status.reason.clone(),
+            runtime_seconds: runtime,
+            containment: Some(match &run.cgroup {
+                Some(cgroup) => format!("cgroup {}", cgroup.display()),
+                None => "process group + subreaper".to_string(),
+            })
+            .filter(|_| run.shim.is_some()),
+            stdout_log: run.stdout_log().display().to_string(),
+            stderr_log: run.stderr_log().display().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(command: &[&str]) -> CreateAgent {
+        CreateAgent {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            ..CreateAgent::default()
+        }
+    }
+
+    #[test]
+    fn a_spec_takes_defaults_and_refuses_bad_values() {
+        let spec = AgentSpec::from_request(&request(&["sleep", "1"]), Path::new("/srv")).unwrap();
+        assert_eq!(spec.cwd, Path::new("/srv"));
+        assert_eq!(spec.stop_signal, libc::SIGTERM);
+        assert_eq!(spec.stop_timeout(), Duration::from_secs(10));
+
+        let mut bad = request(&[]);
+        assert!(AgentSpec::from_request(&bad, Path::new("/"))
+            .unwrap_err()
+            .message
+            .contains("empty"));
+        bad = request(&["x"]);
+        bad.cwd = Some("relative/dir".into());
+        assert!(AgentSpec::from_request(&bad, Path::new("/")).is_err());
+        bad.cwd = None;
+        bad.stop_timeout = Some("soon".into());
+        assert!(AgentSpec::from_request(&bad, Path::new("/"))
+            .unwrap_err()
+            .message
+            .contains("invalid duration"));
+        bad.stop_timeout = None;
+        bad.stop_signal = Some("SIGNOPE".into());
+        assert!(AgentSpec::from_request(&bad, Path::new("/"))
+            .unwrap_err()
+            .message
+            .contains("invalid signal"));
+    }
+
+    #[test]
+    fn the_environment_layers_base_explicit_and_wrangle_variables() {
+        let mut req = request(&["env"]);
+        req.inherit_env = Some(BTreeMap::from([
+            ("PATH".into(), "/bin".into()),
+            ("A".into(), "base".into()),
+        ]));
+        req.env = BTreeMap::from([("A".into(), "explicit".into())]);
+        let spec = AgentSpec::from_request(&req, Path::new("/")).unwrap();
+        let env: BTreeMap<_, _> = spec
+            .environment("abc", 2, Path::new("/x/status.json"))
+            .into_iter()
+            .collect();
+        assert_eq!(env["A"], "explicit");
+        assert_eq!(env["PATH"], "/bin");
+        assert_eq!(env["WRANGLE_AGENT_ID"], "abc");
+        assert_eq!(env["WRANGLE_RUN"], "2");
+        assert_eq!(env["WRANGLE_STATUS_FILE"], "/x/status.json");
+    }
+}

@@ -1,0 +1,219 @@
+//! How a run ended, in the engine's terms: the final state, its reason in
+//! words, and the exit status, all read from the shim's last state.
+
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+use wrangle_shim::protocol::{Escalation, ShimState};
+use wrangle_wire::parse::{format_seconds, signal_name};
+use wrangle_wire::State;
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    /// `completed`, `failed` or `stopped`.
+    pub state: State,
+    /// Why, in words: `exited with code 3`, `stopped by SIGTERM in 0.02s`.
+    pub reason: String,
+    /// Exit code, when the main process exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+    /// When the main process ended.
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// Classifies the shim's final state.
+pub fn classify(shim: &ShimState) -> Ending {
+    if let Some(error) = &shim.spawn_error {
+        return Ending {
+            state: State::Failed,
+            reason: error.clone(),
+            exit_code: None,
+            signal: None,
+            ended_at: shim.finished_at,
+        };
+    }
+    let Some(exit) = shim.exit else {
+        return Ending {
+            state: State::Failed,
+            reason: "the shim ended without recording the agent's exit".into(),
+            exit_code: None,
+            signal: None,
+            ended_at: shim.finished_at,
+        };
+    };
+    let ended_at = shim.ended_at;
+    let (state, mut reason) = if let Some(outcome) = stop_outcome(shim) {
+        (State::Stopped, outcome)
+    } else if let Some(kill) = shim
+        .kill
+        .as_ref()
+        .filter(|kill| exit.signal == Some(kill.signal) || kill.signal == libc::SIGKILL)
+    {
+        (
+            State::Stopped,
+            format!("killed by {} (wrangle kill)", signal_name(kill.signal)),
+        )
+    } else {
+        match (exit.code, exit.signal) {
+            (Some(0), _) => (State::Completed, "exited with code 0".to_string()),
+            (Some(code), _) => (State::Failed, format!("exited with code {code}")),
+            (None, Some(signal)) => (
+                State::Failed,
+                format!("killed by signal {}", signal_name(signal)),
+            ),
+            (None, None) => (State::Failed, "ended in an unknown way".to_string()),
+        }
+    };
+    if shim.leftovers > 0 {
+        let plural = if shim.leftovers == 1 {
+            "process"
+        } else {
+            "processes"
+        };
+        reason.push_str(&format!(
+            "; {} leftover {plural} of its tree stopped",
+            shim.leftovers
+        ));
+    }
+    if let Some(error) = &shim.log_error {
+        reason.push_str(&format!("; output not fully recorded: {error}"));
+    }
+    Ending {
+        state,
+        reason,
+        exit_code: exit.code,
+        signal: exit.signal,
+        ended_at,
+    }
+}
+
+/// `stopped by SIGTERM in 0.02s`, `killed by SIGKILL after 15s`, when a
+/// stop was asked for before the main process ended.
+pub fn stop_outcome(shim: &ShimState) -> Option<String> {
+    let stop = shim.stop.as_ref()?;
+    let ended = shim.ended_at?;
+    if ended < stop.requested_at {
+        return None;
+    }
+    let finished = shim.finished_at.unwrap_or(ended);
+    let took = (finished - stop.requested_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    let took = format_seconds(took);
+    let signal = signal_name(stop.signal);
+    Some(match stop.escalation {
+        _ if stop.signal == libc::SIGKILL => format!("killed by SIGKILL in {took}"),
+        Escalation::Signaled => format!("stopped by {signal} in {took}"),
+        Escalation::Repeated => format!("stopped by {signal} (sent twice) in {took}"),
+        Escalation::Killed => format!("killed by SIGKILL after {took} (ignored {signal})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use wrangle_shim::protocol::{ExitRecord, KillRecord, Phase, ProcessRef, StopRecord};
+
+    fn at(millis: i64) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(1_800_000_000_000 + millis)
+            .unwrap()
+    }
+
+    fn ended(code: Option<i32>, signal: Option<i32>) -> ShimState {
+        ShimState {
+            phase: Phase::Exited,
+            shim: ProcessRef {
+                pid: 10,
+                start_time: 1,
+            },
+            agent: Some(ProcessRef {
+                pid: 11,
+                start_time: 2,
+            }),
+            cgroup: None,
+            started_at: Some(at(0)),
+            spawn_error: None,
+            exit: Some(ExitRecord { code, signal }),
+            ended_at: Some(at(5_000)),
+            stop: None,
+            kill: None,
+            leftovers: 0,
+            log_error: None,
+            finished_at: Some(at(5_010)),
+        }
+    }
+
+    #[test]
+    fn exits_map_to_completed_and_failed() {
+        assert_eq!(classify(&ended(Some(0), None)).state, State::Completed);
+        let failed = classify(&ended(Some(3), None));
+        assert_eq!(
+            (failed.state, failed.reason.as_str()),
+            (State::Failed, "exited with code 3")
+        );
+        let crashed = classify(&ended(None, Some(11)));
+        assert_eq!(crashed.reason, "killed by signal SIGSEGV");
+        assert_eq!(crashed.signal, Some(11));
+    }
+
+    #[test]
+    fn a_stop_says_how_far_it_went() {
+        let mut state = ended(None, Some(15));
+        state.stop = Some(StopRecord {
+            requested_at: at(4_990),
+            signal: 15,
+            timeout_ms: 10_000,
+            escalation: Escalation::Signaled,
+        });
+        let ending = classify(&state);
+        assert_eq!(ending.state, State::Stopped);
+        assert_eq!(ending.reason, "stopped by SIGTERM in 0.02s");
+
+        state.stop.as_mut().unwrap().escalation = Escalation::Killed;
+        state.stop.as_mut().unwrap().requested_at = at(-10_000);
+        assert_eq!(
+            classify(&state).reason,
+            "killed by SIGKILL after 15s (ignored SIGTERM)"
+        );
+    }
+
+    #[test]
+    fn a_stop_after_the_end_does_not_count_and_kills_do() {
+        let mut state = ended(Some(1), None);
+        state.stop = Some(StopRecord {
+            requested_at: at(6_000),
+            signal: 15,
+            timeout_ms: 1_000,
+            escalation: Escalation::Signaled,
+        });
+        assert_eq!(classify(&state).state, State::Failed);
+
+        let mut killed = ended(None, Some(9));
+        killed.kill = Some(KillRecord {
+            signal: 9,
+            at: at(4_000),
+        });
+        let ending = classify(&killed);
+        assert_eq!(
+            (ending.state, ending.reason.as_str()),
+            (State::Stopped, "killed by SIGKILL (wrangle kill)")
+        );
+    }
+
+    #[test]
+    fn spawn_errors_and_leftovers_are_in_the_reason() {
+        let mut state = ended(None, None);
+        state.exit = None;
+        state.spawn_error = Some("No such file or directory: claud".into());
+        assert_eq!(classify(&state).reason, "No such file or directory: claud");
+
+        let mut leftovers = ended(Some(0), None);
+        leftovers.leftovers = 2;
+        assert_eq!(
+            classify(&leftovers).reason,
+            "exited with code 0; 2 leftover processes of its tree stopped"
+        );
+    }
+}

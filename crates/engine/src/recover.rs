@@ -1,0 +1,177 @@
+//! Start-up after a crash or an upgrade: load every agent from the store
+//! and re-attach to the shims that outlived the previous daemon. Agents
+//! keep running, runs that ended meanwhile get their real exit status, and
+//! nothing is started twice. A recycled pid is never mistaken for a shim:
+//! shims are found by pid *and* start time.
+
+use crate::error::EngineError;
+use crate::executor::{kill_leftovers, read_state, Found};
+use crate::model::{Agent, AgentSpec, Identity, Run, Status};
+use crate::outcome::Ending;
+use crate::Engine;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wrangle_os::PidFd;
+use wrangle_shim::protocol::{ControlCommand, Phase, ShimState};
+use wrangle_store::{AgentRow, RunRow};
+use wrangle_wire::State;
+
+/// How long a shim found in `starting` is given to report its exec.
+const STARTING_GRACE: Duration = Duration::from_secs(30);
+
+impl Engine {
+    /// Loads the stored agents and re-attaches those that had not ended.
+    pub(crate) async fn recover(
+        &self,
+        loaded: Vec<(AgentRow, Option<RunRow>)>,
+    ) -> Result<(), EngineError> {
+        let mut active = Vec::new();
+        {
+            let mut registry = self.registry();
+            for (row, run) in loaded {
+                let spec: AgentSpec = serde_json::from_str(&row.spec).map_err(|error| {
+                    EngineError::internal(format!(
+                        "the store holds an unreadable spec for agent {} ({}): {error}",
+                        row.name, row.id
+                    ))
+                })?;
+                let run = match &run {
+                    Some(run) => Run::from_row(run),
+                    None => Run {
+                        number: row.run,
+                        dir: self.run_dir(&row.id, row.run),
+                        ..Run::default()
+                    },
+                };
+                if !row.state.is_ended() {
+                    active.push(row.id.clone());
+                }
+                registry.insert(Agent {
+                    identity: Arc::new(Identity {
+                        id: row.id,
+                        name: row.name,
+                        spec,
+                        spec_json: row.spec,
+                        created_at: row.created_at,
+                    }),
+                    status: Status {
+                        state: row.state,
+                        reason: row.reason,
+                        run,
+                    },
+                });
+            }
+        }
+        for id in active {
+            self.reattach(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Finds the shim of one agent's current run and takes it back.
+    fn reattach(&self, id: &str) -> Result<(), EngineError> {
+        let agent = self.snapshot(id)?;
+        let run = agent.status.run.clone();
+        match self.inner.shims.find(&run.dir, run.shim) {
+            Found::Alive { shim, state } => self.adopt(id, &agent, shim, state),
+            Found::Ended { state } => {
+                let ending = self.ending_of(&state);
+                self.record_run_facts(id, &state)?;
+                self.record_ending(id, run.number, ending);
+                Ok(())
+            }
+            Found::Lost { state, why } => {
+                if let Some(state) = &state {
+                    kill_leftovers(state);
+                    self.record_run_facts(id, state)?;
+                }
+                self.record_ending(
+                    id,
+                    run.number,
+                    Ending {
+                        state: State::Failed,
+                        reason: format!("lost while the daemon was down: {why}"),
+                        exit_code: None,
+                        signal: None,
+                        ended_at: None,
+                    },
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-attaches to a live shim: records what it knows, finishes an
+    /// interrupted stop, and watches it to the end.
+    fn adopt(
+        &self,
+        id: &str,
+        agent: &Agent,
+        shim: PidFd,
+        state: Option<ShimState>,
+    ) -> Result<(), EngineError> {
+        let number = agent.status.run.number;
+        if let Some(state) = &state {
+            self.record_run_facts(id, state)?;
+            if state.phase == Phase::Starting {
+                self.await_start(id, number);
+            }
+            // The daemon died between recording `stopping` and telling the
+            // shim: tell it now, so the stop completes.
+            if agent.status.state == State::Stopping && state.stop.is_none() {
+                let spec = &agent.identity.spec;
+                self.send_to_shim(
+                    &agent.status.run.dir,
+                    ControlCommand::Stop {
+                        signal: spec.stop_signal,
+                        timeout_ms: spec.stop_timeout_ms,
+                    },
+                )?;
+            }
+        }
+        self.watch_run(id, number, shim);
+        Ok(())
+    }
+
+    /// Copies what the shim's state says about the run into the agent:
+    /// pids, cgroup, start time, and `running` once the exec is confirmed.
+    fn record_run_facts(&self, id: &str, state: &ShimState) -> Result<(), EngineError> {
+        self.transition(id, |status| {
+            status.run.shim = Some(state.shim.into());
+            if let Some(agent) = state.agent {
+                status.run.process = Some(agent.into());
+            }
+            if state.cgroup.is_some() {
+                status.run.cgroup = state.cgroup.clone();
+            }
+            if state.started_at.is_some() {
+                status.run.started_at = state.started_at;
+            }
+            if status.state == State::Starting && state.agent.is_some() {
+                status.state = State::Running;
+            }
+        })
+        .map(drop)
+    }
+
+    /// A shim found before its exec was confirmed: re-read its state until
+    /// it reports the exec (its end is caught by the shim watcher).
+    fn await_start(&self, id: &str, run: u32) {
+        let engine = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            let dir = engine.run_dir(&id, run);
+            let deadline = Instant::now() + STARTING_GRACE;
+            while Instant::now() < deadline {
+                if let Ok(state) = read_state(&dir) {
+                    if state.phase != Phase::Starting {
+                        let _ = engine.record_run_facts(&id, &state);
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tracing::warn!("agent {id}: its shim never reported its exec");
+        });
+    }
+}

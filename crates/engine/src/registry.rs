@@ -1,0 +1,206 @@
+//! The agents in memory, by id and by name, with a watch channel each so
+//! that `stop` and `wait` can sleep until an agent ends.
+
+use crate::error::EngineError;
+use crate::model::Agent;
+use std::collections::HashMap;
+use tokio::sync::watch;
+use wrangle_wire::{ErrorCode, State};
+
+struct Entry {
+    agent: Agent,
+    state: watch::Sender<State>,
+}
+
+/// Every known agent.
+#[derive(Default)]
+pub struct Registry {
+    agents: HashMap<String, Entry>,
+    names: HashMap<String, String>,
+}
+
+impl Registry {
+    /// Adds an agent.
+    pub fn insert(&mut self, agent: Agent) {
+        let id = agent.identity.id.clone();
+        self.names.insert(agent.identity.name.clone(), id.clone());
+        let (state, _) = watch::channel(agent.status.state);
+        self.agents.insert(id, Entry { agent, state });
+    }
+
+    /// Replaces an agent's record and tells its watchers.
+    pub fn replace(&mut self, agent: Agent) {
+        if let Some(entry) = self.agents.get_mut(&agent.identity.id) {
+            entry.state.send_replace(agent.status.state);
+            entry.agent = agent;
+        }
+    }
+
+    /// Forgets an agent; its watchers see the channel close.
+    pub fn remove(&mut self, id: &str) -> Option<Agent> {
+        let entry = self.agents.remove(id)?;
+        self.names.remove(&entry.agent.identity.name);
+        Some(entry.agent)
+    }
+
+    /// The agent with this id.
+    pub fn get(&self, id: &str) -> Result<&Agent, EngineError> {
+        self.agents
+            .get(id)
+            .map(|entry| &entry.agent)
+            .ok_or_else(|| EngineError::not_found(format!("no agent with id {id}")))
+    }
+
+    /// Every agent, in no order.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values().map(|entry| &entry.agent)
+    }
+
+    /// How many agents there are.
+    pub fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// The id of the agent with this name, if any.
+    pub fn id_of_name(&self, name: &str) -> Option<&str> {
+        self.names.get(name).map(String::as_str)
+    }
+
+    /// A receiver that sees each state the agent enters.
+    pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<State>, EngineError> {
+        self.agents
+            .get(id)
+            .map(|entry| entry.state.subscribe())
+            .ok_or_else(|| EngineError::not_found(format!("no agent with id {id}")))
+    }
+
+    /// Finds an agent by exact id, exact name, or unique id prefix, as
+    /// docker does; a miss suggests the closest name.
+    pub fn resolve(&self, reference: &str) -> Result<String, EngineError> {
+        if reference.is_empty() {
+            return Err(EngineError::invalid("an agent reference is empty"));
+        }
+        if self.agents.contains_key(reference) {
+            return Ok(reference.to_string());
+        }
+        if let Some(id) = self.names.get(reference) {
+            return Ok(id.clone());
+        }
+        let matches: Vec<&Entry> = self
+            .agents
+            .iter()
+            .filter(|(id, _)| id.starts_with(reference))
+            .map(|(_, entry)| entry)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.agent.identity.id.clone()),
+            [] => Err(EngineError::not_found(self.not_found_message(reference))),
+            many => {
+                let mut listed: Vec<String> = many
+                    .iter()
+                    .take(5)
+                    .map(|e| format!("{} ({})", e.agent.identity.name, &e.agent.identity.id[..12]))
+                    .collect();
+                listed.sort();
+                Err(EngineError::new(
+                    ErrorCode::Ambiguous,
+                    format!(
+                        "{reference:?} matches {} agents: {}; use more of the id, or the name",
+                        many.len(),
+                        listed.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+
+    fn not_found_message(&self, reference: &str) -> String {
+        let closest = self
+            .names
+            .keys()
+            .map(|name| (strsim::levenshtein(name, reference), name))
+            .filter(|(distance, _)| *distance <= 2)
+            .min();
+        match closest {
+            Some((_, name)) => format!("no agent named {reference:?} (did you mean {name:?}?)"),
+            None => format!("no agent named {reference:?} and no agent id starts with it"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AgentSpec, Identity, Run, Status};
+    use std::sync::Arc;
+
+    fn agent(id: &str, name: &str) -> Agent {
+        Agent {
+            identity: Arc::new(Identity {
+                id: id.into(),
+                name: name.into(),
+                spec: AgentSpec {
+                    command: vec!["true".into()],
+                    env: Default::default(),
+                    base_env: None,
+                    cwd: "/".into(),
+                    stop_signal: 15,
+                    stop_timeout_ms: 10_000,
+                },
+                spec_json: "{}".into(),
+                created_at: chrono::Utc::now(),
+            }),
+            status: Status {
+                state: State::Running,
+                reason: None,
+                run: Run::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn references_resolve_like_docker() {
+        let mut registry = Registry::default();
+        registry.insert(agent("abc123aaaaaaaaaaaaaaaaaaaaaaaaaa", "build"));
+        registry.insert(agent("abd456aaaaaaaaaaaaaaaaaaaaaaaaaa", "test"));
+        assert_eq!(
+            registry.resolve("build").unwrap(),
+            "abc123aaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(
+            registry.resolve("abd").unwrap(),
+            "abd456aaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        let ambiguous = registry.resolve("ab").unwrap_err();
+        assert_eq!(ambiguous.code, ErrorCode::Ambiguous);
+        assert!(ambiguous.message.contains("build") && ambiguous.message.contains("test"));
+        let missing = registry.resolve("buid").unwrap_err();
+        assert_eq!(missing.code, ErrorCode::NotFound);
+        assert!(
+            missing.message.contains("did you mean \"build\""),
+            "{}",
+            missing.message
+        );
+        assert_eq!(
+            registry.resolve("").unwrap_err().code,
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn watchers_see_changes_and_removal() {
+        let mut registry = Registry::default();
+        registry.insert(agent("a1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "one"));
+        let mut watcher = registry
+            .subscribe("a1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")
+            .unwrap();
+        let mut stopped = agent("a1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "one");
+        stopped.status.state = State::Stopped;
+        registry.replace(stopped);
+        assert!(watcher.has_changed().unwrap());
+        assert_eq!(*watcher.borrow_and_update(), State::Stopped);
+        registry.remove("a1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        assert!(watcher.has_changed().is_err());
+        assert!(registry.id_of_name("one").is_none());
+    }
+}

@@ -1,0 +1,129 @@
+//! `POST /v1/stop`: the staged stop of whole process trees, waited for.
+
+use crate::error::EngineError;
+use crate::Engine;
+use chrono::Utc;
+use std::collections::BTreeSet;
+use std::io;
+use std::time::Duration;
+use tokio::task::JoinSet;
+use wrangle_shim::protocol::ControlCommand;
+use wrangle_wire::{parse, State, StopRequest, StopResult};
+
+impl Engine {
+    /// Stops the named agents (or all that have not ended) and waits until
+    /// each has ended. Every reference is checked before anything is
+    /// stopped: one bad name stops nothing.
+    pub async fn stop(&self, request: StopRequest) -> Result<Vec<StopResult>, EngineError> {
+        let timeout = request
+            .timeout
+            .as_deref()
+            .map(parse::parse_duration)
+            .transpose()
+            .map_err(EngineError::invalid)?;
+        let ids: Vec<String> = if request.all {
+            self.list(false).into_iter().map(|agent| agent.id).collect()
+        } else if request.agents.is_empty() {
+            return Err(EngineError::invalid(
+                "name the agents to stop, or ask for all",
+            ));
+        } else {
+            let registry = self.registry();
+            let mut seen = BTreeSet::new();
+            let mut ids = Vec::new();
+            for reference in &request.agents {
+                let id = registry.resolve(reference)?;
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            ids
+        };
+        let mut stops = JoinSet::new();
+        for (position, id) in ids.into_iter().enumerate() {
+            let engine = self.clone();
+            stops.spawn(async move { (position, engine.stop_one(&id, timeout).await) });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = stops.join_next().await {
+            let (position, result) = joined.map_err(|e| EngineError::internal(e.to_string()))?;
+            results.push((position, result?));
+        }
+        results.sort_by_key(|(position, _)| *position);
+        Ok(results.into_iter().map(|(_, result)| result).collect())
+    }
+
+    /// Stops one agent with its stop signal and `timeout` (or its own stop
+    /// timeout), and waits until it has ended.
+    pub(crate) async fn stop_one(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<StopResult, EngineError> {
+        let mut states = self.subscribe(id)?;
+        if self.snapshot(id)?.status.state.is_ended() {
+            return self.stop_result(id, true);
+        }
+        // A start under way is let finish: the shim can only stop what it
+        // has exec'd.
+        let _ = states.wait_for(|state| *state != State::Starting).await;
+        let agent = self.transition(id, |status| {
+            if status.state == State::Running {
+                status.state = State::Stopping;
+                status.reason = Some("stop requested".into());
+            }
+        })?;
+        if agent.status.state.is_ended() {
+            return self.stop_result(id, true);
+        }
+        let command = ControlCommand::Stop {
+            signal: agent.identity.spec.stop_signal,
+            timeout_ms: timeout
+                .unwrap_or(agent.identity.spec.stop_timeout())
+                .as_millis() as u64,
+        };
+        self.send_to_shim(&agent.status.run.dir, command)?;
+        let _ = states.wait_for(|state| state.is_ended()).await;
+        self.stop_result(id, false)
+    }
+
+    /// Sends a command to a run's shim; a shim that is already gone is not
+    /// an error (its end is being recorded).
+    pub(crate) fn send_to_shim(
+        &self,
+        dir: &std::path::Path,
+        command: ControlCommand,
+    ) -> Result<(), EngineError> {
+        match self.inner.shims.send(dir, command) {
+            Ok(()) => Ok(()),
+            Err(error)
+                if error.kind() == io::ErrorKind::NotFound
+                    || error.raw_os_error() == Some(libc::ENXIO) =>
+            {
+                Ok(())
+            }
+            Err(error) => Err(EngineError::internal(format!(
+                "cannot reach the shim of {}: {error}",
+                dir.display()
+            ))),
+        }
+    }
+
+    fn stop_result(&self, id: &str, already_ended: bool) -> Result<StopResult, EngineError> {
+        let agent = self.snapshot(id)?.view(Utc::now());
+        let reason = agent
+            .reason
+            .clone()
+            .unwrap_or_else(|| agent.state.to_string());
+        let outcome = if already_ended {
+            format!("already {} ({reason})", agent.state)
+        } else {
+            reason
+        };
+        Ok(StopResult {
+            agent,
+            already_ended,
+            outcome,
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! `GET /v1/agents/{agent}/wait`: block until an agent has ended.
+
+use crate::error::EngineError;
+use crate::Engine;
+use chrono::Utc;
+use wrangle_wire::AgentView;
+
+impl Engine {
+    /// Waits until the agent has ended and returns it.
+    pub async fn wait(&self, reference: &str) -> Result<AgentView, EngineError> {
+        let id = self.registry().resolve(reference)?;
+        let mut states = self.subscribe(&id)?;
+        if states.wait_for(|state| state.is_ended()).await.is_err() {
+            return Err(EngineError::not_found(format!(
+                "agent {reference} was removed while waiting for it"
+            )));
+        }
+        Ok(self.snapshot(&id)?.view(Utc::now()))
+    }
+}

@@ -1,0 +1,423 @@
+//! The fork and exec of an agent, with the exec confirmed exactly.
+//!
+//! The child reports any failure (which step, which errno) through a
+//! close-on-exec pipe; when the exec succeeds the pipe closes with nothing
+//! in it. So the parent knows for sure, at once, without sleeping.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Where to search a program name without a `/` when the agent's
+/// environment has no `PATH` (what `execvp` uses).
+const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What to start and how.
+pub struct AgentCommand {
+    /// The argv; `argv[0]` is the program, searched in `PATH` unless it
+    /// contains a `/`.
+    pub argv: Vec<String>,
+    /// The whole environment of the agent.
+    pub env: Vec<(String, String)>,
+    /// Working directory.
+    pub cwd: PathBuf,
+    /// Becomes the agent's stdout.
+    pub stdout: OwnedFd,
+    /// Becomes the agent's stderr.
+    pub stderr: OwnedFd,
+    /// `cgroup.procs` of the run's cgroup, which the child joins before it
+    /// execs, so that everything it ever starts is in the cgroup.
+    pub cgroup_procs: Option<std::fs::File>,
+}
+
+/// The step of starting an agent that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Making the agent a session leader.
+    Setsid,
+    /// Setting up stdin, stdout and stderr.
+    Stdio,
+    /// Moving into the run's cgroup.
+    Cgroup,
+    /// Changing to the working directory.
+    Chdir,
+    /// Executing the program.
+    Exec,
+}
+
+impl Stage {
+    fn to_byte(self) -> u8 {
+        self as u8
+    }
+
+    fn from_byte(byte: u8) -> Stage {
+        match byte {
+            0 => Stage::Setsid,
+            1 => Stage::Stdio,
+            2 => Stage::Cgroup,
+            3 => Stage::Chdir,
+            _ => Stage::Exec,
+        }
+    }
+}
+
+/// Why an agent could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// The child was forked but a step before or at exec failed.
+    Child {
+        /// The step that failed.
+        stage: Stage,
+        /// The errno it failed with.
+        errno: i32,
+    },
+    /// The command cannot be expressed (a NUL byte, an empty argv) or the
+    /// fork itself failed.
+    Setup(io::Error),
+}
+
+impl SpawnError {
+    /// A message for people that names the command or directory and the
+    /// OS error, e.g. `No such file or directory: claud`.
+    pub fn describe(&self, program: &str, cwd: &Path) -> String {
+        match self {
+            SpawnError::Child { stage, errno } => {
+                let error = errno_message(*errno);
+                match stage {
+                    Stage::Exec => format!("{error}: {program}"),
+                    Stage::Chdir => {
+                        format!(
+                            "{error}: cannot change to working directory {}",
+                            cwd.display()
+                        )
+                    }
+                    Stage::Cgroup => format!("{error}: cannot move the agent into its cgroup"),
+                    Stage::Stdio => format!("{error}: cannot set up the agent's stdio"),
+                    Stage::Setsid => format!("{error}: cannot start a session for the agent"),
+                }
+            }
+            SpawnError::Setup(error) => format!("cannot start {program}: {error}"),
+        }
+    }
+}
+
+/// The text of an errno without Rust's ` (os error N)` suffix.
+pub fn errno_message(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match text.find(" (os error") {
+        Some(end) => text[..end].to_string(),
+        None => text,
+    }
+}
+
+fn c_string(text: &[u8]) -> io::Result<CString> {
+    CString::new(text).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{:?} contains a NUL byte", String::from_utf8_lossy(text)),
+        )
+    })
+}
+
+/// Everything the child needs, prepared before the fork so that the child
+/// only makes system calls.
+struct Prepared {
+    candidates: Vec<CString>,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+    cwd: CString,
+}
+
+fn prepare(command: &AgentCommand) -> io::Result<Prepared> {
+    let program = command
+        .argv
+        .first()
+        .filter(|program| !program.is_empty())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the command is empty"))?;
+    let argv = command
+        .argv
+        .iter()
+        .map(|arg| c_string(arg.as_bytes()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let env = command
+        .env
+        .iter()
+        .map(|(key, value)| c_string(format!("{key}={value}").as_bytes()))
+        .collect::<io::Result<Vec<_>>>()?;
+    let candidates = if program.contains('/') {
+        vec![c_string(program.as_bytes())?]
+    } else {
+        let path = command
+            .env
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "PATH")
+            .map(|(_, value)| value.as_str())
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .map(|dir| if dir.is_empty() { "." } else { dir })
+            .map(|dir| c_string(Path::new(dir).join(program).as_os_str().as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?
+    };
+    let cwd = c_string(OsStr::new(&command.cwd).as_bytes())?;
+    Ok(Prepared {
+        candidates,
+        argv,
+        env,
+        cwd,
+    })
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Forks and execs the agent as the leader of a new session, with stdin
+/// from `/dev/null`, in its cgroup if one is given. Returns its pid once
+/// the exec has succeeded.
+///
+/// Call it only from a single-threaded process (the shim): the child runs
+/// between fork and exec.
+pub fn spawn(command: AgentCommand) -> Result<i32, SpawnError> {
+    let prepared = prepare(&command).map_err(SpawnError::Setup)?;
+    let argv = null_terminated(&prepared.argv);
+    let envp = null_terminated(&prepared.env);
+    let dev_null = std::fs::File::open("/dev/null").map_err(SpawnError::Setup)?;
+    let (report_read, report_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| SpawnError::Setup(e.into()))?;
+    let fds = ChildFds {
+        stdin: dev_null.as_raw_fd(),
+        stdout: command.stdout.as_raw_fd(),
+        stderr: command.stderr.as_raw_fd(),
+        cgroup_procs: command.cgroup_procs.as_ref().map(|f| f.as_raw_fd()),
+        report: report_write.as_raw_fd(),
+    };
+
+    // SAFETY: fork(2) in a single-threaded process (the shim); the child
+    // only makes async-signal-safe system calls on memory prepared above
+    // and ends in execve or _exit.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SpawnError::Setup(io::Error::last_os_error()));
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_after_fork`.
+        unsafe { child_after_fork(&fds, &prepared, &argv, &envp) }
+    }
+
+    drop(report_write);
+    drop(command);
+    let mut report = [0u8; 5];
+    let mut filled = 0;
+    let report_file = std::fs::File::from(report_read);
+    while filled < report.len() {
+        match rustix::io::read(&report_file, &mut report[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(error) => return Err(SpawnError::Setup(error.into())),
+        }
+    }
+    if filled == 0 {
+        return Ok(pid);
+    }
+    // The child failed before exec and exits with 127; reap it so that no
+    // zombie is left.
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, with a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let errno = i32::from_le_bytes([report[1], report[2], report[3], report[4]]);
+    Err(SpawnError::Child {
+        stage: Stage::from_byte(report[0]),
+        errno,
+    })
+}
+
+struct ChildFds {
+    stdin: RawFd,
+    stdout: RawFd,
+    stderr: RawFd,
+    cgroup_procs: Option<RawFd>,
+    report: RawFd,
+}
+
+/// The child's part: restore signals, start a session, wire stdio, join
+/// the cgroup, change directory and exec. Never returns.
+///
+/// # Safety
+/// Must run only in the child right after `fork`, in a process that was
+/// single-threaded, with pointers into memory prepared before the fork.
+unsafe fn child_after_fork(
+    fds: &ChildFds,
+    prepared: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
+    let fail = |stage: Stage| -> ! {
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        let mut message = [0u8; 5];
+        message[0] = stage.to_byte();
+        message[1..].copy_from_slice(&errno.to_le_bytes());
+        // SAFETY: write(2) and _exit(2) are async-signal-safe.
+        unsafe {
+            libc::write(fds.report, message.as_ptr().cast(), message.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: all calls below are async-signal-safe system calls on valid
+    // file descriptors and NUL-terminated strings prepared before the fork.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        if libc::setsid() < 0 {
+            fail(Stage::Setsid);
+        }
+        for (from, to) in [(fds.stdin, 0), (fds.stdout, 1), (fds.stderr, 2)] {
+            let result = if from == to {
+                libc::fcntl(to, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(from, to)
+            };
+            if result < 0 {
+                fail(Stage::Stdio);
+            }
+        }
+        if let Some(procs) = fds.cgroup_procs {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
+                fail(Stage::Cgroup);
+            }
+        }
+        if libc::chdir(prepared.cwd.as_ptr()) < 0 {
+            fail(Stage::Chdir);
+        }
+        let mut denied = false;
+        for candidate in &prepared.candidates {
+            libc::execve(candidate.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            match io::Error::last_os_error().raw_os_error() {
+                Some(
+                    libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT,
+                ) => {}
+                Some(libc::EACCES) => denied = true,
+                _ => fail(Stage::Exec),
+            }
+        }
+        if denied {
+            *libc::__errno_location() = libc::EACCES;
+        }
+        fail(Stage::Exec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn pipe() -> (std::fs::File, OwnedFd) {
+        let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).unwrap();
+        (std::fs::File::from(read), write)
+    }
+
+    fn agent_command(argv: &[&str], cwd: &str) -> (AgentCommand, std::fs::File) {
+        let (out_read, out_write) = pipe();
+        let (_, err_write) = pipe();
+        let command = AgentCommand {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![
+                ("PATH".into(), "/usr/bin:/bin".into()),
+                ("GREETING".into(), "hi".into()),
+            ],
+            cwd: cwd.into(),
+            stdout: out_write,
+            stderr: err_write,
+            cgroup_procs: None,
+        };
+        (command, out_read)
+    }
+
+    fn wait(pid: i32) -> i32 {
+        let mut status = 0;
+        // SAFETY: waitpid on our own child with a valid out-pointer.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        status
+    }
+
+    #[test]
+    fn runs_in_its_own_session_with_env_cwd_and_null_stdin() {
+        let (command, mut output) = agent_command(
+            &[
+                "sh",
+                "-c",
+                "echo $GREETING $(pwd) $$ $(ps -o sid= -p $$) ; cat",
+            ],
+            "/tmp",
+        );
+        let pid = spawn(command).unwrap();
+        let mut text = String::new();
+        output.read_to_string(&mut text).unwrap();
+        assert_eq!(wait(pid), 0);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(fields[0], "hi");
+        assert_eq!(fields[1], "/tmp");
+        assert_eq!(fields[2], fields[3], "the agent leads its session: {text}");
+    }
+
+    #[test]
+    fn a_missing_program_names_itself_and_the_error() {
+        let (command, _) = agent_command(&["claud", "-p"], "/tmp");
+        let error = spawn(command).unwrap_err();
+        assert!(
+            matches!(error, SpawnError::Child { stage: Stage::Exec, errno } if errno == libc::ENOENT)
+        );
+        assert_eq!(
+            error.describe("claud", Path::new("/tmp")),
+            "No such file or directory: claud"
+        );
+    }
+
+    #[test]
+    fn a_bad_cwd_and_a_non_executable_are_told_apart() {
+        let (command, _) = agent_command(&["true"], "/nonexistent/dir");
+        let error = spawn(command).unwrap_err();
+        assert!(matches!(
+            error,
+            SpawnError::Child {
+                stage: Stage::Chdir,
+                ..
+            }
+        ));
+        assert!(error
+            .describe("true", Path::new("/nonexistent/dir"))
+            .contains("/nonexistent/dir"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let (command, _) = agent_command(&[script.to_str().unwrap()], "/tmp");
+        let error = spawn(command).unwrap_err();
+        assert!(
+            matches!(error, SpawnError::Child { stage: Stage::Exec, errno } if errno == libc::EACCES),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_command_is_refused_before_forking() {
+        let (command, _) = agent_command(&[], "/tmp");
+        assert!(matches!(spawn(command), Err(SpawnError::Setup(_))));
+    }
+}

@@ -1,0 +1,74 @@
+//! The agent's whole process tree, however it is held together: signalled,
+//! killed and checked for emptiness the same way by the stop sequence.
+
+use std::io;
+use wrangle_os::{signals, RunCgroup};
+
+/// The run's process tree.
+pub struct Tree {
+    /// The agent's main process, leader of its session and process group.
+    main_pid: i32,
+    /// The run's cgroup, when one holds the tree.
+    cgroup: Option<RunCgroup>,
+}
+
+impl Tree {
+    /// The tree of the agent `main_pid`, held by `cgroup` if there is one.
+    pub fn new(main_pid: i32, cgroup: Option<RunCgroup>) -> Tree {
+        Tree { main_pid, cgroup }
+    }
+
+    /// The run's cgroup, if any.
+    pub fn cgroup(&self) -> Option<&RunCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// Sends `signal` to every process of the tree. Without a cgroup: the
+    /// agent's process group, then every other descendant of the shim
+    /// (those that left the group with `setsid`).
+    pub fn signal(&self, signal: i32) -> io::Result<()> {
+        if let Some(cgroup) = &self.cgroup {
+            return cgroup.signal_all(signal).map(drop);
+        }
+        // ESRCH: the group is empty already; the walk below still runs.
+        let _ = signals::send_to_group(self.main_pid, signal);
+        let shim = std::process::id() as i32;
+        for process in wrangle_os::proc::descendants(shim)? {
+            if process.pgrp != self.main_pid && !process.is_dead() {
+                let _ = signals::send(process.id.pid, signal);
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills every process of the tree with SIGKILL.
+    pub fn kill(&self) -> io::Result<()> {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.kill_all(),
+            None => self.signal(libc::SIGKILL),
+        }
+    }
+
+    /// True when no process of the tree is left: the shim, a subreaper, has
+    /// no child (every orphan of the tree is reparented to it) and the
+    /// cgroup, if any, is empty.
+    pub fn is_empty(&self) -> bool {
+        if !signals::has_no_children() {
+            return false;
+        }
+        match &self.cgroup {
+            Some(cgroup) => !cgroup.is_populated().unwrap_or(false),
+            None => true,
+        }
+    }
+
+    /// Counts the processes still in the tree (for the record of leftovers).
+    pub fn count(&self) -> usize {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.pids().map(|p| p.len()).unwrap_or(0),
+            None => wrangle_os::proc::descendants(std::process::id() as i32)
+                .map(|found| found.iter().filter(|p| !p.is_dead()).count())
+                .unwrap_or(0),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+use super::*;
+use chrono::TimeZone;
+
+fn agent(id: &str, name: &str) -> AgentRow {
+    AgentRow {
+        id: id.into(),
+        name: name.into(),
+        spec: r#"{"command":["sleep","1"]}"#.into(),
+        state: State::Starting,
+        reason: None,
+        run: 1,
+        created_at: Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap(),
+    }
+}
+
+fn run(agent_id: &str) -> RunRow {
+    RunRow {
+        agent_id: agent_id.into(),
+        run: 1,
+        dir: format!("/tmp/runs/{agent_id}/1"),
+        ..RunRow::default()
+    }
+}
+
+#[test]
+fn a_state_change_survives_reopening_with_its_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    {
+        let mut store = Store::open(&path).unwrap();
+        let mut a = agent("a1", "build");
+        let mut r = run("a1");
+        store.create(&a, &r, Utc::now()).unwrap();
+        r.shim = Some((100, 5000));
+        r.process = Some((101, 5001));
+        r.started_at = Some(Utc::now());
+        a.state = State::Running;
+        store.record(&a, &r, Utc::now()).unwrap();
+        a.state = State::Failed;
+        a.reason = Some("exited with code 3".into());
+        r.exit_code = Some(3);
+        r.ended_at = Some(Utc::now());
+        store.record(&a, &r, Utc::now()).unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.len(), 1);
+    let (a, r) = &loaded[0];
+    assert_eq!(a.state, State::Failed);
+    assert_eq!(a.reason.as_deref(), Some("exited with code 3"));
+    let r = r.as_ref().unwrap();
+    assert_eq!(r.exit_code, Some(3));
+    assert_eq!(r.shim, Some((100, 5000)));
+    assert_eq!(r.process, Some((101, 5001)));
+    let states: Vec<State> = store
+        .events("a1")
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(states, [State::Starting, State::Running, State::Failed]);
+}
+
+#[test]
+fn a_duplicate_name_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .unwrap();
+    let error = store
+        .create(&agent("a2", "build"), &run("a2"), Utc::now())
+        .unwrap_err();
+    assert!(
+        matches!(error, StoreError::NameTaken(ref name) if name == "build"),
+        "{error}"
+    );
+    assert_eq!(store.load().unwrap().len(), 1);
+    assert_eq!(store.id_by_name("build").unwrap().as_deref(), Some("a1"));
+}
+
+#[test]
+fn deleting_an_agent_takes_its_runs_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    let a = agent("a1", "build");
+    store.create(&a, &run("a1"), Utc::now()).unwrap();
+    assert!(store.delete_agent("a1").unwrap());
+    assert!(!store.delete_agent("a1").unwrap());
+    assert!(store.load().unwrap().is_empty());
+    assert!(store.runs("a1").unwrap().is_empty());
+    assert!(store.events("a1").unwrap().is_empty());
+}
+
+#[test]
+fn a_store_from_a_newer_wrangle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    drop(Store::open(&path).unwrap());
+    let connection = Connection::open(&path).unwrap();
+    connection.pragma_update(None, "user_version", 99).unwrap();
+    drop(connection);
+    let error = Store::open(&path).err().unwrap();
+    assert!(error.to_string().contains("upgrade wrangle"), "{error}");
+}
+
+#[test]
+fn a_store_locked_by_another_process_gives_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    drop(Store::open(&path).unwrap());
+    let holder = Connection::open(&path).unwrap();
+    holder
+        .execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+        .unwrap();
+    let error = Store::open(&path).err().unwrap();
+    assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("locked by another process"));
+}
