@@ -101,9 +101,14 @@ pub fn bind_socket(home: &Path) -> anyhow::Result<tokio::net::UnixListener> {
     Ok(tokio::net::UnixListener::from_std(listener)?)
 }
 
+/// Removes the socket, so that no new client connects.
+pub fn remove_socket(home: &Path) {
+    let _ = fs::remove_file(home.join(SOCKET));
+}
+
 /// Removes the socket and pid file on a clean exit.
 pub fn remove_runtime_files(home: &Path) {
-    let _ = fs::remove_file(home.join(SOCKET));
+    remove_socket(home);
     let _ = fs::remove_file(home.join(PID_FILE));
 }
 

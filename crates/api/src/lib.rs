@@ -113,8 +113,13 @@ async fn run(home: PathBuf) -> anyhow::Result<()> {
     };
     tracing::info!(pid = std::process::id(), "ready");
     let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
+    let socket_home = home.clone();
     let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
         asked_to_stop.await;
+        // From now on new clients find no daemon and start the next one
+        // (which waits for this one's lock), instead of connecting to a
+        // listener that accepts no more.
+        daemon::remove_socket(&socket_home);
         let _ = stopping_sender.send(());
     });
     let mut server = tokio::spawn(async move { server.await });

@@ -4,7 +4,9 @@
 //! session, with its output appended to `<home>/daemon.log`, and waits
 //! until the socket answers. Two CLIs may do this at once: the daemon makes
 //! sure only one survives (the other exits 0), so a child that exits is no
-//! reason to give up as long as someone may still answer.
+//! reason to give up as long as someone may still answer. The daemon that
+//! holds the home may also be on its way out (a `daemon stop`): then the
+//! child that stepped aside is started again until one takes over.
 
 use crate::client::{try_connect, ConnectError};
 use crate::home;
@@ -35,7 +37,7 @@ pub async fn start_daemon(home: &Path, socket: &Path) -> Result<()> {
     home::ensure(home)?;
     let log_path = home::daemon_log_path(home);
     let mut child = spawn(home, &log_path)?;
-    wait_for_socket(socket, &mut child, &log_path).await
+    wait_for_socket(socket, &mut child, &log_path, || spawn(home, &log_path)).await
 }
 
 /// Spawns `wrangle daemon --foreground` detached from this terminal.
@@ -78,8 +80,16 @@ fn spawn(home: &Path, log_path: &Path) -> Result<Child> {
 }
 
 /// Polls the socket until it answers, the child fails with nobody
-/// answering, or the startup timeout passes.
-async fn wait_for_socket(socket: &Path, child: &mut Child, log_path: &Path) -> Result<()> {
+/// answering, or the startup timeout passes. A child that stepped aside
+/// (exit 0) while nobody answers is replaced by `respawn`: the daemon it
+/// stepped aside for may be stopping, and then the next one must take
+/// over once the home is free.
+async fn wait_for_socket(
+    socket: &Path,
+    child: &mut Child,
+    log_path: &Path,
+    mut respawn: impl FnMut() -> Result<Child>,
+) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let mut pause = FIRST_POLL;
     loop {
@@ -96,8 +106,12 @@ async fn wait_for_socket(socket: &Path, child: &mut Child, log_path: &Path) -> R
                 )
             }
         }
-        if let Some(status) = exited.filter(|status| !status.success()) {
-            return Err(startup_failure(&exited_message(status, socket), log_path));
+        match exited {
+            Some(status) if !status.success() => {
+                return Err(startup_failure(&exited_message(status, socket), log_path));
+            }
+            Some(_) => *child = respawn()?,
+            None => {}
         }
         let now = Instant::now();
         if now >= deadline {
@@ -208,10 +222,12 @@ mod tests {
         fs::write(&log, "error: the store is locked\n").unwrap();
         let mut child = Command::new("sh").args(["-c", "exit 3"]).spawn().unwrap();
         let started = Instant::now();
-        let error = wait_for_socket(&temp.path().join("wrangle.sock"), &mut child, &log)
-            .await
-            .unwrap_err()
-            .to_string();
+        let error = wait_for_socket(&temp.path().join("wrangle.sock"), &mut child, &log, || {
+            panic!("a failed child is not started again")
+        })
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(started.elapsed() < Duration::from_secs(5));
         assert!(error.contains("exit status: 3"), "{error}");
         assert!(error.ends_with("    error: the store is locked"), "{error}");
@@ -233,7 +249,14 @@ mod tests {
                 tokio::net::UnixListener::bind(&socket).unwrap()
             })
         };
-        wait_for_socket(&socket, &mut child, &log).await.unwrap();
+        let mut respawned = 0;
+        wait_for_socket(&socket, &mut child, &log, || {
+            respawned += 1;
+            Ok(Command::new("true").spawn()?)
+        })
+        .await
+        .unwrap();
+        assert!(respawned > 0, "a child that stepped aside is started again");
         drop(binder.await.unwrap());
     }
 }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tokio::net::UnixStream;
 use wrangle_wire::ErrorBody;
 
@@ -24,7 +25,8 @@ const MAX_ERROR_TEXT: usize = 300;
 /// Why a connection to the socket failed.
 #[derive(Debug)]
 pub enum ConnectError {
-    /// Nothing listens: no socket file, or a stale one (ECONNREFUSED).
+    /// Nothing listens: no socket file, a stale one (ECONNREFUSED), or
+    /// one whose daemon is closing it (ECONNRESET).
     NotRunning(io::Error),
     /// Something else, e.g. permission denied or a path too long for a
     /// socket: starting a daemon would not help.
@@ -36,9 +38,9 @@ pub async fn try_connect(socket: &Path) -> Result<UnixStream, ConnectError> {
     UnixStream::connect(socket)
         .await
         .map_err(|error| match error.kind() {
-            io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
-                ConnectError::NotRunning(error)
-            }
+            io::ErrorKind::NotFound
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset => ConnectError::NotRunning(error),
             _ => ConnectError::Failed(error),
         })
 }
@@ -52,27 +54,64 @@ fn cannot_connect(socket: &Path, error: ConnectError) -> anyhow::Error {
     )
 }
 
+/// How many times a request is sent at most when the daemon goes away
+/// under it (see [`Client::send`]).
+const ATTEMPTS: u32 = 3;
+
+/// Pause before sending a request again, times the attempt's number.
+const RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 /// A daemon that answered on its socket.
 #[derive(Debug, Clone)]
 pub struct Client {
     /// `<home>/wrangle.sock`.
     socket: PathBuf,
+    /// The home to start a new daemon for when this one stops while we
+    /// talk to it; `None` for commands that must not start one (`daemon
+    /// stop`).
+    restart_in: Option<PathBuf>,
+}
+
+/// Why one attempt at a request failed.
+enum SendError {
+    /// Nothing listens on the socket: the request was not sent at all.
+    NoDaemon(anyhow::Error),
+    /// The connection broke before an answer came.
+    Lost(anyhow::Error),
+    /// Anything else.
+    Other(anyhow::Error),
+}
+
+impl SendError {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            SendError::NoDaemon(error) | SendError::Lost(error) | SendError::Other(error) => error,
+        }
+    }
 }
 
 impl Client {
-    /// Connects to the daemon of `home`, starting one when none runs.
+    /// Connects to the daemon of `home`, starting one when none runs (and
+    /// again if it stops while the command talks to it).
     pub async fn connect(home: &Path) -> Result<Client> {
-        match Client::connect_running(home).await? {
-            Some(client) => Ok(client),
-            None => Client::start(home).await,
-        }
+        let client = match Client::connect_running(home).await? {
+            Some(client) => client,
+            None => Client::start(home).await?,
+        };
+        Ok(Client {
+            restart_in: Some(home.to_path_buf()),
+            ..client
+        })
     }
 
     /// Connects to the daemon of `home` if one runs; `None` when none does.
     pub async fn connect_running(home: &Path) -> Result<Option<Client>> {
         let socket = home::socket_path(home);
         match try_connect(&socket).await {
-            Ok(_) => Ok(Some(Client { socket })),
+            Ok(_) => Ok(Some(Client {
+                socket,
+                restart_in: None,
+            })),
             Err(ConnectError::NotRunning(_)) => Ok(None),
             Err(error) => Err(cannot_connect(&socket, error)),
         }
@@ -83,7 +122,10 @@ impl Client {
     pub async fn start(home: &Path) -> Result<Client> {
         let socket = home::socket_path(home);
         autostart::start_daemon(home, &socket).await?;
-        Ok(Client { socket })
+        Ok(Client {
+            socket,
+            restart_in: None,
+        })
     }
 
     /// `GET path`, answer decoded from JSON.
@@ -137,19 +179,60 @@ impl Client {
         }
     }
 
-    /// Opens a connection and sends one request on it.
+    /// Sends one request. A daemon may stop between two requests of one
+    /// command, or while a request waits to be served (a `daemon stop`
+    /// from elsewhere): a request that was not sent, or a GET (which
+    /// changes nothing) whose connection broke, is sent again, to a daemon
+    /// started for it if need be.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response<Incoming>> {
+        let mut attempt = 1;
+        loop {
+            let error = match self.send_once(method.clone(), path, body.clone()).await {
+                Ok(response) => return Ok(response),
+                Err(error) => error,
+            };
+            let again = match &error {
+                SendError::NoDaemon(_) => true,
+                SendError::Lost(_) => method == Method::GET,
+                SendError::Other(_) => false,
+            };
+            let Some(home) = self.restart_in.as_deref().filter(|_| again) else {
+                return Err(error.into_error());
+            };
+            if attempt >= ATTEMPTS {
+                return Err(error.into_error());
+            }
+            tokio::time::sleep(RETRY_PAUSE * attempt).await;
+            attempt += 1;
+            if let Err(ConnectError::NotRunning(_)) = try_connect(&self.socket).await {
+                autostart::start_daemon(home, &self.socket).await?;
+            }
+        }
+    }
+
+    /// Opens a connection and sends one request on it.
+    async fn send_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Response<Incoming>, SendError> {
         let stream = try_connect(&self.socket)
             .await
-            .map_err(|error| cannot_connect(&self.socket, error))?;
+            .map_err(|error| match error {
+                ConnectError::NotRunning(_) => {
+                    SendError::NoDaemon(cannot_connect(&self.socket, error))
+                }
+                ConnectError::Failed(_) => SendError::Other(cannot_connect(&self.socket, error)),
+            })?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(|error| lost(&method, path, &error))?;
+            .map_err(|error| SendError::Lost(lost(&method, path, &error)))?;
         // The connection task drives the socket; its errors also fail the
         // request or the body read, which report them.
         tokio::spawn(async move {
@@ -170,11 +253,12 @@ impl Client {
         };
         let request = request
             .body(body)
-            .with_context(|| format!("cannot build the request {method} {path}"))?;
+            .with_context(|| format!("cannot build the request {method} {path}"))
+            .map_err(SendError::Other)?;
         sender
             .send_request(request)
             .await
-            .map_err(|error| lost(&method, path, &error))
+            .map_err(|error| SendError::Lost(lost(&method, path, &error)))
     }
 }
 
@@ -303,6 +387,7 @@ mod tests {
         let socket = home::socket_path(temp.path());
         let client = Client {
             socket: socket.clone(),
+            restart_in: None,
         };
 
         let server = one_shot(

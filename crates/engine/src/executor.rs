@@ -153,7 +153,7 @@ impl LocalShims {
             (None, Ok(state)) if state.exit.is_some() => Found::Ended { state },
             (None, Ok(state)) => Found::Lost {
                 why: match state.agent {
-                    Some(_) => "its shim was killed while the daemon was down, so its exit status is unknown".into(),
+                    Some(_) => "its shim was killed, so its exit status is unknown".into(),
                     None => "its shim ended before the agent was started".into(),
                 },
                 state: Some(state),

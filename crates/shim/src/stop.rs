@@ -1,6 +1,6 @@
-//! The staged stop: the stop signal to the whole tree, the grace period,
-//! the signal again, a shorter wait, then SIGKILL to the tree, repeated
-//! until the tree is empty.
+//! The staged stop: the stop signal (followed by SIGCONT) to the whole
+//! tree, the grace period, the signal again, a shorter wait, then SIGKILL
+//! to the tree, repeated until the tree is empty.
 
 use crate::protocol::Escalation;
 use crate::tree::Tree;
@@ -34,7 +34,7 @@ impl StopSequence {
         if grace.is_zero() || signal == libc::SIGKILL {
             sequence.kill(tree, now);
         } else {
-            report(tree.signal(signal), "signal the tree");
+            report(deliver(tree, signal), "signal the tree");
         }
         sequence
     }
@@ -67,7 +67,7 @@ impl StopSequence {
         }
         match self.escalation {
             Escalation::Signaled => {
-                report(tree.signal(self.signal), "repeat the stop signal");
+                report(deliver(tree, self.signal), "repeat the stop signal");
                 self.escalation = Escalation::Repeated;
                 self.next = now + self.grace.min(SECOND_GRACE_MAX);
             }
@@ -80,6 +80,17 @@ impl StopSequence {
         self.escalation = Escalation::Killed;
         self.next = now + KILL_REPEAT;
     }
+}
+
+/// Sends the stop signal to the tree, then SIGCONT as systemd does: a
+/// suspended process (SIGSTOP, Ctrl-Z) only acts on the signal once it
+/// runs again, and would otherwise wait for SIGKILL as if it ignored it.
+fn deliver(tree: &Tree, signal: i32) -> std::io::Result<()> {
+    tree.signal(signal)?;
+    if signal != libc::SIGCONT {
+        tree.signal(libc::SIGCONT)?;
+    }
+    Ok(())
 }
 
 fn report(result: std::io::Result<()>, what: &str) {

@@ -294,8 +294,12 @@ impl Supervisor {
         self.state.phase = Phase::Exited;
         if !self.tree.is_empty() {
             // What the agent left behind goes with it, as with systemd's
-            // KillMode=control-group: nothing of a run outlives it.
-            self.state.leftovers = self.tree.count();
+            // KillMode=control-group: nothing of a run outlives it. During
+            // a stop or a kill of the tree the rest is already going (it
+            // may just not be reaped yet): that is no leftover.
+            if !self.tree_is_being_ended() {
+                self.state.leftovers = self.tree.count();
+            }
             if self.sequence.is_none() {
                 self.sequence = Some(StopSequence::begin(
                     &self.tree,
@@ -306,6 +310,16 @@ impl Supervisor {
             }
         }
         self.save_state();
+    }
+
+    /// True once a stop sequence runs or SIGKILL was sent to the tree.
+    fn tree_is_being_ended(&self) -> bool {
+        self.sequence.is_some()
+            || self
+                .state
+                .kill
+                .as_ref()
+                .is_some_and(|kill| kill.signal == libc::SIGKILL)
     }
 
     fn read_control(&mut self) {

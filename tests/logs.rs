@@ -1,0 +1,257 @@
+//! `wrangle logs`: stdout and stderr each to its own stream, one stream
+//! only, the last N lines, capture timestamps, and `-f` that follows the
+//! agent until it ends.
+
+mod common;
+
+use common::{rfc3339, run_command, Home, COMMAND_TIMEOUT};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A script that writes `lines` (`out:TEXT` to stdout, `err:TEXT` to
+/// stderr) one at a time, each only once the shim has put the previous one
+/// in its log: so their capture times are in the order written.
+fn ordered_output(lines: &[&str]) -> String {
+    let mut script = String::from("dir=$(dirname \"$WRANGLE_STATUS_FILE\"); ");
+    for line in lines {
+        let (stream, text) = line.split_once(':').expect("out:TEXT or err:TEXT");
+        let (redirect, log) = match stream {
+            "out" => ("", "stdout.log"),
+            _ => (" >&2", "stderr.log"),
+        };
+        script.push_str(&format!(
+            "echo {text}{redirect}; until grep -qx {text} \"$dir/{log}\"; do sleep 0.01; done; "
+        ));
+    }
+    script
+}
+
+/// Runs `wrangle ARGS 2>&1` for `home`: stdout and stderr in one stream,
+/// in the order written.
+fn combined(home: &Home, args: &[&str]) -> String {
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("exec \"$@\" 2>&1")
+        .arg("sh")
+        .arg(common::WRANGLE)
+        .args(args)
+        .env("WRANGLE_HOME", home.path());
+    let output = run_command(command, COMMAND_TIMEOUT);
+    assert!(output.status.success(), "{output:?}");
+    output.stdout
+}
+
+#[test]
+fn logs_prints_stdout_and_stderr_to_their_own_streams() {
+    let home = Home::new();
+    let script = ordered_output(&["out:o1", "err:e1", "out:o2", "err:e2"]);
+    let id = home.run(&["--", "sh", "-c", &script]);
+    home.ok(&["wait", &id]);
+
+    let output = home.wrangle(&["logs", &id]);
+    assert_eq!(output.code(), 0);
+    assert_eq!(output.stdout, "o1\no2\n");
+    assert_eq!(output.stderr, "e1\ne2\n");
+    assert_eq!(combined(&home, &["logs", &id]), "o1\ne1\no2\ne2\n");
+
+    // The logs are plain files where inspect says, with their indexes.
+    let agent = home.inspect(&id);
+    let stdout_log = agent["stdout_log"].as_str().unwrap();
+    let stderr_log = agent["stderr_log"].as_str().unwrap();
+    assert_eq!(std::fs::read_to_string(stdout_log).unwrap(), "o1\no2\n");
+    assert_eq!(std::fs::read_to_string(stderr_log).unwrap(), "e1\ne2\n");
+    for log in [stdout_log, stderr_log] {
+        let index = std::fs::metadata(format!("{log}.idx")).expect("an index");
+        assert!(
+            index.len() > 0 && index.len() % 16 == 0,
+            "{log}.idx: {index:?}"
+        );
+    }
+}
+
+#[test]
+fn logs_stdout_and_stderr_select_one_stream() {
+    let home = Home::new();
+    let script = ordered_output(&["out:o1", "err:e1", "out:o2"]);
+    let id = home.run(&["--", "sh", "-c", &script]);
+    home.ok(&["wait", &id]);
+
+    let output = home.wrangle(&["logs", "--stdout", &id]);
+    assert_eq!(
+        (output.stdout.as_str(), output.stderr.as_str()),
+        ("o1\no2\n", "")
+    );
+    let output = home.wrangle(&["logs", "--stderr", &id]);
+    assert_eq!(
+        (output.stdout.as_str(), output.stderr.as_str()),
+        ("", "e1\n")
+    );
+    let output = home.fails(&["logs", "--stdout", "--stderr", &id]);
+    assert_eq!(output.code(), 2, "the flags exclude each other");
+}
+
+#[test]
+fn logs_tail_prints_the_last_lines() {
+    let home = Home::new();
+    let id = home.run(&[
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; done",
+    ]);
+    home.ok(&["wait", &id]);
+    assert_eq!(home.ok(&["logs", "--tail", "3", &id]), "8\n9\n10\n");
+    assert_eq!(home.ok(&["logs", "--tail", "100", &id]).lines().count(), 10);
+    assert_eq!(home.ok(&["logs", "--tail", "0", &id]), "");
+
+    // Over both streams, the last lines by capture time.
+    let script = ordered_output(&["out:o1", "err:e1", "out:o2", "err:e2", "out:o3"]);
+    let both = home.run(&["--", "sh", "-c", &script]);
+    home.ok(&["wait", &both]);
+    assert_eq!(
+        combined(&home, &["logs", "--tail", "3", &both]),
+        "o2\ne2\no3\n"
+    );
+    assert_eq!(
+        combined(&home, &["logs", "--stderr", "--tail", "1", &both]),
+        "e2\n"
+    );
+}
+
+#[test]
+fn logs_timestamps_start_each_line_with_its_capture_time() {
+    let home = Home::new();
+    let script = ordered_output(&["out:first", "err:second", "out:third"]);
+    let id = home.run(&["--", "sh", "-c", &script]);
+    home.ok(&["wait", &id]);
+    let agent = home.inspect(&id);
+    let started = rfc3339(&agent["started_at"], "started_at");
+    let ended = rfc3339(&agent["ended_at"], "ended_at");
+
+    let text = combined(&home, &["logs", "--timestamps", &id]);
+    let lines: Vec<(&str, &str)> = text
+        .lines()
+        .map(|line| line.split_once(' ').expect("TIME TEXT"))
+        .collect();
+    let texts: Vec<&str> = lines.iter().map(|(_, text)| *text).collect();
+    assert_eq!(texts, ["first", "second", "third"], "{text}");
+    let times: Vec<_> = lines
+        .iter()
+        .map(|(time, _)| rfc3339(&serde_json::json!(time), "a line's time"))
+        .collect();
+    assert!(times.windows(2).all(|pair| pair[0] <= pair[1]), "{text}");
+    assert!(
+        started <= times[0] && times[2] <= ended,
+        "captured between {started} and {ended}: {text}"
+    );
+}
+
+#[test]
+fn logs_keeps_a_last_line_without_newline() {
+    let home = Home::new();
+    let id = home.run(&["--", "printf", "one\\ntwo"]);
+    home.ok(&["wait", &id]);
+    assert_eq!(home.ok(&["logs", &id]), "one\ntwo");
+}
+
+#[test]
+fn logs_follow_prints_new_output_and_exits_when_the_agent_ends() {
+    let home = Home::new();
+    let go = home.path().join("go");
+    let script = format!(
+        "echo first; until [ -e {go} ]; do sleep 0.01; done; echo second; echo oops >&2; exit 4",
+        go = go.display()
+    );
+    let id = home.run(&["--", "sh", "-c", &script]);
+    let mut follower = home
+        .command(&["logs", "-f", &id])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start logs -f");
+    let stdout = follower.stdout.take().unwrap();
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines.send(line.expect("a line")).is_err() {
+                return;
+            }
+        }
+    });
+    let first = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("logs -f prints what is there");
+    assert_eq!(first, "first");
+    assert!(
+        follower.try_wait().unwrap().is_none(),
+        "logs -f waits while the agent runs"
+    );
+
+    std::fs::write(&go, "").unwrap();
+    let second = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("logs -f prints new output");
+    assert_eq!(second, "second");
+    let output = common::finish(&mut follower, COMMAND_TIMEOUT, "logs -f");
+    assert_eq!(output.code(), 0, "{output:?}");
+    assert!(
+        received.recv_timeout(Duration::from_secs(5)).is_err(),
+        "nothing more on stdout"
+    );
+    assert_eq!(output.stderr, "oops\n");
+    assert_eq!(home.state(&id), "failed");
+}
+
+#[test]
+fn logs_follow_of_an_ended_agent_prints_everything_and_exits() {
+    let home = Home::new();
+    let id = home.run(&["--", "sh", "-c", "echo a; echo b"]);
+    home.ok(&["wait", &id]);
+    assert_eq!(home.ok(&["logs", "-f", &id]), "a\nb\n");
+}
+
+#[test]
+fn logs_of_an_unknown_agent_is_an_error() {
+    let home = Home::new();
+    let output = home.fails(&["logs", "nobody-here"]);
+    assert_eq!(output.code(), 1);
+    assert!(
+        output.stderr.contains("no agent named \"nobody-here\""),
+        "{}",
+        output.stderr
+    );
+}
+
+#[test]
+fn logs_survive_a_lot_of_output() {
+    let home = Home::new();
+    // Far more than a pipe holds: the agent blocks unless the shim reads.
+    let id = home.run(&["--", "sh", "-c", "seq 1 200000; seq 1 1000 >&2"]);
+    home.ok(&["wait", &id]);
+    let mut output = String::new();
+    let mut child = home
+        .command(&["logs", "--stdout", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut output)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let expected: String = (1..=200_000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        output == expected,
+        "{} bytes, not the 200000 lines",
+        output.len()
+    );
+    assert_eq!(
+        home.ok(&["logs", "--stdout", "--tail", "1", &id]),
+        "200000\n"
+    );
+}
