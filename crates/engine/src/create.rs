@@ -57,10 +57,7 @@ impl Engine {
                     run: run.clone(),
                 },
             };
-            self.inner
-                .store
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
+            self.store()
                 .create(&agent.row(), &run.row(&id), Utc::now())?;
             registry.insert(agent);
         }

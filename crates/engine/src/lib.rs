@@ -130,6 +130,13 @@ impl Engine {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.inner
+            .store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn runs_dir(&self, agent_id: &str) -> PathBuf {
         self.inner.config.home.join("runs").join(agent_id)
     }
@@ -172,10 +179,7 @@ impl Engine {
             identity: current.identity.clone(),
             status,
         };
-        self.inner
-            .store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.store()
             .record(&updated.row(), &updated.status.run.row(id), Utc::now())?;
         registry.replace(updated.clone());
         Ok(updated)

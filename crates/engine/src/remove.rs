@@ -23,11 +23,7 @@ impl Engine {
         let view = self.snapshot(&id)?.view(Utc::now());
         {
             let mut registry = self.registry();
-            self.inner
-                .store
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .delete_agent(&id)?;
+            self.store().delete_agent(&id)?;
             registry.remove(&id);
         }
         let dir = self.runs_dir(&id);

@@ -50,17 +50,22 @@ fn to_io(error: procfs::ProcError) -> io::Error {
 /// Reads `/proc/PID/stat`; `NotFound` when no such process exists.
 pub fn stat(pid: i32) -> io::Result<ProcStat> {
     let process = procfs::process::Process::new(pid).map_err(to_io)?;
-    let stat = process.stat().map_err(to_io)?;
-    Ok(ProcStat {
-        id: ProcessId {
-            pid: stat.pid,
-            start_time: stat.starttime,
-        },
-        state: stat.state,
-        ppid: stat.ppid,
-        pgrp: stat.pgrp,
-        session: stat.session,
-    })
+    process.stat().map(ProcStat::from).map_err(to_io)
+}
+
+impl From<procfs::process::Stat> for ProcStat {
+    fn from(stat: procfs::process::Stat) -> Self {
+        ProcStat {
+            id: ProcessId {
+                pid: stat.pid,
+                start_time: stat.starttime,
+            },
+            state: stat.state,
+            ppid: stat.ppid,
+            pgrp: stat.pgrp,
+            session: stat.session,
+        }
+    }
 }
 
 impl ProcessId {
@@ -99,16 +104,7 @@ pub fn all_processes() -> io::Result<Vec<ProcStat>> {
     for entry in procfs::process::all_processes().map_err(to_io)? {
         let Ok(process) = entry else { continue };
         if let Ok(stat) = process.stat() {
-            found.push(ProcStat {
-                id: ProcessId {
-                    pid: stat.pid,
-                    start_time: stat.starttime,
-                },
-                state: stat.state,
-                ppid: stat.ppid,
-                pgrp: stat.pgrp,
-                session: stat.session,
-            });
+            found.push(stat.into());
         }
     }
     Ok(found)
