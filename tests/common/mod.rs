@@ -13,6 +13,7 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod http;
 pub mod procfs;
 

@@ -54,7 +54,8 @@ pub fn daemon_log_path(home: &Path) -> PathBuf {
 
 /// Creates the home (its parents with the usual mode) and makes it 0700;
 /// an existing home that is ours is set to 0700 too, one that is not ours
-/// is left alone for the daemon to judge.
+/// is left alone for the daemon to judge. Fails when the home cannot be
+/// written (a read-only file system, a directory of another user).
 pub fn ensure(home: &Path) -> Result<()> {
     let cannot_create = || format!("cannot create the wrangle home {}", home.display());
     if let Some(parent) = home.parent() {
@@ -84,6 +85,14 @@ pub fn ensure(home: &Path) -> Result<()> {
             )
         })?;
     }
+    // The daemon's socket, store, log and run directories all live here:
+    // say so plainly now, not as a failure to open one of them later.
+    nix::unistd::access(
+        home,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    )
+    .map_err(io::Error::from)
+    .with_context(|| format!("the wrangle home {} is not writable", home.display()))?;
     Ok(())
 }
 

@@ -1,12 +1,20 @@
 //! Recording how a run ended, once its shim has exited (or was found gone
 //! after a restart).
 
+use crate::error::EngineError;
 use crate::executor::{kill_leftovers, read_state};
 use crate::outcome::{classify, Ending};
 use crate::Engine;
 use chrono::Utc;
+use std::time::Duration;
 use wrangle_shim::protocol::ShimState;
-use wrangle_wire::State;
+use wrangle_wire::{ErrorCode, State};
+
+/// First pause before an end the store refused is recorded again; it
+/// doubles up to [`RECORD_RETRY_MAX`].
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between two attempts at recording an end.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Engine {
     /// The shim of run `run` has exited: read its last state and record the
@@ -36,20 +44,61 @@ impl Engine {
     }
 
     /// Records the end of run `run`, unless the agent has moved on or the
-    /// end is recorded already.
-    pub(crate) fn record_ending(&self, id: &str, run: u32, ending: Ending) {
-        let result = self.transition(id, |status| {
+    /// end is recorded already. When the store refuses the write (another
+    /// process holds it locked, the disk is full), it is tried again in the
+    /// background until it succeeds: an end that is never recorded would
+    /// leave the agent listed as running for good, and a stop of it waiting
+    /// for an end that has come already.
+    pub(crate) fn record_ending(&self, id: &str, run: u32, mut ending: Ending) {
+        ending.ended_at = Some(ending.ended_at.unwrap_or_else(Utc::now));
+        let error = match self.try_record_ending(id, run, &ending) {
+            Ok(()) => return,
+            Err(error) => error,
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("cannot record the end of agent {id} run {run}: {error}");
+            return;
+        };
+        tracing::warn!("cannot record the end of agent {id} run {run} yet, will retry: {error}");
+        let engine = self.clone();
+        let id = id.to_string();
+        runtime.spawn(async move {
+            let mut pause = RECORD_RETRY_FIRST;
+            loop {
+                tokio::time::sleep(pause).await;
+                let attempt = {
+                    let (engine, id, ending) = (engine.clone(), id.clone(), ending.clone());
+                    // Off the async threads: the store may wait for its lock.
+                    tokio::task::spawn_blocking(move || engine.try_record_ending(&id, run, &ending))
+                        .await
+                };
+                match attempt {
+                    Ok(Ok(())) => {
+                        tracing::info!("recorded the end of agent {id} run {run} at last");
+                        return;
+                    }
+                    // Removed meanwhile: nothing left to record it on.
+                    Ok(Err(error)) if error.code == ErrorCode::NotFound => return,
+                    Ok(Err(_)) => pause = (pause * 2).min(RECORD_RETRY_MAX),
+                    // The daemon is shutting down; the next one reads the
+                    // end from the shim's state again.
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+
+    fn try_record_ending(&self, id: &str, run: u32, ending: &Ending) -> Result<(), EngineError> {
+        self.transition(id, |status| {
             if status.run.number != run || status.state.is_ended() {
                 return;
             }
             status.state = ending.state;
-            status.reason = Some(ending.reason);
+            status.reason = Some(ending.reason.clone());
             status.run.exit_code = ending.exit_code;
             status.run.signal = ending.signal;
-            status.run.ended_at = ending.ended_at.or(Some(Utc::now()));
-        });
-        if let Err(error) = result {
-            tracing::error!("cannot record the end of agent {id} run {run}: {error}");
-        }
+            status.run.ended_at = ending.ended_at;
+        })
+        .map(drop)
     }
 }

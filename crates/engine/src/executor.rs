@@ -158,9 +158,17 @@ impl LocalShims {
                 },
                 state: Some(state),
             },
+            // Without a state file the shim never got far enough to write
+            // one, unless the store knows it: then the file was removed.
             (None, Err(error)) if error.kind() == io::ErrorKind::NotFound => Found::Lost {
                 state: None,
-                why: "the daemon stopped before the agent was started".into(),
+                why: match known_shim {
+                    None => "the daemon stopped before the agent was started".into(),
+                    Some(_) => format!(
+                        "its shim is gone and {} is missing, so its exit status is unknown",
+                        dir.join(STATE_FILE).display()
+                    ),
+                },
             },
             (None, Err(error)) => Found::Lost {
                 state: None,
@@ -193,7 +201,14 @@ pub fn read_state(dir: &Path) -> io::Result<ShimState> {
 /// Kills what is left of a run whose shim is gone: the whole cgroup, or the
 /// agent's process group if its leader (same pid *and* start time) lives.
 pub fn kill_leftovers(state: &ShimState) {
-    if let Some(path) = &state.cgroup {
+    kill_tree(state.cgroup.as_deref(), state.agent.map(Into::into));
+}
+
+/// Kills what is left of a run whose shim is gone, from what the daemon
+/// recorded of it (when the shim's own state cannot be read): the run's
+/// `cgroup`, or the process group of `agent` if its leader lives.
+pub fn kill_tree(cgroup: Option<&Path>, agent: Option<ProcessId>) {
+    if let Some(path) = cgroup {
         let cgroup = RunCgroup::existing(path);
         let _ = cgroup.kill_all();
         for _ in 0..50 {
@@ -204,8 +219,8 @@ pub fn kill_leftovers(state: &ShimState) {
         }
         return;
     }
-    if let Some(agent) = state.agent {
-        if let Ok(Some(leader)) = PidFd::open(agent.into()) {
+    if let Some(agent) = agent {
+        if let Ok(Some(leader)) = PidFd::open(agent) {
             if !leader.has_exited() {
                 let _ = wrangle_os::signals::send_to_group(agent.pid, libc::SIGKILL);
                 let _ = leader.signal(libc::SIGKILL);

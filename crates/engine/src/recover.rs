@@ -5,7 +5,7 @@
 //! shims are found by pid *and* start time.
 
 use crate::error::EngineError;
-use crate::executor::{kill_leftovers, read_state, Found};
+use crate::executor::{kill_leftovers, kill_tree, read_state, Found};
 use crate::model::{Agent, AgentSpec, Identity, Run, Status};
 use crate::outcome::Ending;
 use crate::Engine;
@@ -81,9 +81,15 @@ impl Engine {
                 Ok(())
             }
             Found::Lost { state, why } => {
-                if let Some(state) = &state {
-                    kill_leftovers(state);
-                    self.record_run_facts(id, state)?;
+                match &state {
+                    Some(state) => {
+                        kill_leftovers(state);
+                        self.record_run_facts(id, state)?;
+                    }
+                    // The shim's state is unreadable or gone, but the store
+                    // knows the run's cgroup and main process: an agent that
+                    // outlived its shim is not left running unwatched.
+                    None => kill_tree(run.cgroup.as_deref(), run.process),
                 }
                 self.record_ending(
                     id,

@@ -123,15 +123,8 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store> {
         let display = path.display().to_string();
         let connection = Connection::open(path)?;
-        connection.busy_timeout(Duration::from_secs(2))?;
-        let locked = |error: rusqlite::Error| match error.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
-                StoreError::Locked {
-                    path: display.clone(),
-                }
-            }
-            _ => StoreError::Sqlite(error),
-        };
+        connection.busy_timeout(BUSY_TIMEOUT)?;
+        let locked = |error: rusqlite::Error| explain_busy(error.into(), &display);
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(locked)?;
@@ -141,10 +134,15 @@ impl Store {
             connection,
             path: display.clone(),
         };
-        schema::migrate(&mut store.connection, &display).map_err(|error| match error {
-            StoreError::Sqlite(error) => locked(error),
-            other => other,
-        })?;
+        schema::migrate(&mut store.connection, &display)
+            .map_err(|error| explain_busy(error, &display))?;
+        // Reading works while another process holds the write lock, so a
+        // daemon could start, list its agents and then fail to record any
+        // change, even the end of a run it re-attached: say it now.
+        store
+            .connection
+            .execute_batch("BEGIN IMMEDIATE; ROLLBACK;")
+            .map_err(locked)?;
         Ok(store)
     }
 
@@ -157,6 +155,16 @@ impl Store {
     /// state, in one transaction. Fails with [`StoreError::NameTaken`] if
     /// the name is in use, and then changes nothing.
     pub fn create(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
+        self.create_in_transaction(agent, run, at)
+            .map_err(|error| explain_busy(error, &self.path))
+    }
+
+    fn create_in_transaction(
+        &mut self,
+        agent: &AgentRow,
+        run: &RunRow,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let transaction = self.connection.transaction()?;
         let inserted = transaction
             .prepare_cached(
@@ -191,6 +199,16 @@ impl Store {
     /// and current run number, the run's row (inserted or replaced), and an
     /// event in the log.
     pub fn record(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
+        self.record_in_transaction(agent, run, at)
+            .map_err(|error| explain_busy(error, &self.path))
+    }
+
+    fn record_in_transaction(
+        &mut self,
+        agent: &AgentRow,
+        run: &RunRow,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
         let transaction = self.connection.transaction()?;
         transaction
             .prepare_cached(
@@ -278,11 +296,14 @@ impl Store {
     /// Forgets an agent, its runs and its events. Returns false if it was
     /// not there.
     pub fn delete_agent(&mut self, agent_id: &str) -> Result<bool> {
-        let transaction = self.connection.transaction()?;
-        transaction.execute("DELETE FROM events WHERE agent_id = ?1", [agent_id])?;
-        let deleted = transaction.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
-        transaction.commit()?;
-        Ok(deleted > 0)
+        let delete = |connection: &mut Connection| -> Result<bool> {
+            let transaction = connection.transaction()?;
+            transaction.execute("DELETE FROM events WHERE agent_id = ?1", [agent_id])?;
+            let deleted = transaction.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
+            transaction.commit()?;
+            Ok(deleted > 0)
+        };
+        delete(&mut self.connection).map_err(|error| explain_busy(error, &self.path))
     }
 
     /// The id of the agent with this exact name, if any.
@@ -292,6 +313,28 @@ impl Store {
             .query_row([name], |row| row.get(0))
             .optional()
             .map_err(Into::into)
+    }
+}
+
+/// How long a write waits for another process's lock before it fails
+/// with [`StoreError::Locked`].
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Turns SQLite's "database is locked" into [`StoreError::Locked`], which
+/// names the file and the likely culprit.
+fn explain_busy(error: StoreError, path: &str) -> StoreError {
+    match error {
+        StoreError::Sqlite(error)
+            if matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            StoreError::Locked {
+                path: path.to_string(),
+            }
+        }
+        other => other,
     }
 }
 

@@ -117,3 +117,27 @@ fn a_store_locked_by_another_process_gives_a_clear_error() {
     assert!(matches!(error, StoreError::Locked { .. }), "{error}");
     assert!(error.to_string().contains("locked by another process"));
 }
+
+#[test]
+fn a_store_another_process_holds_for_writing_is_refused_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    // In WAL mode readers pass this lock; only writers are kept out.
+    let holder = Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+
+    let error = Store::open(&path).err().unwrap();
+    assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    let error = store
+        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    assert!(error.to_string().contains("wrangle.db"), "{error}");
+
+    holder.execute_batch("ROLLBACK;").unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .unwrap();
+    assert_eq!(store.load().unwrap().len(), 1);
+}
