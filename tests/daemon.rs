@@ -136,7 +136,9 @@ fn a_killed_daemon_comes_back_with_the_same_agents() {
     let daemon = procfs::stat(home.daemon_pid().expect("a daemon")).unwrap();
 
     common::kill(daemon.pid);
-    wait_until(SOON, "the daemon is dead", || !daemon.is_alive());
+    wait_until(SOON, "the daemon is dead", || {
+        common::crash::has_exited_entirely(&daemon)
+    });
     fs::write(&go, "").unwrap();
     wait_until(SOON, "the agent has ended", || !ending_pid.is_alive());
 

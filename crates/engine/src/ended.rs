@@ -2,7 +2,7 @@
 //! after a restart).
 
 use crate::error::EngineError;
-use crate::executor::{kill_leftovers, read_state};
+use crate::executor::{kill_leftovers, kill_tree, read_state};
 use crate::outcome::{classify, Ending};
 use crate::Engine;
 use chrono::Utc;
@@ -23,13 +23,21 @@ impl Engine {
         let dir = self.run_dir(id, run);
         let ending = match read_state(&dir) {
             Ok(state) => self.ending_of(&state),
-            Err(error) => Ending {
-                state: State::Failed,
-                reason: format!("the shim ended and its state cannot be read: {error}"),
-                exit_code: None,
-                signal: None,
-                ended_at: Some(Utc::now()),
-            },
+            Err(error) => {
+                // Without the shim's word, what the daemon recorded of the
+                // run still finds its tree: nothing is left unwatched.
+                if let Ok(agent) = self.snapshot(id) {
+                    let run = &agent.status.run;
+                    kill_tree(run.cgroup.as_deref(), run.process);
+                }
+                Ending {
+                    state: State::Failed,
+                    reason: format!("the shim ended and its state cannot be read: {error}"),
+                    exit_code: None,
+                    signal: None,
+                    ended_at: Some(Utc::now()),
+                }
+            }
         };
         self.record_ending(id, run, ending);
     }

@@ -230,7 +230,14 @@ impl Supervisor {
             self.stderr.retry_pending();
             if let Some(sequence) = &mut self.sequence {
                 if !self.tree.is_empty() {
+                    let before = sequence.escalation();
                     sequence.advance(&self.tree, Instant::now());
+                    // Each escalation is on record at once, so a daemon
+                    // that reads the state mid-stop sees how far it went.
+                    if sequence.escalation() != before && self.state.stop.is_some() {
+                        self.note_escalation();
+                        self.save_state();
+                    }
                 }
             }
         }
