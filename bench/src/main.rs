@@ -1,1 +1,254 @@
-fn main() {}
+//! `wrangle-bench`: wrangle against the floor of what one process can do,
+//! for N agents (`sleep 3600`), in one run:
+//!
+//! 1. floor: posix_spawnp N, then SIGTERM + waitpid N;
+//! 2. start N through a daemon in a fresh home, over the API (a few
+//!    parallel keep-alive connections), until `ps --json` shows all
+//!    running; and with a loop of `wrangle run`;
+//! 3. `wrangle ps --json` and `GET /v1/agents` with N running;
+//! 4. the daemon's (and the shims') idle CPU and memory;
+//! 5. stop all until `/proc` shows none left.
+//!
+//! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
+//! (see BENCHMARKS.md).
+
+mod cleanup;
+mod client;
+mod floor;
+mod measure;
+mod procinfo;
+mod report;
+mod start;
+mod stats;
+mod wrangle;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use cleanup::Tag;
+use client::Api;
+use hyper::{Method, StatusCode};
+use procinfo::{Machine, ProcessId};
+use report::{Figures, Targets};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use wrangle::Wrangle;
+use wrangle_wire::DaemonInfo;
+
+/// Benchmark wrangle against posix_spawn/kill/waitpid from one process.
+#[derive(Debug, Parser)]
+#[command(name = "wrangle-bench", version)]
+struct Args {
+    /// Fleet sizes to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
+    agents: Vec<usize>,
+    /// The wrangle binary; by default target/release/wrangle of this
+    /// workspace, built first.
+    #[arg(long, value_name = "PATH")]
+    wrangle: Option<PathBuf>,
+    /// Do not run `cargo build --release -p wrangle` first.
+    #[arg(long)]
+    no_build: bool,
+    /// Parallel connections for the API start.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    /// Measure the `wrangle run` loop for N up to this.
+    #[arg(long, default_value_t = 1000)]
+    cli_loop_max: usize,
+    /// Runs of the floor per N (the median is used).
+    #[arg(long, default_value_t = 3)]
+    floor_runs: usize,
+    /// Runs of each status call.
+    #[arg(long, default_value_t = 20)]
+    status_runs: usize,
+    /// Seconds to watch the idle daemon.
+    #[arg(long, default_value_t = 10)]
+    idle_seconds: u64,
+    /// Before each N, wait up to this many seconds for the machine to be
+    /// quiet (under 10% busy over a second), so that other work does not
+    /// disturb the figures; 0 to start at once.
+    #[arg(long, default_value_t = 120)]
+    quiet_wait: u64,
+    /// Directory to make the homes in (a short path: the socket path must
+    /// fit in 107 bytes). The homes hold the store and the logs, so the
+    /// file system under it matters.
+    #[arg(long, value_name = "DIR", default_value = "/tmp")]
+    home_base: PathBuf,
+    /// Also write the Markdown report to this file.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
+/// The agents' command.
+const AGENT_ARGV: [&str; 2] = ["sleep", "3600"];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("wrangle-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    if args.agents.is_empty() || args.agents.contains(&0) {
+        bail!("--agents needs one or more sizes above 0");
+    }
+    let binary = wrangle::locate(args.wrangle.clone(), args.no_build)?;
+    let tag = Tag::new();
+    cleanup::init(&binary, &tag);
+    let guard = cleanup::Guard;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut machine = Machine::describe();
+    machine.home_filesystem = procinfo::filesystem_of(&args.home_base);
+
+    let mut figures = Vec::new();
+    for &n in &args.agents {
+        figures.push(runtime.block_on(bench_one(&args, &binary, &tag, n, &mut machine))?);
+    }
+    drop(guard);
+    let left = cleanup::leftovers();
+    if !left.is_empty() {
+        eprintln!("processes left behind: {left:?}");
+    }
+
+    let text = report::markdown(
+        &machine,
+        &binary.display().to_string(),
+        &figures,
+        &Targets::default(),
+        left.len(),
+    );
+    println!("{text}");
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The environment the agents get: this process's, plus the tag.
+fn agent_environment(tag: &Tag) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    env.insert(tag.key.clone(), tag.value.clone());
+    env
+}
+
+/// Waits until the machine is under 10% busy over one second, or `limit`
+/// has passed; returns the last busy share seen, in %.
+fn wait_quiet(limit: Duration) -> f64 {
+    let started = std::time::Instant::now();
+    loop {
+        let busy = procinfo::machine_busy_over(Duration::from_secs(1));
+        if busy < 10.0 || started.elapsed() >= limit || cleanup::interrupted() {
+            return busy;
+        }
+        eprintln!("waiting for a quiet machine ({busy:.0}% busy)");
+    }
+}
+
+/// A fresh home under `base`, short enough for a socket path.
+fn home_for(base: &Path, n: usize, phase: &str) -> PathBuf {
+    base.join(format!("wb-{}-{n}{phase}", std::process::id()))
+}
+
+/// Starts a daemon in `wrangle`'s home and returns it by pid and start
+/// time, with its description.
+async fn start_daemon(wrangle: &Wrangle) -> Result<(Api, ProcessId, DaemonInfo)> {
+    wrangle.start_daemon()?;
+    let api = Api::new(&wrangle.socket());
+    let value = api
+        .call(Method::GET, "/v1/daemon", None)
+        .await?
+        .json(StatusCode::OK, "GET /v1/daemon")?;
+    let info: DaemonInfo = serde_json::from_value(value)?;
+    let daemon = ProcessId::of(info.pid)
+        .with_context(|| format!("the daemon (pid {}) is not in /proc", info.pid))?;
+    Ok((api, daemon, info))
+}
+
+/// Every measurement for one N.
+async fn bench_one(
+    args: &Args,
+    binary: &Path,
+    tag: &Tag,
+    n: usize,
+    machine: &mut Machine,
+) -> Result<Figures> {
+    let argv: Vec<String> = AGENT_ARGV.iter().map(|s| s.to_string()).collect();
+    let env = agent_environment(tag);
+    let env_entries: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+
+    let busy = wait_quiet(Duration::from_secs(args.quiet_wait));
+    eprintln!(
+        "N = {n}: machine {busy:.0}% busy; floor ({} runs)",
+        args.floor_runs
+    );
+    let mut floor_runs = Vec::new();
+    for _ in 0..args.floor_runs.max(1) {
+        floor_runs.push(floor::measure(n, &argv, &env_entries)?);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    eprintln!(
+        "N = {n}: start over the API ({} connections)",
+        args.connections
+    );
+    let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "a"), tag)?;
+    let (api, daemon, info) = start_daemon(&wrangle).await?;
+    machine.containment = info.containment.clone();
+    let api_start =
+        start::start_via_api(&wrangle, daemon, &api, n, args.connections, &argv, &env).await?;
+    std::thread::sleep(Duration::from_secs(1));
+    eprintln!("N = {n}: idle for {} s", args.idle_seconds);
+    let idle = measure::idle(
+        daemon,
+        &api_start.fleet.shims,
+        Duration::from_secs(args.idle_seconds),
+    )?;
+    eprintln!("N = {n}: status calls");
+    let ps_cli = measure::time_ps_cli(&wrangle, args.status_runs, n)?;
+    let ps_api = measure::time_list_api(&api, args.status_runs, n).await?;
+    eprintln!("N = {n}: stop all");
+    let stop_cli = measure::stop_via_cli(&wrangle, &api_start.fleet)?;
+    // The home stays until the end: deleting thousands of files now would
+    // slow the next phase's file creation on some file systems (ext4
+    // without a journal skips recently freed inodes).
+    wrangle.stop_daemon(daemon)?;
+
+    let (cli_start, stop_api) = if n <= args.cli_loop_max {
+        eprintln!("N = {n}: start with a loop of `wrangle run`");
+        let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "b"), tag)?;
+        let (api, daemon, _) = start_daemon(&wrangle).await?;
+        let start = start::start_via_cli(&wrangle, daemon, n, &argv)?;
+        let stop = measure::stop_via_api(&api, &start.fleet).await?;
+        wrangle.stop_daemon(daemon)?;
+        (Some(start), Some(stop))
+    } else {
+        (None, None)
+    };
+
+    Ok(Figures {
+        n,
+        busy_before: busy,
+        floor: floor_runs,
+        api_start,
+        connections: args.connections,
+        cli_start,
+        ps_cli,
+        ps_api,
+        idle,
+        stop_cli,
+        stop_api,
+    })
+}

@@ -1,0 +1,209 @@
+//! The measurements of a running fleet: status calls, the idle cost of
+//! the daemon and the shims, and stop all until `/proc` shows none left.
+
+use crate::cleanup;
+use crate::client::Api;
+use crate::procinfo::{self, ProcessId};
+use crate::start::{Fleet, PHASE_TIMEOUT};
+use crate::stats::Samples;
+use crate::wrangle::Wrangle;
+use anyhow::{anyhow, bail, Context, Result};
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// Timings of the status call, and what it answered.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Wall time of each run of the call.
+    pub samples: Samples,
+    /// Size of one answer, in bytes.
+    pub bytes: usize,
+}
+
+/// Checks that a `ps`/`GET /v1/agents` answer lists `n` agents.
+fn check_listed(body: &[u8], n: usize, what: &str) -> Result<usize> {
+    let listed: Vec<Value> = serde_json::from_slice(body)
+        .with_context(|| format!("{what} did not answer a JSON list"))?;
+    if listed.len() != n {
+        bail!("{what} listed {} agents, not {n}", listed.len());
+    }
+    Ok(body.len())
+}
+
+/// Runs the `wrangle ps --json` CLI `runs` times: wall time of the whole
+/// process, output read to its end.
+pub fn time_ps_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = wrangle
+            .command(["ps", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .context("cannot run `wrangle ps --json`")?;
+        samples.push(started.elapsed());
+        if !output.status.success() {
+            bail!("`wrangle ps --json` failed ({})", output.status);
+        }
+        bytes = check_listed(&output.stdout, n, "`wrangle ps --json`")?;
+    }
+    Ok(Status {
+        samples: Samples::new(samples),
+        bytes,
+    })
+}
+
+/// Sends `GET /v1/agents?all=false` `runs` times, each on a new connection
+/// as a CLI would: connect, request, whole answer read.
+pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let answer = api.call(Method::GET, "/v1/agents?all=false", None).await?;
+        samples.push(started.elapsed());
+        if answer.status != StatusCode::OK {
+            bail!("GET /v1/agents answered {}", answer.status);
+        }
+        bytes = check_listed(&answer.body, n, "GET /v1/agents")?;
+    }
+    Ok(Status {
+        samples: Samples::new(samples),
+        bytes,
+    })
+}
+
+/// What the daemon and the shims cost while nothing happens.
+#[derive(Debug, Clone, Copy)]
+pub struct Idle {
+    /// Length of the window.
+    pub window: Duration,
+    /// Daemon CPU (all threads) over the window, in % of one core.
+    pub daemon_cpu: f64,
+    /// Daemon `VmRSS` at the end of the window, KiB.
+    pub daemon_rss_kib: u64,
+    /// Daemon `VmHWM` (peak RSS so far), KiB.
+    pub daemon_peak_kib: u64,
+    /// All shims' CPU over the window, in % of one core.
+    pub shims_cpu: f64,
+    /// All shims' proportional set size, summed, KiB.
+    pub shims_pss_kib: u64,
+    /// Median `VmRSS` of one shim, KiB.
+    pub shim_rss_kib: u64,
+    /// Busy share of all the machine's cores meanwhile, in %: anything
+    /// well above zero means something else ran and disturbed the figures.
+    pub machine_busy: f64,
+}
+
+/// Watches the daemon and the shims for `window` while nothing is asked
+/// of them.
+pub fn idle(daemon: ProcessId, shims: &[ProcessId], window: Duration) -> Result<Idle> {
+    let cpu = |pid| procinfo::cpu_ticks(pid).ok_or_else(|| anyhow!("the daemon is gone"));
+    let machine_before = procinfo::machine_ticks().unwrap_or_default();
+    let daemon_before = cpu(daemon.pid)?;
+    let shims_before = procinfo::cpu_ns_of(shims);
+    let started = Instant::now();
+    while started.elapsed() < window {
+        if cleanup::interrupted() {
+            bail!("interrupted");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let daemon_after = cpu(daemon.pid)?;
+    let shims_after = procinfo::cpu_ns_of(shims);
+    let machine_after = procinfo::machine_ticks().unwrap_or_default();
+    let elapsed = started.elapsed().as_secs_f64();
+    let hz = procinfo::ticks_per_second() as f64;
+    let percent = |ticks: u64| ticks as f64 / hz / elapsed * 100.0;
+    let mut shim_rss: Vec<u64> = shims
+        .iter()
+        .filter_map(|shim| procinfo::rss_kib(shim.pid))
+        .collect();
+    shim_rss.sort_unstable();
+    Ok(Idle {
+        window: started.elapsed(),
+        daemon_cpu: percent(daemon_after.saturating_sub(daemon_before)),
+        daemon_rss_kib: procinfo::rss_kib(daemon.pid).unwrap_or(0),
+        daemon_peak_kib: procinfo::peak_rss_kib(daemon.pid).unwrap_or(0),
+        shims_cpu: shims_after.saturating_sub(shims_before) as f64 / 1e9 / elapsed * 100.0,
+        shims_pss_kib: shims
+            .iter()
+            .filter_map(|shim| procinfo::pss_kib(shim.pid))
+            .sum(),
+        shim_rss_kib: shim_rss.get(shim_rss.len() / 2).copied().unwrap_or(0),
+        machine_busy: machine_after.0.saturating_sub(machine_before.0) as f64
+            / machine_after.1.saturating_sub(machine_before.1).max(1) as f64
+            * 100.0,
+    })
+}
+
+/// How a stop of all agents went.
+#[derive(Debug, Clone, Copy)]
+pub struct Stop {
+    /// Until the stop command (or request) answered.
+    pub answered: Duration,
+    /// Until no agent process was left in `/proc`.
+    pub agents_gone: Duration,
+    /// Until no shim was left in `/proc` either.
+    pub shims_gone: Duration,
+}
+
+/// Waits until none of `processes` is in `/proc`; the time since `since`.
+fn wait_gone(processes: &[ProcessId], since: Instant, what: &str) -> Result<Duration> {
+    let mut left: Vec<ProcessId> = processes.to_vec();
+    loop {
+        left.retain(ProcessId::exists);
+        if left.is_empty() {
+            return Ok(since.elapsed());
+        }
+        if since.elapsed() > PHASE_TIMEOUT || cleanup::interrupted() {
+            bail!("{} {what} processes are still in /proc", left.len());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Stops all with `wrangle stop --all`, then checks `/proc`.
+pub fn stop_via_cli(wrangle: &Wrangle, fleet: &Fleet) -> Result<Stop> {
+    let started = Instant::now();
+    let output = wrangle.run(["stop", "--all"])?;
+    let answered = started.elapsed();
+    let stopped = String::from_utf8_lossy(&output.stdout).lines().count();
+    if stopped != fleet.agents.len() {
+        eprintln!(
+            "note: `wrangle stop --all` printed {stopped} lines for {} agents",
+            fleet.agents.len()
+        );
+    }
+    Ok(Stop {
+        answered,
+        agents_gone: wait_gone(&fleet.agents, started, "agent")?,
+        shims_gone: wait_gone(&fleet.shims, started, "shim")?,
+    })
+}
+
+/// Stops all with `POST /v1/stop {"all": true}`, then checks `/proc`.
+pub async fn stop_via_api(api: &Api, fleet: &Fleet) -> Result<Stop> {
+    let started = Instant::now();
+    let answer = api
+        .call(Method::POST, "/v1/stop", Some(&json!({"all": true})))
+        .await?;
+    let answered = started.elapsed();
+    let results = answer.json(StatusCode::OK, "POST /v1/stop")?;
+    let count = results.as_array().map_or(0, Vec::len);
+    if count != fleet.agents.len() {
+        bail!(
+            "POST /v1/stop reported {count} agents, not {}",
+            fleet.agents.len()
+        );
+    }
+    Ok(Stop {
+        answered,
+        agents_gone: wait_gone(&fleet.agents, started, "agent")?,
+        shims_gone: wait_gone(&fleet.shims, started, "shim")?,
+    })
+}

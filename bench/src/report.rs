@@ -1,0 +1,378 @@
+//! The figures of one benchmark run and their Markdown report: machine,
+//! a table of figures per N, the targets with pass/fail, and a row in the
+//! peers' format (PEERS.md).
+
+use crate::floor::FloorRun;
+use crate::measure::{Idle, Status, Stop};
+use crate::procinfo::Machine;
+use crate::start::Start;
+use crate::stats::Samples;
+use std::fmt::Write;
+use std::time::Duration;
+
+/// Everything measured for one N.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// Number of agents.
+    pub n: usize,
+    /// Busy share of the machine just before, in %.
+    pub busy_before: f64,
+    /// The floor, measured `floor.len()` times.
+    pub floor: Vec<FloorRun>,
+    /// Start over the API.
+    pub api_start: Start,
+    /// Parallel connections the API start used.
+    pub connections: usize,
+    /// Start with a loop of `wrangle run`, if measured for this N.
+    pub cli_start: Option<Start>,
+    /// `wrangle ps --json`, the CLI process.
+    pub ps_cli: Status,
+    /// `GET /v1/agents`, one connection per call.
+    pub ps_api: Status,
+    /// Idle cost with N running.
+    pub idle: Idle,
+    /// `wrangle stop --all` after the API start.
+    pub stop_cli: Stop,
+    /// `POST /v1/stop` after the CLI-loop start, if that was measured.
+    pub stop_api: Option<Stop>,
+}
+
+impl Figures {
+    /// Median floor spawn time.
+    pub fn floor_spawn(&self) -> Duration {
+        Samples::new(self.floor.iter().map(|run| run.spawn).collect()).median()
+    }
+
+    /// Median floor stop time.
+    pub fn floor_stop(&self) -> Duration {
+        Samples::new(self.floor.iter().map(|run| run.stop).collect()).median()
+    }
+
+    fn floor_range(&self, pick: fn(&FloorRun) -> Duration) -> String {
+        let samples = Samples::new(self.floor.iter().map(pick).collect());
+        if samples.len() > 1 {
+            format!(
+                "{} ({}–{}, {} runs)",
+                time(samples.median()),
+                time(samples.min()),
+                time(samples.max()),
+                samples.len()
+            )
+        } else {
+            time(samples.median())
+        }
+    }
+}
+
+/// The thresholds the figures are judged against.
+#[derive(Debug, Clone, Copy)]
+pub struct Targets {
+    /// Start at most this many times the floor's spawn time.
+    pub start_ratio: f64,
+    /// `ps --json` (CLI, median) under this.
+    pub status: Duration,
+    /// Stop of all under this (until /proc shows none left).
+    pub stop: Duration,
+    /// Idle daemon below this % of one core.
+    pub idle_cpu: f64,
+}
+
+impl Default for Targets {
+    fn default() -> Targets {
+        Targets {
+            start_ratio: 2.0,
+            status: Duration::from_millis(20),
+            stop: Duration::from_secs(1),
+            idle_cpu: 1.0,
+        }
+    }
+}
+
+/// `12.3 ms` below a second, `1.23 s` above.
+pub fn time(duration: Duration) -> String {
+    let seconds = duration.as_secs_f64();
+    if seconds >= 1.0 {
+        format!("{seconds:.2} s")
+    } else if seconds >= 0.01 {
+        format!("{:.1} ms", seconds * 1e3)
+    } else {
+        format!("{:.2} ms", seconds * 1e3)
+    }
+}
+
+/// `x / y` as `1.85x`.
+fn ratio(x: Duration, y: Duration) -> f64 {
+    x.as_secs_f64() / y.as_secs_f64().max(1e-9)
+}
+
+/// KiB as `12.3 MiB`.
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `median (p90 x, max y)` of status samples.
+fn status_cell(status: &Status) -> String {
+    format!(
+        "{} (min {}, p90 {}, {} runs)",
+        time(status.samples.median()),
+        time(status.samples.min()),
+        time(status.samples.quantile(0.9)),
+        status.samples.len()
+    )
+}
+
+/// `PASS` or `FAIL (how far off)`.
+fn verdict(pass: bool, off_by: String) -> String {
+    if pass {
+        "PASS".into()
+    } else {
+        format!("**FAIL** ({off_by})")
+    }
+}
+
+/// The whole report.
+pub fn markdown(
+    machine: &Machine,
+    binary: &str,
+    figures: &[Figures],
+    targets: &Targets,
+    left_behind: usize,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## wrangle benchmark — {}\n", machine.date);
+    let _ = writeln!(
+        out,
+        "- machine: {} — {} cores, {:.1} GiB, Linux {}",
+        machine.cpu, machine.cores, machine.memory_gib, machine.kernel
+    );
+    let _ = writeln!(out, "- load average at the start: {}", machine.load);
+    let _ = writeln!(out, "- homes on: {}", machine.home_filesystem);
+    let _ = writeln!(out, "- containment: {}", machine.containment);
+    let _ = writeln!(out, "- wrangle: `{binary}`");
+    let _ = writeln!(
+        out,
+        "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process, median of its runs"
+    );
+    let _ = writeln!(
+        out,
+        "- processes left behind after the benchmark: {left_behind}\n"
+    );
+    figure_table(&mut out, figures);
+    target_table(&mut out, figures, targets);
+    peer_rows(&mut out, figures);
+    out
+}
+
+fn figure_table(out: &mut String, figures: &[Figures]) {
+    let _ = write!(out, "### Figures\n\n| figure |");
+    for f in figures {
+        let _ = write!(out, " N = {} |", f.n);
+    }
+    let _ = write!(out, "\n|---|");
+    for _ in figures {
+        let _ = write!(out, "---|");
+    }
+    let _ = writeln!(out);
+    let mut row = |label: &str, cell: &dyn Fn(&Figures) -> String| {
+        let _ = write!(out, "| {label} |");
+        for f in figures {
+            let _ = write!(out, " {} |", cell(f));
+        }
+        let _ = writeln!(out);
+    };
+    row("machine busy just before (all cores)", &|f| {
+        format!("{:.0}%", f.busy_before)
+    });
+    row("floor: spawn N (posix_spawnp)", &|f| {
+        f.floor_range(|run| run.spawn)
+    });
+    row("floor: stop N (SIGTERM + waitpid)", &|f| {
+        f.floor_range(|run| run.stop)
+    });
+    row("start, API: last 201 answered", &|f| {
+        format!(
+            "{} ({} connections)",
+            time(f.api_start.answered),
+            f.connections
+        )
+    });
+    row(
+        "**start, API: until `ps --json` shows all running**",
+        &|f| format!("**{}**", time(f.api_start.all_running)),
+    );
+    row("start ratio (API start / floor spawn)", &|f| {
+        format!("{:.1}x", ratio(f.api_start.all_running, f.floor_spawn()))
+    });
+    row("per agent, API start", &|f| {
+        time(f.api_start.all_running / f.n.max(1) as u32)
+    });
+    row(
+        "CPU during the API start: machine busy, daemon, shims, agents",
+        &|f| {
+            let cpu = &f.api_start.cpu;
+            format!(
+                "{:.0}%, {:.2} s, {:.2} s, {:.2} s",
+                cpu.machine_busy, cpu.daemon, cpu.shims, cpu.agents
+            )
+        },
+    );
+    row(
+        "start, loop of `wrangle run` CLI: until all running",
+        &|f| {
+            f.cli_start
+                .as_ref()
+                .map_or("not measured".into(), |s| time(s.all_running))
+        },
+    );
+    row("start ratio (CLI loop / floor spawn)", &|f| {
+        f.cli_start.as_ref().map_or("–".into(), |s| {
+            format!("{:.1}x", ratio(s.all_running, f.floor_spawn()))
+        })
+    });
+    row("**`wrangle ps --json` CLI, wall time**", &|f| {
+        format!("**{}**", status_cell(&f.ps_cli))
+    });
+    row("`GET /v1/agents`, new connection each", &|f| {
+        status_cell(&f.ps_api)
+    });
+    row("size of the list", &|f| {
+        format!("{:.0} KiB", f.ps_api.bytes as f64 / 1024.0)
+    });
+    row("stop, `wrangle stop --all`: answered", &|f| {
+        time(f.stop_cli.answered)
+    });
+    row(
+        "**stop, `wrangle stop --all`: no agent left in /proc**",
+        &|f| format!("**{}**", time(f.stop_cli.agents_gone)),
+    );
+    row("stop: no shim left in /proc", &|f| {
+        time(f.stop_cli.shims_gone)
+    });
+    row("stop ratio (wrangle stop / floor stop)", &|f| {
+        format!("{:.1}x", ratio(f.stop_cli.agents_gone, f.floor_stop()))
+    });
+    row("stop, `POST /v1/stop` (after CLI-loop start)", &|f| {
+        f.stop_api
+            .as_ref()
+            .map_or("not measured".into(), |s| time(s.agents_gone))
+    });
+    row("**daemon idle CPU (% of one core)**", &|f| {
+        format!(
+            "**{:.2}%** over {:.0} s",
+            f.idle.daemon_cpu,
+            f.idle.window.as_secs_f64()
+        )
+    });
+    row("daemon RSS (peak)", &|f| {
+        format!(
+            "{} ({})",
+            mib(f.idle.daemon_rss_kib),
+            mib(f.idle.daemon_peak_kib)
+        )
+    });
+    row("machine busy during the idle window (all cores)", &|f| {
+        format!("{:.1}%", f.idle.machine_busy)
+    });
+    row("all shims idle CPU (% of one core)", &|f| {
+        format!("{:.2}%", f.idle.shims_cpu)
+    });
+    row("all shims PSS (RSS of one shim)", &|f| {
+        format!(
+            "{} ({})",
+            mib(f.idle.shims_pss_kib),
+            mib(f.idle.shim_rss_kib)
+        )
+    });
+    let _ = writeln!(out);
+}
+
+fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
+    let _ = writeln!(
+        out,
+        "### Targets\n\n| target | N | measured | verdict |\n|---|---|---|---|"
+    );
+    for f in figures {
+        let start = ratio(f.api_start.all_running, f.floor_spawn());
+        let _ = writeln!(
+            out,
+            "| start within {:.0}x of the floor | {} | {:.1}x ({} vs {}) | {} |",
+            targets.start_ratio,
+            f.n,
+            start,
+            time(f.api_start.all_running),
+            time(f.floor_spawn()),
+            verdict(
+                start <= targets.start_ratio,
+                format!("{:.1}x over the target", start / targets.start_ratio)
+            )
+        );
+        let status = f.ps_cli.samples.median();
+        let _ = writeln!(
+            out,
+            "| `ps --json` under {} | {} | {} | {} |",
+            time(targets.status),
+            f.n,
+            time(status),
+            verdict(
+                status < targets.status,
+                format!("{:.2}x the target", ratio(status, targets.status))
+            )
+        );
+        let stop = f.stop_cli.agents_gone;
+        let _ = writeln!(
+            out,
+            "| stop all under {} | {} | {} | {} |",
+            time(targets.stop),
+            f.n,
+            time(stop),
+            verdict(
+                stop < targets.stop,
+                format!("{:.2}x the target", ratio(stop, targets.stop))
+            )
+        );
+        let _ = writeln!(
+            out,
+            "| idle daemon below {:.0}% of a core | {} | {:.2}% | {} |",
+            targets.idle_cpu,
+            f.n,
+            f.idle.daemon_cpu,
+            verdict(
+                f.idle.daemon_cpu < targets.idle_cpu,
+                format!("{:.2}x the target", f.idle.daemon_cpu / targets.idle_cpu)
+            )
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn peer_rows(out: &mut String, figures: &[Figures]) {
+    let _ = writeln!(
+        out,
+        "### In the peers' format (PEERS.md)\n\n| N | start all | status | stop all | idle CPU | daemon RSS |\n|---|---|---|---|---|---|"
+    );
+    for f in figures {
+        let _ = writeln!(
+            out,
+            "| {} floor (this run) | {} | – | {} | – | – |",
+            f.n,
+            time(f.floor_spawn()),
+            time(f.floor_stop())
+        );
+        let cli = f
+            .cli_start
+            .as_ref()
+            .map(|s| format!(" (CLI loop: {})", time(s.all_running)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} wrangle | {}{} | {} | {} | {:.2}% | {} |",
+            f.n,
+            time(f.api_start.all_running),
+            cli,
+            time(f.ps_cli.samples.median()),
+            time(f.stop_cli.agents_gone),
+            f.idle.daemon_cpu,
+            mib(f.idle.daemon_rss_kib)
+        );
+    }
+}
