@@ -219,6 +219,9 @@ async fn bench_one(
     eprintln!("N = {n}: status calls");
     let ps_cli = measure::time_ps_cli(&wrangle, args.status_runs, n)?;
     let ps_api = measure::time_list_api(&api, args.status_runs, n).await?;
+    eprintln!("N = {n}: SIGKILL the daemon, time the re-attach");
+    let reattach = measure::reattach(&wrangle, daemon, &api_start.fleet)?;
+    let daemon = reattach.daemon;
     eprintln!("N = {n}: stop all");
     let stop_cli = measure::stop_via_cli(&wrangle, &api_start.fleet)?;
     // The home stays until the end: deleting thousands of files now would
@@ -248,6 +251,7 @@ async fn bench_one(
         ps_cli,
         ps_api,
         idle,
+        reattach,
         stop_cli,
         stop_api,
     })

@@ -207,3 +207,65 @@ pub async fn stop_via_api(api: &Api, fleet: &Fleet) -> Result<Stop> {
         shims_gone: wait_gone(&fleet.shims, started, "shim")?,
     })
 }
+
+/// How a daemon crash with the fleet running went.
+#[derive(Debug, Clone)]
+pub struct Reattach {
+    /// From the SIGKILL of the daemon until a new one (autostarted by
+    /// `wrangle ps --json`) listed every agent `running` with its pid.
+    pub took: Duration,
+    /// The new daemon.
+    pub daemon: ProcessId,
+}
+
+/// SIGKILLs the daemon with the fleet running, then runs `wrangle ps
+/// --json` (which starts a new daemon) until it lists every agent of the
+/// fleet `running` with the same pid; the agents themselves must never
+/// have stopped.
+pub fn reattach(wrangle: &Wrangle, daemon: ProcessId, fleet: &Fleet) -> Result<Reattach> {
+    let wanted: std::collections::BTreeSet<i32> = fleet.agents.iter().map(|a| a.pid).collect();
+    // SAFETY: kill(2) with plain integers; the pid is the daemon's, checked
+    // by start time just before.
+    if daemon.is_running() && unsafe { libc::kill(daemon.pid, libc::SIGKILL) } != 0 {
+        bail!("cannot SIGKILL the daemon (pid {})", daemon.pid);
+    }
+    let started = Instant::now();
+    let deadline = started + PHASE_TIMEOUT;
+    while daemon.is_running() {
+        if Instant::now() > deadline {
+            bail!("the daemon (pid {}) survived SIGKILL", daemon.pid);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    loop {
+        let output = wrangle
+            .command(["ps", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .context("cannot run `wrangle ps --json`")?;
+        if output.status.success() {
+            let listed: Vec<Value> = serde_json::from_slice(&output.stdout)?;
+            let running: std::collections::BTreeSet<i32> = listed
+                .iter()
+                .filter(|agent| agent["state"] == "running")
+                .filter_map(|agent| agent["pid"].as_i64().map(|pid| pid as i32))
+                .collect();
+            if running == wanted {
+                let took = started.elapsed();
+                if let Some(lost) = fleet.agents.iter().find(|agent| !agent.is_running()) {
+                    bail!("agent pid {} did not survive the daemon's crash", lost.pid);
+                }
+                let pid = wrangle
+                    .daemon_pid()
+                    .ok_or_else(|| anyhow!("the new daemon wrote no pid file"))?;
+                let daemon = ProcessId::of(pid)
+                    .ok_or_else(|| anyhow!("the new daemon (pid {pid}) is not in /proc"))?;
+                return Ok(Reattach { took, daemon });
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no daemon re-attached all {} agents in time", wanted.len());
+        }
+    }
+}

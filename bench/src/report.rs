@@ -3,7 +3,7 @@
 //! peers' format (PEERS.md).
 
 use crate::floor::FloorRun;
-use crate::measure::{Idle, Status, Stop};
+use crate::measure::{Idle, Reattach, Status, Stop};
 use crate::procinfo::Machine;
 use crate::start::Start;
 use crate::stats::Samples;
@@ -31,6 +31,8 @@ pub struct Figures {
     pub ps_api: Status,
     /// Idle cost with N running.
     pub idle: Idle,
+    /// Re-attach after a SIGKILL of the daemon with N running.
+    pub reattach: Reattach,
     /// `wrangle stop --all` after the API start.
     pub stop_cli: Stop,
     /// `POST /v1/stop` after the CLI-loop start, if that was measured.
@@ -75,6 +77,8 @@ pub struct Targets {
     pub stop: Duration,
     /// Idle daemon below this % of one core.
     pub idle_cpu: f64,
+    /// A new daemon re-attached every agent within this after a SIGKILL.
+    pub reattach: Duration,
 }
 
 impl Default for Targets {
@@ -84,6 +88,7 @@ impl Default for Targets {
             status: Duration::from_millis(20),
             stop: Duration::from_secs(1),
             idle_cpu: 1.0,
+            reattach: Duration::from_secs(1),
         }
     }
 }
@@ -238,6 +243,10 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     row("size of the list", &|f| {
         format!("{:.0} KiB", f.ps_api.bytes as f64 / 1024.0)
     });
+    row(
+        "**re-attach: SIGKILL the daemon until a new one lists all running**",
+        &|f| format!("**{}**", time(f.reattach.took)),
+    );
     row("stop, `wrangle stop --all`: answered", &|f| {
         time(f.stop_cli.answered)
     });
@@ -316,6 +325,18 @@ fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
             verdict(
                 status < targets.status,
                 format!("{:.2}x the target", ratio(status, targets.status))
+            )
+        );
+        let reattach = f.reattach.took;
+        let _ = writeln!(
+            out,
+            "| re-attach after a daemon SIGKILL under {} | {} | {} | {} |",
+            time(targets.reattach),
+            f.n,
+            time(reattach),
+            verdict(
+                reattach < targets.reattach,
+                format!("{:.2}x the target", ratio(reattach, targets.reattach))
             )
         );
         let stop = f.stop_cli.agents_gone;

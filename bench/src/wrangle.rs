@@ -89,6 +89,15 @@ impl Wrangle {
         self.home.join("wrangle.sock")
     }
 
+    /// The pid in the home's `daemon.pid`, if any.
+    pub fn daemon_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.home.join("daemon.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// `wrangle ARGS...` with this home and the benchmark's tag in its
     /// environment (so the daemon and every agent it starts carry it).
     pub fn command<I, S>(&self, args: I) -> Command

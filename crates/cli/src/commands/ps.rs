@@ -1,7 +1,7 @@
 //! `wrangle ps`: list agents.
 
 use crate::args::PsArgs;
-use crate::client::{self, Client};
+use crate::client::Client;
 use crate::format::{command_line, truncate, uptime};
 use crate::table::Table;
 use crate::{output, routes};
@@ -12,21 +12,17 @@ use wrangle_wire::AgentView;
 /// Widest COMMAND cell; longer command lines end in `…`.
 const COMMAND_WIDTH: usize = 50;
 
-/// Lists agents, oldest first, as a table or as JSON (each agent as the
-/// daemon sent it).
+/// Lists agents, oldest first (the daemon's order), as a table or as JSON
+/// (each agent as the daemon sent it).
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
-    let values: Vec<Value> = client.get(&routes::list(args.all)).await?;
-    let mut agents = values
-        .into_iter()
-        .map(|value| Ok((client::from_value::<AgentView>(value.clone())?, value)))
-        .collect::<Result<Vec<_>>>()?;
-    // The id breaks ties so the order is the same on every call.
-    agents.sort_by(|(a, _), (b, _)| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    let path = routes::list(args.all);
     if args.json {
-        output::print_json(&Value::Array(agents.into_iter().map(|(_, v)| v).collect()))?;
+        // Printed as received: no need to decode thousands of agents.
+        let agents: Value = client.get(&path).await?;
+        output::print_json(&agents)?;
     } else {
-        let views: Vec<AgentView> = agents.into_iter().map(|(agent, _)| agent).collect();
-        output::print(&table(&views))?;
+        let agents: Vec<AgentView> = client.get(&path).await?;
+        output::print(&table(&agents))?;
     }
     Ok(0)
 }
