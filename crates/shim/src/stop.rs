@@ -86,11 +86,11 @@ impl StopSequence {
 /// suspended process (SIGSTOP, Ctrl-Z) only acts on the signal once it
 /// runs again, and would otherwise wait for SIGKILL as if it ignored it.
 fn deliver(tree: &Tree, signal: i32) -> std::io::Result<()> {
-    tree.signal(signal)?;
-    if signal != libc::SIGCONT {
-        tree.signal(libc::SIGCONT)?;
+    if signal == libc::SIGCONT {
+        tree.signal(signal)
+    } else {
+        tree.signal_each(&[signal, libc::SIGCONT])
     }
-    Ok(())
 }
 
 fn report(result: std::io::Result<()>, what: &str) {

@@ -27,15 +27,29 @@ impl Tree {
     /// agent's process group, then every other descendant of the shim
     /// (those that left the group with `setsid`).
     pub fn signal(&self, signal: i32) -> io::Result<()> {
+        self.signal_each(&[signal])
+    }
+
+    /// Sends each of the signal `numbers`, in order, to every process of the tree,
+    /// finding the tree once: without a cgroup that takes a walk of all of
+    /// /proc, which a stop of many runs at once must not repeat needlessly.
+    pub fn signal_each(&self, numbers: &[i32]) -> io::Result<()> {
         if let Some(cgroup) = &self.cgroup {
-            return cgroup.signal_all(signal).map(drop);
+            for &signal in numbers {
+                cgroup.signal_all(signal)?;
+            }
+            return Ok(());
         }
-        // ESRCH: the group is empty already; the walk below still runs.
-        let _ = signals::send_to_group(self.main_pid, signal);
+        for &signal in numbers {
+            // ESRCH: the group is empty already; the walk below still runs.
+            let _ = signals::send_to_group(self.main_pid, signal);
+        }
         let shim = std::process::id() as i32;
         for process in wrangle_os::proc::descendants(shim)? {
             if process.pgrp != self.main_pid && !process.is_dead() {
-                let _ = signals::send(process.id.pid, signal);
+                for &signal in numbers {
+                    let _ = signals::send(process.id.pid, signal);
+                }
             }
         }
         Ok(())
