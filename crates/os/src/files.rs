@@ -16,6 +16,40 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     fs::rename(temporary, path)
 }
 
+/// Replaces `path` with `contents` atomically like [`write_atomic`], but
+/// without a new inode per write: the new contents go into a spare file
+/// beside it (`<path>.next`), which is then swapped with `path` in one
+/// `renameat2(RENAME_EXCHANGE)`, so the spare holds the previous version
+/// and is overwritten next time. For a file rewritten many times (the
+/// shim's state): on some file systems (ext4 without a journal) each
+/// new inode is slow after many deletes. Falls back to [`write_atomic`]
+/// where the exchange is not supported.
+pub fn write_by_exchange(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let mut spare = path.as_os_str().to_owned();
+    spare.push(".next");
+    let spare = Path::new(&spare);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(spare)?;
+    file.write_all(contents)?;
+    drop(file);
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        spare,
+        rustix::fs::CWD,
+        path,
+        rustix::fs::RenameFlags::EXCHANGE,
+    ) {
+        Ok(()) => Ok(()),
+        // The first write: there is nothing to exchange with yet.
+        Err(rustix::io::Errno::NOENT) => fs::rename(spare, path),
+        Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => write_atomic(path, contents),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Creates a FIFO at `path` with mode 0600.
 pub fn make_fifo(path: &Path) -> io::Result<()> {
     rustix::fs::mknodat(
@@ -60,6 +94,27 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn exchanging_writes_reuse_two_files() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        write_by_exchange(&path, b"one").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        write_by_exchange(&path, b"two, longer").unwrap();
+        let inodes = |p: &Path| fs::metadata(p).unwrap().ino();
+        let spare = dir.path().join("state.json.next");
+        let known = [inodes(&path), inodes(&spare)];
+        write_by_exchange(&path, b"3").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"3");
+        assert_eq!(fs::read(&spare).unwrap(), b"two, longer");
+        let mut now = [inodes(&path), inodes(&spare)];
+        now.sort();
+        let mut before = known;
+        before.sort();
+        assert_eq!(now, before, "no new inode after the second write");
     }
 
     #[test]

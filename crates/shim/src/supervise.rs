@@ -167,7 +167,7 @@ fn open_capture(dir: &Path, log: &str, pipe: OwnedFd) -> io::Result<Capture> {
 
 fn write_state(dir: &Path, state: &ShimState) -> io::Result<()> {
     let json = serde_json::to_vec(state).map_err(io::Error::other)?;
-    files::write_atomic(&dir.join(STATE_FILE), &json)
+    files::write_by_exchange(&dir.join(STATE_FILE), &json)
 }
 
 /// Tells the daemon that spawned us how the exec went (one JSON line on
