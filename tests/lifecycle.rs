@@ -31,6 +31,29 @@ fn run_prints_the_id_once_the_exec_is_confirmed() {
     );
 }
 
+/// An agent that starts and exits non-zero at once is `failed`, but its
+/// exec succeeded: `run` prints its id and exits 0 however quickly it
+/// ended (the daemon may have recorded the end before it answered).
+#[test]
+fn run_of_an_agent_that_exits_non_zero_at_once_still_succeeds() {
+    let home = Home::new();
+    // Several at once, so that some ends are recorded before the answer.
+    std::thread::scope(|scope| {
+        for _ in 0..6 {
+            scope.spawn(|| {
+                for _ in 0..8 {
+                    let output = home.wrangle(&["run", "--", "sh", "-c", "exit 3"]);
+                    assert_eq!(output.code(), 0, "{output:?}");
+                    let id = output.stdout.trim_end().to_string();
+                    assert_eq!(id.len(), 32, "{output:?}");
+                    assert_eq!(home.wrangle(&["wait", &id]).code(), 3);
+                    assert_eq!(home.inspect(&id)["exit_code"], 3);
+                }
+            });
+        }
+    });
+}
+
 /// Runs a command that cannot start: `run` must fail naming it and the OS
 /// error, and the agent must be recorded `failed` with that reason.
 fn assert_start_fails(home: &Home, args: &[&str], reason: &str) {

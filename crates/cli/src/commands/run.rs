@@ -20,7 +20,9 @@ pub async fn run(client: &Client, args: &RunArgs) -> Result<u8> {
     if args.json {
         output::print_json(&value)?;
     }
-    if agent.state == State::Failed {
+    // An agent that started and then exited non-zero is failed too, but
+    // its exec succeeded: only a run that never started is an error here.
+    if agent.state == State::Failed && agent.started_at.is_none() {
         bail!("{}", start_failure(&agent, &request.command));
     }
     if !args.json {
