@@ -262,6 +262,7 @@ impl Agent {
             name: identity.name.clone(),
             state: self.status.state,
             health: self.health(),
+            health_reason: None,
             run: run.number,
             pid: run.process.map(|p| p.pid),
             shim_pid: run.shim.map(|p| p.pid),
@@ -282,6 +283,15 @@ impl Agent {
                 None => "process group + subreaper".to_string(),
             })
             .filter(|_| run.shim.is_some()),
+            process: None,
+            tree: None,
+            progress: None,
+            message: None,
+            details: None,
+            last_output_at: None,
+            last_heartbeat_at: None,
+            idle_timeout_seconds: None,
+            health_check: None,
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

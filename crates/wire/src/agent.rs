@@ -1,6 +1,7 @@
 //! What the API says about one agent: the body of `inspect --json` and one
 //! element of `ps --json`.
 
+use crate::metrics::{ProcessMetrics, TreeMetrics};
 use crate::state::{Health, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,9 @@ pub struct AgentView {
     pub state: State,
     /// Health, separate from state.
     pub health: Health,
+    /// Why the health is what it is, e.g. `no output or heartbeat for 31s
+    /// (idle timeout 30s)`; absent when healthy for no particular reason.
+    pub health_reason: Option<String>,
     /// Number of the current (or last) run, from 1.
     pub run: u32,
     /// Pid of the agent's main process while it runs (or of the last run).
@@ -49,6 +53,25 @@ pub struct AgentView {
     /// How the run's process tree is contained: `cgroup <path>` or
     /// `process group + subreaper`.
     pub containment: Option<String>,
+    /// The main process at the sampler's last tick; absent when it does
+    /// not run or has not been sampled yet.
+    pub process: Option<ProcessMetrics>,
+    /// The whole process tree at the sampler's last tick.
+    pub tree: Option<TreeMetrics>,
+    /// Progress 0-100 the agent reported in its status file.
+    pub progress: Option<f64>,
+    /// Message the agent reported in its status file.
+    pub message: Option<String>,
+    /// Every other key of the agent's status file.
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
+    /// When the agent last wrote to stdout or stderr.
+    pub last_output_at: Option<DateTime<Utc>>,
+    /// When the agent last wrote its status file.
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// Output and heartbeat silence after which the agent is `hung`.
+    pub idle_timeout_seconds: Option<f64>,
+    /// The health probe, when one was given, e.g. `http http://127.0.0.1:8080/health`.
+    pub health_check: Option<String>,
     /// Path of the current run's stdout log.
     pub stdout_log: String,
     /// Path of the current run's stderr log.

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod error;
 pub mod logs;
+pub mod metrics;
 pub mod parse;
 pub mod request;
 pub mod state;
@@ -16,6 +17,7 @@ pub mod state;
 pub use agent::AgentView;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use logs::{LogLine, LogStream};
+pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use request::*;
 pub use state::{Health, State};
 

@@ -34,6 +34,28 @@ pub struct CreateAgent {
     /// Grace period after the stop signal (`10s`, `500ms`, `2m`, `5`).
     #[serde(default)]
     pub stop_timeout: Option<String>,
+    /// No output and no heartbeat for this long makes the agent `hung`.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// Health probe: a shell command that exits 0 when the agent is well
+    /// (run with `sh -c` in the agent's cwd and environment).
+    #[serde(default)]
+    pub health_cmd: Option<String>,
+    /// Health probe: an `http://` URL that answers 2xx or 3xx when well.
+    #[serde(default)]
+    pub health_http: Option<String>,
+    /// Health probe: `HOST:PORT` that accepts a TCP connection when well.
+    #[serde(default)]
+    pub health_tcp: Option<String>,
+    /// Time between probes (default `10s`).
+    #[serde(default)]
+    pub health_interval: Option<String>,
+    /// Time a probe may take before it counts as failed (default `5s`).
+    #[serde(default)]
+    pub health_timeout: Option<String>,
+    /// Failed probes in a row that make the agent `unhealthy` (default 3).
+    #[serde(default)]
+    pub health_retries: Option<u32>,
 }
 
 /// `GET /v1/agents`: which agents to list.

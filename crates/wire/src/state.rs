@@ -8,7 +8,19 @@ use std::str::FromStr;
 ///
 /// `queued -> starting -> running -> stopping -> completed | failed | stopped`,
 /// with `backoff` between runs when a restart policy starts it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     /// Accepted, waiting for capacity.
@@ -80,7 +92,19 @@ impl FromStr for State {
 }
 
 /// How an agent is doing, separate from its state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Running and nothing says otherwise.
@@ -96,6 +120,15 @@ pub enum Health {
 }
 
 impl Health {
+    /// Every health, from best to worst known.
+    pub const ALL: [Health; 5] = [
+        Health::Healthy,
+        Health::Unhealthy,
+        Health::Hung,
+        Health::Zombie,
+        Health::Unknown,
+    ];
+
     /// The lowercase name used in the API and tables.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,7 +2,7 @@
 
 use crate::args::InspectArgs;
 use crate::client::{self, Client};
-use crate::format::{command_line, timestamp_millis, uptime};
+use crate::format::{bytes, command_line, cpu_percent, timestamp_millis, uptime};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
@@ -33,6 +33,7 @@ fn describe(agent: &AgentView) -> String {
         name,
         state,
         health,
+        health_reason,
         run,
         pid,
         shim_pid,
@@ -49,16 +50,36 @@ fn describe(agent: &AgentView) -> String {
         reason,
         runtime_seconds,
         containment,
+        process,
+        tree,
+        progress,
+        message,
+        details,
+        last_output_at,
+        last_heartbeat_at,
+        idle_timeout_seconds,
+        health_check,
         stdout_log,
         stderr_log,
     } = agent;
+    let seconds = |value: &Option<f64>| {
+        value
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map_or_else(|| "-".to_owned(), format_seconds)
+    };
+    let time = |value: &Option<chrono::DateTime<chrono::Utc>>| {
+        or_dash(value.as_ref().map(timestamp_millis).as_ref())
+    };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 22] = [
+    let fields: [(&str, String); 32] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
         ("health", health.to_string()),
+        ("health_reason", or_dash(health_reason.as_ref())),
+        ("health_check", or_dash(health_check.as_ref())),
+        ("idle_timeout", seconds(idle_timeout_seconds)),
         ("run", run.to_string()),
         ("pid", or_dash(pid.as_ref())),
         ("shim_pid", or_dash(shim_pid.as_ref())),
@@ -88,6 +109,54 @@ fn describe(agent: &AgentView) -> String {
         ("reason", or_dash(reason.as_ref())),
         ("runtime", uptime(*runtime_seconds)),
         ("containment", or_dash(containment.as_ref())),
+        (
+            "process",
+            process.as_ref().map_or_else(
+                || "-".to_owned(),
+                |p| {
+                    format!(
+                        "cpu {} rss {} threads {} fds {}",
+                        cpu_percent(p.cpu_percent),
+                        bytes(p.rss_bytes),
+                        p.threads,
+                        p.fds
+                    )
+                },
+            ),
+        ),
+        (
+            "tree",
+            tree.as_ref().map_or_else(
+                || "-".to_owned(),
+                |t| {
+                    format!(
+                        "cpu {} rss {} threads {} fds {} processes {} zombies {}",
+                        cpu_percent(t.cpu_percent),
+                        bytes(t.rss_bytes),
+                        t.threads,
+                        t.fds,
+                        t.processes,
+                        t.zombies
+                    )
+                },
+            ),
+        ),
+        (
+            "progress",
+            or_dash(progress.map(|p| format!("{p}%")).as_ref()),
+        ),
+        ("message", or_dash(message.as_ref())),
+        (
+            "details",
+            or_dash(
+                details
+                    .as_ref()
+                    .map(|d| serde_json::Value::Object(d.clone()))
+                    .as_ref(),
+            ),
+        ),
+        ("last_output_at", time(last_output_at)),
+        ("last_heartbeat_at", time(last_heartbeat_at)),
         ("stdout_log", stdout_log.clone()),
         ("stderr_log", stderr_log.clone()),
     ];
@@ -110,30 +179,61 @@ mod tests {
 
     #[test]
     fn every_field_is_shown() {
-        let text = describe(&sample_agent());
+        let agent = AgentView {
+            health_reason: Some("probe ok".into()),
+            process: Some(wrangle_wire::ProcessMetrics {
+                cpu_percent: 12.5,
+                rss_bytes: 3 << 20,
+                threads: 4,
+                fds: 9,
+            }),
+            tree: Some(wrangle_wire::TreeMetrics {
+                cpu_percent: 150.0,
+                rss_bytes: 300 << 20,
+                threads: 7,
+                fds: 20,
+                processes: 3,
+                zombies: 1,
+            }),
+            progress: Some(40.0),
+            message: Some("running tests".into()),
+            idle_timeout_seconds: Some(30.0),
+            ..sample_agent()
+        };
+        let text = describe(&agent);
         let expected = "\
-id:             0123456789abcdef0123456789abcdef
-name:           worker-1
-state:          running
-health:         healthy
-run:            1
-pid:            4242
-shim_pid:       4241
-command:        sleep 100
-cwd:            /work
-env:            FOO
-stop_signal:    SIGTERM
-stop_timeout:   10s
-created_at:     2024-05-01T12:00:00.000Z
-started_at:     2024-05-01T12:00:00.005Z
-ended_at:       -
-exit_code:      -
-signal:         -
-reason:         -
-runtime:        5m12s
-containment:    process group + subreaper
-stdout_log:     /h/runs/worker-1/1/stdout.log
-stderr_log:     /h/runs/worker-1/1/stderr.log
+id:                  0123456789abcdef0123456789abcdef
+name:                worker-1
+state:               running
+health:              healthy
+health_reason:       probe ok
+health_check:        -
+idle_timeout:        30s
+run:                 1
+pid:                 4242
+shim_pid:            4241
+command:             sleep 100
+cwd:                 /work
+env:                 FOO
+stop_signal:         SIGTERM
+stop_timeout:        10s
+created_at:          2024-05-01T12:00:00.000Z
+started_at:          2024-05-01T12:00:00.005Z
+ended_at:            -
+exit_code:           -
+signal:              -
+reason:              -
+runtime:             5m12s
+containment:         process group + subreaper
+process:             cpu 12.5% rss 3.0M threads 4 fds 9
+tree:                cpu 150% rss 300M threads 7 fds 20 processes 3 zombies 1
+progress:            40%
+message:             running tests
+details:             -
+last_output_at:      -
+last_heartbeat_at:   -
+stdout_log:          /h/runs/worker-1/1/stdout.log
+stderr_log:          /h/runs/worker-1/1/stderr.log
 ";
         assert_eq!(text, expected);
     }
@@ -147,8 +247,8 @@ stderr_log:     /h/runs/worker-1/1/stderr.log
             ..sample_agent()
         };
         let text = describe(&agent);
-        assert!(text.contains("\nenv:            -\n"), "{text}");
-        assert!(text.contains("\nexit_code:      0\n"), "{text}");
-        assert!(text.contains("\nstop_timeout:   0.50s\n"), "{text}");
+        assert!(text.contains("\nenv:                 -\n"), "{text}");
+        assert!(text.contains("\nexit_code:           0\n"), "{text}");
+        assert!(text.contains("\nstop_timeout:        0.50s\n"), "{text}");
     }
 }

@@ -47,6 +47,7 @@ fn create_request(
         cwd: Some(working_directory(args.cwd.as_deref(), current_dir)?),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout.clone(),
+        ..CreateAgent::default()
     })
 }
 
