@@ -1,6 +1,6 @@
 //! The `wrangle` binary: daemon, CLI and shim in one. A shim is started as
-//! `wrangle __shim ...` and must start fast, so it is dispatched before
-//! anything else is set up.
+//! `wrangle __shim ...` (or forked by the `wrangle __zygote` process) and
+//! must start fast, so both are dispatched before anything else is set up.
 
 use std::process::ExitCode;
 
@@ -11,6 +11,12 @@ fn main() -> ExitCode {
         .is_some_and(|arg| arg == wrangle_shim::SHIM_COMMAND)
     {
         return wrangle_shim::main(&args[2..]);
+    }
+    if args
+        .get(1)
+        .is_some_and(|arg| arg == wrangle_shim::zygote::ZYGOTE_COMMAND)
+    {
+        return wrangle_shim::zygote::main(&args[2..]);
     }
     wrangle_cli::main(|options| wrangle_api::serve(wrangle_api::Options { home: options.home }))
 }

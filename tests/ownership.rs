@@ -35,12 +35,72 @@ fn the_shim_is_the_parent_of_the_agent_which_leads_its_own_session() {
         assert!(target.starts_with("pipe:"), "fd {fd} is {target}");
     }
 
-    // The daemon starts shims; it is never the agent's parent, and the shim
-    // is not in the agent's session (a hang-up there does not reach it).
+    // The daemon's zygote forks shims; the daemon is never the agent's
+    // parent, and the shim is not in the agent's session (a hang-up there
+    // does not reach it).
     let daemon = home.daemon_pid().expect("the daemon runs");
     let shim_process = procfs::stat(shim).expect("the shim runs");
-    assert_eq!(shim_process.ppid, daemon);
+    assert_eq!(
+        shim_process.ppid,
+        zygote_of(daemon),
+        "the zygote forked the shim"
+    );
     assert_ne!(shim_process.session, pid);
+}
+
+/// The pid of the daemon's shim zygote, its child `wrangle __zygote`.
+fn zygote_of(daemon: i32) -> i32 {
+    let zygotes: Vec<i32> = procfs::all()
+        .into_iter()
+        .filter(|p| p.ppid == daemon && !p.is_zombie())
+        .filter(|p| procfs::cmdline(p.pid).is_some_and(|c| c.contains(" __zygote ")))
+        .map(|p| p.pid)
+        .collect();
+    assert_eq!(zygotes.len(), 1, "one zygote per daemon: {zygotes:?}");
+    zygotes[0]
+}
+
+/// A zygote that dies takes no running agent with it, and the next run
+/// gets a new one.
+#[test]
+fn a_killed_zygote_loses_no_agent_and_is_replaced() {
+    let home = Home::new();
+    let first = home.run(&["--", "sleep", &marker()]);
+    let daemon = home.daemon_pid().expect("the daemon runs");
+    let zygote = zygote_of(daemon);
+    let agent = home.pid(&first);
+    common::kill(zygote);
+    wait_until(SOON, "the zygote is gone", || {
+        procfs::stat(zygote).is_none_or(|p| p.is_zombie())
+    });
+
+    let second = home.run(&["--", "sleep", &marker()]);
+    assert_ne!(zygote_of(daemon), zygote, "a new zygote");
+    assert!(procfs::is_alive(agent), "the first agent still runs");
+    assert_eq!(home.state(&first), "running");
+    assert_eq!(home.state(&second), "running");
+    let stopped = home.ok(&["stop", &first, &second]);
+    assert!(stopped.contains("stopped by SIGTERM"), "{stopped}");
+    assert!(!procfs::is_alive(agent));
+    assert!(home.zombie_children().is_empty());
+}
+
+/// With `WRANGLE_ZYGOTE=off` each shim is an exec of the wrangle binary,
+/// a child of the daemon, and works the same.
+#[test]
+fn without_the_zygote_the_daemon_execs_each_shim() {
+    let home = Home::with(common::HomeOptions {
+        env: vec![("WRANGLE_ZYGOTE".into(), "off".into())],
+        ..common::HomeOptions::default()
+    });
+    let id = home.run(&["--", "sh", "-c", "echo started; exec sleep 1000"]);
+    let daemon = home.daemon_pid().expect("the daemon runs");
+    let shim = home.inspect(&id)["shim_pid"].as_i64().expect("a shim") as i32;
+    assert_eq!(procfs::stat(shim).expect("the shim runs").ppid, daemon);
+    wait_until(SOON, "the output is logged", || {
+        home.ok(&["logs", &id]) == "started\n"
+    });
+    assert!(home.ok(&["stop", &id]).contains("stopped by SIGTERM"));
 }
 
 #[test]

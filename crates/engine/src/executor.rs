@@ -3,11 +3,13 @@
 //! restart, send a command, learn the end), so that other executors can
 //! take its place with the same states, logs and stop semantics.
 
+use crate::zygote::Zygote;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wrangle_os::exits::ExitWatcher;
 use wrangle_os::{PidFd, ProcessId, RunCgroup};
@@ -58,21 +60,31 @@ pub enum Found {
     },
 }
 
-/// Local runs: one `wrangle __shim` process per run, on this machine.
+/// Local runs: one shim process per run, on this machine, forked by the
+/// zygote (or, without one, `wrangle __shim` exec'd).
 #[derive(Clone)]
 pub struct LocalShims {
     program: PathBuf,
     daemon_pid: i32,
     exits: ExitWatcher,
+    zygote: Option<Arc<Zygote>>,
 }
 
 impl LocalShims {
-    /// Shims run `program` (the wrangle binary) and know the daemon by pid.
-    pub fn new(program: PathBuf) -> io::Result<LocalShims> {
+    /// Shims run `program` (the wrangle binary), know the daemon by pid and
+    /// hold runs under `runs`. `WRANGLE_ZYGOTE=off` makes every shim an
+    /// exec of `program` (slower; for comparison and as a way out).
+    pub fn new(program: PathBuf, runs: PathBuf) -> io::Result<LocalShims> {
+        let daemon_pid = std::process::id() as i32;
+        let zygote = match std::env::var("WRANGLE_ZYGOTE").as_deref() {
+            Ok("off") => None,
+            _ => Some(Arc::new(Zygote::new(program.clone(), daemon_pid, runs))),
+        };
         Ok(LocalShims {
             program,
-            daemon_pid: std::process::id() as i32,
+            daemon_pid,
             exits: ExitWatcher::start()?,
+            zygote,
         })
     }
 
@@ -115,6 +127,15 @@ impl LocalShims {
             serde_json::to_vec(spec).map_err(io::Error::other)?,
         )?;
         let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
+        if let Some(zygote) = &self.zygote {
+            let (report, report_write) = io::pipe()?;
+            match zygote.fork_shim(dir, &OwnedFd::from(report_write), &shim_log) {
+                Ok(shim) => return Ok((shim, OwnedFd::from(report))),
+                Err(error) => {
+                    tracing::warn!("the shim zygote cannot fork a shim ({error}); exec'ing one")
+                }
+            }
+        }
         let mut child = Command::new(&self.program)
             .arg(wrangle_shim::SHIM_COMMAND)
             .arg(dir)

@@ -22,6 +22,7 @@ mod registry;
 mod remove;
 mod stop;
 mod wait;
+mod zygote;
 
 use chrono::{DateTime, Utc};
 use error::EngineError;
@@ -71,9 +72,10 @@ impl Engine {
         let loaded = store.load()?;
         let engine = Engine {
             inner: Arc::new(Inner {
-                shims: LocalShims::new(config.shim_program.clone()).map_err(|e| {
-                    EngineError::internal(format!("cannot start the exit watcher: {e}"))
-                })?,
+                shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
+                    .map_err(|e| {
+                        EngineError::internal(format!("cannot start the exit watcher: {e}"))
+                    })?,
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),

@@ -142,13 +142,21 @@ impl RunCgroup {
         &self.path
     }
 
-    /// Opens `cgroup.procs` for writing, close-on-exec: a forked child
-    /// writes `0` to it to move itself in before it execs.
-    pub fn open_procs_for_join(&self) -> io::Result<fs::File> {
-        fs::OpenOptions::new()
+    /// Opens the cgroup for a child to be created in it (its directory) or
+    /// to move itself into (its `cgroup.procs`), both close-on-exec.
+    pub fn open_for_join(&self) -> io::Result<crate::spawn::CgroupJoin> {
+        let procs = fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_CLOEXEC)
-            .open(self.path.join("cgroup.procs"))
+            .open(self.path.join("cgroup.procs"))?;
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
+            .open(&self.path)?;
+        Ok(crate::spawn::CgroupJoin {
+            dir: dir.into(),
+            procs,
+        })
     }
 
     /// Pids of every process in the cgroup; empty when it is gone.

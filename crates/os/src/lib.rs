@@ -7,9 +7,12 @@
 
 pub mod cgroup;
 pub mod exits;
+pub mod fdpass;
 pub mod files;
+pub mod fork;
 pub mod pidfd;
 pub mod proc;
+pub mod proctitle;
 pub mod signals;
 pub mod spawn;
 

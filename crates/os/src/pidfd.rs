@@ -55,6 +55,12 @@ impl PidFd {
         PidFd::open(id)?.ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
     }
 
+    /// A pidfd that the parent of process `id` opened before it could reap
+    /// it and passed on: it refers to `id` for sure.
+    pub fn from_parent(fd: OwnedFd, id: ProcessId) -> PidFd {
+        PidFd { fd, id }
+    }
+
     /// The process this handle refers to.
     pub fn id(&self) -> ProcessId {
         self.id

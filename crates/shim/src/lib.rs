@@ -14,6 +14,7 @@ pub mod protocol;
 mod stop;
 mod supervise;
 mod tree;
+pub mod zygote;
 
 use std::ffi::OsString;
 use std::path::Path;

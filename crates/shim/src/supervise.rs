@@ -27,15 +27,17 @@ const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the shim keeps retrying refused bytes after the tree is gone.
 const FINAL_RETRY_LIMIT: Duration = Duration::from_secs(30);
 
-/// Sets up, starts the agent and supervises it to the end.
-pub fn run(dir: &Path, daemon_pid: i32) -> io::Result<()> {
+/// Sets up, starts the agent and supervises it to the end. `parent` is the
+/// process that started the shim (the daemon, or its zygote).
+pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
     // Leave the daemon's session, so a Ctrl-C in the daemon's terminal does
     // not reach the shim (it fails only if we lead a group already).
     let _ = rustix::process::setsid();
     // Until state.json exists nobody could find this shim after a daemon
-    // crash, so until then it dies with the daemon (and starts nothing).
+    // crash, so until then it dies with its parent (and starts nothing);
+    // the zygote, its parent, lives exactly as long as the daemon.
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-    if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get()) != Some(daemon_pid) {
+    if rustix::process::getppid().map(|pid| pid.as_raw_nonzero().get()) != Some(parent) {
         return Err(io::Error::other(
             "the daemon that started this shim is gone",
         ));
@@ -105,8 +107,8 @@ pub fn run(dir: &Path, daemon_pid: i32) -> io::Result<()> {
         cwd: spec.cwd.clone(),
         stdout: stdout_write,
         stderr: stderr_write,
-        cgroup_procs: match &cgroup {
-            Some(cgroup) => Some(cgroup.open_procs_for_join()?),
+        cgroup: match &cgroup {
+            Some(cgroup) => Some(cgroup.open_for_join()?),
             None => None,
         },
     };

@@ -1,0 +1,126 @@
+//! The daemon's side of the shim zygote (see `wrangle_shim::zygote`): it
+//! starts the zygote when the first run starts, asks it to fork a shim per
+//! run, and starts a new one if it died. Callers fall back to exec'ing a
+//! shim when no zygote can be had.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+use wrangle_os::{fdpass, PidFd};
+use wrangle_shim::zygote::{self, Reply, ZYGOTE_COMMAND};
+
+/// A fork takes well under a millisecond; a zygote that does not answer
+/// within this is stuck and is replaced.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The zygote of this daemon, started on first use.
+pub struct Zygote {
+    program: PathBuf,
+    daemon_pid: i32,
+    /// Where run directories live, to leave room in the zygote's command
+    /// line for the shims' titles.
+    runs: PathBuf,
+    /// One request at a time: each is a message and its answer.
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    socket: OwnedFd,
+    process: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Closing the socket ends the zygote; reap it so no zombie is left.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+impl Zygote {
+    /// A zygote that runs `program` (the wrangle binary) for runs under
+    /// `runs`; nothing starts until the first [`Zygote::fork_shim`].
+    pub fn new(program: PathBuf, daemon_pid: i32, runs: PathBuf) -> Zygote {
+        Zygote {
+            program,
+            daemon_pid,
+            runs,
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Forks a shim for the run in `dir` with `report` as its stdout and
+    /// `log` as its stderr. A zygote that died or hangs is replaced once.
+    pub fn fork_shim(&self, dir: &Path, report: &OwnedFd, log: &File) -> io::Result<PidFd> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last_error = None;
+        for _ in 0..2 {
+            if running.is_none() {
+                *running = Some(self.start()?);
+            }
+            let zygote = running.as_ref().expect("started above");
+            match ask(&zygote.socket, dir, report, log) {
+                Ok(shim) => return Ok(shim),
+                // The fork itself failed (e.g. EAGAIN): a new zygote would
+                // not do better.
+                Err(Asked::Refused(error)) => return Err(error),
+                Err(Asked::Broken(error)) => {
+                    tracing::warn!("the shim zygote failed ({error}); starting a new one");
+                    *running = None;
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| io::Error::other("the shim zygote failed")))
+    }
+
+    fn start(&self) -> io::Result<Running> {
+        let (ours, theirs) = fdpass::socket_pair()?;
+        fdpass::set_receive_timeout(ours.as_fd(), ANSWER_TIMEOUT)?;
+        let room = " ".repeat(zygote::title_room(&self.runs));
+        let process = Command::new(&self.program)
+            .arg(ZYGOTE_COMMAND)
+            .arg(self.daemon_pid.to_string())
+            .arg(room)
+            .env_clear()
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(Running {
+            socket: ours,
+            process,
+        })
+    }
+}
+
+enum Asked {
+    /// The zygote answered that it cannot fork.
+    Refused(io::Error),
+    /// The zygote is gone, stuck or spoke nonsense.
+    Broken(io::Error),
+}
+
+fn ask(socket: &OwnedFd, dir: &Path, report: &OwnedFd, log: &File) -> Result<PidFd, Asked> {
+    fdpass::send(
+        socket.as_fd(),
+        dir.as_os_str().as_bytes(),
+        &[report.as_fd(), log.as_fd()],
+    )
+    .map_err(Asked::Broken)?;
+    let mut buffer = [0u8; 64];
+    let (length, mut fds) = fdpass::receive(socket.as_fd(), &mut buffer).map_err(Asked::Broken)?;
+    match Reply::decode(&buffer[..length]) {
+        Some(Reply::Forked(id)) if fds.len() == 1 => Ok(PidFd::from_parent(fds.remove(0), id)),
+        Some(Reply::Failed(errno)) => Err(Asked::Refused(io::Error::from_raw_os_error(errno))),
+        _ if length == 0 => Err(Asked::Broken(io::Error::from(io::ErrorKind::UnexpectedEof))),
+        _ => Err(Asked::Broken(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the shim zygote gave an answer that is not one",
+        ))),
+    }
+}

@@ -1,0 +1,246 @@
+//! The shim zygote: one small single-threaded process per daemon that
+//! forks a shim for each run on request, so that starting a run costs a
+//! fork of a process that has already set itself up, not an exec of the
+//! wrangle binary (dynamic loading, relocation and runtime start-up are
+//! most of what a shim costs to start).
+//!
+//! The daemon starts it as `wrangle __zygote <daemon-pid> <room>` with one
+//! end of a `SOCK_SEQPACKET` pair as stdin. Each request is one message:
+//! the run directory, with the shim's stdout (the report pipe) and stderr
+//! (`shim.log`) attached. The zygote forks; the child becomes the shim of
+//! that run exactly as `wrangle __shim <dir> <parent>` would, and the zygote
+//! answers with the child's pid, start time and a pidfd for it. It reaps
+//! every shim that exits while it lives, and exits when the daemon closes
+//! its end (or dies): shims still setting up then die with it (their
+//! parent-death signal), running ones carry on, reparented.
+
+use crate::supervise;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::ExitCode;
+use wrangle_os::fork::{self, Forked};
+use wrangle_os::signals::{self, ChildExits};
+use wrangle_os::{fdpass, proctitle, ProcessId};
+
+/// The hidden first argument that makes the `wrangle` binary a zygote.
+pub const ZYGOTE_COMMAND: &str = "__zygote";
+
+/// Longest run directory a request may name.
+pub const MAX_REQUEST: usize = 4096;
+
+/// The zygote's answer to one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// The shim is forked: this process, whose pidfd comes with the reply.
+    Forked(ProcessId),
+    /// The fork failed with this errno.
+    Failed(i32),
+}
+
+impl Reply {
+    const FORKED: u8 = b'F';
+    const FAILED: u8 = b'E';
+
+    /// The reply as bytes on the socket.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Reply::Forked(id) => {
+                let mut bytes = vec![Reply::FORKED];
+                bytes.extend_from_slice(&id.pid.to_le_bytes());
+                bytes.extend_from_slice(&id.start_time.to_le_bytes());
+                bytes
+            }
+            Reply::Failed(errno) => {
+                let mut bytes = vec![Reply::FAILED];
+                bytes.extend_from_slice(&errno.to_le_bytes());
+                bytes
+            }
+        }
+    }
+
+    /// Reads a reply; `None` when the bytes are not one.
+    pub fn decode(bytes: &[u8]) -> Option<Reply> {
+        match bytes {
+            [Reply::FORKED, rest @ ..] if rest.len() == 12 => Some(Reply::Forked(ProcessId {
+                pid: i32::from_le_bytes(rest[..4].try_into().ok()?),
+                start_time: u64::from_le_bytes(rest[4..].try_into().ok()?),
+            })),
+            [Reply::FAILED, rest @ ..] if rest.len() == 4 => {
+                Some(Reply::Failed(i32::from_le_bytes(rest.try_into().ok()?)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Runs the zygote with the arguments that follow [`ZYGOTE_COMMAND`]; its
+/// socket is stdin.
+pub fn main(args: &[OsString]) -> ExitCode {
+    if args.is_empty() {
+        eprintln!(
+            "usage: wrangle {ZYGOTE_COMMAND} <daemon-pid> (started by the daemon, not by hand)"
+        );
+        return ExitCode::from(2);
+    }
+    let socket = match rustix::io::dup(rustix::stdio::stdin()) {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!("wrangle zygote: cannot take the socket: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match serve(socket) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wrangle zygote: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Answers requests until the daemon closes its end.
+fn serve(socket: OwnedFd) -> io::Result<()> {
+    // A Ctrl-C in the daemon's terminal is not for us; the daemon ends us
+    // by closing the socket.
+    let _ = rustix::process::setsid();
+    signals::ignore_termination_signals()?;
+    let exits = ChildExits::new()?;
+    let zygote = ProcessId::current()?.pid;
+    let mut buffer = vec![0u8; MAX_REQUEST];
+    loop {
+        let mut fds = [
+            rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::new(&exits, rustix::event::PollFlags::IN),
+        ];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(error) => return Err(error.into()),
+        }
+        let (request_ready, exits_ready) =
+            (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+        if exits_ready {
+            exits.drain();
+            while let Ok(Some(_)) = signals::reap_one() {}
+        }
+        if !request_ready {
+            continue;
+        }
+        let (length, attached) = match fdpass::receive(socket.as_fd(), &mut buffer) {
+            Ok(received) => received,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if length == 0 {
+            return Ok(());
+        }
+        let [report, log]: [OwnedFd; 2] = match attached.try_into() {
+            Ok(fds) => fds,
+            Err(_) => {
+                fdpass::send(socket.as_fd(), &Reply::Failed(libc::EINVAL).encode(), &[])?;
+                continue;
+            }
+        };
+        let dir = Path::new(std::ffi::OsStr::from_bytes(&buffer[..length])).to_path_buf();
+        match fork::fork_single_threaded() {
+            Ok(Forked::Child) => {
+                drop(socket);
+                drop(exits);
+                become_shim(&dir, zygote, report, log)
+            }
+            Ok(Forked::Parent(pid)) => {
+                drop((report, log));
+                answer(&socket, pid)?;
+            }
+            Err(error) => {
+                let errno = error.raw_os_error().unwrap_or(libc::EIO);
+                fdpass::send(socket.as_fd(), &Reply::Failed(errno).encode(), &[])?;
+            }
+        }
+    }
+}
+
+/// Tells the daemon about a new shim, with a pidfd opened before the
+/// zygote could reap it (so it names that very process).
+fn answer(socket: &OwnedFd, pid: i32) -> io::Result<()> {
+    let opened = rustix::process::Pid::from_raw(pid)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))
+        .and_then(|raw| {
+            Ok(rustix::process::pidfd_open(
+                raw,
+                rustix::process::PidfdFlags::NONBLOCK,
+            )?)
+        })
+        .and_then(|pidfd| Ok((ProcessId::of(pid)?, pidfd)));
+    match opened {
+        Ok((id, pidfd)) => fdpass::send(
+            socket.as_fd(),
+            &Reply::Forked(id).encode(),
+            &[pidfd.as_fd()],
+        ),
+        Err(error) => {
+            // Without a handle the daemon cannot watch it: it must not run.
+            let _ = signals::send(pid, libc::SIGKILL);
+            let errno = error.raw_os_error().unwrap_or(libc::EIO);
+            fdpass::send(socket.as_fd(), &Reply::Failed(errno).encode(), &[])
+        }
+    }
+}
+
+/// The forked child: wire stdio as an exec'd shim would have it, show the
+/// run in the command line, run the shim, exit. Never returns.
+fn become_shim(dir: &Path, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
+    let wired = File::open("/dev/null").and_then(|null| {
+        rustix::stdio::dup2_stdin(&null)?;
+        rustix::stdio::dup2_stdout(&report)?;
+        rustix::stdio::dup2_stderr(&log)?;
+        Ok(())
+    });
+    drop((report, log));
+    if let Err(error) = wired {
+        eprintln!("wrangle shim: cannot set up stdio: {error}");
+        std::process::exit(1);
+    }
+    let dir_text = dir.display().to_string();
+    let _ = proctitle::set(&["wrangle", crate::SHIM_COMMAND, &dir_text]);
+    let code = match supervise::run(dir, zygote) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("wrangle shim: {error}");
+            1
+        }
+    };
+    std::process::exit(code)
+}
+
+/// The room a zygote's command line must leave so that every shim it forks
+/// can show `wrangle __shim <dir>` for a run directory under `runs`: agent
+/// ids are 32 characters and run numbers at most 10 digits.
+pub fn title_room(runs: &Path) -> usize {
+    let dir = runs.as_os_str().as_bytes().len() + "/".len() + 32 + "/".len() + 10;
+    "wrangle".len() + 1 + crate::SHIM_COMMAND.len() + 1 + dir + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_round_trip() {
+        for reply in [
+            Reply::Forked(ProcessId {
+                pid: 4242,
+                start_time: 123_456_789_012,
+            }),
+            Reply::Failed(libc::EAGAIN),
+        ] {
+            assert_eq!(Reply::decode(&reply.encode()), Some(reply));
+        }
+        assert_eq!(Reply::decode(b""), None);
+        assert_eq!(Reply::decode(b"F123"), None);
+    }
+}
