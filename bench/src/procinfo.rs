@@ -89,6 +89,19 @@ pub fn main_thread_cpu_ns(pid: i32) -> Option<u64> {
         .ok()
 }
 
+/// The shim zygote of the daemon `daemon`: the process whose command
+/// line is `wrangle __zygote <daemon> ...`.
+pub fn zygote_of(daemon: i32) -> Option<i32> {
+    let wanted = format!("\0__zygote\0{daemon}\0");
+    fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| String::from_utf8_lossy(&line).contains(&wanted))
+        })
+}
+
 /// Sum of the CPU time of single-threaded `processes` still alive, in ns.
 pub fn cpu_ns_of(processes: &[ProcessId]) -> u64 {
     processes

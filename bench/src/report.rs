@@ -212,7 +212,7 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
         time(f.api_start.all_running / f.n.max(1) as u32)
     });
     row(
-        "CPU during the API start: machine busy, daemon, shims, agents",
+        "CPU during the API start: machine busy, daemon (+ zygote), shims, agents",
         &|f| {
             let cpu = &f.api_start.cpu;
             format!(

@@ -46,7 +46,8 @@ pub struct Start {
 pub struct StartCpu {
     /// Busy share of all the machine's cores, in %.
     pub machine_busy: f64,
-    /// The daemon, all threads.
+    /// The daemon, all threads, and its shim zygote (which forks every
+    /// shim).
     pub daemon: f64,
     /// All shims, over their whole life so far (almost all of it is the
     /// start: exec of wrangle, setup, spawn of the agent).
@@ -60,6 +61,9 @@ pub struct StartCpu {
 struct CpuMark {
     machine: (u64, u64),
     daemon: u64,
+    /// The zygote's CPU in ns; it starts with the first run, so it is
+    /// usually 0 here.
+    zygote: u64,
 }
 
 impl CpuMark {
@@ -67,6 +71,9 @@ impl CpuMark {
         CpuMark {
             machine: procinfo::machine_ticks().unwrap_or_default(),
             daemon: procinfo::cpu_ticks(daemon.pid).unwrap_or_default(),
+            zygote: procinfo::zygote_of(daemon.pid)
+                .and_then(procinfo::main_thread_cpu_ns)
+                .unwrap_or_default(),
         }
     }
 
@@ -77,7 +84,8 @@ impl CpuMark {
         let total = now.machine.1.saturating_sub(self.machine.1).max(1) as f64;
         StartCpu {
             machine_busy: busy / total * 100.0,
-            daemon: now.daemon.saturating_sub(self.daemon) as f64 / hz,
+            daemon: now.daemon.saturating_sub(self.daemon) as f64 / hz
+                + now.zygote.saturating_sub(self.zygote) as f64 / 1e9,
             shims: procinfo::cpu_ns_of(&fleet.shims) as f64 / 1e9,
             agents: procinfo::cpu_ns_of(&fleet.agents) as f64 / 1e9,
         }
