@@ -8,7 +8,7 @@ use crate::logindex::IndexRecord;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes read from the pipe at most per read.
 const CHUNK: usize = 64 * 1024;
@@ -19,7 +19,10 @@ const PENDING_CAP: usize = 8 * 1024 * 1024;
 pub struct Capture {
     pipe: Option<File>,
     log: File,
-    index: File,
+    /// Opened with the first output: most agents of a fleet print little
+    /// or nothing, and a file fewer makes a start cheaper.
+    index: Option<File>,
+    index_path: PathBuf,
     offset: u64,
     pending: Vec<u8>,
     pending_since_nanos: i64,
@@ -34,15 +37,12 @@ impl Capture {
             .create(true)
             .append(true)
             .open(log_path)?;
-        let index = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(index_path)?;
         let offset = log.metadata()?.len();
         Ok(Capture {
             pipe: Some(File::from(pipe)),
             log,
-            index,
+            index: None,
+            index_path: index_path.to_path_buf(),
             offset,
             pending: Vec::new(),
             pending_since_nanos: 0,
@@ -119,7 +119,9 @@ impl Capture {
         let (written, error) = write_some(&mut self.log, data);
         if written > 0 {
             // A lost index record only costs that chunk its exact time.
-            let _ = record.write_to(&mut self.index);
+            if let Some(index) = self.index() {
+                let _ = record.write_to(index);
+            }
             self.offset += written as u64;
         }
         if written < data.len() {
@@ -133,6 +135,21 @@ impl Capture {
         } else {
             self.last_error = None;
         }
+    }
+}
+
+impl Capture {
+    /// The index, opened (appending) on first use; `None` while it cannot
+    /// be opened (tried again with the next output).
+    fn index(&mut self) -> Option<&mut File> {
+        if self.index.is_none() {
+            self.index = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.index_path)
+                .ok();
+        }
+        self.index.as_mut()
     }
 }
 
