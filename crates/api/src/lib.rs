@@ -44,6 +44,7 @@ pub struct AppState {
         routes::kill_agent,
         routes::wait_agent,
         routes::agent_logs,
+        routes::agent_runs,
         routes::stop_agents,
     )
 )]

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
     AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, KillRequest, ListQuery,
-    LogsQuery, RemoveQuery, StopRequest, StopResult,
+    LogsQuery, RemoveQuery, RunView, StopRequest, StopResult,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/kill", post(kill_agent))
         .route("/v1/agents/{agent}/wait", get(wait_agent))
         .route("/v1/agents/{agent}/logs", get(agent_logs))
+        .route("/v1/agents/{agent}/runs", get(agent_runs))
         .route("/v1/stop", post(stop_agents))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
@@ -115,6 +116,20 @@ pub async fn inspect_agent(
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.inspect(&agent)?))
+}
+
+/// Every run of one agent, oldest first: restarts are new runs.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{agent}/runs",
+    params(("agent" = String, Path, description = "id, name or unique id prefix")),
+    responses((status = 200, body = Vec<RunView>), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+pub async fn agent_runs(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    Ok(Json(state.engine.runs(&agent)?))
 }
 
 /// Forgets an ended agent and deletes its logs; `force` stops it first.

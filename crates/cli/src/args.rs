@@ -35,13 +35,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start an agent and print its id once its exec is confirmed
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List agents
     Ps(PsArgs),
     /// Show everything about one agent
     Inspect(InspectArgs),
     /// Print an agent's output
     Logs(LogsArgs),
+    /// List an agent's runs (each restart is a new run)
+    Runs(RunsArgs),
     /// Stop agents with the staged stop and wait until they have ended
     Stop(StopArgs),
     /// Send a signal to an agent (SIGKILL to its whole tree by default)
@@ -76,6 +78,37 @@ pub struct RunArgs {
     /// Grace period after the stop signal, e.g. 500ms, 10s, 2m [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub stop_timeout: Option<String>,
+
+    /// Start the agent again when it ends: never, on-failure (non-zero exit,
+    /// fatal signal, timeout) or always [default: never]
+    #[arg(long, value_name = "POLICY", value_parser = restart_policy)]
+    pub restart: Option<String>,
+
+    /// Most restarts within --restart-window; one more end and the agent is
+    /// failed as crash-looping [default: 5]
+    #[arg(long, value_name = "N")]
+    pub max_restarts: Option<u32>,
+
+    /// The window restarts are counted in [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub restart_window: Option<String>,
+
+    /// First delay before a restart; it doubles with each one [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub backoff_initial: Option<String>,
+
+    /// Longest delay before a restart [default: 60s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub backoff_max: Option<String>,
+
+    /// A run that ends sooner counts as a failed start [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub min_uptime: Option<String>,
+
+    /// Wall-clock limit of each run: then the staged stop runs and the run
+    /// ends failed with reason timeout
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub timeout: Option<String>,
 
     /// Print the agent as JSON instead of its id
     #[arg(long)]
@@ -141,6 +174,22 @@ pub struct LogsArgs {
     /// Start each line with the time it was captured (RFC 3339, UTC)
     #[arg(short, long)]
     pub timestamps: bool,
+
+    /// Print the output of run N (1 is the first) instead of the current run
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub run: Option<u32>,
+}
+
+/// `wrangle runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Id, name or unique id prefix of the agent
+    #[arg(value_name = "AGENT", value_parser = agent_ref)]
+    pub agent: String,
+
+    /// Print the runs as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `wrangle stop`.
@@ -252,6 +301,13 @@ fn env_pair(text: &str) -> Result<(String, String), InvalidInput> {
 /// `--stop-timeout`, `--timeout`: checked, kept as typed.
 fn duration(text: &str) -> Result<String, InvalidInput> {
     parse::parse_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--restart`: checked, kept as typed.
+fn restart_policy(text: &str) -> Result<String, InvalidInput> {
+    text.parse::<wrangle_wire::RestartPolicy>()
         .map(|_| text.to_owned())
         .map_err(InvalidInput)
 }

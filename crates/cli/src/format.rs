@@ -93,6 +93,34 @@ pub fn timestamp_millis(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Bytes for people, in binary units: `812K`, `1.4M`, `3.2G`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if count < 1024 {
+        return format!("{count}B");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
+}
+
+/// CPU for people: `0.0%`, `12.5%`, `180%`.
+pub fn cpu_percent(percent: f64) -> String {
+    if percent < 100.0 {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.0}%")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,32 +181,14 @@ mod tests {
         assert_eq!(timestamp_micros(&time), "2024-05-01T12:00:07.000042Z");
         assert_eq!(timestamp_millis(&time), "2024-05-01T12:00:07.000Z");
     }
-}
 
-/// Bytes for people, in binary units: `812K`, `1.4M`, `3.2G`.
-pub fn bytes(count: u64) -> String {
-    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
-    if count < 1024 {
-        return format!("{count}B");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1}{}", UNITS[unit])
-    } else {
-        format!("{value:.0}{}", UNITS[unit])
-    }
-}
-
-/// CPU for people: `0.0%`, `12.5%`, `180%`.
-pub fn cpu_percent(percent: f64) -> String {
-    if percent < 100.0 {
-        format!("{percent:.1}%")
-    } else {
-        format!("{percent:.0}%")
+    #[test]
+    fn bytes_and_cpu_read_like_top() {
+        assert_eq!(bytes(512), "512B");
+        assert_eq!(bytes(3 << 20), "3.0M");
+        assert_eq!(bytes(300 << 20), "300M");
+        assert_eq!(bytes(5 << 30), "5.0G");
+        assert_eq!(cpu_percent(12.34), "12.3%");
+        assert_eq!(cpu_percent(180.2), "180%");
     }
 }

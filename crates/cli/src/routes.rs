@@ -80,6 +80,11 @@ pub fn logs(reference: &str, query: &LogsQuery) -> String {
     }
 }
 
+/// `GET /v1/agents/{agent}/runs`.
+pub fn runs(reference: &str) -> String {
+    format!("{}/runs", agent(reference))
+}
+
 /// `POST /v1/stop`.
 pub fn stop() -> String {
     format!("{API_PREFIX}/stop")
@@ -109,6 +114,7 @@ mod tests {
         assert_eq!(remove("x", false), "/v1/agents/x?force=false");
         assert_eq!(kill("x"), "/v1/agents/x/kill");
         assert_eq!(wait("x"), "/v1/agents/x/wait");
+        assert_eq!(runs("a b"), "/v1/agents/a%20b/runs");
     }
 
     #[test]

@@ -96,6 +96,7 @@ impl Engine {
                     status.run.started_at = state.started_at;
                 });
                 self.watch_run(id, number, shim);
+                self.watch_timeout(id, number);
                 recorded.map(drop)
             }
             Started::Failed { shim, reason } => {

@@ -4,6 +4,7 @@
 use crate::error::EngineError;
 use crate::executor::{kill_leftovers, kill_tree, read_state};
 use crate::outcome::{classify, Ending};
+use crate::policy::Decision;
 use crate::Engine;
 use chrono::Utc;
 use std::time::Duration;
@@ -96,9 +97,17 @@ impl Engine {
         });
     }
 
+    /// Records the end under the agent's policies (see `apply_policies`)
+    /// and schedules the restart they ask for.
     fn try_record_ending(&self, id: &str, run: u32, ending: &Ending) -> Result<(), EngineError> {
+        let agent = self.snapshot(id)?;
+        if !is_current(agent.status.state, agent.status.run.number, run) {
+            return Ok(());
+        }
+        let (ending, decision) = self.apply_policies(&agent, ending)?;
+        let mut recorded = false;
         self.transition(id, |status| {
-            if status.run.number != run || status.state.is_ended() {
+            if !is_current(status.state, status.run.number, run) {
                 return;
             }
             status.state = ending.state;
@@ -106,7 +115,17 @@ impl Engine {
             status.run.exit_code = ending.exit_code;
             status.run.signal = ending.signal;
             status.run.ended_at = ending.ended_at;
-        })
-        .map(drop)
+            recorded = true;
+        })?;
+        if let (true, Decision::Restart { next, delay, .. }) = (recorded, decision) {
+            self.schedule_restart(id, next, delay);
+        }
+        Ok(())
     }
+}
+
+/// True while run `run` is the agent's current run and its end is not
+/// recorded yet.
+fn is_current(state: State, current: u32, run: u32) -> bool {
+    current == run && !state.is_ended() && state != State::Backoff
 }

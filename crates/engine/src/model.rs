@@ -3,6 +3,7 @@
 //! to store rows and to the API's [`AgentView`].
 
 use crate::error::EngineError;
+use crate::policy::RestartSpec;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ pub struct AgentSpec {
     pub stop_signal: i32,
     /// Grace period after the stop signal, in milliseconds.
     pub stop_timeout_ms: u64,
+    /// Restart policy and time limit (absent in specs stored before them).
+    #[serde(default)]
+    pub restart: RestartSpec,
 }
 
 impl AgentSpec {
@@ -91,6 +95,7 @@ impl AgentSpec {
             cwd,
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
+            restart: RestartSpec::from_request(request)?,
         })
     }
 
@@ -161,6 +166,14 @@ pub struct Run {
 }
 
 impl Run {
+    /// Seconds the run has run, until it ended or until `now`.
+    pub fn runtime_seconds(&self, now: DateTime<Utc>) -> Option<f64> {
+        self.started_at.map(|started| {
+            let end = self.ended_at.unwrap_or(now);
+            (end - started).num_milliseconds().max(0) as f64 / 1000.0
+        })
+    }
+
     /// Path of the run's stdout log.
     pub fn stdout_log(&self) -> PathBuf {
         self.dir.join(wrangle_shim::protocol::STDOUT_LOG)
@@ -253,10 +266,7 @@ impl Agent {
     pub fn view(&self, now: DateTime<Utc>) -> AgentView {
         let identity = &self.identity;
         let run = &self.status.run;
-        let runtime = run.started_at.map(|started| {
-            let end = run.ended_at.unwrap_or(now);
-            (end - started).num_milliseconds().max(0) as f64 / 1000.0
-        });
+        let runtime = run.runtime_seconds(now);
         AgentView {
             id: identity.id.clone(),
             name: identity.name.clone(),
@@ -264,6 +274,14 @@ impl Agent {
             health: self.health(),
             health_reason: None,
             run: run.number,
+            restarts: run.number.saturating_sub(1),
+            restart: identity.spec.restart.policy,
+            max_restarts: identity.spec.restart.max_restarts,
+            timeout_seconds: identity
+                .spec
+                .restart
+                .timeout()
+                .map(|timeout| timeout.as_secs_f64()),
             pid: run.process.map(|p| p.pid),
             shim_pid: run.shim.map(|p| p.pid),
             command: identity.spec.command.clone(),

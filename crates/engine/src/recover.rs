@@ -63,6 +63,13 @@ impl Engine {
             }
         }
         for id in active {
+            let agent = self.snapshot(&id)?;
+            if agent.status.state == State::Backoff {
+                // The delay left is not stored: wait the first one again.
+                let delay = Duration::from_millis(agent.identity.spec.restart.backoff_initial_ms);
+                self.schedule_restart(&id, agent.status.run.number + 1, delay);
+                continue;
+            }
             self.reattach(&id)?;
         }
         Ok(())
@@ -136,6 +143,7 @@ impl Engine {
             }
         }
         self.watch_run(id, number, shim);
+        self.watch_timeout(id, number);
         Ok(())
     }
 

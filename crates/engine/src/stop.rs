@@ -64,6 +64,17 @@ impl Engine {
         if self.snapshot(id)?.status.state.is_ended() {
             return self.stop_result(id, true);
         }
+        // Waiting to restart: nothing runs, so the stop is only a record,
+        // and the pending restart finds the agent no longer in backoff.
+        self.transition(id, |status| {
+            if status.state == State::Backoff {
+                status.state = State::Stopped;
+                status.reason = Some("stopped while waiting to restart".into());
+            }
+        })?;
+        if self.snapshot(id)?.status.state.is_ended() {
+            return self.stop_result(id, false);
+        }
         // A start under way is let finish: the shim can only stop what it
         // has exec'd.
         let _ = states.wait_for(|state| *state != State::Starting).await;

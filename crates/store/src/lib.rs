@@ -94,6 +94,18 @@ pub struct RunRow {
     pub signal: Option<i32>,
 }
 
+/// A run as the store last recorded it, with the agent's state and reason
+/// at that time (for an ended run: how it ended).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    /// The run.
+    pub row: RunRow,
+    /// The state recorded with it.
+    pub state: State,
+    /// The reason recorded with it.
+    pub reason: Option<String>,
+}
+
 /// One recorded state change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -253,14 +265,38 @@ impl Store {
 
     /// Every run of one agent, oldest first.
     pub fn runs(&self, agent_id: &str) -> Result<Vec<RunRow>> {
+        Ok(self
+            .run_history(agent_id)?
+            .into_iter()
+            .map(|record| record.row)
+            .collect())
+    }
+
+    /// Every run of one agent with the state and reason it was last
+    /// recorded with, oldest first.
+    pub fn run_history(&self, agent_id: &str) -> Result<Vec<RunRecord>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT agent_id, run, dir, shim_pid, shim_start_time, pid, pid_start_time, cgroup,
-                    started_at, ended_at, exit_code, signal
+                    started_at, ended_at, exit_code, signal, state, reason
              FROM runs WHERE agent_id = ?1 ORDER BY run",
         )?;
-        let rows = statement.query_map([agent_id], |row| run_from(row, 0))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(Into::into)
+        let rows = statement.query_map([agent_id], |row| {
+            Ok((
+                run_from(row, 0)?,
+                row.get::<_, String>(12)?,
+                row.get::<_, Option<String>>(13)?,
+            ))
+        })?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (row, state, reason) = row?;
+            records.push(RunRecord {
+                row,
+                state: parse_state(&state)?,
+                reason,
+            });
+        }
+        Ok(records)
     }
 
     /// The state changes of one agent, oldest first.

@@ -2,6 +2,7 @@
 //! element of `ps --json`.
 
 use crate::metrics::{ProcessMetrics, TreeMetrics};
+use crate::policy::RestartPolicy;
 use crate::state::{Health, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,14 @@ pub struct AgentView {
     pub health_reason: Option<String>,
     /// Number of the current (or last) run, from 1.
     pub run: u32,
+    /// Restarts so far (runs after the first).
+    pub restarts: u32,
+    /// The restart policy.
+    pub restart: RestartPolicy,
+    /// Most restarts within the restart window.
+    pub max_restarts: u32,
+    /// Wall-clock limit of a run, in seconds.
+    pub timeout_seconds: Option<f64>,
     /// Pid of the agent's main process while it runs (or of the last run).
     pub pid: Option<i32>,
     /// Pid of the shim that is the agent's parent.

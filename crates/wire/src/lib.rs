@@ -11,6 +11,7 @@ pub mod error;
 pub mod logs;
 pub mod metrics;
 pub mod parse;
+pub mod policy;
 pub mod request;
 pub mod state;
 
@@ -18,6 +19,7 @@ pub use agent::AgentView;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
+pub use policy::{RestartPolicy, RunView};
 pub use request::*;
 pub use state::{Health, State};
 

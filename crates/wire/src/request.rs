@@ -56,6 +56,32 @@ pub struct CreateAgent {
     /// Failed probes in a row that make the agent `unhealthy` (default 3).
     #[serde(default)]
     pub health_retries: Option<u32>,
+    /// When to start the agent again after it ends: `never` (default),
+    /// `on-failure`, `always`.
+    #[serde(default)]
+    pub restart: Option<String>,
+    /// Most restarts within the restart window (default 5); one more end
+    /// and the agent is `failed` as crash-looping.
+    #[serde(default)]
+    pub max_restarts: Option<u32>,
+    /// The window restarts are counted in (default `60s`).
+    #[serde(default)]
+    pub restart_window: Option<String>,
+    /// First delay before a restart (default `1s`); it doubles with each
+    /// restart, with jitter.
+    #[serde(default)]
+    pub backoff_initial: Option<String>,
+    /// Longest delay before a restart (default `60s`).
+    #[serde(default)]
+    pub backoff_max: Option<String>,
+    /// A run that ends sooner than this counts as a failed start (default
+    /// `1s`).
+    #[serde(default)]
+    pub min_uptime: Option<String>,
+    /// Wall-clock limit of a run: when it passes, the staged stop runs and
+    /// the run ends `failed` with reason `timeout`.
+    #[serde(default)]
+    pub timeout: Option<String>,
 }
 
 /// `GET /v1/agents`: which agents to list.

@@ -35,6 +35,10 @@ fn describe(agent: &AgentView) -> String {
         health,
         health_reason,
         run,
+        restarts,
+        restart,
+        max_restarts,
+        timeout_seconds,
         pid,
         shim_pid,
         command,
@@ -72,7 +76,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 32] = [
+    let fields: [(&str, String); 34] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -81,6 +85,11 @@ fn describe(agent: &AgentView) -> String {
         ("health_check", or_dash(health_check.as_ref())),
         ("idle_timeout", seconds(idle_timeout_seconds)),
         ("run", run.to_string()),
+        (
+            "restart",
+            format!("{restart} (restarts {restarts}, at most {max_restarts} per window)"),
+        ),
+        ("timeout", seconds(timeout_seconds)),
         ("pid", or_dash(pid.as_ref())),
         ("shim_pid", or_dash(shim_pid.as_ref())),
         ("command", command_line(command)),
@@ -210,6 +219,8 @@ health_reason:       probe ok
 health_check:        -
 idle_timeout:        30s
 run:                 1
+restart:             never (restarts 0, at most 5 per window)
+timeout:             -
 pid:                 4242
 shim_pid:            4241
 command:             sleep 100

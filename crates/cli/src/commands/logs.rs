@@ -49,7 +49,7 @@ fn query(args: &LogsArgs) -> LogsQuery {
         stream,
         tail: args.tail,
         follow: args.follow,
-        run: None,
+        run: args.run,
     }
 }
 

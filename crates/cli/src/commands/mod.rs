@@ -7,6 +7,7 @@ mod inspect;
 mod logs;
 mod ps;
 mod run;
+mod runs;
 mod wait;
 
 use crate::args::{Command, DaemonAction};
@@ -27,6 +28,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Ps(args) => ps::ps(&Client::connect(home).await?, &args).await,
         Command::Inspect(args) => inspect::inspect(&Client::connect(home).await?, &args).await,
         Command::Logs(args) => logs::logs(&Client::connect(home).await?, &args).await,
+        Command::Runs(args) => runs::runs(&Client::connect(home).await?, &args).await,
         Command::Stop(args) => control::stop(&Client::connect(home).await?, &args).await,
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
@@ -47,6 +49,10 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         health: Health::Healthy,
         health_reason: None,
         run: 1,
+        restarts: 0,
+        restart: wrangle_wire::RestartPolicy::Never,
+        max_restarts: 5,
+        timeout_seconds: None,
         pid: Some(4242),
         shim_pid: Some(4241),
         command: vec!["sleep".into(), "100".into()],

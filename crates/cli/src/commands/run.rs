@@ -47,6 +47,13 @@ fn create_request(
         cwd: Some(working_directory(args.cwd.as_deref(), current_dir)?),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout.clone(),
+        restart: args.restart.clone(),
+        max_restarts: args.max_restarts,
+        restart_window: args.restart_window.clone(),
+        backoff_initial: args.backoff_initial.clone(),
+        backoff_max: args.backoff_max.clone(),
+        min_uptime: args.min_uptime.clone(),
+        timeout: args.timeout.clone(),
         ..CreateAgent::default()
     })
 }
@@ -108,7 +115,7 @@ mod tests {
     fn run_args(args: &[&str]) -> RunArgs {
         let cli = Cli::try_parse_from(["wrangle", "run"].iter().chain(args)).unwrap();
         match cli.command {
-            Command::Run(run) => run,
+            Command::Run(run) => *run,
             _ => unreachable!("parsed as run"),
         }
     }
