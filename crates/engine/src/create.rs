@@ -56,6 +56,7 @@ impl Engine {
                     reason: None,
                     run: run.clone(),
                 },
+                probe: Default::default(),
             };
             self.store()
                 .create(&agent.row(), &run.row(&id), Utc::now())?;
@@ -96,6 +97,7 @@ impl Engine {
                     status.run.started_at = state.started_at;
                 });
                 self.watch_run(id, number, shim);
+                self.start_probing(id, number);
                 recorded.map(drop)
             }
             Started::Failed { shim, reason } => {

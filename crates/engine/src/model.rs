@@ -3,6 +3,7 @@
 //! to store rows and to the API's [`AgentView`].
 
 use crate::error::EngineError;
+use crate::probe::{HealthCheck, ProbeStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -36,6 +37,9 @@ pub struct AgentSpec {
     pub stop_signal: i32,
     /// Grace period after the stop signal, in milliseconds.
     pub stop_timeout_ms: u64,
+    /// The health probe, if one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 impl AgentSpec {
@@ -91,6 +95,7 @@ impl AgentSpec {
             cwd,
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
+            health_check: HealthCheck::from_request(request)?,
         })
     }
 
@@ -225,6 +230,8 @@ pub struct Agent {
     pub identity: Arc<Identity>,
     /// What does.
     pub status: Status,
+    /// What its health probe found of the current run (see [`crate::probe`]).
+    pub probe: ProbeStatus,
 }
 
 impl Agent {
@@ -244,6 +251,7 @@ impl Agent {
     /// Health, separate from state.
     pub fn health(&self) -> Health {
         match self.status.state {
+            State::Running | State::Stopping if self.probe_failure().is_some() => Health::Unhealthy,
             State::Running | State::Stopping => Health::Healthy,
             _ => Health::Unknown,
         }
@@ -262,7 +270,9 @@ impl Agent {
             name: identity.name.clone(),
             state: self.status.state,
             health: self.health(),
-            health_reason: None,
+            health_reason: self
+                .probe_failure()
+                .filter(|_| self.health() == Health::Unhealthy),
             run: run.number,
             pid: run.process.map(|p| p.pid),
             shim_pid: run.shim.map(|p| p.pid),
@@ -291,7 +301,11 @@ impl Agent {
             last_output_at: None,
             last_heartbeat_at: None,
             idle_timeout_seconds: None,
-            health_check: None,
+            health_check: identity
+                .spec
+                .health_check
+                .as_ref()
+                .map(HealthCheck::describe),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

@@ -59,6 +59,7 @@ impl Engine {
                         reason: row.reason,
                         run,
                     },
+                    probe: Default::default(),
                 });
             }
         }
@@ -136,6 +137,7 @@ impl Engine {
             }
         }
         self.watch_run(id, number, shim);
+        self.start_probing(id, number);
         Ok(())
     }
 
