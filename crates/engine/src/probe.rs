@@ -125,9 +125,12 @@ impl HealthCheck {
                 };
             }
             [(_, probe)] => probe.clone(),
-            [(first, _), (second, _), ..] => return Err(EngineError::invalid(format!(
-                "an agent has at most one health probe, but both {first} and {second} were given"
-            ))),
+            [(first, _), (second, _), ..] => {
+                let message = format!(
+                    "an agent has at most one health probe, but both {first} and {second} were given"
+                );
+                return Err(EngineError::invalid(message));
+            }
         };
         let period = |text: &Option<String>, default: Duration| match text {
             Some(text) => parse::parse_positive_duration(text).map_err(EngineError::invalid),

@@ -68,7 +68,7 @@ impl Target {
                     Ok(()) => process.finish().await,
                     Err(_) => {
                         process.finish().await.ok();
-                        Err(format!("{} (killed it)", timed_out()))
+                        Err(format!("{} and was killed", timed_out()))
                     }
                 }
             }
@@ -366,7 +366,7 @@ mod tests {
         );
         assert_eq!(
             cmd("sleep 30").check(Duration::from_millis(50)).await,
-            Err("timed out after 50ms (killed it)".into())
+            Err("timed out after 50ms and was killed".into())
         );
         let nowhere = Target::Cmd {
             command: "true".into(),
