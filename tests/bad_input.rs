@@ -248,6 +248,92 @@ fn an_env_without_equals_is_refused() {
 }
 
 #[test]
+fn a_bad_health_probe_is_refused() {
+    let (home, _) = home_with_agents();
+    for (options, message) in [
+        (
+            &["--health-http", "https://127.0.0.1/health"][..],
+            "invalid --health-http \"https://127.0.0.1/health\": https is not supported by health probes",
+        ),
+        (
+            &["--health-http", "localhost:8080/health"],
+            "expected a URL like http://127.0.0.1:8080/health",
+        ),
+        (
+            &["--health-tcp", "localhost"],
+            "invalid --health-tcp \"localhost\": expected HOST:PORT",
+        ),
+        (
+            &["--health-tcp", "127.0.0.1:99999"],
+            "invalid port \"99999\": a port is a number from 1 to 65535",
+        ),
+        (
+            &["--health-tcp", "127.0.0.1:9", "--health-interval", "0s"],
+            "invalid duration \"0s\": it must be longer than zero",
+        ),
+        (
+            &["--health-cmd", "true", "--health-timeout", "10x"],
+            "invalid duration \"10x\"",
+        ),
+        (
+            &["--health-cmd", "true", "--health-retries", "0"],
+            "invalid health retries 0",
+        ),
+        (
+            &["--health-cmd", "true", "--health-tcp", "127.0.0.1:9"],
+            "'--health-cmd <CMD>' cannot be used with '--health-tcp <HOST:PORT>'",
+        ),
+        (&["--health-retries", "2"], "--health-cmd"),
+    ] {
+        let args = [&["run"][..], options, &["--", "true"]].concat();
+        rejected(&home, &args, 2, message);
+    }
+    // The daemon checks the same for whoever calls it, and says why.
+    for (fields, message) in [
+        (
+            r#""health_cmd": "true", "health_http": "http://127.0.0.1:1/""#,
+            "an agent has at most one health probe, but both --health-cmd and --health-http were given",
+        ),
+        (
+            r#""health_http": "https://127.0.0.1/""#,
+            "https is not supported by health probes",
+        ),
+        (
+            r#""health_http": "http://:80/""#,
+            "the host is missing",
+        ),
+        (
+            r#""health_tcp": "127.0.0.1""#,
+            "expected HOST:PORT",
+        ),
+        (
+            r#""health_tcp": "127.0.0.1:9", "health_interval": "0""#,
+            "invalid duration \"0\": it must be longer than zero",
+        ),
+        (
+            r#""health_tcp": "127.0.0.1:9", "health_retries": 0"#,
+            "invalid health retries 0",
+        ),
+        (
+            r#""health_cmd": "  ""#,
+            "the --health-cmd is empty",
+        ),
+        (
+            r#""health_interval": "1s""#,
+            "--health-interval needs a probe: add --health-cmd, --health-http or --health-tcp",
+        ),
+    ] {
+        rejected_by_api(
+            &home,
+            ("POST", "/v1/agents"),
+            JSON,
+            &format!(r#"{{"command": ["true"], {fields}}}"#),
+            (400, "invalid_argument", message),
+        );
+    }
+}
+
+#[test]
 fn an_empty_command_is_refused() {
     let (home, _) = home_with_agents();
     rejected(&home, &["run", "--"], 2, "<CMD>");

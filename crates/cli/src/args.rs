@@ -109,6 +109,35 @@ pub struct RunArgs {
     /// ends failed with reason timeout
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub timeout: Option<String>,
+    /// A shell command (sh -c, in the agent's directory and environment);
+    /// healthy when it exits 0
+    #[arg(
+        long,
+        value_name = "CMD",
+        group = "probe",
+        help_heading = "Health probe"
+    )]
+    pub health_cmd: Option<String>,
+
+    /// An http:// URL; healthy when it answers 2xx or 3xx
+    #[arg(long, value_name = "URL", group = "probe", value_parser = http_url, help_heading = "Health probe")]
+    pub health_http: Option<String>,
+
+    /// HOST:PORT; healthy when it accepts a TCP connection
+    #[arg(long, value_name = "HOST:PORT", group = "probe", value_parser = host_port, help_heading = "Health probe")]
+    pub health_tcp: Option<String>,
+
+    /// Time between probes, e.g. 500ms, 10s [default: 10s]
+    #[arg(long, value_name = "DURATION", requires = "probe", value_parser = positive_duration, help_heading = "Health probe")]
+    pub health_interval: Option<String>,
+
+    /// Time a probe may take before it counts as failed [default: 5s]
+    #[arg(long, value_name = "DURATION", requires = "probe", value_parser = positive_duration, help_heading = "Health probe")]
+    pub health_timeout: Option<String>,
+
+    /// Failed probes in a row that make the agent unhealthy [default: 3]
+    #[arg(long, value_name = "N", requires = "probe", value_parser = retries, help_heading = "Health probe")]
+    pub health_retries: Option<u32>,
 
     /// Print the agent as JSON instead of its id
     #[arg(long)]
@@ -312,6 +341,37 @@ fn restart_policy(text: &str) -> Result<String, InvalidInput> {
         .map_err(InvalidInput)
 }
 
+/// `--health-interval`, `--health-timeout`: checked, kept as typed.
+fn positive_duration(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_positive_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--health-http`: checked, kept as typed.
+fn http_url(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_http_url(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--health-tcp`: checked, kept as typed.
+fn host_port(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_host_port(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--health-retries`: a number, at least 1.
+fn retries(text: &str) -> Result<u32, InvalidInput> {
+    let number = text.parse::<u32>().map_err(|_| {
+        InvalidInput(format!(
+            "invalid health retries {text:?}: give a whole number of failed probes, at least 1"
+        ))
+    })?;
+    parse::validate_health_retries(number).map_err(InvalidInput)
+}
+
 /// `--stop-signal`, `--signal`: checked, kept as typed.
 fn signal(text: &str) -> Result<String, InvalidInput> {
     parse::parse_signal(text)
@@ -419,6 +479,70 @@ mod tests {
         assert_eq!(
             validation_message(&["run", "--stop-signal", "SIGFOO", "--", "true"]),
             parse::parse_signal("SIGFOO").unwrap_err()
+        );
+    }
+
+    #[test]
+    fn run_takes_one_health_probe_and_its_timing() {
+        let cli = parse(&[
+            "run",
+            "--health-http",
+            "http://127.0.0.1:8080/health",
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "1s",
+            "--health-retries",
+            "2",
+            "--",
+            "server",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            run.health_http.as_deref(),
+            Some("http://127.0.0.1:8080/health")
+        );
+        assert_eq!(run.health_interval.as_deref(), Some("200ms"));
+        assert_eq!(run.health_timeout.as_deref(), Some("1s"));
+        assert_eq!(run.health_retries, Some(2));
+        assert!(run.health_cmd.is_none() && run.health_tcp.is_none());
+
+        let two = ["--health-cmd", "true", "--health-tcp", "127.0.0.1:9"];
+        assert_eq!(
+            parse(&[&["run"][..], &two, &["--", "x"]].concat())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::ArgumentConflict
+        );
+        assert_eq!(
+            parse(&["run", "--health-retries", "2", "--", "x"])
+                .unwrap_err()
+                .kind(),
+            ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(
+            validation_message(&["run", "--health-tcp", "localhost", "--", "x"]),
+            parse::parse_host_port("localhost").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--health-http", "https://h/", "--", "x"]),
+            parse::parse_http_url("https://h/").unwrap_err()
+        );
+        let tcp = ["run", "--health-tcp", "127.0.0.1:9"];
+        assert_eq!(
+            validation_message(&[&tcp[..], &["--health-interval", "0s", "--", "x"]].concat()),
+            parse::parse_positive_duration("0s").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&[&tcp[..], &["--health-retries", "0", "--", "x"]].concat()),
+            parse::validate_health_retries(0).unwrap_err()
+        );
+        assert!(
+            validation_message(&[&tcp[..], &["--health-retries", "many", "--", "x"]].concat())
+                .contains("invalid health retries \"many\"")
         );
     }
 

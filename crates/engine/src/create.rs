@@ -56,6 +56,7 @@ impl Engine {
                     reason: None,
                     run: run.clone(),
                 },
+                probe: Default::default(),
             };
             self.store()
                 .create(&agent.row(), &run.row(&id), Utc::now())?;
@@ -97,6 +98,7 @@ impl Engine {
                 });
                 self.watch_run(id, number, shim);
                 self.watch_timeout(id, number);
+                self.start_probing(id, number);
                 recorded.map(drop)
             }
             Started::Failed { shim, reason } => {

@@ -4,8 +4,9 @@
 //! Every state change goes through one function, [`Engine::transition`]
 //! (private), which writes the store first and only then changes memory
 //! and wakes whoever waits. Each verb of the API has its own module
-//! (`create`, `stop`, `kill`, `remove`, `wait`, `follow`), and `recover`
-//! re-attaches to the shims that outlived a previous daemon.
+//! (`create`, `stop`, `kill`, `remove`, `wait`, `follow`), `recover`
+//! re-attaches to the shims that outlived a previous daemon, and `probe`
+//! runs the agents' health probes.
 
 mod create;
 mod ended;
@@ -18,6 +19,7 @@ pub mod model;
 mod names;
 pub mod outcome;
 pub mod policy;
+pub mod probe;
 mod recover;
 mod registry;
 mod remove;
@@ -182,6 +184,7 @@ impl Engine {
         let updated = Agent {
             identity: current.identity.clone(),
             status,
+            probe: current.probe.clone(),
         };
         self.store()
             .record(&updated.row(), &updated.status.run.row(id), Utc::now())?;

@@ -4,6 +4,7 @@
 
 use crate::error::EngineError;
 use crate::policy::RestartSpec;
+use crate::probe::{HealthCheck, ProbeStatus};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +41,9 @@ pub struct AgentSpec {
     /// Restart policy and time limit (absent in specs stored before them).
     #[serde(default)]
     pub restart: RestartSpec,
+    /// The health probe, if one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
 }
 
 impl AgentSpec {
@@ -96,6 +100,7 @@ impl AgentSpec {
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
             restart: RestartSpec::from_request(request)?,
+            health_check: HealthCheck::from_request(request)?,
         })
     }
 
@@ -238,6 +243,8 @@ pub struct Agent {
     pub identity: Arc<Identity>,
     /// What does.
     pub status: Status,
+    /// What its health probe found of the current run (see [`crate::probe`]).
+    pub probe: ProbeStatus,
 }
 
 impl Agent {
@@ -257,6 +264,7 @@ impl Agent {
     /// Health, separate from state.
     pub fn health(&self) -> Health {
         match self.status.state {
+            State::Running | State::Stopping if self.probe_failure().is_some() => Health::Unhealthy,
             State::Running | State::Stopping => Health::Healthy,
             _ => Health::Unknown,
         }
@@ -272,7 +280,9 @@ impl Agent {
             name: identity.name.clone(),
             state: self.status.state,
             health: self.health(),
-            health_reason: None,
+            health_reason: self
+                .probe_failure()
+                .filter(|_| self.health() == Health::Unhealthy),
             run: run.number,
             restarts: run.number.saturating_sub(1),
             restart: identity.spec.restart.policy,
@@ -309,7 +319,11 @@ impl Agent {
             last_output_at: None,
             last_heartbeat_at: None,
             idle_timeout_seconds: None,
-            health_check: None,
+            health_check: identity
+                .spec
+                .health_check
+                .as_ref()
+                .map(HealthCheck::describe),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

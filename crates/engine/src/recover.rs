@@ -59,6 +59,7 @@ impl Engine {
                         reason: row.reason,
                         run,
                     },
+                    probe: Default::default(),
                 });
             }
         }
@@ -144,6 +145,7 @@ impl Engine {
         }
         self.watch_run(id, number, shim);
         self.watch_timeout(id, number);
+        self.start_probing(id, number);
         Ok(())
     }
 

@@ -2,7 +2,8 @@
 //! that `stop` and `wait` can sleep until an agent ends.
 
 use crate::error::EngineError;
-use crate::model::Agent;
+use crate::model::{Agent, Status};
+use crate::probe::ProbeStatus;
 use std::collections::HashMap;
 use tokio::sync::watch;
 use wrangle_wire::{ErrorCode, State};
@@ -33,6 +34,14 @@ impl Registry {
         if let Some(entry) = self.agents.get_mut(&agent.identity.id) {
             entry.state.send_replace(agent.status.state);
             entry.agent = agent;
+        }
+    }
+
+    /// Lets `change` edit what the agent's health probe found. That is not
+    /// part of its status, which only `Engine::transition` changes.
+    pub fn update_probe(&mut self, id: &str, change: impl FnOnce(&Status, &mut ProbeStatus)) {
+        if let Some(entry) = self.agents.get_mut(id) {
+            change(&entry.agent.status, &mut entry.agent.probe);
         }
     }
 
@@ -147,6 +156,7 @@ mod tests {
                     stop_signal: 15,
                     stop_timeout_ms: 10_000,
                     restart: Default::default(),
+                    health_check: None,
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),
@@ -156,6 +166,7 @@ mod tests {
                 reason: None,
                 run: Run::default(),
             },
+            probe: Default::default(),
         }
     }
 

@@ -1,6 +1,6 @@
-//! Parsers for what users type: agent names, durations, signals and
-//! `KEY=VALUE` pairs. The daemon and the CLI use the same ones, so a
-//! mistake gets the same message wherever it is made.
+//! Parsers for what users type: agent names, durations, signals,
+//! `KEY=VALUE` pairs and health probe targets. The daemon and the CLI use
+//! the same ones, so a mistake gets the same message wherever it is made.
 
 use std::time::Duration;
 
@@ -146,6 +146,165 @@ pub fn validate_env_key(key: &str) -> Result<(), String> {
     }
 }
 
+/// Parses a duration that must be longer than zero, such as a health
+/// probe's interval or timeout.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        Err(format!(
+            "invalid duration {text:?}: it must be longer than zero"
+        ))
+    } else {
+        Ok(duration)
+    }
+}
+
+/// Checks a health probe's retries: the failures in a row that make an
+/// agent unhealthy; at least one.
+pub fn validate_health_retries(retries: u32) -> Result<u32, String> {
+    if retries == 0 {
+        Err(
+            "invalid health retries 0: it takes at least 1 failed probe to make an agent unhealthy"
+                .into(),
+        )
+    } else {
+        Ok(retries)
+    }
+}
+
+/// Where a TCP connection goes: a host name or IP address and a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name, IPv4 address, or IPv6 address without its brackets.
+    pub host: String,
+    /// Port, 1 to 65535.
+    pub port: u16,
+}
+
+impl std::fmt::Display for HostPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Parses `HOST:PORT` of `--health-tcp`: `127.0.0.1:8080`,
+/// `localhost:5432`, `[::1]:80`.
+pub fn parse_host_port(text: &str) -> Result<HostPort, String> {
+    let bad = |why: &str| format!("invalid --health-tcp {text:?}: {why}");
+    match split_authority(text).map_err(|why| bad(&why))? {
+        (host, Some(port)) => Ok(HostPort { host, port }),
+        (_, None) => Err(bad("expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:8080")),
+    }
+}
+
+/// An `http://` URL split into what a probe needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpUrl {
+    /// Host and port (80 when the URL gives none).
+    pub address: HostPort,
+    /// Path and query, from the first `/`; `/` when the URL has none.
+    pub path: String,
+}
+
+/// Parses the URL of `--health-http`: `http://HOST[:PORT][/PATH]`. Only
+/// plain http is spoken; https is refused with a way out.
+pub fn parse_http_url(text: &str) -> Result<HttpUrl, String> {
+    let bad = |why: &str| format!("invalid --health-http {text:?}: {why}");
+    let example = "expected a URL like http://127.0.0.1:8080/health";
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return Err(bad(example));
+    };
+    if scheme.eq_ignore_ascii_case("https") {
+        return Err(bad(
+            "https is not supported by health probes; use an http:// URL, or --health-cmd with a client that speaks TLS (e.g. `curl -fsS https://...`)",
+        ));
+    }
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(bad(example));
+    }
+    // The fragment is the client's business; it is never sent.
+    let rest = rest.split('#').next().unwrap_or_default();
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.contains('@') {
+        return Err(bad("user names and passwords in the URL are not supported"));
+    }
+    let (host, port) = split_authority(authority).map_err(|why| bad(&why))?;
+    let address = HostPort {
+        host,
+        port: port.unwrap_or(80),
+    };
+    if path
+        .chars()
+        .any(|c| c.is_ascii_whitespace() || c.is_ascii_control())
+    {
+        return Err(bad("the path contains spaces or control characters"));
+    }
+    let path = match path {
+        "" => "/".to_string(),
+        query if query.starts_with('?') => format!("/{query}"),
+        path => path.to_string(),
+    };
+    Ok(HttpUrl { address, path })
+}
+
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port` and checks both
+/// parts; the port is `None` when none is written.
+fn split_authority(text: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or("an IPv6 address lacks its closing ']'")?;
+            if host.parse::<std::net::Ipv6Addr>().is_err() {
+                return Err(format!("{host:?} is not an IPv6 address"));
+            }
+            match after {
+                "" => (host, None),
+                _ => match after.strip_prefix(':') {
+                    Some(port) => (host, Some(port)),
+                    None => return Err(format!("unexpected {after:?} after the address")),
+                },
+            }
+        }
+        None => match text.split_once(':') {
+            Some((_, rest)) if rest.contains(':') => {
+                return Err("write an IPv6 address in brackets, e.g. [::1]:8080".into())
+            }
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
+    };
+    if host.is_empty() {
+        return Err("the host is missing".into());
+    }
+    let is_name = host
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if !is_name && !text.starts_with('[') {
+        return Err(format!("{host:?} is not a host name or IP address"));
+    }
+    let port = match port {
+        Some("") => return Err("the port after ':' is missing".into()),
+        Some(port) => Some(parse_port(port)?),
+        None => None,
+    };
+    Ok((host.to_string(), port))
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(port) if port > 0 && text.chars().all(|c| c.is_ascii_digit()) => Ok(port),
+        _ => Err(format!(
+            "invalid port {text:?}: a port is a number from 1 to 65535"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +372,90 @@ mod tests {
         );
         assert!(parse_env_pair("NOEQUALS").is_err());
         assert!(parse_env_pair("=value").is_err());
+    }
+
+    #[test]
+    fn probe_periods_and_retries_must_be_positive() {
+        assert_eq!(
+            parse_positive_duration("200ms").unwrap(),
+            Duration::from_millis(200)
+        );
+        for zero in ["0", "0s", "0ms"] {
+            let err = parse_positive_duration(zero).unwrap_err();
+            assert!(err.contains("must be longer than zero"), "{zero}: {err}");
+        }
+        assert!(parse_positive_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert_eq!(validate_health_retries(3), Ok(3));
+        assert!(validate_health_retries(0)
+            .unwrap_err()
+            .contains("at least 1"));
+    }
+
+    #[test]
+    fn tcp_addresses_need_a_host_and_a_port() {
+        let parsed = parse_host_port("127.0.0.1:8080").unwrap();
+        assert_eq!((parsed.host.as_str(), parsed.port), ("127.0.0.1", 8080));
+        assert_eq!(parsed.to_string(), "127.0.0.1:8080");
+        let v6 = parse_host_port("[::1]:9").unwrap();
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 9));
+        assert_eq!(v6.to_string(), "[::1]:9");
+        assert_eq!(parse_host_port("db.local:5432").unwrap().host, "db.local");
+        for (bad, why) in [
+            ("localhost", "expected HOST:PORT"),
+            ("localhost:", "the port after ':' is missing"),
+            (":8080", "the host is missing"),
+            ("::1", "write an IPv6 address in brackets"),
+            ("[::1]", "expected HOST:PORT"),
+            ("host:0", "invalid port \"0\""),
+            ("host:65536", "invalid port \"65536\""),
+            ("host:+80", "invalid port \"+80\""),
+            ("host:http", "invalid port \"http\""),
+            ("two words:80", "is not a host name"),
+            ("[nope]:80", "\"nope\" is not an IPv6 address"),
+            ("[::1:80", "lacks its closing"),
+        ] {
+            let err = parse_host_port(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid --health-tcp {bad:?}: ")) && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_urls_give_host_port_and_path() {
+        let url = parse_http_url("http://127.0.0.1:8080/health?full=1#top").unwrap();
+        assert_eq!(url.address.to_string(), "127.0.0.1:8080");
+        assert_eq!(url.path, "/health?full=1");
+        let url = parse_http_url("HTTP://example.com").unwrap();
+        assert_eq!(url.address.to_string(), "example.com:80");
+        assert_eq!(url.path, "/");
+        let url = parse_http_url("http://[::1]:81?x").unwrap();
+        assert_eq!((url.address.host.as_str(), url.address.port), ("::1", 81));
+        assert_eq!(url.path, "/?x");
+        assert_eq!(
+            parse_http_url("http://[::1]/").unwrap().address.to_string(),
+            "[::1]:80"
+        );
+        for (bad, why) in [
+            ("https://127.0.0.1/health", "https is not supported"),
+            ("127.0.0.1:8080/health", "expected a URL like http://"),
+            ("ftp://host/", "expected a URL like http://"),
+            ("http://", "the host is missing"),
+            ("http://:80/", "the host is missing"),
+            ("http://host:/x", "the port after ':' is missing"),
+            ("http://host:99999/", "invalid port \"99999\""),
+            ("http://user:pw@host/", "user names and passwords"),
+            ("http://host/a b", "spaces"),
+            ("http://ho st/", "is not a host name"),
+        ] {
+            let err = parse_http_url(bad).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid --health-http {bad:?}: ")) && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
     }
 }

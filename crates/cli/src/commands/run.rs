@@ -54,6 +54,12 @@ fn create_request(
         backoff_max: args.backoff_max.clone(),
         min_uptime: args.min_uptime.clone(),
         timeout: args.timeout.clone(),
+        health_cmd: args.health_cmd.clone(),
+        health_http: args.health_http.clone(),
+        health_tcp: args.health_tcp.clone(),
+        health_interval: args.health_interval.clone(),
+        health_timeout: args.health_timeout.clone(),
+        health_retries: args.health_retries,
         ..CreateAgent::default()
     })
 }
@@ -133,6 +139,12 @@ mod tests {
             "int",
             "--stop-timeout",
             "2m",
+            "--health-cmd",
+            "test -e ready",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
             "--",
             "claude",
             "-p",
@@ -155,6 +167,10 @@ mod tests {
         assert_eq!(request.cwd.as_deref(), Some("/work"));
         assert_eq!(request.stop_signal.as_deref(), Some("int"));
         assert_eq!(request.stop_timeout.as_deref(), Some("2m"));
+        assert_eq!(request.health_cmd.as_deref(), Some("test -e ready"));
+        assert_eq!(request.health_interval.as_deref(), Some("1s"));
+        assert_eq!(request.health_timeout, None);
+        assert_eq!(request.health_retries, Some(1));
     }
 
     #[test]
