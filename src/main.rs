@@ -18,5 +18,10 @@ fn main() -> ExitCode {
     {
         return wrangle_shim::zygote::main(&args[2..]);
     }
-    wrangle_cli::main(|options| wrangle_api::serve(wrangle_api::Options { home: options.home }))
+    wrangle_cli::main(|options| {
+        wrangle_api::serve(wrangle_api::Options {
+            home: options.home,
+            max_running: options.max_running,
+        })
+    })
 }

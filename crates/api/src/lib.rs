@@ -18,6 +18,8 @@ use wrangle_os::Containment;
 pub struct Options {
     /// `$WRANGLE_HOME`.
     pub home: PathBuf,
+    /// Most agents that may run at once (`wrangle daemon --max-running`).
+    pub max_running: Option<u32>,
 }
 
 /// What every request handler shares.
@@ -45,6 +47,8 @@ pub struct AppState {
         routes::wait_agent,
         routes::agent_logs,
         routes::agent_runs,
+        routes::list_groups,
+        routes::set_group,
         routes::stop_agents,
     )
 )]
@@ -75,13 +79,13 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
         .thread_name("wrangle-daemon")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(home.clone()));
+    let result = runtime.block_on(run(home.clone(), options.max_running));
     daemon::remove_runtime_files(&home);
     drop(lock);
     result
 }
 
-async fn run(home: PathBuf) -> anyhow::Result<()> {
+async fn run(home: PathBuf, max_running: Option<u32>) -> anyhow::Result<()> {
     let containment = Containment::detect();
     tracing::info!(home = %home.display(), containment = %containment.describe(), "starting");
     let shim_program = std::env::current_exe().context("cannot find the wrangle binary")?;
@@ -89,6 +93,7 @@ async fn run(home: PathBuf) -> anyhow::Result<()> {
         home: home.clone(),
         shim_program,
         containment,
+        max_running,
     })
     .await
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;

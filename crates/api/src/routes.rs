@@ -6,13 +6,13 @@ use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
-    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, KillRequest, ListQuery,
-    LogsQuery, RemoveQuery, RunView, StopRequest, StopResult,
+    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, GroupView, KillRequest,
+    ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest, StopResult,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/logs", get(agent_logs))
         .route("/v1/agents/{agent}/runs", get(agent_runs))
         .route("/v1/stop", post(stop_agents))
+        .route("/v1/groups", get(list_groups))
+        .route("/v1/groups/{group}", put(set_group))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state)
@@ -116,6 +118,28 @@ pub async fn inspect_agent(
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.inspect(&agent)?))
+}
+
+/// Every concurrency group that has a limit or an agent.
+#[utoipa::path(get, path = "/v1/groups", responses((status = 200, body = Vec<GroupView>)))]
+pub async fn list_groups(State(state): State<AppState>) -> Json<Vec<GroupView>> {
+    Json(state.engine.groups())
+}
+
+/// Sets or removes (null) the most agents of a group that run at once.
+#[utoipa::path(
+    put,
+    path = "/v1/groups/{group}",
+    params(("group" = String, Path, description = "the group's name")),
+    request_body = SetGroup,
+    responses((status = 200, body = GroupView), (status = 400, body = ErrorBody))
+)]
+pub async fn set_group(
+    State(state): State<AppState>,
+    Path(group): Path<String>,
+    JsonBody(request): JsonBody<SetGroup>,
+) -> Result<Json<GroupView>, ApiError> {
+    Ok(Json(state.engine.set_group(&group, request).await?))
 }
 
 /// Every run of one agent, oldest first: restarts are new runs.

@@ -44,6 +44,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// List an agent's runs (each restart is a new run)
     Runs(RunsArgs),
+    /// Show or set concurrency groups
+    Group(GroupArgs),
     /// Stop agents with the staged stop and wait until they have ended
     Stop(StopArgs),
     /// Send a signal to an agent (SIGKILL to its whole tree by default)
@@ -139,6 +141,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", requires = "probe", value_parser = retries, help_heading = "Health probe")]
     pub health_retries: Option<u32>,
 
+    /// Concurrency group: its limit (`wrangle group set`) caps how many of
+    /// its agents run at once; the others wait, queued
+    #[arg(long, value_name = "GROUP", value_parser = agent_name)]
+    pub group: Option<String>,
+
+    /// Queued agents start highest priority first, then in order [default: 0]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+
     /// Print the agent as JSON instead of its id
     #[arg(long)]
     pub json: bool,
@@ -207,6 +218,70 @@ pub struct LogsArgs {
     /// Print the output of run N (1 is the first) instead of the current run
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub run: Option<u32>,
+}
+
+/// `wrangle group`.
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// What to do with groups.
+    #[command(subcommand)]
+    pub action: GroupAction,
+}
+
+/// Subcommands of `wrangle group`.
+#[derive(Debug, Subcommand)]
+pub enum GroupAction {
+    /// List groups with their limits, running and queued agents
+    Ls(GroupLsArgs),
+    /// Set how many agents of a group may run at once
+    Set(GroupSetArgs),
+}
+
+/// `wrangle group ls`.
+#[derive(Debug, Args)]
+pub struct GroupLsArgs {
+    /// Print the groups as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wrangle group set`.
+#[derive(Debug, Args)]
+pub struct GroupSetArgs {
+    /// The group's name
+    #[arg(value_name = "GROUP", value_parser = agent_name)]
+    pub name: String,
+
+    /// Most of its agents that run at once (at least 1), or `none` for no limit
+    #[arg(long, value_name = "N|none", value_parser = max_running)]
+    pub max_running: MaxRunning,
+}
+
+/// A limit on running agents, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxRunning(pub Option<u32>);
+
+/// `--max-running`: a whole number of at least 1, or `none`.
+fn max_running(text: &str) -> Result<MaxRunning, InvalidInput> {
+    if text == "none" {
+        return Ok(MaxRunning(None));
+    }
+    match text.parse::<u32>() {
+        Ok(max) if max >= 1 => Ok(MaxRunning(Some(max))),
+        _ => Err(InvalidInput(format!(
+            "invalid limit {text:?}: give a whole number of agents, at least 1, or none"
+        ))),
+    }
+}
+
+/// `wrangle daemon --max-running`: a whole number of at least 1.
+fn max_running_daemon(text: &str) -> Result<u32, InvalidInput> {
+    match max_running(text)? {
+        MaxRunning(Some(max)) => Ok(max),
+        MaxRunning(None) => Err(InvalidInput(
+            "leave --max-running out for no limit".to_string(),
+        )),
+    }
 }
 
 /// `wrangle runs`.
@@ -281,6 +356,10 @@ pub struct DaemonArgs {
     /// Run the daemon in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
+
+    /// Most agents that may run at once; the others wait, queued [default: no limit]
+    #[arg(long, value_name = "N", value_parser = max_running_daemon)]
+    pub max_running: Option<u32>,
 
     /// What to do with the daemon; start it when absent.
     #[command(subcommand)]

@@ -33,6 +33,8 @@ pub struct DaemonOptions {
     /// owned by someone else is acceptable is the daemon's call. The socket
     /// is `<home>/wrangle.sock`.
     pub home: PathBuf,
+    /// Most agents that may run at once (`--max-running`).
+    pub max_running: Option<u32>,
 }
 
 /// Runs the CLI with the process's arguments; `serve` runs a daemon in this
@@ -55,8 +57,10 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
         // The daemon runs its own runtime, so it must not be started from
         // inside the CLI's.
         Command::Daemon(DaemonArgs {
-            foreground: true, ..
-        }) => run_foreground(home, serve),
+            foreground: true,
+            max_running,
+            ..
+        }) => run_foreground(DaemonOptions { home, max_running }, serve),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -70,10 +74,10 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
 /// `wrangle daemon --foreground`: prepares the home and serves until the
 /// daemon is stopped.
 fn run_foreground(
-    home: PathBuf,
+    options: DaemonOptions,
     serve: fn(DaemonOptions) -> anyhow::Result<()>,
 ) -> anyhow::Result<u8> {
-    home::ensure(&home)?;
-    serve(DaemonOptions { home })?;
+    home::ensure(&options.home)?;
+    serve(options)?;
     Ok(0)
 }

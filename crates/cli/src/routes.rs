@@ -85,6 +85,16 @@ pub fn runs(reference: &str) -> String {
     format!("{}/runs", agent(reference))
 }
 
+/// `GET /v1/groups`.
+pub fn groups() -> String {
+    format!("{API_PREFIX}/groups")
+}
+
+/// `PUT /v1/groups/{group}`.
+pub fn group(name: &str) -> String {
+    format!("{}/{}", groups(), utf8_percent_encode(name, SEGMENT))
+}
+
 /// `POST /v1/stop`.
 pub fn stop() -> String {
     format!("{API_PREFIX}/stop")

@@ -26,6 +26,10 @@ impl Engine {
             dir: self.run_dir(&id, 1),
             ..Run::default()
         };
+        // Held until the agent is recorded, so that it counts against the
+        // limits before anyone else counts (see `queue`).
+        let admission = self.inner.admission.lock().await;
+        let queued = self.queue_reason(spec.group.as_deref(), spec.priority);
         {
             let mut registry = self.registry();
             let name = match &request.name {
@@ -52,8 +56,12 @@ impl Engine {
                     created_at: Utc::now(),
                 }),
                 status: Status {
-                    state: State::Starting,
-                    reason: None,
+                    state: if queued.is_some() {
+                        State::Queued
+                    } else {
+                        State::Starting
+                    },
+                    reason: queued.clone(),
                     run: run.clone(),
                 },
                 probe: Default::default(),
@@ -62,7 +70,10 @@ impl Engine {
                 .create(&agent.row(), &run.row(&id), Utc::now())?;
             registry.insert(agent);
         }
-        self.start_run(&id).await?;
+        drop(admission);
+        if queued.is_none() {
+            self.start_run(&id).await?;
+        }
         Ok(self.snapshot(&id)?.view(Utc::now()))
     }
 

@@ -117,8 +117,13 @@ impl Engine {
             status.run.ended_at = ending.ended_at;
             recorded = true;
         })?;
-        if let (true, Decision::Restart { next, delay, .. }) = (recorded, decision) {
-            self.schedule_restart(id, next, delay);
+        match decision {
+            Decision::Restart { next, delay, .. } if recorded => {
+                self.schedule_restart(id, next, delay)
+            }
+            // A slot may have freed.
+            _ if recorded => self.admit_queued(),
+            _ => {}
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ mod names;
 pub mod outcome;
 pub mod policy;
 pub mod probe;
+mod queue;
 mod recover;
 mod registry;
 mod remove;
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub shim_program: PathBuf,
     /// How run process trees are contained, detected once at start.
     pub containment: Containment,
+    /// Most agents that may run at once; the rest are queued.
+    pub max_running: Option<u32>,
 }
 
 /// The engine; cheap to clone, shared by every request.
@@ -65,6 +68,10 @@ struct Inner {
     /// Working directory of agents created without one.
     cwd: PathBuf,
     started_at: DateTime<Utc>,
+    /// Concurrency limits in force.
+    limits: Mutex<queue::Limits>,
+    /// Held from counting slots to recording a start (see `queue`).
+    admission: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -74,6 +81,10 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
         let store = Store::open(&config.home.join("wrangle.db"))?;
         let loaded = store.load()?;
+        let limits = queue::Limits {
+            global: config.max_running,
+            groups: store.group_limits()?.into_iter().collect(),
+        };
         let engine = Engine {
             inner: Arc::new(Inner {
                 shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
@@ -85,6 +96,8 @@ impl Engine {
                 registry: Mutex::new(Registry::default()),
                 cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
                 started_at: Utc::now(),
+                limits: Mutex::new(limits),
+                admission: tokio::sync::Mutex::new(()),
             }),
         };
         engine.recover(loaded).await?;
@@ -126,6 +139,7 @@ impl Engine {
                 .agents()
                 .filter(|a| !a.status.state.is_ended())
                 .count(),
+            max_running: self.inner.config.max_running,
         }
     }
 

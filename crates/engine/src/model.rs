@@ -41,6 +41,12 @@ pub struct AgentSpec {
     /// Restart policy and time limit (absent in specs stored before them).
     #[serde(default)]
     pub restart: RestartSpec,
+    /// Concurrency group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Queue priority: higher starts first.
+    #[serde(default)]
+    pub priority: i32,
     /// The health probe, if one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -100,6 +106,16 @@ impl AgentSpec {
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
             restart: RestartSpec::from_request(request)?,
+            group: match &request.group {
+                Some(group) => {
+                    parse::validate_name(group).map_err(|error| {
+                        EngineError::invalid(error.replace("name", "group name"))
+                    })?;
+                    Some(group.clone())
+                }
+                None => None,
+            },
+            priority: request.priority.unwrap_or(0),
             health_check: HealthCheck::from_request(request)?,
         })
     }
@@ -287,6 +303,8 @@ impl Agent {
             restarts: run.number.saturating_sub(1),
             restart: identity.spec.restart.policy,
             max_restarts: identity.spec.restart.max_restarts,
+            group: identity.spec.group.clone(),
+            priority: identity.spec.priority,
             timeout_seconds: identity
                 .spec
                 .restart

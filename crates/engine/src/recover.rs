@@ -65,6 +65,10 @@ impl Engine {
         }
         for id in active {
             let agent = self.snapshot(&id)?;
+            if agent.status.state == State::Queued {
+                // Never started: admitted below, in queue order.
+                continue;
+            }
             if agent.status.state == State::Backoff {
                 // The delay left is not stored: wait the first one again.
                 let delay = Duration::from_millis(agent.identity.spec.restart.backoff_initial_ms);
@@ -73,6 +77,7 @@ impl Engine {
             }
             self.reattach(&id)?;
         }
+        self.admit_queued();
         Ok(())
     }
 

@@ -156,6 +156,8 @@ mod tests {
                     stop_signal: 15,
                     stop_timeout_ms: 10_000,
                     restart: Default::default(),
+                    group: None,
+                    priority: 0,
                     health_check: None,
                 },
                 spec_json: "{}".into(),

@@ -64,13 +64,19 @@ impl Engine {
         if self.snapshot(id)?.status.state.is_ended() {
             return self.stop_result(id, true);
         }
-        // Waiting to restart: nothing runs, so the stop is only a record,
-        // and the pending restart finds the agent no longer in backoff.
-        self.transition(id, |status| {
-            if status.state == State::Backoff {
+        // Waiting to restart or queued: nothing runs, so the stop is only a
+        // record, and the pending restart finds the agent no longer in
+        // backoff (a queued one is never admitted).
+        self.transition(id, |status| match status.state {
+            State::Backoff => {
                 status.state = State::Stopped;
                 status.reason = Some("stopped while waiting to restart".into());
             }
+            State::Queued => {
+                status.state = State::Stopped;
+                status.reason = Some("stopped while queued".into());
+            }
+            _ => {}
         })?;
         if self.snapshot(id)?.status.state.is_ended() {
             return self.stop_result(id, false);

@@ -329,6 +329,34 @@ impl Store {
         Ok(events)
     }
 
+    /// Sets the most agents of group `name` that may run at once; `None`
+    /// removes the limit.
+    pub fn set_group_limit(&mut self, name: &str, max_running: Option<u32>) -> Result<()> {
+        let result = match max_running {
+            Some(max) => self.connection.execute(
+                "INSERT INTO groups (name, max_running) VALUES (?1, ?2)
+                 ON CONFLICT (name) DO UPDATE SET max_running = ?2",
+                params![name, max],
+            ),
+            None => self
+                .connection
+                .execute("DELETE FROM groups WHERE name = ?1", params![name]),
+        };
+        result
+            .map(drop)
+            .map_err(|error| explain_busy(error.into(), &self.path))
+    }
+
+    /// Every group with a limit, by name.
+    pub fn group_limits(&self) -> Result<Vec<(String, u32)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT name, max_running FROM groups ORDER BY name")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
     /// Forgets an agent, its runs and its events. Returns false if it was
     /// not there.
     pub fn delete_agent(&mut self, agent_id: &str) -> Result<bool> {

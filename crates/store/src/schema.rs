@@ -42,6 +42,11 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT
     ) STRICT;
     CREATE INDEX events_by_agent ON events (agent_id, seq);",
+    // 2: concurrency limits of groups.
+    "CREATE TABLE groups (
+        name TEXT PRIMARY KEY,
+        max_running INTEGER NOT NULL
+    ) STRICT;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -141,3 +141,24 @@ fn a_store_another_process_holds_for_writing_is_refused_and_says_why() {
         .unwrap();
     assert_eq!(store.load().unwrap().len(), 1);
 }
+
+#[test]
+fn group_limits_are_kept_changed_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    store.set_group_limit("builds", Some(2)).unwrap();
+    store.set_group_limit("agents", Some(8)).unwrap();
+    store.set_group_limit("builds", Some(3)).unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(
+        store.group_limits().unwrap(),
+        vec![("agents".to_string(), 8), ("builds".to_string(), 3)]
+    );
+    store.set_group_limit("agents", None).unwrap();
+    assert_eq!(
+        store.group_limits().unwrap(),
+        vec![("builds".to_string(), 3)]
+    );
+}

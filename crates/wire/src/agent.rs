@@ -31,6 +31,10 @@ pub struct AgentView {
     pub max_restarts: u32,
     /// Wall-clock limit of a run, in seconds.
     pub timeout_seconds: Option<f64>,
+    /// Concurrency group, if any.
+    pub group: Option<String>,
+    /// Queue priority: higher starts first.
+    pub priority: i32,
     /// Pid of the agent's main process while it runs (or of the last run).
     pub pid: Option<i32>,
     /// Pid of the shim that is the agent's parent.

@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod error;
+pub mod group;
 pub mod logs;
 pub mod metrics;
 pub mod parse;
@@ -17,6 +18,7 @@ pub mod state;
 
 pub use agent::AgentView;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use group::{GroupView, SetGroup};
 pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use policy::{RestartPolicy, RunView};

@@ -82,6 +82,14 @@ pub struct CreateAgent {
     /// the run ends `failed` with reason `timeout`.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Concurrency group: its `max_running` limits how many of its agents
+    /// run at once; the others are `queued`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Queued agents start highest priority first, then first come first
+    /// served (default 0).
+    #[serde(default)]
+    pub priority: Option<i32>,
 }
 
 /// `GET /v1/agents`: which agents to list.
@@ -169,6 +177,9 @@ pub struct DaemonInfo {
     pub agents: usize,
     /// Agents that have not ended.
     pub active: usize,
+    /// Most agents that may run at once (`wrangle daemon --max-running`);
+    /// none means no limit.
+    pub max_running: Option<u32>,
 }
 
 /// `POST /v1/daemon/stop`: shut the daemon down.

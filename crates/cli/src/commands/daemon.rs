@@ -1,6 +1,6 @@
 //! `wrangle daemon` (start it in the background) and `wrangle daemon stop`.
 
-use crate::args::DaemonStopArgs;
+use crate::args::{DaemonArgs, DaemonStopArgs};
 use crate::client::Client;
 use crate::{output, routes};
 use anyhow::{bail, Result};
@@ -16,11 +16,21 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_POLL: Duration = Duration::from_millis(20);
 
 /// Starts the daemon unless one runs, and says which one answers.
-pub async fn start(home: &Path) -> Result<u8> {
+pub async fn start(home: &Path, args: &DaemonArgs) -> Result<u8> {
+    let daemon_args: Vec<String> = match args.max_running {
+        Some(max) => vec!["--max-running".into(), max.to_string()],
+        None => Vec::new(),
+    };
     let (client, started) = match Client::connect_running(home).await? {
         Some(client) => (client, false),
-        None => (Client::start(home).await?, true),
+        None => (Client::start(home, &daemon_args).await?, true),
     };
+    if !started && !daemon_args.is_empty() {
+        output::print_error(&anyhow::anyhow!(
+            "the daemon already runs, so {} is not applied: stop it first (`wrangle daemon stop`)",
+            daemon_args.join(" ")
+        ));
+    }
     let info: DaemonInfo = client.get(&routes::daemon()).await?;
     let line = if started {
         format!(

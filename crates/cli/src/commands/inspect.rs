@@ -39,6 +39,8 @@ fn describe(agent: &AgentView) -> String {
         restart,
         max_restarts,
         timeout_seconds,
+        group,
+        priority,
         pid,
         shim_pid,
         command,
@@ -76,7 +78,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 34] = [
+    let fields: [(&str, String); 36] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -90,6 +92,8 @@ fn describe(agent: &AgentView) -> String {
             format!("{restart} (restarts {restarts}, at most {max_restarts} per window)"),
         ),
         ("timeout", seconds(timeout_seconds)),
+        ("group", or_dash(group.as_ref())),
+        ("priority", priority.to_string()),
         ("pid", or_dash(pid.as_ref())),
         ("shim_pid", or_dash(shim_pid.as_ref())),
         ("command", command_line(command)),
@@ -221,6 +225,8 @@ idle_timeout:        30s
 run:                 1
 restart:             never (restarts 0, at most 5 per window)
 timeout:             -
+group:               -
+priority:            0
 pid:                 4242
 shim_pid:            4241
 command:             sleep 100

@@ -3,6 +3,7 @@
 
 mod control;
 mod daemon;
+mod group;
 mod inspect;
 mod logs;
 mod ps;
@@ -22,12 +23,13 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
     match command {
         Command::Daemon(args) => match args.action {
             Some(DaemonAction::Stop(stop)) => daemon::stop(home, &stop).await,
-            None => daemon::start(home).await,
+            None => daemon::start(home, &args).await,
         },
         Command::Run(args) => run::run(&Client::connect(home).await?, &args).await,
         Command::Ps(args) => ps::ps(&Client::connect(home).await?, &args).await,
         Command::Inspect(args) => inspect::inspect(&Client::connect(home).await?, &args).await,
         Command::Logs(args) => logs::logs(&Client::connect(home).await?, &args).await,
+        Command::Group(args) => group::group(&Client::connect(home).await?, &args).await,
         Command::Runs(args) => runs::runs(&Client::connect(home).await?, &args).await,
         Command::Stop(args) => control::stop(&Client::connect(home).await?, &args).await,
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
@@ -53,6 +55,8 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         restart: wrangle_wire::RestartPolicy::Never,
         max_restarts: 5,
         timeout_seconds: None,
+        group: None,
+        priority: 0,
         pid: Some(4242),
         shim_pid: Some(4241),
         command: vec!["sleep".into(), "100".into()],

@@ -54,6 +54,8 @@ fn create_request(
         backoff_max: args.backoff_max.clone(),
         min_uptime: args.min_uptime.clone(),
         timeout: args.timeout.clone(),
+        group: args.group.clone(),
+        priority: args.priority,
         health_cmd: args.health_cmd.clone(),
         health_http: args.health_http.clone(),
         health_tcp: args.health_tcp.clone(),
