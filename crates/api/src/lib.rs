@@ -47,6 +47,7 @@ pub struct AppState {
         routes::wait_agent,
         routes::agent_logs,
         routes::agent_runs,
+        routes::validate_agent,
         routes::list_groups,
         routes::set_group,
         routes::stop_agents,

@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/logs", get(agent_logs))
         .route("/v1/agents/{agent}/runs", get(agent_runs))
         .route("/v1/stop", post(stop_agents))
+        .route("/v1/validate", post(validate_agent))
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", put(set_group))
         .route("/openapi.json", get(openapi))
@@ -118,6 +119,22 @@ pub async fn inspect_agent(
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.inspect(&agent)?))
+}
+
+/// Checks an agent's declaration as `POST /v1/agents` would (all but the
+/// name being free) and creates nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/validate",
+    request_body = CreateAgent,
+    responses((status = 204), (status = 400, body = ErrorBody))
+)]
+pub async fn validate_agent(
+    State(state): State<AppState>,
+    JsonBody(request): JsonBody<CreateAgent>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.validate(&request)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Every concurrency group that has a limit or an agent.

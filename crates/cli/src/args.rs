@@ -46,6 +46,10 @@ pub enum Command {
     Runs(RunsArgs),
     /// Show or set concurrency groups
     Group(GroupArgs),
+    /// Start what a wrangle.toml declares: what is missing, what changed
+    Up(UpArgs),
+    /// Stop what a wrangle.toml declares
+    Down(UpArgs),
     /// Stop agents with the staged stop and wait until they have ended
     Stop(StopArgs),
     /// Send a signal to an agent (SIGKILL to its whole tree by default)
@@ -218,6 +222,14 @@ pub struct LogsArgs {
     /// Print the output of run N (1 is the first) instead of the current run
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub run: Option<u32>,
+}
+
+/// `wrangle up` and `wrangle down`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The file that declares the agents
+    #[arg(short, long, value_name = "FILE", default_value = "wrangle.toml")]
+    pub file: PathBuf,
 }
 
 /// `wrangle group`.

@@ -13,6 +13,7 @@ mod args;
 mod autostart;
 mod client;
 mod commands;
+mod declaration;
 mod format;
 mod home;
 mod output;

@@ -85,6 +85,11 @@ pub fn runs(reference: &str) -> String {
     format!("{}/runs", agent(reference))
 }
 
+/// `POST /v1/validate`.
+pub fn validate() -> String {
+    format!("{API_PREFIX}/validate")
+}
+
 /// `GET /v1/groups`.
 pub fn groups() -> String {
     format!("{API_PREFIX}/groups")

@@ -77,6 +77,16 @@ impl Engine {
         Ok(self.snapshot(&id)?.view(Utc::now()))
     }
 
+    /// Checks a create request as `create` would, and creates nothing:
+    /// everything but whether the name is free.
+    pub fn validate(&self, request: &CreateAgent) -> Result<(), EngineError> {
+        AgentSpec::from_request(request, &self.inner.cwd)?;
+        if let Some(name) = &request.name {
+            parse::validate_name(name).map_err(EngineError::invalid)?;
+        }
+        Ok(())
+    }
+
     /// Starts the agent's current run (state `starting`) in a shim, records
     /// `running` or `failed`, and watches the shim for the run's end.
     pub(crate) async fn start_run(&self, id: &str) -> Result<(), EngineError> {

@@ -47,6 +47,9 @@ pub struct AgentSpec {
     /// Queue priority: higher starts first.
     #[serde(default)]
     pub priority: i32,
+    /// Labels given at creation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     /// The health probe, if one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -116,6 +119,7 @@ impl AgentSpec {
                 None => None,
             },
             priority: request.priority.unwrap_or(0),
+            labels: checked_labels(&request.labels)?,
             health_check: HealthCheck::from_request(request)?,
         })
     }
@@ -146,6 +150,23 @@ impl AgentSpec {
         );
         env.into_iter().collect()
     }
+}
+
+/// Labels as given, unless a key is empty or one holds a NUL byte.
+fn checked_labels(
+    labels: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    for (key, value) in labels {
+        if key.is_empty() {
+            return Err(EngineError::invalid("a label key cannot be empty"));
+        }
+        if key.contains('\0') || value.contains('\0') {
+            return Err(EngineError::invalid(format!(
+                "label {key:?} contains a NUL byte"
+            )));
+        }
+    }
+    Ok(labels.clone())
 }
 
 /// What never changes about an agent.
@@ -305,6 +326,7 @@ impl Agent {
             max_restarts: identity.spec.restart.max_restarts,
             group: identity.spec.group.clone(),
             priority: identity.spec.priority,
+            labels: identity.spec.labels.clone(),
             timeout_seconds: identity
                 .spec
                 .restart

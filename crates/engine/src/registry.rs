@@ -158,6 +158,7 @@ mod tests {
                     restart: Default::default(),
                     group: None,
                     priority: 0,
+                    labels: Default::default(),
                     health_check: None,
                 },
                 spec_json: "{}".into(),

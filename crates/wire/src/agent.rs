@@ -6,6 +6,7 @@ use crate::policy::RestartPolicy;
 use crate::state::{Health, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One agent and its current (or last) run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -35,6 +36,8 @@ pub struct AgentView {
     pub group: Option<String>,
     /// Queue priority: higher starts first.
     pub priority: i32,
+    /// Labels given at creation.
+    pub labels: BTreeMap<String, String>,
     /// Pid of the agent's main process while it runs (or of the last run).
     pub pid: Option<i32>,
     /// Pid of the shim that is the agent's parent.

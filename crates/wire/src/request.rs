@@ -90,6 +90,10 @@ pub struct CreateAgent {
     /// served (default 0).
     #[serde(default)]
     pub priority: Option<i32>,
+    /// Free-form labels, kept and shown; `wrangle up` marks its agents
+    /// with the file and a hash of their declaration.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// `GET /v1/agents`: which agents to list.

@@ -41,6 +41,7 @@ fn describe(agent: &AgentView) -> String {
         timeout_seconds,
         group,
         priority,
+        labels,
         pid,
         shim_pid,
         command,
@@ -78,7 +79,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 36] = [
+    let fields: [(&str, String); 37] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -94,6 +95,18 @@ fn describe(agent: &AgentView) -> String {
         ("timeout", seconds(timeout_seconds)),
         ("group", or_dash(group.as_ref())),
         ("priority", priority.to_string()),
+        (
+            "labels",
+            if labels.is_empty() {
+                "-".into()
+            } else {
+                labels
+                    .iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
         ("pid", or_dash(pid.as_ref())),
         ("shim_pid", or_dash(shim_pid.as_ref())),
         ("command", command_line(command)),
@@ -227,6 +240,7 @@ restart:             never (restarts 0, at most 5 per window)
 timeout:             -
 group:               -
 priority:            0
+labels:              -
 pid:                 4242
 shim_pid:            4241
 command:             sleep 100

@@ -9,6 +9,7 @@ mod logs;
 mod ps;
 mod run;
 mod runs;
+mod up;
 mod wait;
 
 use crate::args::{Command, DaemonAction};
@@ -29,6 +30,8 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Ps(args) => ps::ps(&Client::connect(home).await?, &args).await,
         Command::Inspect(args) => inspect::inspect(&Client::connect(home).await?, &args).await,
         Command::Logs(args) => logs::logs(&Client::connect(home).await?, &args).await,
+        Command::Up(args) => up::up(&Client::connect(home).await?, &args).await,
+        Command::Down(args) => up::down(&Client::connect(home).await?, &args).await,
         Command::Group(args) => group::group(&Client::connect(home).await?, &args).await,
         Command::Runs(args) => runs::runs(&Client::connect(home).await?, &args).await,
         Command::Stop(args) => control::stop(&Client::connect(home).await?, &args).await,
@@ -57,6 +60,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         timeout_seconds: None,
         group: None,
         priority: 0,
+        labels: Default::default(),
         pid: Some(4242),
         shim_pid: Some(4241),
         command: vec!["sleep".into(), "100".into()],

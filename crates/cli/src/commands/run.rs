@@ -68,7 +68,7 @@ fn create_request(
 
 /// The environment as strings; a variable whose name or value is not
 /// UTF-8 cannot travel in JSON and is left out.
-fn utf8_environment(
+pub(crate) fn utf8_environment(
     environment: impl IntoIterator<Item = (OsString, OsString)>,
 ) -> BTreeMap<String, String> {
     environment
