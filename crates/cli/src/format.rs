@@ -93,6 +93,34 @@ pub fn timestamp_millis(time: &DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Bytes for people, in binary units: `812K`, `1.4M`, `3.2G`.
+pub fn bytes(count: u64) -> String {
+    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
+    if count < 1024 {
+        return format!("{count}B");
+    }
+    let mut value = count as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value < 10.0 {
+        format!("{value:.1}{}", UNITS[unit])
+    } else {
+        format!("{value:.0}{}", UNITS[unit])
+    }
+}
+
+/// CPU for people: `0.0%`, `12.5%`, `180%`.
+pub fn cpu_percent(percent: f64) -> String {
+    if percent < 100.0 {
+        format!("{percent:.1}%")
+    } else {
+        format!("{percent:.0}%")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,38 +175,21 @@ mod tests {
     }
 
     #[test]
+    fn bytes_and_cpu_fit_a_narrow_column() {
+        assert_eq!(bytes(1023), "1023B");
+        assert_eq!(bytes(1536), "1.5K");
+        assert_eq!(bytes(1023 * 1024 * 1024), "1023M");
+        assert_eq!(bytes(3 << 30), "3.0G");
+        assert_eq!(cpu_percent(0.0), "0.0%");
+        assert_eq!(cpu_percent(99.94), "99.9%");
+        assert_eq!(cpu_percent(180.4), "180%");
+    }
+
+    #[test]
     fn timestamps_are_utc_rfc3339() {
         let time = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 7).unwrap()
             + chrono::Duration::microseconds(42);
         assert_eq!(timestamp_micros(&time), "2024-05-01T12:00:07.000042Z");
         assert_eq!(timestamp_millis(&time), "2024-05-01T12:00:07.000Z");
-    }
-}
-
-/// Bytes for people, in binary units: `812K`, `1.4M`, `3.2G`.
-pub fn bytes(count: u64) -> String {
-    const UNITS: [&str; 5] = ["K", "M", "G", "T", "P"];
-    if count < 1024 {
-        return format!("{count}B");
-    }
-    let mut value = count as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if value < 10.0 {
-        format!("{value:.1}{}", UNITS[unit])
-    } else {
-        format!("{value:.0}{}", UNITS[unit])
-    }
-}
-
-/// CPU for people: `0.0%`, `12.5%`, `180%`.
-pub fn cpu_percent(percent: f64) -> String {
-    if percent < 100.0 {
-        format!("{percent:.1}%")
-    } else {
-        format!("{percent:.0}%")
     }
 }

@@ -21,7 +21,7 @@ pub async fn stop(client: &Client, args: &StopArgs) -> Result<u8> {
 }
 
 /// `worker-1: stopped by SIGTERM in 0.02s`.
-fn stop_line(result: &StopResult) -> String {
+pub(super) fn stop_line(result: &StopResult) -> String {
     format!("{}: {}", result.agent.name, result.outcome)
 }
 
