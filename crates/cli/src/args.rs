@@ -199,8 +199,21 @@ pub struct WaitArgs {
     pub agents: Vec<String>,
 }
 
+/// The keys of `top`, for `wrangle top --help`.
+const TOP_KEYS: &str = "\
+Keys:
+  Up/Down, j/k     select an agent (PageUp/PageDown, Home/End)
+  s                sort by the next column; P cpu, M memory, N name, T uptime
+  r                reverse the sort
+  /                filter on name or command (Enter keeps it, Esc clears it)
+  Enter, l         the selected agent's log tail (Esc back)
+  x                stop the selected agent (asks y/n)
+  K                kill it: SIGKILL to its whole tree (asks y/n)
+  q, Ctrl-C        quit";
+
 /// `wrangle top`.
 #[derive(Debug, Args)]
+#[command(after_help = TOP_KEYS)]
 pub struct TopArgs {
     /// Show agents that have ended too
     #[arg(short, long)]

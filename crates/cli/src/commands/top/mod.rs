@@ -21,6 +21,7 @@ use app::{App, Effect, Target, Update};
 use ratatui::crossterm::event::{self, Event};
 use screen::Screen;
 use std::io::{self, IsTerminal};
+use std::path::Path;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -31,13 +32,15 @@ use wrangle_wire::{AgentView, KillRequest, StopRequest, StopResult};
 /// How often the input thread looks whether `top` has ended.
 const INPUT_POLL: Duration = Duration::from_millis(200);
 
-/// Runs the screen until the user quits. The daemon is not restarted if it
-/// goes away meanwhile: the screen says so and keeps asking.
-pub async fn top(client: Client, args: &TopArgs) -> Result<u8> {
+/// Runs the screen until the user quits. A daemon is started first if
+/// none runs, as for any command, but not again if it goes away meanwhile:
+/// the screen says so and keeps asking.
+pub async fn top(home: &Path, args: &TopArgs) -> Result<u8> {
+    // Checked before a daemon is started for nothing.
     if !io::stdout().is_terminal() {
-        bail!("wrangle top needs a terminal; `wrangle ps` lists agents as text");
+        bail!("top needs a terminal; `wrangle ps` lists agents as text");
     }
-    let client = client.without_autostart();
+    let client = Client::connect(home).await?.without_autostart();
     let mut app = App::new(args.all, args.interval);
     let mut screen = Screen::enter()?;
     let result = run(&mut screen, &mut app, &client).await;
