@@ -218,8 +218,10 @@ fn top_all_shows_ended_agents_and_rides_out_a_daemon_restart() {
     let done = home.run(&["--name", "finished", "--", "true"]);
     home.ok(&["wait", &done]);
 
-    // top as the terminal's only program: its exit status stays readable.
-    let tmux = Tmux::start(&home, 80, 24, &format!("{WRANGLE} top --all -d 200ms"));
+    let tmux = Tmux::start(&home, 80, 24, "sh");
+    tmux.wait_for("the shell prompts", |s| !s.trim().is_empty());
+    tmux.type_text(&format!("{WRANGLE} top --all -d 200ms"));
+    tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("ended agents are listed too", |s| {
         row(s, "finished").is_some_and(|r| r.contains("completed"))
             && row(s, "worker").is_some_and(|r| r.contains("running"))
@@ -227,13 +229,32 @@ fn top_all_shows_ended_agents_and_rides_out_a_daemon_restart() {
     assert!(screen.contains("1 of 2 running"), "{screen}");
     assert!(screen.contains("ended ones too"), "{screen}");
 
+    // A narrower terminal: fewer columns, no line wider than the screen;
+    // back to 80, all of them again.
+    tmux.ok(&["resize-window", "-t", "top", "-x", "50", "-y", "20"]);
+    let screen = tmux.wait_for("the table fits 50 columns", |s| {
+        s.contains("CPU%") && !s.contains("UPTIME") && row(s, "worker").is_some()
+    });
+    assert!(
+        screen.lines().all(|line| line.chars().count() <= 50),
+        "{screen}"
+    );
+    tmux.ok(&["resize-window", "-t", "top", "-x", "80", "-y", "24"]);
+    tmux.wait_for("the table is 80 columns wide again", |s| {
+        s.contains("UPTIME") && row(s, "finished").is_some()
+    });
+
     // The daemon goes away: top says so and keeps the last table.
     home.ok(&["daemon", "stop"]);
     let screen = tmux.wait_for("top says the daemon is gone", |s| {
         s.contains("daemon unreachable, retrying every 0.20s")
     });
     assert!(row(&screen, "worker").is_some(), "{screen}");
-    assert_eq!(tmux.pane("#{pane_dead}"), "0", "top ended:\n{screen}");
+    assert_eq!(
+        tmux.pane("#{pane_current_command}"),
+        "wrangle",
+        "top ended:\n{screen}"
+    );
     assert!(home.daemon_pid().is_none(), "top started a daemon");
 
     // A new daemon (started by any CLI call): top picks it up.
@@ -244,8 +265,13 @@ fn top_all_shows_ended_agents_and_rides_out_a_daemon_restart() {
 
     // Ctrl-C quits cleanly.
     tmux.keys(&["C-c"]);
-    assert_eq!(tmux.exit(), "exit status 0");
-    let screen = tmux.screen();
+    tmux.wait_for_pane("#{pane_current_command}", "sh");
+    tmux.type_text("echo \"top exited with $?\"");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the shell says how top ended", |s| {
+        s.lines().any(|l| l.starts_with("top exited with"))
+    });
+    assert!(screen.contains("top exited with 0"), "{screen}");
     assert!(
         !screen.contains("NAME"),
         "top's screen was not left:\n{screen}"
