@@ -16,6 +16,7 @@
 pub mod crash;
 pub mod http;
 pub mod procfs;
+pub mod tmux;
 
 use serde_json::Value;
 use std::fs;

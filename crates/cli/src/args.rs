@@ -8,6 +8,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 use wrangle_wire::parse;
 
 /// A process supervisor for fleets of long-running agents.
@@ -58,6 +59,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Wait until agents have ended; exit with the last one's status
     Wait(WaitArgs),
+    /// Watch agents live in the terminal, like htop: sort, filter, logs, stop
+    Top(TopArgs),
     /// Start the daemon (in the background unless --foreground), or stop it
     Daemon(DaemonArgs),
 }
@@ -361,6 +364,31 @@ pub struct WaitArgs {
     pub agents: Vec<String>,
 }
 
+/// The keys of `top`, for `wrangle top --help`.
+const TOP_KEYS: &str = "\
+Keys:
+  Up/Down, j/k     select an agent (PageUp/PageDown, Home/End)
+  s                sort by the next column; P cpu, M memory, N name, T uptime
+  r                reverse the sort
+  /                filter on name or command (Enter keeps it, Esc clears it)
+  Enter, l         the selected agent's log tail (Esc back)
+  x                stop the selected agent (asks y/n)
+  K                kill it: SIGKILL to its whole tree (asks y/n)
+  q, Ctrl-C        quit";
+
+/// `wrangle top`.
+#[derive(Debug, Args)]
+#[command(after_help = TOP_KEYS)]
+pub struct TopArgs {
+    /// Show agents that have ended too
+    #[arg(short, long)]
+    pub all: bool,
+
+    /// Time between two refreshes, e.g. 500ms, 2s (at least 100ms)
+    #[arg(short = 'd', long, value_name = "DURATION", default_value = "1s", value_parser = interval)]
+    pub interval: Duration,
+}
+
 /// `wrangle daemon`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -461,6 +489,21 @@ fn retries(text: &str) -> Result<u32, InvalidInput> {
         ))
     })?;
     parse::validate_health_retries(number).map_err(InvalidInput)
+}
+
+/// Shortest `top --interval`: refreshing faster only loads the daemon
+/// (htop's shortest delay is the same tenth of a second).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `top --interval`: parsed here, since the CLI itself uses it.
+fn interval(text: &str) -> Result<Duration, InvalidInput> {
+    let duration = parse::parse_duration(text).map_err(InvalidInput)?;
+    if duration < MIN_INTERVAL {
+        return Err(InvalidInput(format!(
+            "the interval {text:?} is too short: use 100ms or more"
+        )));
+    }
+    Ok(duration)
 }
 
 /// `--stop-signal`, `--signal`: checked, kept as typed.
@@ -745,6 +788,34 @@ mod tests {
         assert!(stop.stop_agents);
 
         assert!(parse(&["daemon", "--foreground", "stop"]).is_err());
+    }
+
+    #[test]
+    fn top_refreshes_every_second_unless_told() {
+        let Command::Top(top) = parse(&["top"]).unwrap().command else {
+            panic!("not top")
+        };
+        assert!(!top.all);
+        assert_eq!(top.interval, Duration::from_secs(1));
+
+        let Command::Top(top) = parse(&["top", "-a", "--interval", "250ms"])
+            .unwrap()
+            .command
+        else {
+            panic!("not top")
+        };
+        assert!(top.all);
+        assert_eq!(top.interval, Duration::from_millis(250));
+
+        assert_eq!(
+            validation_message(&["top", "--interval", "soon"]),
+            parse::parse_duration("soon").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["top", "-d", "10ms"]),
+            "the interval \"10ms\" is too short: use 100ms or more"
+        );
+        assert!(validation_message(&["top", "-d", "0"]).contains("too short"));
     }
 
     #[test]

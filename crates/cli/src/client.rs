@@ -129,6 +129,16 @@ impl Client {
         })
     }
 
+    /// This client, made to report a daemon that has gone away instead of
+    /// starting a new one: `top` watches a daemon and keeps asking, and
+    /// must not bring back one that someone stopped.
+    pub fn without_autostart(self) -> Client {
+        Client {
+            restart_in: None,
+            ..self
+        }
+    }
+
     /// `GET path`, answer decoded from JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
         let body = self.call(Method::GET, path, None).await?;

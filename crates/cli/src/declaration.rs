@@ -141,12 +141,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Declaration, FileError> {
                     Some(max) if (1..=i64::from(u32::MAX)).contains(&max) => {
                         max_running = Some(max as u32)
                     }
-                    _ => return Err(error(
-                        key_at,
-                        format!(
+                    _ => {
+                        return Err(error(
+                            key_at,
+                            format!(
                             "groups.{name}.max_running: give a whole number of agents, at least 1"
                         ),
-                    )),
+                        ))
+                    }
                 },
                 other => {
                     return Err(error(

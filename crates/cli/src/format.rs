@@ -175,20 +175,21 @@ mod tests {
     }
 
     #[test]
+    fn bytes_and_cpu_fit_a_narrow_column() {
+        assert_eq!(bytes(1023), "1023B");
+        assert_eq!(bytes(1536), "1.5K");
+        assert_eq!(bytes(1023 * 1024 * 1024), "1023M");
+        assert_eq!(bytes(3 << 30), "3.0G");
+        assert_eq!(cpu_percent(0.0), "0.0%");
+        assert_eq!(cpu_percent(99.94), "99.9%");
+        assert_eq!(cpu_percent(180.4), "180%");
+    }
+
+    #[test]
     fn timestamps_are_utc_rfc3339() {
         let time = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 7).unwrap()
             + chrono::Duration::microseconds(42);
         assert_eq!(timestamp_micros(&time), "2024-05-01T12:00:07.000042Z");
         assert_eq!(timestamp_millis(&time), "2024-05-01T12:00:07.000Z");
-    }
-
-    #[test]
-    fn bytes_and_cpu_read_like_top() {
-        assert_eq!(bytes(512), "512B");
-        assert_eq!(bytes(3 << 20), "3.0M");
-        assert_eq!(bytes(300 << 20), "300M");
-        assert_eq!(bytes(5 << 30), "5.0G");
-        assert_eq!(cpu_percent(12.34), "12.3%");
-        assert_eq!(cpu_percent(180.2), "180%");
     }
 }

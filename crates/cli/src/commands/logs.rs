@@ -36,6 +36,27 @@ pub async fn logs(client: &Client, args: &LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// The last `lines` lines of the agent's current run, stdout and stderr
+/// interleaved by capture time, read whole (for `top`'s log pane).
+pub(super) async fn tail(client: &Client, agent: &str, lines: usize) -> Result<Vec<LogLine>> {
+    let query = LogsQuery {
+        tail: Some(lines),
+        ..LogsQuery::default()
+    };
+    let path = routes::logs(agent, &query);
+    let body = client
+        .get_stream(&path)
+        .await?
+        .collect()
+        .await
+        .map_err(|error| lost(&Method::GET, &path, &error))?
+        .to_bytes();
+    let mut buffer = LineBuffer::default();
+    let mut raw = buffer.push(&body);
+    raw.extend(buffer.finish());
+    raw.iter().map(|line| parse(line)).collect()
+}
+
 /// The query for the flags.
 fn query(args: &LogsArgs) -> LogsQuery {
     let stream = if args.stdout {

@@ -9,6 +9,7 @@ mod logs;
 mod ps;
 mod run;
 mod runs;
+mod top;
 mod up;
 mod wait;
 
@@ -38,6 +39,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
+        Command::Top(args) => top::top(home, &args).await,
     }
 }
 
