@@ -7,7 +7,9 @@
 //! reaches into the daemon.
 
 pub mod agent;
+pub mod doctor;
 pub mod error;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod parse;
@@ -15,7 +17,9 @@ pub mod request;
 pub mod state;
 
 pub use agent::AgentView;
+pub use doctor::DoctorReport;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use limits::{Enforcement, LimitsView};
 pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use request::*;

@@ -56,6 +56,19 @@ pub struct CreateAgent {
     /// Failed probes in a row that make the agent `unhealthy` (default 3).
     #[serde(default)]
     pub health_retries: Option<u32>,
+    /// Memory limit of the whole tree: `64M`, `1.5G`, `512K` or bytes; going
+    /// over it ends the agent `failed` with `memory limit exceeded`.
+    #[serde(default)]
+    pub memory_max: Option<String>,
+    /// CPU limit of the whole tree in cores, e.g. `0.5`.
+    #[serde(default)]
+    pub cpu_max: Option<String>,
+    /// Most processes (threads included) the tree may hold at once.
+    #[serde(default)]
+    pub pids_max: Option<u64>,
+    /// Most open files per process (RLIMIT_NOFILE).
+    #[serde(default)]
+    pub nofile: Option<u64>,
 }
 
 /// `GET /v1/agents`: which agents to list.
