@@ -223,6 +223,7 @@ pub fn read_state(dir: &Path) -> io::Result<ShimState> {
 /// agent's process group if its leader (same pid *and* start time) lives.
 pub fn kill_leftovers(state: &ShimState) {
     kill_tree(state.cgroup.as_deref(), state.agent.map(Into::into));
+    crate::limits::remove_v1_groups(&state.limits);
 }
 
 /// Kills what is left of a run whose shim is gone, from what the daemon

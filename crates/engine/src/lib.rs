@@ -8,11 +8,13 @@
 //! re-attaches to the shims that outlived a previous daemon.
 
 mod create;
+mod doctor;
 mod ended;
 pub mod error;
 pub mod executor;
 mod follow;
 mod kill;
+pub mod limits;
 pub mod logs;
 pub mod model;
 mod names;
@@ -32,6 +34,7 @@ use registry::Registry;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
+use wrangle_os::limits::LimitSupport;
 use wrangle_os::Containment;
 use wrangle_store::Store;
 use wrangle_wire::{AgentView, DaemonInfo};
@@ -60,6 +63,8 @@ struct Inner {
     registry: Mutex<Registry>,
     /// Working directory of agents created without one.
     cwd: PathBuf,
+    /// What can enforce resource limits, detected once at start.
+    limit_support: LimitSupport,
     started_at: DateTime<Utc>,
 }
 
@@ -76,6 +81,7 @@ impl Engine {
                     .map_err(|e| {
                         EngineError::internal(format!("cannot start the exit watcher: {e}"))
                     })?,
+                limit_support: LimitSupport::detect(&config.containment),
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),

@@ -3,6 +3,7 @@
 //! to store rows and to the API's [`AgentView`].
 
 use crate::error::EngineError;
+use crate::limits::SpecLimits;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wrangle_os::ProcessId;
+use wrangle_shim::protocol::LimitPlan;
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::parse::{self, signal_name};
 use wrangle_wire::{AgentView, CreateAgent, Health, State};
@@ -36,6 +38,9 @@ pub struct AgentSpec {
     pub stop_signal: i32,
     /// Grace period after the stop signal, in milliseconds.
     pub stop_timeout_ms: u64,
+    /// Resource limits; specs stored before limits existed have none.
+    #[serde(default, skip_serializing_if = "SpecLimits::is_empty")]
+    pub limits: SpecLimits,
 }
 
 impl AgentSpec {
@@ -91,6 +96,7 @@ impl AgentSpec {
             cwd,
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
+            limits: SpecLimits::from_request(request)?,
         })
     }
 
@@ -158,6 +164,9 @@ pub struct Run {
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
+    /// How the run enforces the agent's limits, as its shim reported
+    /// (kept in memory only: empty for runs that ended before a restart).
+    pub limits: LimitPlan,
 }
 
 impl Run {
@@ -202,6 +211,7 @@ impl Run {
             ended_at: row.ended_at,
             exit_code: row.exit_code,
             signal: row.signal,
+            limits: LimitPlan::default(),
         }
     }
 }
@@ -292,6 +302,7 @@ impl Agent {
             last_heartbeat_at: None,
             idle_timeout_seconds: None,
             health_check: None,
+            limits: crate::limits::view(&identity.spec.limits, &run.limits),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

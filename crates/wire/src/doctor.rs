@@ -49,6 +49,9 @@ pub struct ContainmentReport {
     pub path: Option<String>,
     /// Why no cgroup is used, with `process_group`.
     pub why: Option<String>,
+    /// The cgroup v2 controllers enabled for the run cgroups (empty where
+    /// the v2 tree has none, and limits go to cgroup v1 or a watchdog).
+    pub controllers: Vec<String>,
     /// One line for people.
     pub description: String,
 }

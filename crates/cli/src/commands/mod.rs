@@ -3,6 +3,7 @@
 
 mod control;
 mod daemon;
+mod doctor;
 mod inspect;
 mod logs;
 mod ps;
@@ -31,6 +32,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
+        Command::Doctor(args) => doctor::doctor(&Client::connect(home).await?, &args).await,
     }
 }
 
@@ -71,6 +73,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         last_heartbeat_at: None,
         idle_timeout_seconds: None,
         health_check: None,
+        limits: None,
         stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
         stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
     }

@@ -47,6 +47,10 @@ fn create_request(
         cwd: Some(working_directory(args.cwd.as_deref(), current_dir)?),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout.clone(),
+        memory_max: args.memory_max.clone(),
+        cpu_max: args.cpu_max.clone(),
+        pids_max: args.pids_max,
+        nofile: args.nofile,
         ..CreateAgent::default()
     })
 }

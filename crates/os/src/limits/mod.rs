@@ -10,7 +10,7 @@
 
 mod support;
 
-pub use support::{ControllerSupport, LimitSupport};
+pub use support::{enabled_v2_controllers, ControllerSupport, LimitSupport};
 
 use std::fs;
 use std::io::{self, Write};

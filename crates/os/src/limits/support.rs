@@ -44,10 +44,10 @@ impl ControllerSupport {
     pub fn describe(&self) -> String {
         match self {
             ControllerSupport::V2 { base } => {
-                format!("each run's cgroup v2 under {}", base.display())
+                format!("each run's cgroup under {}", base.display())
             }
             ControllerSupport::V1 { base } => {
-                format!("a cgroup v1 group per run under {}", base.display())
+                format!("a group per run under {}", base.display())
             }
             ControllerSupport::Missing { why } => why.clone(),
         }
@@ -115,6 +115,14 @@ impl LimitSupport {
             Controller::Pids => &self.pids,
         }
     }
+}
+
+/// The controllers enabled for the cgroups under `base` (its
+/// `cgroup.subtree_control`); empty when none is or it cannot be read.
+pub fn enabled_v2_controllers(base: &Path) -> Vec<String> {
+    fs::read_to_string(base.join("cgroup.subtree_control"))
+        .map(|text| text.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Makes `controller` available in every run cgroup under `base` by
