@@ -148,7 +148,11 @@ fn limit_report(
         problems.push(Problem {
             essential: false,
             problem,
-            fix: format!("enable the {name} controller for wrangle's cgroups (cgroup v2, e.g. systemd Delegate=yes) or mount the cgroup v1 {name} hierarchy writable for this user"),
+            fix: if why.contains("=off") {
+                format!("unset {} to use cgroups", wrangle_os::cgroup::CGROUP_ENV)
+            } else {
+                format!("enable the {name} controller for wrangle's cgroups (cgroup v2, e.g. systemd Delegate=yes) or mount the cgroup v1 {name} hierarchy writable for this user")
+            },
         });
     }
     LimitSupport {

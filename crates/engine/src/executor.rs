@@ -25,7 +25,7 @@ pub enum Started {
         /// Handle on the shim, readable when it exits.
         shim: PidFd,
         /// The shim's report.
-        state: ShimState,
+        state: Box<ShimState>,
     },
     /// The agent could not be started.
     Failed {
@@ -102,7 +102,10 @@ impl LocalShims {
                             shim: Some(shim),
                             reason,
                         },
-                        None => Started::Running { shim, state },
+                        None => Started::Running {
+                            shim,
+                            state: Box::new(state),
+                        },
                     },
                     Err(_) => Started::Failed {
                         reason: format!(

@@ -96,27 +96,35 @@ impl Engine {
                 )),
             }
         };
-        let limit = |value, by| Limit { value, by };
+        // Memory always has the watchdog; CPU and processes need a
+        // controller (`?` below: the reason why not).
+        let memory_by =
+            || by_controller(Controller::Memory, "--memory-max").unwrap_or(Enforce::Watchdog);
+        let cpu_by = limits
+            .cpu_max
+            .map(|_| by_controller(Controller::Cpu, "--cpu-max"))
+            .transpose()?;
+        let pids_by = limits
+            .pids_max
+            .map(|_| by_controller(Controller::Pids, "--pids-max"))
+            .transpose()?;
         Ok(LimitPlan {
-            memory_max: match limits.memory_max {
-                Some(bytes) => Some(limit(
-                    bytes,
-                    by_controller(Controller::Memory, "--memory-max").unwrap_or(Enforce::Watchdog),
-                )),
-                None => None,
-            },
-            cpu_max: match limits.cpu_max {
-                Some(cores) => Some(Limit {
-                    value: cores,
-                    by: by_controller(Controller::Cpu, "--cpu-max")?,
-                }),
-                None => None,
-            },
-            pids_max: match limits.pids_max {
-                Some(count) => Some(limit(count, by_controller(Controller::Pids, "--pids-max")?)),
-                None => None,
-            },
-            nofile: limits.nofile.map(|count| limit(count, Enforce::Rlimit)),
+            memory_max: limits.memory_max.map(|value| Limit {
+                value,
+                by: memory_by(),
+            }),
+            cpu_max: limits
+                .cpu_max
+                .zip(cpu_by)
+                .map(|(value, by)| Limit { value, by }),
+            pids_max: limits
+                .pids_max
+                .zip(pids_by)
+                .map(|(value, by)| Limit { value, by }),
+            nofile: limits.nofile.map(|value| Limit {
+                value,
+                by: Enforce::Rlimit,
+            }),
         })
     }
 
