@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wrangle_os::limits::{self, CgroupVersion, Setting};
+use wrangle_os::limits::{self, CgroupVersion, Controller, Setting};
 use wrangle_os::RunCgroup;
 
 /// The limits in force for one run.
@@ -75,7 +75,7 @@ impl RunLimits {
                 applied.remove();
                 return Err(format!("cannot apply the {what} limit: {error}"));
             }
-            if what == "memory" {
+            if setting.controller() == Controller::Memory {
                 memory_group = Some(group);
             }
         }
