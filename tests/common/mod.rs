@@ -462,8 +462,9 @@ impl Home {
         self.remove_cgroups();
     }
 
-    /// Removes the (empty) cgroups that runs of this home recorded in their
-    /// state.json, in case a shim was killed before it removed its own.
+    /// Removes the (empty) cgroups, v2 and v1, that runs of this home
+    /// recorded in their state.json, in case a shim was killed before it
+    /// removed its own.
     fn remove_cgroups(&self) {
         let Ok(agents) = fs::read_dir(self.path().join("runs")) else {
             return;
@@ -479,6 +480,13 @@ impl Home {
                 let state: Value = serde_json::from_str(&text).unwrap_or_default();
                 if let Some(cgroup) = state["cgroup"].as_str() {
                     let _ = fs::remove_dir(cgroup);
+                }
+                // The cgroup v1 groups of the run's limits.
+                for limit in ["memory_max", "cpu_max", "pids_max"] {
+                    if let Some(group) = state["limits"][limit]["by"]["cgroup_v1"]["group"].as_str()
+                    {
+                        let _ = fs::remove_dir(group);
+                    }
                 }
             }
         }

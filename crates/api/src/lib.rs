@@ -39,6 +39,7 @@ pub struct AppState {
     paths(
         routes::daemon_info,
         routes::daemon_stop,
+        routes::doctor,
         routes::list_agents,
         routes::create_agent,
         routes::inspect_agent,

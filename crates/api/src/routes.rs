@@ -11,8 +11,8 @@ use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
-    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, GroupView, KillRequest,
-    ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest, StopResult,
+    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, DoctorReport, ErrorBody, GroupView,
+    KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest, StopResult,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -30,6 +30,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/daemon", get(daemon_info))
         .route("/v1/daemon/stop", post(daemon_stop))
+        .route("/v1/doctor", get(doctor))
         .route("/v1/agents", get(list_agents).post(create_agent))
         .route(
             "/v1/agents/{agent}",
@@ -52,6 +53,13 @@ pub fn router(state: AppState) -> Router {
 #[utoipa::path(get, path = "/v1/daemon", responses((status = 200, body = DaemonInfo)))]
 pub async fn daemon_info(State(state): State<AppState>) -> Json<DaemonInfo> {
     Json(state.engine.info())
+}
+
+/// What the daemon found on this machine: containment, what enforces each
+/// limit, kernel features, the home, and every problem with its fix.
+#[utoipa::path(get, path = "/v1/doctor", responses((status = 200, body = DoctorReport)))]
+pub async fn doctor(State(state): State<AppState>) -> Json<DoctorReport> {
+    Json(state.engine.doctor())
 }
 
 /// Shuts the daemon down; agents keep running unless `stop_agents`.

@@ -45,6 +45,8 @@ pub enum Command {
     Logs(LogsArgs),
     /// List an agent's runs (each restart is a new run)
     Runs(RunsArgs),
+    /// Say what wrangle found on this machine and what to do about problems
+    Doctor(DoctorArgs),
     /// Show or set concurrency groups
     Group(GroupArgs),
     /// Start what a wrangle.toml declares: what is missing, what changed
@@ -87,6 +89,23 @@ pub struct RunArgs {
     /// Grace period after the stop signal, e.g. 500ms, 10s, 2m [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub stop_timeout: Option<String>,
+
+    /// Memory limit of the agent's whole tree, e.g. 512K, 64M, 1.5G; going
+    /// over it ends the agent `failed` (memory limit exceeded)
+    #[arg(long, value_name = "SIZE", value_parser = memory_max, allow_hyphen_values = true)]
+    pub memory_max: Option<String>,
+
+    /// CPU limit of the agent's whole tree in cores, e.g. 0.5 or 2
+    #[arg(long, value_name = "CORES", value_parser = cpu_max, allow_hyphen_values = true)]
+    pub cpu_max: Option<String>,
+
+    /// Most processes (threads included) the agent's tree may hold at once
+    #[arg(long, value_name = "N", value_parser = pids_max, allow_hyphen_values = true)]
+    pub pids_max: Option<u64>,
+
+    /// Most open files per process of the agent (RLIMIT_NOFILE)
+    #[arg(long, value_name = "N", value_parser = nofile, allow_hyphen_values = true)]
+    pub nofile: Option<u64>,
 
     /// Start the agent again when it ends: never, on-failure (non-zero exit,
     /// fatal signal, timeout) or always [default: never]
@@ -233,6 +252,14 @@ pub struct UpArgs {
     /// The file that declares the agents
     #[arg(short, long, value_name = "FILE", default_value = "wrangle.toml")]
     pub file: PathBuf,
+}
+
+/// `wrangle doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the findings as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `wrangle group`.
@@ -451,6 +478,30 @@ fn duration(text: &str) -> Result<String, InvalidInput> {
     parse::parse_duration(text)
         .map(|_| text.to_owned())
         .map_err(InvalidInput)
+}
+
+/// `--memory-max`: checked, kept as typed.
+fn memory_max(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_memory_max(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--cpu-max`: checked, kept as typed.
+fn cpu_max(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_cpu_max(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--pids-max`.
+fn pids_max(text: &str) -> Result<u64, InvalidInput> {
+    parse::parse_count_limit("process limit", text).map_err(InvalidInput)
+}
+
+/// `--nofile`.
+fn nofile(text: &str) -> Result<u64, InvalidInput> {
+    parse::parse_count_limit("open-file limit", text).map_err(InvalidInput)
 }
 
 /// `--restart`: checked, kept as typed.
@@ -828,5 +879,47 @@ mod tests {
     fn home_is_a_global_option() {
         let cli = parse(&["ps", "--home", "/tmp/elsewhere", "-a"]).unwrap();
         assert_eq!(cli.home, Some(OsString::from("/tmp/elsewhere")));
+    }
+
+    #[test]
+    fn run_takes_limits_and_refuses_bad_ones_with_the_daemons_messages() {
+        let cli = parse(&[
+            "run",
+            "--memory-max",
+            "1.5G",
+            "--cpu-max",
+            "0.5",
+            "--pids-max",
+            "5",
+            "--nofile",
+            "32",
+            "--",
+            "true",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.memory_max.as_deref(), Some("1.5G"));
+        assert_eq!(run.cpu_max.as_deref(), Some("0.5"));
+        assert_eq!((run.pids_max, run.nofile), (Some(5), Some(32)));
+
+        assert_eq!(
+            validation_message(&["run", "--memory-max", "lots", "--", "true"]),
+            parse::parse_memory_max("lots").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--cpu-max", "0", "--", "true"]),
+            parse::parse_cpu_max("0").unwrap_err()
+        );
+        // A negative number is the value, not another option.
+        assert_eq!(
+            validation_message(&["run", "--pids-max", "-1", "--", "true"]),
+            parse::parse_count_limit("process limit", "-1").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--nofile", "0", "--", "true"]),
+            parse::parse_count_limit("open-file limit", "0").unwrap_err()
+        );
     }
 }

@@ -23,6 +23,11 @@ pub fn daemon_stop() -> String {
     format!("{API_PREFIX}/daemon/stop")
 }
 
+/// `GET /v1/doctor`.
+pub fn doctor() -> String {
+    format!("{API_PREFIX}/doctor")
+}
+
 /// `POST /v1/agents` (create).
 pub fn agents() -> String {
     format!("{API_PREFIX}/agents")
@@ -114,6 +119,7 @@ mod tests {
     fn fixed_routes() {
         assert_eq!(daemon(), "/v1/daemon");
         assert_eq!(daemon_stop(), "/v1/daemon/stop");
+        assert_eq!(doctor(), "/v1/doctor");
         assert_eq!(agents(), "/v1/agents");
         assert_eq!(list(true), "/v1/agents?all=true");
         assert_eq!(list(false), "/v1/agents?all=false");

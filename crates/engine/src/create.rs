@@ -15,6 +15,7 @@ impl Engine {
     /// (`running`) or has failed (`failed`, with the reason).
     pub async fn create(&self, request: CreateAgent) -> Result<AgentView, EngineError> {
         let spec = AgentSpec::from_request(&request, &self.inner.cwd)?;
+        self.check_limits(&spec.limits)?;
         if let Some(name) = &request.name {
             parse::validate_name(name).map_err(EngineError::invalid)?;
         }
@@ -94,7 +95,7 @@ impl Engine {
         let run = &agent.status.run;
         let identity = &agent.identity;
         let status_file = run.dir.join("status.json");
-        let shim_spec = ShimSpec {
+        let mut shim_spec = ShimSpec {
             agent_id: id.to_string(),
             run: run.number,
             argv: identity.spec.command.clone(),
@@ -103,9 +104,18 @@ impl Engine {
             stop_signal: identity.spec.stop_signal,
             stop_timeout_ms: identity.spec.stop_timeout_ms,
             cgroup: self.cgroup_for(id, run.number),
+            limits: Default::default(),
         };
         let number = run.number;
-        match self.inner.shims.start(&run.dir, &shim_spec).await {
+        let started = match self.limit_plan(id, number, &identity.spec.limits) {
+            Ok(limits) => {
+                shim_spec.limits = limits;
+                self.inner.shims.start(&run.dir, &shim_spec).await
+            }
+            // The machine changed since the agent was created.
+            Err(reason) => Started::Failed { shim: None, reason },
+        };
+        match started {
             Started::Running { shim, state } => {
                 let recorded = self.transition(id, |status| {
                     if status.state == State::Starting {
@@ -116,6 +126,7 @@ impl Engine {
                     status.run.process = state.agent.map(Into::into);
                     status.run.cgroup = state.cgroup.clone();
                     status.run.started_at = state.started_at;
+                    status.run.limits = state.limits.clone();
                 });
                 self.watch_run(id, number, shim);
                 self.watch_timeout(id, number);

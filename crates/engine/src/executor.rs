@@ -25,7 +25,7 @@ pub enum Started {
         /// Handle on the shim, readable when it exits.
         shim: PidFd,
         /// The shim's report.
-        state: ShimState,
+        state: Box<ShimState>,
     },
     /// The agent could not be started.
     Failed {
@@ -102,7 +102,10 @@ impl LocalShims {
                             shim: Some(shim),
                             reason,
                         },
-                        None => Started::Running { shim, state },
+                        None => Started::Running {
+                            shim,
+                            state: Box::new(state),
+                        },
                     },
                     Err(_) => Started::Failed {
                         reason: format!(
@@ -223,6 +226,7 @@ pub fn read_state(dir: &Path) -> io::Result<ShimState> {
 /// agent's process group if its leader (same pid *and* start time) lives.
 pub fn kill_leftovers(state: &ShimState) {
     kill_tree(state.cgroup.as_deref(), state.agent.map(Into::into));
+    crate::limits::remove_v1_groups(&state.limits);
 }
 
 /// Kills what is left of a run whose shim is gone, from what the daemon

@@ -9,11 +9,13 @@
 //! runs the agents' health probes.
 
 mod create;
+mod doctor;
 mod ended;
 pub mod error;
 pub mod executor;
 mod follow;
 mod kill;
+pub mod limits;
 pub mod logs;
 pub mod model;
 mod names;
@@ -37,6 +39,7 @@ use registry::Registry;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
+use wrangle_os::limits::LimitSupport;
 use wrangle_os::Containment;
 use wrangle_store::Store;
 use wrangle_wire::{AgentView, DaemonInfo};
@@ -67,6 +70,8 @@ struct Inner {
     registry: Mutex<Registry>,
     /// Working directory of agents created without one.
     cwd: PathBuf,
+    /// What can enforce resource limits, detected once at start.
+    limit_support: LimitSupport,
     started_at: DateTime<Utc>,
     /// Concurrency limits in force.
     limits: Mutex<queue::Limits>,
@@ -91,6 +96,7 @@ impl Engine {
                     .map_err(|e| {
                         EngineError::internal(format!("cannot start the exit watcher: {e}"))
                     })?,
+                limit_support: LimitSupport::detect(&config.containment),
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),

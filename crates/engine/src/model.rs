@@ -3,6 +3,7 @@
 //! to store rows and to the API's [`AgentView`].
 
 use crate::error::EngineError;
+use crate::limits::SpecLimits;
 use crate::policy::RestartSpec;
 use crate::probe::{HealthCheck, ProbeStatus};
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use wrangle_os::ProcessId;
+use wrangle_shim::protocol::LimitPlan;
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::parse::{self, signal_name};
 use wrangle_wire::{AgentView, CreateAgent, Health, State};
@@ -53,6 +55,9 @@ pub struct AgentSpec {
     /// The health probe, if one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
+    /// Resource limits; specs stored before limits existed have none.
+    #[serde(default, skip_serializing_if = "SpecLimits::is_empty")]
+    pub limits: SpecLimits,
 }
 
 impl AgentSpec {
@@ -121,6 +126,7 @@ impl AgentSpec {
             priority: request.priority.unwrap_or(0),
             labels: checked_labels(&request.labels)?,
             health_check: HealthCheck::from_request(request)?,
+            limits: SpecLimits::from_request(request)?,
         })
     }
 
@@ -205,6 +211,9 @@ pub struct Run {
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
+    /// How the run enforces the agent's limits, as its shim reported
+    /// (kept in memory only: empty for runs that ended before a restart).
+    pub limits: LimitPlan,
 }
 
 impl Run {
@@ -257,6 +266,7 @@ impl Run {
             ended_at: row.ended_at,
             exit_code: row.exit_code,
             signal: row.signal,
+            limits: LimitPlan::default(),
         }
     }
 }
@@ -364,6 +374,7 @@ impl Agent {
                 .health_check
                 .as_ref()
                 .map(HealthCheck::describe),
+            limits: crate::limits::view(&identity.spec.limits, &run.limits),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

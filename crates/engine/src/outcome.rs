@@ -54,6 +54,8 @@ pub fn classify(shim: &ShimState) -> Ending {
             State::Stopped,
             format!("killed by {} (wrangle kill)", signal_name(kill.signal)),
         )
+    } else if let Some(reason) = crate::limits::memory_exceeded(shim, exit) {
+        (State::Failed, reason)
     } else {
         match (exit.code, exit.signal) {
             (Some(0), _) => (State::Completed, "exited with code 0".to_string()),
@@ -75,6 +77,9 @@ pub fn classify(shim: &ShimState) -> Ending {
             "; {} leftover {plural} of its tree stopped",
             shim.leftovers
         ));
+    }
+    if !reason.starts_with(crate::limits::MEMORY_EXCEEDED) {
+        reason.push_str(&crate::limits::oom_note(shim).unwrap_or_default());
     }
     if let Some(error) = &shim.log_error {
         reason.push_str(&format!("; output not fully recorded: {error}"));
@@ -142,6 +147,9 @@ mod tests {
             leftovers: 0,
             log_error: None,
             finished_at: Some(at(5_010)),
+            limits: Default::default(),
+            oom_kills: 0,
+            memory_watchdog: None,
         }
     }
 
@@ -200,6 +208,64 @@ mod tests {
             (ending.state, ending.reason.as_str()),
             (State::Stopped, "killed by SIGKILL (wrangle kill)")
         );
+    }
+
+    #[test]
+    fn a_run_ended_for_its_memory_says_so() {
+        use wrangle_shim::protocol::{Enforce, Limit, WatchdogKill};
+        let limited = |by: Enforce| {
+            let mut state = ended(None, Some(libc::SIGKILL));
+            state.limits.memory_max = Some(Limit {
+                value: 64 << 20,
+                by,
+            });
+            state
+        };
+        let mut oom = limited(Enforce::CgroupV2);
+        oom.oom_kills = 1;
+        let ending = classify(&oom);
+        assert_eq!(
+            (ending.state, ending.reason.as_str()),
+            (
+                State::Failed,
+                "memory limit exceeded (64 MiB): killed by SIGKILL"
+            )
+        );
+
+        let mut watched = limited(Enforce::Watchdog);
+        watched.memory_watchdog = Some(WatchdogKill {
+            at: at(4_900),
+            rss_bytes: 70 << 20,
+        });
+        assert_eq!(
+            classify(&watched).reason,
+            "memory limit exceeded (64 MiB): the tree held 70 MiB, killed by SIGKILL"
+        );
+
+        // A SIGKILL from elsewhere, with no OOM kill, is no memory matter.
+        let plain = limited(Enforce::CgroupV2);
+        assert_eq!(classify(&plain).reason, "killed by signal SIGKILL");
+
+        // The OOM killer took a child; the agent went on and failed.
+        let mut child_killed = limited(Enforce::CgroupV1 {
+            group: "/sys/fs/cgroup/memory/wrangle/a-1".into(),
+        });
+        child_killed.exit = Some(ExitRecord {
+            code: Some(1),
+            signal: None,
+        });
+        child_killed.oom_kills = 2;
+        assert_eq!(
+            classify(&child_killed).reason,
+            "exited with code 1; 2 processes of its tree killed by the OOM killer (memory limit 64 MiB)"
+        );
+
+        // wrangle kill is the user's doing, whatever else happened.
+        oom.kill = Some(KillRecord {
+            signal: 9,
+            at: at(4_000),
+        });
+        assert_eq!(classify(&oom).state, State::Stopped);
     }
 
     #[test]

@@ -168,6 +168,7 @@ impl Engine {
             if state.started_at.is_some() {
                 status.run.started_at = state.started_at;
             }
+            status.run.limits = state.limits.clone();
             if status.state == State::Starting && state.agent.is_some() {
                 status.state = State::Running;
             }

@@ -160,6 +160,7 @@ mod tests {
                     priority: 0,
                     labels: Default::default(),
                     health_check: None,
+                    limits: Default::default(),
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),

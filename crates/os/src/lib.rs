@@ -8,8 +8,11 @@
 pub mod cgroup;
 pub mod exits;
 pub mod fdpass;
+pub mod features;
 pub mod files;
 pub mod fork;
+pub mod limits;
+pub mod memory;
 pub mod pidfd;
 pub mod proc;
 pub mod proctitle;

@@ -30,6 +30,12 @@ pub struct AgentCommand {
     /// The run's cgroup, which the child is in before it execs, so that
     /// everything it ever starts is in the cgroup.
     pub cgroup: Option<CgroupJoin>,
+    /// The `cgroup.procs` of the run's cgroup v1 groups (memory, cpu,
+    /// pids), which the child moves itself into before its exec, where
+    /// limits are enforced with cgroup v1.
+    pub limit_groups: Vec<std::fs::File>,
+    /// RLIMIT_NOFILE (soft and hard) the child sets before its exec.
+    pub nofile: Option<u64>,
 }
 
 /// How a child gets into its cgroup: created in it (`clone3` with
@@ -46,15 +52,19 @@ pub struct CgroupJoin {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     /// Making the agent a session leader.
-    Setsid,
+    Setsid = 0,
     /// Setting up stdin, stdout and stderr.
-    Stdio,
+    Stdio = 1,
     /// Moving into the run's cgroup.
-    Cgroup,
+    Cgroup = 2,
     /// Changing to the working directory.
-    Chdir,
+    Chdir = 3,
     /// Executing the program.
-    Exec,
+    Exec = 4,
+    /// Moving into the run's cgroup v1 groups that enforce its limits.
+    LimitGroups = 5,
+    /// Setting the open-file limit.
+    Nofile = 6,
 }
 
 impl Stage {
@@ -68,6 +78,8 @@ impl Stage {
             1 => Stage::Stdio,
             2 => Stage::Cgroup,
             3 => Stage::Chdir,
+            5 => Stage::LimitGroups,
+            6 => Stage::Nofile,
             _ => Stage::Exec,
         }
     }
@@ -104,6 +116,12 @@ impl SpawnError {
                         )
                     }
                     Stage::Cgroup => format!("{error}: cannot move the agent into its cgroup"),
+                    Stage::LimitGroups => format!(
+                        "{error}: cannot move the agent into the cgroup v1 groups of its limits"
+                    ),
+                    Stage::Nofile => {
+                        format!("{error}: cannot set the agent's open-file limit (RLIMIT_NOFILE)")
+                    }
                     Stage::Stdio => format!("{error}: cannot set up the agent's stdio"),
                     Stage::Setsid => format!("{error}: cannot start a session for the agent"),
                 }
@@ -206,6 +224,12 @@ pub fn spawn(command: AgentCommand) -> Result<i32, SpawnError> {
         stdout: command.stdout.as_raw_fd(),
         stderr: command.stderr.as_raw_fd(),
         cgroup_procs: None,
+        limit_groups: command
+            .limit_groups
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .collect(),
+        nofile: command.nofile,
         report: report_write.as_raw_fd(),
     };
     let mut fds = fds;
@@ -312,16 +336,41 @@ fn clone_into_cgroup(dir: RawFd) -> io::Result<i32> {
     }
 }
 
+/// True when the kernel can start a child right in its cgroup (`clone3`
+/// with `CLONE_INTO_CGROUP`, Linux 5.7+). Asked with a descriptor that is
+/// no cgroup: a kernel that knows the flag refuses it with EBADF before
+/// anything is created; one that does not says EINVAL (ENOSYS: no clone3).
+pub fn clone_into_cgroup_supported() -> bool {
+    let Ok(not_a_cgroup) = std::fs::File::open("/dev/null") else {
+        return false;
+    };
+    match clone_into_cgroup(not_a_cgroup.as_raw_fd()) {
+        Err(error) => error.raw_os_error() == Some(libc::EBADF),
+        // SAFETY: never reached (the kernel refuses the descriptor); were
+        // it, the child only calls the async-signal-safe _exit(2).
+        Ok(0) => unsafe { libc::_exit(0) },
+        Ok(pid) => {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child with a valid out-pointer.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            true
+        }
+    }
+}
+
 struct ChildFds {
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
     cgroup_procs: Option<RawFd>,
+    limit_groups: Vec<RawFd>,
+    nofile: Option<u64>,
     report: RawFd,
 }
 
 /// The child's part: restore signals, start a session, wire stdio, join
-/// the cgroup, change directory and exec. Never returns.
+/// the cgroups, set the open-file limit, change directory and exec. Never
+/// returns.
 ///
 /// # Safety
 /// Must run only in the child right after `fork`, in a process that was
@@ -374,6 +423,20 @@ unsafe fn child_after_fork(
                 fail(Stage::Cgroup);
             }
         }
+        for &procs in &fds.limit_groups {
+            if libc::write(procs, b"0".as_ptr().cast(), 1) < 0 {
+                fail(Stage::LimitGroups);
+            }
+        }
+        if let Some(nofile) = fds.nofile {
+            let limit = libc::rlimit {
+                rlim_cur: nofile,
+                rlim_max: nofile,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) < 0 {
+                fail(Stage::Nofile);
+            }
+        }
         if libc::chdir(prepared.cwd.as_ptr()) < 0 {
             fail(Stage::Chdir);
         }
@@ -418,6 +481,8 @@ mod tests {
             stdout: out_write,
             stderr: err_write,
             cgroup: None,
+            limit_groups: Vec::new(),
+            nofile: None,
         };
         (command, out_read)
     }
@@ -485,6 +550,51 @@ mod tests {
         assert!(
             matches!(error, SpawnError::Child { stage: Stage::Exec, errno } if errno == libc::EACCES),
             "{error:?}"
+        );
+    }
+
+    #[test]
+    fn the_open_file_limit_is_set_before_the_exec() {
+        let (mut command, mut output) =
+            agent_command(&["sh", "-c", "ulimit -n; ulimit -Hn"], "/tmp");
+        command.nofile = Some(32);
+        let pid = spawn(command).unwrap();
+        let mut text = String::new();
+        output.read_to_string(&mut text).unwrap();
+        assert_eq!(wait(pid), 0);
+        assert_eq!(text, "32\n32\n");
+
+        // Above the kernel's ceiling (fs.nr_open): refused, and said so.
+        let (mut command, _) = agent_command(&["true"], "/tmp");
+        command.nofile = Some(u64::MAX - 1);
+        let error = spawn(command).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                SpawnError::Child {
+                    stage: Stage::Nofile,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+        assert!(error
+            .describe("true", Path::new("/tmp"))
+            .contains("open-file limit"));
+    }
+
+    #[test]
+    fn the_kernel_says_whether_it_starts_children_in_cgroups() {
+        // Linux 5.7 and later; asking creates no process either way.
+        let release = crate::features::kernel_release();
+        let mut numbers = release
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|n| n.parse::<u32>().ok());
+        let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        assert_eq!(
+            clone_into_cgroup_supported(),
+            version >= (5, 7),
+            "{release}"
         );
     }
 

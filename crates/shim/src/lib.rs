@@ -9,6 +9,7 @@
 //! says to the daemon.
 
 mod capture;
+mod limits;
 pub mod logindex;
 pub mod protocol;
 mod stop;

@@ -14,7 +14,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// File name of the shim's spec in the run directory.
 pub const SPEC_FILE: &str = "spec.json";
@@ -50,6 +50,87 @@ pub struct ShimSpec {
     pub stop_timeout_ms: u64,
     /// Cgroup to create for the run; none means process group + subreaper.
     pub cgroup: Option<PathBuf>,
+    /// The run's resource limits and how each is to be enforced.
+    #[serde(default)]
+    pub limits: LimitPlan,
+}
+
+/// How one limit is enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforce {
+    /// By a controller of the run's cgroup v2 ([`ShimSpec::cgroup`]).
+    CgroupV2,
+    /// By a cgroup v1 group made for the run, which the agent joins.
+    CgroupV1 {
+        /// The group's directory.
+        group: PathBuf,
+    },
+    /// By a resource limit set on the agent before its exec.
+    Rlimit,
+    /// By the shim, which kills the tree when its resident memory is over.
+    Watchdog,
+}
+
+/// One limit: its value and how it is enforced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Limit<T> {
+    /// The value: bytes, cores or a count.
+    pub value: T,
+    /// How.
+    pub by: Enforce,
+}
+
+/// The limits of a run; each is absent when not asked for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitPlan {
+    /// Memory of the tree in bytes.
+    #[serde(default)]
+    pub memory_max: Option<Limit<u64>>,
+    /// CPU of the tree in cores.
+    #[serde(default)]
+    pub cpu_max: Option<Limit<f64>>,
+    /// Processes and threads of the tree.
+    #[serde(default)]
+    pub pids_max: Option<Limit<u64>>,
+    /// Open files per process.
+    #[serde(default)]
+    pub nofile: Option<Limit<u64>>,
+}
+
+impl LimitPlan {
+    /// True when no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == LimitPlan::default()
+    }
+
+    /// The cgroup v1 groups of the run, each once (two controllers may
+    /// share a hierarchy).
+    pub fn v1_groups(&self) -> Vec<&Path> {
+        let mut groups: Vec<&Path> = Vec::new();
+        let planned = [
+            self.memory_max.as_ref().map(|l| &l.by),
+            self.cpu_max.as_ref().map(|l| &l.by),
+            self.pids_max.as_ref().map(|l| &l.by),
+        ];
+        for by in planned.into_iter().flatten() {
+            if let Enforce::CgroupV1 { group } = by {
+                if !groups.contains(&group.as_path()) {
+                    groups.push(group);
+                }
+            }
+        }
+        groups
+    }
+}
+
+/// The memory watchdog killed the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogKill {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The tree's resident memory it saw, in bytes.
+    pub rss_bytes: u64,
 }
 
 /// A process as pid and start time (see `wrangle_os::ProcessId`).
@@ -164,6 +245,17 @@ pub struct ShimState {
     /// The last error writing the logs, if output could not be recorded.
     #[serde(default)]
     pub log_error: Option<String>,
+    /// The run's limits as its spec planned them (cgroup v1 groups made
+    /// for the run are listed here, for whoever cleans up after the shim).
+    #[serde(default)]
+    pub limits: LimitPlan,
+    /// Processes of the tree the kernel's OOM killer killed because of
+    /// the run's memory limit.
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// The memory watchdog's kill of the tree, if it came to that.
+    #[serde(default)]
+    pub memory_watchdog: Option<WatchdogKill>,
     /// When the whole tree was gone and the logs complete; the shim exits
     /// right after.
     pub finished_at: Option<DateTime<Utc>>,
@@ -245,5 +337,46 @@ mod tests {
         for bad in ["", "stop", "stop x 1", "kill 9 9", "reboot 1"] {
             assert_eq!(ControlCommand::parse(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn a_plan_lists_each_v1_group_once() {
+        let shared = PathBuf::from("/sys/fs/cgroup/cpu,memory/wrangle/a-1");
+        let plan = LimitPlan {
+            memory_max: Some(Limit {
+                value: 64 << 20,
+                by: Enforce::CgroupV1 {
+                    group: shared.clone(),
+                },
+            }),
+            cpu_max: Some(Limit {
+                value: 0.5,
+                by: Enforce::CgroupV1 {
+                    group: shared.clone(),
+                },
+            }),
+            pids_max: Some(Limit {
+                value: 5,
+                by: Enforce::CgroupV2,
+            }),
+            nofile: Some(Limit {
+                value: 32,
+                by: Enforce::Rlimit,
+            }),
+        };
+        assert_eq!(plan.v1_groups(), [shared.as_path()]);
+        assert!(!plan.is_empty() && LimitPlan::default().is_empty());
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<LimitPlan>(&json).unwrap(), plan);
+    }
+
+    #[test]
+    fn a_state_written_before_limits_existed_still_reads() {
+        let old = r#"{"phase":"exited","shim":{"pid":1,"start_time":2},"agent":null,
+            "cgroup":null,"started_at":null,"spawn_error":"x","exit":null,"ended_at":null,
+            "stop":null,"kill":null,"leftovers":0,"finished_at":null}"#;
+        let state: ShimState = serde_json::from_str(old).unwrap();
+        assert!(state.limits.is_empty());
+        assert_eq!((state.oom_kills, state.memory_watchdog), (0, None));
     }
 }

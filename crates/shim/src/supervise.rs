@@ -3,9 +3,10 @@
 //! gone and every byte of output is in the logs.
 
 use crate::capture::Capture;
+use crate::limits::RunLimits;
 use crate::protocol::{
-    ControlCommand, ExitRecord, KillRecord, Phase, ShimSpec, ShimState, StopRecord, CONTROL_FIFO,
-    INDEX_SUFFIX, SPEC_FILE, STATE_FILE, STDERR_LOG, STDOUT_LOG,
+    ControlCommand, ExitRecord, KillRecord, Phase, ShimSpec, ShimState, StopRecord, WatchdogKill,
+    CONTROL_FIFO, INDEX_SUFFIX, SPEC_FILE, STATE_FILE, STDERR_LOG, STDOUT_LOG,
 };
 use crate::stop::StopSequence;
 use crate::tree::Tree;
@@ -20,12 +21,17 @@ use std::time::{Duration, Instant};
 use wrangle_os::pidfd::ExitStatus;
 use wrangle_os::signals::{self, ChildExits};
 use wrangle_os::spawn::{self, AgentCommand};
-use wrangle_os::{files, ProcessId, RunCgroup};
+use wrangle_os::{files, memory, ProcessId, RunCgroup};
 
 /// How often bytes the disk refused are retried.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long the shim keeps retrying refused bytes after the tree is gone.
 const FINAL_RETRY_LIMIT: Duration = Duration::from_secs(30);
+/// How often the memory watchdog sums the tree's resident memory: often
+/// enough that a fast allocator gets little past the limit, seldom enough
+/// to cost nothing worth noting (it runs only for runs with a memory limit
+/// that no controller enforces).
+const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Sets up, starts the agent and supervises it to the end. `parent` is the
 /// process that started the shim (the daemon, or its zygote).
@@ -80,6 +86,9 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
         leftovers: 0,
         log_error: None,
         finished_at: None,
+        limits: spec.limits.clone(),
+        oom_kills: 0,
+        memory_watchdog: None,
     };
 
     let (stdout_read, stdout_write) = output_pipe()?;
@@ -101,6 +110,10 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
     write_state(dir, &state)?;
     rustix::process::set_parent_process_death_signal(None)?;
 
+    let (limits, limit_groups) = match apply_limits(&spec, cgroup.as_ref()) {
+        Ok(applied) => applied,
+        Err(reason) => return give_up(dir, state, &control_path, cgroup.as_ref(), None, reason),
+    };
     let command = AgentCommand {
         argv: spec.argv.clone(),
         env: spec.env.clone(),
@@ -111,21 +124,22 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
             Some(cgroup) => Some(cgroup.open_for_join()?),
             None => None,
         },
+        limit_groups,
+        nofile: limits.nofile(),
     };
     let program = spec.argv.first().cloned().unwrap_or_default();
     let main_pid = match spawn::spawn(command) {
         Ok(pid) => pid,
         Err(error) => {
-            state.spawn_error = Some(error.describe(&program, &spec.cwd));
-            state.phase = Phase::Exited;
-            state.finished_at = Some(Utc::now());
-            write_state(dir, &state)?;
-            report_to_daemon(&state);
-            let _ = fs::remove_file(&control_path);
-            if let Some(cgroup) = &cgroup {
-                let _ = cgroup.remove();
-            }
-            return Ok(());
+            let reason = error.describe(&program, &spec.cwd);
+            return give_up(
+                dir,
+                state,
+                &control_path,
+                cgroup.as_ref(),
+                Some(&limits),
+                reason,
+            );
         }
     };
     state.agent = Some(ProcessId::of(main_pid)?.into());
@@ -136,6 +150,11 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
 
     Supervisor {
         dir: dir.to_path_buf(),
+        watchdog: limits.watchdog_limit().map(|limit| Watchdog {
+            limit,
+            next: Instant::now(),
+        }),
+        limits,
         spec,
         state,
         tree: Tree::new(main_pid, cgroup),
@@ -149,6 +168,49 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
         sequence: None,
     }
     .run()
+}
+
+/// Applies the run's limits and opens the cgroup v1 groups the agent is to
+/// join; the reason, for people, when a limit cannot be applied.
+fn apply_limits(
+    spec: &ShimSpec,
+    cgroup: Option<&RunCgroup>,
+) -> Result<(RunLimits, Vec<File>), String> {
+    let limits = RunLimits::apply(&spec.limits, cgroup)?;
+    match limits.join_files() {
+        Ok(files) => Ok((limits, files)),
+        Err(error) => {
+            limits.remove();
+            Err(format!(
+                "cannot join the cgroups of the run's limits: {error}"
+            ))
+        }
+    }
+}
+
+/// The agent cannot be started: records why, tells the daemon and removes
+/// what was made for the run.
+fn give_up(
+    dir: &Path,
+    mut state: ShimState,
+    control_path: &Path,
+    cgroup: Option<&RunCgroup>,
+    limits: Option<&RunLimits>,
+    reason: String,
+) -> io::Result<()> {
+    state.spawn_error = Some(reason);
+    state.phase = Phase::Exited;
+    state.finished_at = Some(Utc::now());
+    write_state(dir, &state)?;
+    report_to_daemon(&state);
+    let _ = fs::remove_file(control_path);
+    if let Some(limits) = limits {
+        limits.remove();
+    }
+    if let Some(cgroup) = cgroup {
+        let _ = cgroup.remove();
+    }
+    Ok(())
 }
 
 /// A pipe whose read end (the shim's) is non-blocking and whose write end
@@ -199,6 +261,16 @@ struct Supervisor {
     control_buffer: Vec<u8>,
     main_pid: i32,
     sequence: Option<StopSequence>,
+    limits: RunLimits,
+    watchdog: Option<Watchdog>,
+}
+
+/// The memory watchdog, where no controller holds the memory limit.
+struct Watchdog {
+    /// The limit on the tree's resident memory, in bytes.
+    limit: u64,
+    /// When to look next.
+    next: Instant,
 }
 
 impl Supervisor {
@@ -212,6 +284,9 @@ impl Supervisor {
             if self.stdout.has_pending() || self.stderr.has_pending() {
                 let retry = now + RETRY_INTERVAL;
                 deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+            }
+            if let Some(watchdog) = &self.watchdog {
+                deadline = Some(deadline.map_or(watchdog.next, |d| d.min(watchdog.next)));
             }
             let ready = self.wait(deadline.map(|d| d.saturating_duration_since(now)))?;
             let now_nanos = unix_nanos();
@@ -230,6 +305,7 @@ impl Supervisor {
             }
             self.stdout.retry_pending();
             self.stderr.retry_pending();
+            self.watch_memory(Instant::now());
             if let Some(sequence) = &mut self.sequence {
                 if !self.tree.is_empty() {
                     let before = sequence.escalation();
@@ -278,6 +354,31 @@ impl Supervisor {
         })
     }
 
+    /// Kills the tree when its resident memory is over the limit, at most
+    /// every [`WATCHDOG_INTERVAL`], and records why.
+    fn watch_memory(&mut self, now: Instant) {
+        let Some(watchdog) = &mut self.watchdog else {
+            return;
+        };
+        if now < watchdog.next {
+            return;
+        }
+        watchdog.next = now + WATCHDOG_INTERVAL;
+        let rss_bytes = memory::tree_resident_bytes(&self.tree.pids());
+        if rss_bytes <= watchdog.limit {
+            return;
+        }
+        self.watchdog = None;
+        self.state.memory_watchdog = Some(WatchdogKill {
+            at: Utc::now(),
+            rss_bytes,
+        });
+        self.save_state();
+        if let Err(error) = self.tree.kill() {
+            eprintln!("wrangle shim: cannot kill the tree over its memory limit: {error}");
+        }
+    }
+
     fn reap_children(&mut self) {
         loop {
             match signals::reap_one() {
@@ -301,6 +402,7 @@ impl Supervisor {
         });
         self.state.ended_at = Some(Utc::now());
         self.state.phase = Phase::Exited;
+        self.state.oom_kills = self.limits.oom_kills();
         if !self.tree.is_empty() {
             // What the agent left behind goes with it, as with systemd's
             // KillMode=control-group: nothing of a run outlives it. During
@@ -324,6 +426,7 @@ impl Supervisor {
     /// True once a stop sequence runs or SIGKILL was sent to the tree.
     fn tree_is_being_ended(&self) -> bool {
         self.sequence.is_some()
+            || self.state.memory_watchdog.is_some()
             || self
                 .state
                 .kill
@@ -436,6 +539,8 @@ impl Supervisor {
             });
         }
         self.note_escalation();
+        // Kills the OOM killer made after the main process ended count too.
+        self.state.oom_kills = self.state.oom_kills.max(self.limits.oom_kills());
         self.state.finished_at = Some(Utc::now());
         self.save_state();
         let _ = fs::remove_file(&self.control_path);
@@ -448,6 +553,7 @@ impl Supervisor {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
+        self.limits.remove();
         Ok(())
     }
 }

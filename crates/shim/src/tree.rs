@@ -76,6 +76,24 @@ impl Tree {
         }
     }
 
+    /// The pids of the tree's live processes: the cgroup's members, or the
+    /// shim's descendants (every process of the tree is one: the shim is
+    /// their subreaper).
+    pub fn pids(&self) -> Vec<i32> {
+        match &self.cgroup {
+            Some(cgroup) => cgroup.pids().unwrap_or_default(),
+            None => wrangle_os::proc::descendants(std::process::id() as i32)
+                .map(|found| {
+                    found
+                        .iter()
+                        .filter(|p| !p.is_dead())
+                        .map(|p| p.id.pid)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
     /// Counts the processes still in the tree (for the record of leftovers).
     pub fn count(&self) -> usize {
         match &self.cgroup {

@@ -88,6 +88,8 @@ pub struct AgentView {
     pub idle_timeout_seconds: Option<f64>,
     /// The health probe, when one was given, e.g. `http http://127.0.0.1:8080/health`.
     pub health_check: Option<String>,
+    /// The resource limits, when any was given, and how each is enforced.
+    pub limits: Option<crate::limits::LimitsView>,
     /// Path of the current run's stdout log.
     pub stdout_log: String,
     /// Path of the current run's stderr log.

@@ -7,8 +7,10 @@
 //! reaches into the daemon.
 
 pub mod agent;
+pub mod doctor;
 pub mod error;
 pub mod group;
+pub mod limits;
 pub mod logs;
 pub mod metrics;
 pub mod parse;
@@ -17,8 +19,10 @@ pub mod request;
 pub mod state;
 
 pub use agent::AgentView;
+pub use doctor::DoctorReport;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use group::{GroupView, SetGroup};
+pub use limits::{Enforcement, LimitsView};
 pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use policy::{RestartPolicy, RunView};

@@ -1,6 +1,7 @@
-//! Parsers for what users type: agent names, durations, signals,
-//! `KEY=VALUE` pairs and health probe targets. The daemon and the CLI use
-//! the same ones, so a mistake gets the same message wherever it is made.
+//! Parsers for what users type: agent names, durations, signals, sizes,
+//! resource limits, `KEY=VALUE` pairs and health probe targets. The daemon
+//! and the CLI use the same ones, so a mistake gets the same message
+//! wherever it is made.
 
 use std::time::Duration;
 
@@ -55,6 +56,128 @@ pub fn format_seconds(duration: Duration) -> String {
     } else {
         format!("{seconds:.2}s")
     }
+}
+
+/// Binary units of sizes: `K` is 1024 bytes.
+const SIZE_UNITS: [(&str, u64); 5] = [
+    ("", 1),
+    ("k", 1 << 10),
+    ("m", 1 << 20),
+    ("g", 1 << 30),
+    ("t", 1 << 40),
+];
+
+/// Largest size wrangle takes: far beyond any machine, well inside `u64`.
+const MAX_SIZE: f64 = (1u64 << 60) as f64;
+
+/// Parses a size: `64M`, `1.5G`, `512K`, `2T` or a plain number of bytes.
+/// Units are binary (`K` = 1024) and may be written `m`, `MB` or `MiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let bad =
+        || format!("invalid size {text:?}: use a number of bytes or a value like 512K, 64M, 1.5G");
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let unit = unit.trim().to_ascii_lowercase();
+    let unit = unit
+        .strip_suffix("ib")
+        .or_else(|| unit.strip_suffix('b'))
+        .unwrap_or(&unit);
+    let multiplier = SIZE_UNITS
+        .iter()
+        .find(|(name, _)| *name == unit)
+        .map(|(_, multiplier)| *multiplier)
+        .ok_or_else(bad)?;
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes > MAX_SIZE || (multiplier == 1 && value.fract() != 0.0) {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+/// Formats a size for people with binary units: `64 MiB`, `1.5 GiB`, `512 B`.
+pub fn format_size(bytes: u64) -> String {
+    let (name, unit) = [
+        ("TiB", 1u64 << 40),
+        ("GiB", 1 << 30),
+        ("MiB", 1 << 20),
+        ("KiB", 1 << 10),
+    ]
+    .into_iter()
+    .find(|(_, unit)| bytes >= *unit)
+    .unwrap_or(("B", 1));
+    let value = bytes as f64 / unit as f64;
+    let text = format!("{value:.1}");
+    format!("{} {name}", text.trim_end_matches(".0"))
+}
+
+/// Smallest memory limit: below it not even a shell can start.
+pub const MIN_MEMORY_MAX: u64 = 1 << 20;
+
+/// Parses `--memory-max`: a size (see [`parse_size`]) of at least 1M.
+pub fn parse_memory_max(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|error| format!("invalid memory limit: {error}"))?;
+    if bytes < MIN_MEMORY_MAX {
+        return Err(format!(
+            "invalid memory limit {text:?}: it must be at least 1M, or nothing could run in it"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Smallest CPU limit: the kernel's shortest CFS quota (1 ms) per 100 ms.
+pub const MIN_CPU_MAX: f64 = 0.01;
+/// Largest CPU limit taken.
+pub const MAX_CPU_MAX: f64 = 100_000.0;
+
+/// Parses `--cpu-max`: a number of cores, e.g. `0.5`, `1`, `2.5`.
+pub fn parse_cpu_max(text: &str) -> Result<f64, String> {
+    let cores: f64 = text.trim().parse().map_err(|_| cpu_max_error(text))?;
+    check_cpu_max(cores).map_err(|_| cpu_max_error(text))
+}
+
+/// Checks a CPU limit in cores: from 0.01 to 100000.
+pub fn check_cpu_max(cores: f64) -> Result<f64, String> {
+    if cores.is_finite() && (MIN_CPU_MAX..=MAX_CPU_MAX).contains(&cores) {
+        Ok(cores)
+    } else {
+        Err(cpu_max_error(&cores.to_string()))
+    }
+}
+
+fn cpu_max_error(text: &str) -> String {
+    format!(
+        "invalid CPU limit {text:?}: use a number of cores from {MIN_CPU_MAX} up, like 0.5, 1 or 2"
+    )
+}
+
+/// Largest process or open-file limit taken (the kernel's own bound).
+pub const MAX_COUNT_LIMIT: u64 = i32::MAX as u64;
+
+/// Parses `--pids-max` or `--nofile` (named by `what`, e.g. `process
+/// limit`): a whole number of at least 1.
+pub fn parse_count_limit(what: &str, text: &str) -> Result<u64, String> {
+    let count = text
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| count_limit_error(what, text))?;
+    check_count_limit(what, count).map_err(|_| count_limit_error(what, text))
+}
+
+/// Checks a process or open-file limit: from 1 to 2147483647.
+pub fn check_count_limit(what: &str, count: u64) -> Result<u64, String> {
+    if (1..=MAX_COUNT_LIMIT).contains(&count) {
+        Ok(count)
+    } else {
+        Err(count_limit_error(what, &count.to_string()))
+    }
+}
+
+fn count_limit_error(what: &str, text: &str) -> String {
+    format!("invalid {what} {text:?}: use a whole number from 1 to {MAX_COUNT_LIMIT}")
 }
 
 /// Linux signal numbers and names (x86_64, arm64 and most others).
@@ -348,6 +471,66 @@ mod tests {
         assert_eq!(format_seconds(Duration::from_millis(1500)), "1.5s");
         assert_eq!(format_seconds(Duration::from_secs(2)), "2s");
         assert_eq!(format_seconds(Duration::from_secs(15)), "15s");
+    }
+
+    #[test]
+    fn sizes_take_binary_units_and_plain_bytes() {
+        assert_eq!(parse_size("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("64 MB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        assert_eq!(parse_size("512K").unwrap(), 512 << 10);
+        assert_eq!(parse_size("2t").unwrap(), 2 << 40);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("100b").unwrap(), 100);
+        for bad in [
+            "",
+            "lots",
+            "M",
+            "-1M",
+            "1.5",
+            "1e3",
+            "10X",
+            "1..2M",
+            "99999999999T",
+        ] {
+            let err = parse_size(bad).unwrap_err();
+            assert!(err.contains("invalid size"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_formatted_with_binary_units() {
+        assert_eq!(format_size(64 << 20), "64 MiB");
+        assert_eq!(format_size(3 << 29), "1.5 GiB");
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+    }
+
+    #[test]
+    fn limits_refuse_what_cannot_be_enforced() {
+        assert_eq!(parse_memory_max("64M").unwrap(), 64 << 20);
+        assert!(parse_memory_max("lots")
+            .unwrap_err()
+            .contains("invalid memory limit"));
+        assert!(parse_memory_max("100K")
+            .unwrap_err()
+            .contains("at least 1M"));
+        assert_eq!(parse_cpu_max("0.5").unwrap(), 0.5);
+        assert_eq!(parse_cpu_max("2").unwrap(), 2.0);
+        for bad in ["0", "-1", "0.001", "NaN", "inf", "half", ""] {
+            let err = parse_cpu_max(bad).unwrap_err();
+            assert!(err.contains("invalid CPU limit"), "{bad}: {err}");
+        }
+        assert!(check_cpu_max(0.0).is_err());
+        assert_eq!(parse_count_limit("process limit", "5").unwrap(), 5);
+        for bad in ["0", "-1", "1.5", "many", "", "99999999999"] {
+            let err = parse_count_limit("process limit", bad).unwrap_err();
+            assert!(err.starts_with("invalid process limit"), "{bad}: {err}");
+        }
+        assert!(check_count_limit("open-file limit", 0).is_err());
+        assert_eq!(check_count_limit("open-file limit", 32).unwrap(), 32);
     }
 
     #[test]

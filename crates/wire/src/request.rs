@@ -94,6 +94,19 @@ pub struct CreateAgent {
     /// with the file and a hash of their declaration.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Memory limit of the whole tree: `64M`, `1.5G`, `512K` or bytes; going
+    /// over it ends the agent `failed` with `memory limit exceeded`.
+    #[serde(default)]
+    pub memory_max: Option<String>,
+    /// CPU limit of the whole tree in cores, e.g. `0.5`.
+    #[serde(default)]
+    pub cpu_max: Option<String>,
+    /// Most processes (threads included) the tree may hold at once.
+    #[serde(default)]
+    pub pids_max: Option<u64>,
+    /// Most open files per process (RLIMIT_NOFILE).
+    #[serde(default)]
+    pub nofile: Option<u64>,
 }
 
 /// `GET /v1/agents`: which agents to list.

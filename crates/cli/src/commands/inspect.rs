@@ -9,8 +9,8 @@ use anyhow::Result;
 use serde_json::Value;
 use std::fmt::Display;
 use std::time::Duration;
-use wrangle_wire::parse::format_seconds;
-use wrangle_wire::AgentView;
+use wrangle_wire::parse::{format_seconds, format_size};
+use wrangle_wire::{AgentView, Enforcement, LimitsView};
 
 /// Prints the agent as `key: value` lines, or as JSON exactly as the
 /// daemon sent it.
@@ -66,6 +66,7 @@ fn describe(agent: &AgentView) -> String {
         last_heartbeat_at,
         idle_timeout_seconds,
         health_check,
+        limits,
         stdout_log,
         stderr_log,
     } = agent;
@@ -79,7 +80,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 37] = [
+    let fields: [(&str, String); 38] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -136,6 +137,12 @@ fn describe(agent: &AgentView) -> String {
         ("runtime", uptime(*runtime_seconds)),
         ("containment", or_dash(containment.as_ref())),
         (
+            "limits",
+            limits
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), describe_limits),
+        ),
+        (
             "process",
             process.as_ref().map_or_else(
                 || "-".to_owned(),
@@ -191,6 +198,27 @@ fn describe(agent: &AgentView) -> String {
         table.push(vec![format!("{key}:"), value]);
     }
     table.render()
+}
+
+/// `memory 64 MiB (cgroup v1), cpu 0.5 cores (cgroup v1), pids 5 (cgroup
+/// v1), nofile 32 (rlimit)`: each limit that is set and how it is enforced.
+fn describe_limits(limits: &LimitsView) -> String {
+    let how = |by: Option<Enforcement>| by.map_or_else(String::new, |by| format!(" ({by})"));
+    let by = &limits.enforced_by;
+    let mut parts = Vec::new();
+    if let Some(bytes) = limits.memory_max_bytes {
+        parts.push(format!("memory {}{}", format_size(bytes), how(by.memory)));
+    }
+    if let Some(cores) = limits.cpu_max_cores {
+        parts.push(format!("cpu {cores} cores{}", how(by.cpu)));
+    }
+    if let Some(count) = limits.pids_max {
+        parts.push(format!("pids {count}{}", how(by.pids)));
+    }
+    if let Some(count) = limits.nofile {
+        parts.push(format!("nofile {count}{}", how(by.nofile)));
+    }
+    parts.join(", ")
 }
 
 /// The value, or `-` when there is none.
@@ -256,6 +284,7 @@ signal:              -
 reason:              -
 runtime:             5m12s
 containment:         process group + subreaper
+limits:              -
 process:             cpu 12.5% rss 3.0M threads 4 fds 9
 tree:                cpu 150% rss 300M threads 7 fds 20 processes 3 zombies 1
 progress:            40%
@@ -267,6 +296,32 @@ stdout_log:          /h/runs/worker-1/1/stdout.log
 stderr_log:          /h/runs/worker-1/1/stderr.log
 ";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn limits_say_how_they_are_enforced() {
+        let agent = AgentView {
+            limits: Some(LimitsView {
+                memory_max_bytes: Some(64 << 20),
+                cpu_max_cores: Some(0.5),
+                pids_max: None,
+                nofile: Some(32),
+                enforced_by: wrangle_wire::limits::LimitEnforcement {
+                    memory: Some(Enforcement::Watchdog),
+                    cpu: Some(Enforcement::CgroupV1),
+                    pids: None,
+                    nofile: None,
+                },
+            }),
+            ..sample_agent()
+        };
+        let text = describe(&agent);
+        assert!(
+            text.contains(
+                "\nlimits:              memory 64 MiB (watchdog), cpu 0.5 cores (cgroup v1), nofile 32\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod control;
 mod daemon;
+mod doctor;
 mod group;
 mod inspect;
 mod logs;
@@ -40,6 +41,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
         Command::Top(args) => top::top(home, &args).await,
+        Command::Doctor(args) => doctor::doctor(&Client::connect(home).await?, &args).await,
     }
 }
 
@@ -87,6 +89,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         last_heartbeat_at: None,
         idle_timeout_seconds: None,
         health_check: None,
+        limits: None,
         stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
         stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
     }

@@ -62,6 +62,10 @@ fn create_request(
         health_interval: args.health_interval.clone(),
         health_timeout: args.health_timeout.clone(),
         health_retries: args.health_retries,
+        memory_max: args.memory_max.clone(),
+        cpu_max: args.cpu_max.clone(),
+        pids_max: args.pids_max,
+        nofile: args.nofile,
         ..CreateAgent::default()
     })
 }

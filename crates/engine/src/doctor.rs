@@ -1,0 +1,162 @@
+//! `GET /v1/doctor`: what the daemon found on this machine (containment,
+//! what enforces each limit, kernel features, the home) and a line per
+//! problem with what to do about it.
+
+use crate::Engine;
+use wrangle_os::limits::{enabled_v2_controllers, Controller, ControllerSupport};
+use wrangle_os::{features, spawn, Containment};
+use wrangle_wire::doctor::{ContainmentReport, LimitSupport, Problem};
+use wrangle_wire::{DoctorReport, Enforcement};
+
+/// File systems on which SQLite's locking and WAL are not to be trusted.
+const NETWORK_FILESYSTEMS: [&str; 6] = ["nfs", "nfs4", "cifs", "smb3", "9p", "fuse.sshfs"];
+
+impl Engine {
+    /// Looks at the machine and says what wrangle can do here.
+    pub fn doctor(&self) -> DoctorReport {
+        let mut problems = Vec::new();
+        let containment = self.containment_report(&mut problems);
+        let support = self.limit_support();
+        let limit = |controller: Controller, problems: &mut Vec<Problem>| {
+            limit_report(controller, support.get(controller), problems)
+        };
+        let memory = limit(Controller::Memory, &mut problems);
+        let cpu = limit(Controller::Cpu, &mut problems);
+        let pids = limit(Controller::Pids, &mut problems);
+        let pidfd = features::pidfd_supported();
+        if !pidfd {
+            problems.push(Problem {
+                essential: true,
+                problem: "the kernel has no pidfds (pidfd_open): wrangle cannot watch shims safely"
+                    .into(),
+                fix: "run wrangle on Linux 5.3 or later".into(),
+            });
+        }
+        let clone_into_cgroup = spawn::clone_into_cgroup_supported();
+        if !clone_into_cgroup && matches!(self.inner.config.containment, Containment::Cgroup { .. })
+        {
+            problems.push(Problem {
+                essential: false,
+                problem: "the kernel cannot start agents right in their cgroup (clone3 with CLONE_INTO_CGROUP); they move in before their exec instead".into(),
+                fix: "nothing is needed; Linux 5.7 or later starts them a little faster".into(),
+            });
+        }
+        let home = &self.inner.config.home;
+        let home_filesystem =
+            features::filesystem_of(home).unwrap_or_else(|| "unknown".to_string());
+        if NETWORK_FILESYSTEMS.contains(&home_filesystem.as_str()) {
+            problems.push(Problem {
+                essential: false,
+                problem: format!("the home {} is on {home_filesystem}, a network file system: SQLite's locks and write-ahead log are not safe there", home.display()),
+                fix: "set WRANGLE_HOME to a directory on a local file system".into(),
+            });
+        } else if home_filesystem == "tmpfs" {
+            problems.push(Problem {
+                essential: false,
+                problem: format!("the home {} is on tmpfs: the record of agents and their logs are lost at reboot", home.display()),
+                fix: "set WRANGLE_HOME to a directory on a disk if they are to be kept".into(),
+            });
+        }
+        DoctorReport {
+            ok: !problems.iter().any(|problem| problem.essential),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel: features::kernel_release(),
+            root: features::is_root(),
+            uid: features::uid(),
+            home: home.display().to_string(),
+            home_filesystem,
+            containment,
+            memory,
+            cpu,
+            pids,
+            nofile: LimitSupport {
+                enforced_by: Some(Enforcement::Rlimit),
+                detail: "RLIMIT_NOFILE, set on the agent before its exec".into(),
+            },
+            pidfd,
+            clone_into_cgroup,
+            problems,
+        }
+    }
+
+    fn containment_report(&self, problems: &mut Vec<Problem>) -> ContainmentReport {
+        let containment = &self.inner.config.containment;
+        let description = containment.describe();
+        match containment {
+            Containment::Cgroup { base } => ContainmentReport {
+                kind: "cgroup_v2".into(),
+                path: Some(base.display().to_string()),
+                why: None,
+                controllers: enabled_v2_controllers(base),
+                description,
+            },
+            Containment::ProcessGroup { why } => {
+                problems.push(Problem {
+                    essential: false,
+                    problem: format!("runs get no cgroup ({why}): an agent's descendants that leave its process group are found by a walk of /proc, which is slower"),
+                    fix: if why.contains("=off") {
+                        format!("unset {} to use cgroups", wrangle_os::cgroup::CGROUP_ENV)
+                    } else {
+                        "mount cgroup v2 and let this user create cgroups below its own (e.g. run the daemon in a systemd user service with Delegate=yes)".into()
+                    },
+                });
+                ContainmentReport {
+                    kind: "process_group".into(),
+                    path: None,
+                    why: Some(why.clone()),
+                    controllers: Vec::new(),
+                    description,
+                }
+            }
+        }
+    }
+}
+
+/// How one controller's limits are enforced, and the problem if none can.
+fn limit_report(
+    controller: Controller,
+    support: &ControllerSupport,
+    problems: &mut Vec<Problem>,
+) -> LimitSupport {
+    let name = controller.name();
+    let flag = match controller {
+        Controller::Memory => "--memory-max",
+        Controller::Cpu => "--cpu-max",
+        Controller::Pids => "--pids-max",
+    };
+    let enforced_by = match support {
+        ControllerSupport::V2 { .. } => Some(Enforcement::CgroupV2),
+        ControllerSupport::V1 { .. } => Some(Enforcement::CgroupV1),
+        ControllerSupport::Missing { .. } if controller == Controller::Memory => {
+            Some(Enforcement::Watchdog)
+        }
+        ControllerSupport::Missing { .. } => None,
+    };
+    let mut detail = support.describe();
+    if let ControllerSupport::Missing { why } = support {
+        let (problem, done_by) = match enforced_by {
+            Some(_) => (
+                format!("{flag} is enforced by the shim's watchdog, which samples the tree's memory, not by the kernel: {why}"),
+                "the shim samples the tree's resident memory every 250ms and kills it when over",
+            ),
+            None => (
+                format!("{flag} cannot be enforced, and agents that ask for it are refused: {why}"),
+                "not enforced: agents that ask for it are refused",
+            ),
+        };
+        detail = format!("{done_by} ({why})");
+        problems.push(Problem {
+            essential: false,
+            problem,
+            fix: if why.contains("=off") {
+                format!("unset {} to use cgroups", wrangle_os::cgroup::CGROUP_ENV)
+            } else {
+                format!("enable the {name} controller for wrangle's cgroups (cgroup v2, e.g. systemd Delegate=yes) or mount the cgroup v1 {name} hierarchy writable for this user")
+            },
+        });
+    }
+    LimitSupport {
+        enforced_by,
+        detail,
+    }
+}

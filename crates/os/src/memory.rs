@@ -1,0 +1,40 @@
+//! How much memory processes hold, from `/proc/PID/statm`: what the shim's
+//! memory watchdog compares with a limit where no controller enforces it.
+
+use std::io;
+
+/// Resident memory of process `pid` in bytes.
+pub fn resident_bytes(pid: i32) -> io::Result<u64> {
+    let process = procfs::process::Process::new(pid).map_err(io::Error::other)?;
+    let statm = process.statm().map_err(io::Error::other)?;
+    Ok(statm.resident * procfs::page_size())
+}
+
+/// Resident memory of the processes `pids` together, in bytes; a process
+/// that has gone meanwhile counts nothing. Memory shared between them
+/// (libraries, copy-on-write pages) is counted once per process, as
+/// `ps` would: an upper bound.
+pub fn tree_resident_bytes(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|&pid| resident_bytes(pid).ok())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_holds_some_memory_and_a_gone_one_none() {
+        let me = std::process::id() as i32;
+        let mine = resident_bytes(me).unwrap();
+        assert!(mine > 0);
+        // A buffer that is touched becomes resident.
+        let buffer = vec![1u8; 64 << 20];
+        let after = resident_bytes(me).unwrap();
+        assert!(after >= mine + (32 << 20), "{mine} -> {after}");
+        drop(buffer);
+        assert!(resident_bytes(i32::MAX).is_err());
+        assert_eq!(tree_resident_bytes(&[i32::MAX]), 0);
+    }
+}
