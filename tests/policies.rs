@@ -213,3 +213,30 @@ fn bad_policy_options_are_refused_and_create_nothing() {
     }
     assert_eq!(home.ps_all(), Vec::<Value>::new());
 }
+
+#[test]
+fn restart_stops_the_agent_and_starts_a_new_run_of_it() {
+    let home = Home::new();
+    let seconds = marker();
+    let id = home.run(&["--name", "svc", "--", "sleep", &seconds]);
+    let first = home.pid(&id);
+    let output = home.ok(&["restart", "svc"]);
+    assert_eq!(output, "svc: run 2 running\n");
+    assert!(!procfs::is_alive(first), "the first run is stopped");
+    let second = home.pid(&id);
+    assert_ne!(second, first);
+    assert!(procfs::is_alive(second));
+    let runs = runs(&home, &id);
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0]["state"], "stopped");
+    assert_eq!(runs[1]["state"], "running");
+
+    // An ended agent is simply started again.
+    home.ok(&["stop", "svc"]);
+    assert_eq!(home.ok(&["restart", "svc"]), "svc: run 3 running\n");
+    assert!(procfs::is_alive(home.pid(&id)));
+    home.ok(&["stop", "svc"]);
+
+    let unknown = home.fails(&["restart", "nope"]);
+    assert!(unknown.stderr.contains("nope"), "{unknown:?}");
+}

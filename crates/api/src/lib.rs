@@ -48,6 +48,7 @@ pub struct AppState {
         routes::wait_agent,
         routes::agent_logs,
         routes::agent_runs,
+        routes::restart_agent,
         routes::validate_agent,
         routes::list_groups,
         routes::set_group,

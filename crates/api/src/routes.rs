@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/wait", get(wait_agent))
         .route("/v1/agents/{agent}/logs", get(agent_logs))
         .route("/v1/agents/{agent}/runs", get(agent_runs))
+        .route("/v1/agents/{agent}/restart", post(restart_agent))
         .route("/v1/stop", post(stop_agents))
         .route("/v1/validate", post(validate_agent))
         .route("/v1/groups", get(list_groups))
@@ -165,6 +166,21 @@ pub async fn set_group(
     JsonBody(request): JsonBody<SetGroup>,
 ) -> Result<Json<GroupView>, ApiError> {
     Ok(Json(state.engine.set_group(&group, request).await?))
+}
+
+/// Stops the agent if it runs, then starts a new run of it; answers once
+/// the exec is confirmed (or failed, or the agent is queued).
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{agent}/restart",
+    params(("agent" = String, Path, description = "id, name or unique id prefix")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+)]
+pub async fn restart_agent(
+    State(state): State<AppState>,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    Ok(Json(state.engine.restart(&agent).await?))
 }
 
 /// Every run of one agent, oldest first: restarts are new runs.

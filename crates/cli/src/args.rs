@@ -55,6 +55,8 @@ pub enum Command {
     Down(UpArgs),
     /// Stop agents with the staged stop and wait until they have ended
     Stop(StopArgs),
+    /// Stop agents if they run, then start each again as a new run
+    Restart(RestartArgs),
     /// Send a signal to an agent (SIGKILL to its whole tree by default)
     Kill(KillArgs),
     /// Remove agents and their logs
@@ -324,6 +326,14 @@ fn max_running_daemon(text: &str) -> Result<u32, InvalidInput> {
             "leave --max-running out for no limit".to_string(),
         )),
     }
+}
+
+/// `wrangle restart`.
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Ids, names or unique id prefixes of the agents
+    #[arg(value_name = "AGENT", required = true, value_parser = agent_ref)]
+    pub agents: Vec<String>,
 }
 
 /// `wrangle runs`.

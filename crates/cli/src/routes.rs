@@ -85,6 +85,11 @@ pub fn logs(reference: &str, query: &LogsQuery) -> String {
     }
 }
 
+/// `POST /v1/agents/{agent}/restart`.
+pub fn restart(reference: &str) -> String {
+    format!("{}/restart", agent(reference))
+}
+
 /// `GET /v1/agents/{agent}/runs`.
 pub fn runs(reference: &str) -> String {
     format!("{}/runs", agent(reference))

@@ -11,7 +11,7 @@ use chrono::Utc;
 use std::time::Duration;
 use wrangle_shim::protocol::ControlCommand;
 use wrangle_wire::parse::{format_seconds, signal_name};
-use wrangle_wire::{RunView, State};
+use wrangle_wire::{AgentView, RunView, State};
 
 /// How the reason of a run stopped for its timeout begins, in the store
 /// too: a daemon that restarts mid-stop still knows why it stops.
@@ -121,6 +121,53 @@ impl Engine {
                 }
             })
             .collect())
+    }
+
+    /// `wrangle restart`: stops the agent if it runs (the staged stop),
+    /// then starts a new run of it, queued if a limit says so. Answers once
+    /// the new run's exec is confirmed (or has failed, or it is queued).
+    pub async fn restart(&self, reference: &str) -> Result<AgentView, EngineError> {
+        let id = self.registry().resolve(reference)?;
+        if !self.snapshot(&id)?.status.state.is_ended() {
+            self.stop_one(&id, None).await?;
+        }
+        let queued = {
+            let _admission = self.inner.admission.lock().await;
+            let agent = self.snapshot(&id)?;
+            let queued = self.queue_reason(
+                agent.identity.spec.group.as_deref(),
+                agent.identity.spec.priority,
+            );
+            let next = agent.status.run.number + 1;
+            let dir = self.run_dir(&id, next);
+            let mut moved = false;
+            self.transition(&id, |status| {
+                if status.state.is_ended() {
+                    status.state = if queued.is_some() {
+                        State::Queued
+                    } else {
+                        State::Starting
+                    };
+                    status.reason = queued.clone();
+                    status.run = Run {
+                        number: next,
+                        dir,
+                        ..Run::default()
+                    };
+                    moved = true;
+                }
+            })?;
+            if !moved {
+                return Err(EngineError::precondition(format!(
+                    "agent {reference} was started again meanwhile"
+                )));
+            }
+            queued
+        };
+        if queued.is_none() {
+            self.start_run(&id).await?;
+        }
+        Ok(self.snapshot(&id)?.view(Utc::now()))
     }
 
     /// Starts run `next` of the agent after `delay`, unless it has left

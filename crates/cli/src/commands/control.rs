@@ -1,10 +1,11 @@
-//! `wrangle stop`, `kill` and `rm`: commands that end or remove agents.
+//! `wrangle stop`, `restart`, `kill` and `rm`: commands that end, start
+//! again or remove agents.
 
-use crate::args::{KillArgs, RmArgs, StopArgs};
+use crate::args::{KillArgs, RestartArgs, RmArgs, StopArgs};
 use crate::client::Client;
 use crate::{output, routes};
 use anyhow::Result;
-use wrangle_wire::{AgentView, KillRequest, StopRequest, StopResult};
+use wrangle_wire::{AgentView, KillRequest, State, StopRequest, StopResult};
 
 /// Stops the agents with the staged stop and waits for them (the daemon
 /// answers when all have ended); prints how each one ended.
@@ -23,6 +24,34 @@ pub async fn stop(client: &Client, args: &StopArgs) -> Result<u8> {
 /// `worker-1: stopped by SIGTERM in 0.02s`.
 pub(crate) fn stop_line(result: &StopResult) -> String {
     format!("{}: {}", result.agent.name, result.outcome)
+}
+
+/// Restarts the agents one by one, printing each with its new run; an
+/// error is printed and the others are still restarted.
+pub async fn restart(client: &Client, args: &RestartArgs) -> Result<u8> {
+    let mut failed = false;
+    for reference in &args.agents {
+        let answer: Result<AgentView> = client.post(&routes::restart(reference), &()).await;
+        match answer {
+            Ok(agent) if agent.state == State::Failed && agent.started_at.is_none() => {
+                failed = true;
+                output::print_error(&anyhow::anyhow!(
+                    "{}: cannot start: {}",
+                    agent.name,
+                    agent.reason.unwrap_or_default()
+                ));
+            }
+            Ok(agent) => output::print_line(&format!(
+                "{}: run {} {}",
+                agent.name, agent.run, agent.state
+            ))?,
+            Err(error) => {
+                failed = true;
+                output::print_error(&error);
+            }
+        }
+    }
+    Ok(u8::from(failed))
 }
 
 /// Sends the signal and prints the agent's name.

@@ -37,6 +37,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Group(args) => group::group(&Client::connect(home).await?, &args).await,
         Command::Runs(args) => runs::runs(&Client::connect(home).await?, &args).await,
         Command::Stop(args) => control::stop(&Client::connect(home).await?, &args).await,
+        Command::Restart(args) => control::restart(&Client::connect(home).await?, &args).await,
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
