@@ -49,6 +49,17 @@ pub fn print_line(line: &str) -> anyhow::Result<()> {
     print(&format!("{line}\n"))
 }
 
+/// Writes bytes to stdout as they are, with a final newline.
+pub fn print_bytes(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = io::stdout().lock();
+    check(
+        stdout
+            .write_all(bytes)
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush()),
+    )
+}
+
 /// Writes a JSON value to stdout, pretty, with a final newline.
 pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     // Serializing a `Value` cannot fail: its keys are strings.

@@ -6,7 +6,6 @@ use crate::format::{command_line, truncate, uptime};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
-use serde_json::Value;
 use wrangle_wire::AgentView;
 
 /// Widest COMMAND cell; longer command lines end in `…`.
@@ -17,9 +16,10 @@ const COMMAND_WIDTH: usize = 50;
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
     let path = routes::list(args.all);
     if args.json {
-        // Printed as received: no need to decode thousands of agents.
-        let agents: Value = client.get(&path).await?;
-        output::print_json(&agents)?;
+        // Printed as received, compact: decoding and re-encoding thousands
+        // of agents would cost more than the whole request.
+        let agents = client.get_raw(&path).await?;
+        output::print_bytes(&agents)?;
     } else {
         let agents: Vec<AgentView> = client.get(&path).await?;
         output::print(&table(&agents))?;
