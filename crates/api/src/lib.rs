@@ -20,6 +20,20 @@ pub struct Options {
     pub home: PathBuf,
 }
 
+/// The sampler's tick asked for with `wrangle daemon --sample-interval`,
+/// which the CLI hands over in [`wrangle_wire::SAMPLE_INTERVAL_ENV`] (the
+/// binary's `main` builds [`Options`] from the home alone); the default
+/// when it is not set. The variable is removed, so that no agent inherits
+/// it.
+fn take_sample_interval() -> anyhow::Result<Duration> {
+    let Some(text) = std::env::var_os(wrangle_wire::SAMPLE_INTERVAL_ENV) else {
+        return Ok(wrangle_engine::sampler::DEFAULT_INTERVAL);
+    };
+    std::env::remove_var(wrangle_wire::SAMPLE_INTERVAL_ENV);
+    let text = text.to_string_lossy();
+    wrangle_wire::parse::parse_sample_interval(&text).map_err(anyhow::Error::msg)
+}
+
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +59,7 @@ pub struct AppState {
         routes::wait_agent,
         routes::agent_logs,
         routes::stop_agents,
+        routes::summary,
     )
 )]
 pub struct ApiDoc;
@@ -67,6 +82,8 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
         );
         return Ok(());
     };
+    // Before any thread starts: the environment is changed.
+    let sample_interval = take_sample_interval()?;
     init_tracing();
     daemon::raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -74,13 +91,13 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
         .thread_name("wrangle-daemon")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(home.clone()));
+    let result = runtime.block_on(run(home.clone(), sample_interval));
     daemon::remove_runtime_files(&home);
     drop(lock);
     result
 }
 
-async fn run(home: PathBuf) -> anyhow::Result<()> {
+async fn run(home: PathBuf, sample_interval: Duration) -> anyhow::Result<()> {
     let containment = Containment::detect();
     tracing::info!(home = %home.display(), containment = %containment.describe(), "starting");
     let shim_program = std::env::current_exe().context("cannot find the wrangle binary")?;
@@ -88,6 +105,7 @@ async fn run(home: PathBuf) -> anyhow::Result<()> {
         home: home.clone(),
         shim_program,
         containment,
+        sample_interval,
     })
     .await
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
     AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, ErrorBody, KillRequest, ListQuery,
-    LogsQuery, RemoveQuery, StopRequest, StopResult,
+    LogsQuery, RemoveQuery, StopRequest, StopResult, Summary,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/wait", get(wait_agent))
         .route("/v1/agents/{agent}/logs", get(agent_logs))
         .route("/v1/stop", post(stop_agents))
+        .route("/v1/summary", get(summary))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state)
@@ -202,6 +203,13 @@ pub async fn stop_agents(
     JsonBody(request): JsonBody<StopRequest>,
 ) -> Result<Json<Vec<StopResult>>, ApiError> {
     Ok(Json(state.engine.stop(request).await?))
+}
+
+/// The fleet at a glance: counts by state and health, what the running
+/// trees use together (at the sampler's last tick) and the top users.
+#[utoipa::path(get, path = "/v1/summary", responses((status = 200, body = Summary)))]
+pub async fn summary(State(state): State<AppState>) -> Json<Summary> {
+    Json(state.engine.summary())
 }
 
 /// The OpenAPI document of this API.

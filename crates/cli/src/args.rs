@@ -50,6 +50,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Wait until agents have ended; exit with the last one's status
     Wait(WaitArgs),
+    /// Show the fleet at a glance: counts, resource use, top agents
+    Summary(SummaryArgs),
     /// Start the daemon (in the background unless --foreground), or stop it
     Daemon(DaemonArgs),
 }
@@ -76,6 +78,11 @@ pub struct RunArgs {
     /// Grace period after the stop signal, e.g. 500ms, 10s, 2m [default: 10s]
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     pub stop_timeout: Option<String>,
+
+    /// Call the agent hung after this long without output or a write to its
+    /// status file, e.g. 5m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = idle_timeout)]
+    pub idle_timeout: Option<String>,
 
     /// Print the agent as JSON instead of its id
     #[arg(long)]
@@ -196,6 +203,14 @@ pub struct WaitArgs {
     pub agents: Vec<String>,
 }
 
+/// `wrangle summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `wrangle daemon`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -203,6 +218,11 @@ pub struct DaemonArgs {
     /// Run the daemon in this process instead of in the background
     #[arg(long)]
     pub foreground: bool,
+
+    /// How often the daemon samples every agent's processes, e.g. 500ms
+    /// [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = sample_interval)]
+    pub sample_interval: Option<String>,
 
     /// What to do with the daemon; start it when absent.
     #[command(subcommand)]
@@ -252,6 +272,20 @@ fn env_pair(text: &str) -> Result<(String, String), InvalidInput> {
 /// `--stop-timeout`, `--timeout`: checked, kept as typed.
 fn duration(text: &str) -> Result<String, InvalidInput> {
     parse::parse_duration(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--idle-timeout`: checked, kept as typed.
+fn idle_timeout(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_idle_timeout(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--sample-interval`: checked, kept as typed.
+fn sample_interval(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_sample_interval(text)
         .map(|_| text.to_owned())
         .map_err(InvalidInput)
 }
@@ -314,6 +348,8 @@ mod tests {
             "int",
             "--stop-timeout",
             "1m30s",
+            "--idle-timeout",
+            "5m",
             "--json",
             "--",
             "sh",
@@ -332,6 +368,7 @@ mod tests {
         assert_eq!(run.cwd, Some(PathBuf::from("sub")));
         assert_eq!(run.stop_signal.as_deref(), Some("int"));
         assert_eq!(run.stop_timeout.as_deref(), Some("1m30s"));
+        assert_eq!(run.idle_timeout.as_deref(), Some("5m"));
         assert!(run.json);
         assert_eq!(run.command, ["sh", "-c", "echo --json"]);
     }
@@ -363,6 +400,14 @@ mod tests {
         assert_eq!(
             validation_message(&["run", "--stop-signal", "SIGFOO", "--", "true"]),
             parse::parse_signal("SIGFOO").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--idle-timeout", "bogus", "--", "true"]),
+            parse::parse_idle_timeout("bogus").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--idle-timeout", "0", "--", "true"]),
+            parse::parse_idle_timeout("0").unwrap_err()
         );
     }
 
@@ -474,6 +519,26 @@ mod tests {
         assert!(stop.stop_agents);
 
         assert!(parse(&["daemon", "--foreground", "stop"]).is_err());
+
+        let cli = parse(&["daemon", "--sample-interval", "250ms"]).unwrap();
+        let Command::Daemon(daemon) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(daemon.sample_interval.as_deref(), Some("250ms"));
+        assert_eq!(
+            validation_message(&["daemon", "--sample-interval", "1ms"]),
+            parse::parse_sample_interval("1ms").unwrap_err()
+        );
+        assert!(parse(&["daemon", "--sample-interval", "1s", "stop"]).is_err());
+    }
+
+    #[test]
+    fn summary_prints_a_table_or_json() {
+        let cli = parse(&["summary", "--json"]).unwrap();
+        let Command::Summary(summary) = cli.command else {
+            panic!("not summary")
+        };
+        assert!(summary.json);
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl Client {
     pub async fn connect(home: &Path) -> Result<Client> {
         let client = match Client::connect_running(home).await? {
             Some(client) => client,
-            None => Client::start(home).await?,
+            None => Client::start(home, &[]).await?,
         };
         Ok(Client {
             restart_in: Some(home.to_path_buf()),
@@ -117,11 +117,12 @@ impl Client {
         }
     }
 
-    /// Starts a daemon for `home` in the background and connects to it
-    /// (or to the one another CLI started at the same moment).
-    pub async fn start(home: &Path) -> Result<Client> {
+    /// Starts a daemon for `home` in the background, with the options
+    /// `flags` of `wrangle daemon`, and connects to it (or to the one
+    /// another CLI started at the same moment).
+    pub async fn start(home: &Path, flags: &[String]) -> Result<Client> {
         let socket = home::socket_path(home);
-        autostart::start_daemon(home, &socket).await?;
+        autostart::start_daemon(home, &socket, flags).await?;
         Ok(Client {
             socket,
             restart_in: None,
@@ -210,7 +211,7 @@ impl Client {
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
             attempt += 1;
             if let Err(ConnectError::NotRunning(_)) = try_connect(&self.socket).await {
-                autostart::start_daemon(home, &self.socket).await?;
+                autostart::start_daemon(home, &self.socket, &[]).await?;
             }
         }
     }

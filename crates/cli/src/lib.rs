@@ -55,8 +55,10 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
         // The daemon runs its own runtime, so it must not be started from
         // inside the CLI's.
         Command::Daemon(DaemonArgs {
-            foreground: true, ..
-        }) => run_foreground(home, serve),
+            foreground: true,
+            sample_interval,
+            ..
+        }) => run_foreground(home, sample_interval.as_deref(), serve),
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -71,9 +73,17 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
 /// daemon is stopped.
 fn run_foreground(
     home: PathBuf,
+    sample_interval: Option<&str>,
     serve: fn(DaemonOptions) -> anyhow::Result<()>,
 ) -> anyhow::Result<u8> {
     home::ensure(&home)?;
+    // The daemon's options carry the home only, so the sample interval
+    // travels in the environment of this process, which has started no
+    // thread yet. Set or removed: an inherited value is never taken.
+    match sample_interval {
+        Some(interval) => std::env::set_var(wrangle_wire::SAMPLE_INTERVAL_ENV, interval),
+        None => std::env::remove_var(wrangle_wire::SAMPLE_INTERVAL_ENV),
+    }
     serve(DaemonOptions { home })?;
     Ok(0)
 }

@@ -62,7 +62,7 @@ impl Engine {
             registry.insert(agent);
         }
         self.start_run(&id).await?;
-        Ok(self.snapshot(&id)?.view(Utc::now()))
+        self.current_view(&id)
     }
 
     /// Starts the agent's current run (state `starting`) in a shim, records
@@ -71,7 +71,7 @@ impl Engine {
         let agent = self.snapshot(id)?;
         let run = &agent.status.run;
         let identity = &agent.identity;
-        let status_file = run.dir.join("status.json");
+        let status_file = run.status_file();
         let shim_spec = ShimSpec {
             agent_id: id.to_string(),
             run: run.number,

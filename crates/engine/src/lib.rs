@@ -12,6 +12,7 @@ mod ended;
 pub mod error;
 pub mod executor;
 mod follow;
+pub mod health;
 mod kill;
 pub mod logs;
 pub mod model;
@@ -20,7 +21,9 @@ pub mod outcome;
 mod recover;
 mod registry;
 mod remove;
+pub mod sampler;
 mod stop;
+mod summary;
 mod wait;
 
 use chrono::{DateTime, Utc};
@@ -28,8 +31,10 @@ use error::EngineError;
 use executor::LocalShims;
 use model::{Agent, Status};
 use registry::Registry;
+use sampler::Snapshot;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 use wrangle_os::Containment;
 use wrangle_store::Store;
@@ -44,6 +49,8 @@ pub struct EngineConfig {
     pub shim_program: PathBuf,
     /// How run process trees are contained, detected once at start.
     pub containment: Containment,
+    /// Tick of the sampler (see [`sampler::DEFAULT_INTERVAL`]).
+    pub sample_interval: Duration,
 }
 
 /// The engine; cheap to clone, shared by every request.
@@ -57,9 +64,25 @@ struct Inner {
     shims: LocalShims,
     store: Mutex<Store>,
     registry: Mutex<Registry>,
+    /// What the sampler saw at its last tick.
+    observations: Mutex<Snapshot>,
     /// Working directory of agents created without one.
     cwd: PathBuf,
     started_at: DateTime<Utc>,
+}
+
+impl Inner {
+    fn lock_registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_observations(&self) -> MutexGuard<'_, Snapshot> {
+        self.observations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Engine {
@@ -77,11 +100,15 @@ impl Engine {
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),
+                observations: Mutex::new(Snapshot::default()),
                 cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
                 started_at: Utc::now(),
             }),
         };
         engine.recover(loaded).await?;
+        let interval = engine.inner.config.sample_interval;
+        sampler::start(Arc::downgrade(&engine.inner), interval)
+            .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
         Ok(engine)
     }
 
@@ -96,14 +123,17 @@ impl Engine {
         agents.sort_by(|a, b| {
             (a.identity.created_at, &a.identity.id).cmp(&(b.identity.created_at, &b.identity.id))
         });
-        agents.into_iter().map(|agent| agent.view(now)).collect()
+        let observations = self.inner.lock_observations();
+        agents
+            .into_iter()
+            .map(|agent| agent.view(now, observations.of(agent)))
+            .collect()
     }
 
     /// One agent by id, name or unique id prefix.
     pub fn inspect(&self, reference: &str) -> Result<AgentView, EngineError> {
-        let registry = self.registry();
-        let id = registry.resolve(reference)?;
-        Ok(registry.get(&id)?.view(Utc::now()))
+        let id = self.registry().resolve(reference)?;
+        self.current_view(&id)
     }
 
     /// Who answers: pid, version, home, containment, counts.
@@ -124,10 +154,7 @@ impl Engine {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock_registry()
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -156,6 +183,13 @@ impl Engine {
     /// A copy of the agent as it is now.
     fn snapshot(&self, id: &str) -> Result<Agent, EngineError> {
         self.registry().get(id).cloned()
+    }
+
+    /// The agent as the API shows it now, with what the sampler saw.
+    fn current_view(&self, id: &str) -> Result<AgentView, EngineError> {
+        let agent = self.snapshot(id)?;
+        let observations = self.inner.lock_observations();
+        Ok(agent.view(Utc::now(), observations.of(&agent)))
     }
 
     /// Waits for state changes of an agent.

@@ -146,6 +146,7 @@ mod tests {
                     cwd: "/".into(),
                     stop_signal: 15,
                     stop_timeout_ms: 10_000,
+                    idle_timeout_ms: None,
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),

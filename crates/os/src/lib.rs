@@ -10,6 +10,7 @@ pub mod exits;
 pub mod files;
 pub mod pidfd;
 pub mod proc;
+pub mod sample;
 pub mod signals;
 pub mod spawn;
 

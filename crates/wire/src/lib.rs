@@ -21,5 +21,10 @@ pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use request::*;
 pub use state::{Health, State};
 
+/// Environment variable through which `wrangle daemon --foreground
+/// --sample-interval DUR` hands the sampler's tick to the daemon it runs in
+/// the same process; set by the CLI only.
+pub const SAMPLE_INTERVAL_ENV: &str = "WRANGLE_SAMPLE_INTERVAL";
+
 /// Path prefix of every versioned API route.
 pub const API_PREFIX: &str = "/v1";

@@ -15,11 +15,15 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two looks at a stopping daemon.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
-/// Starts the daemon unless one runs, and says which one answers.
-pub async fn start(home: &Path) -> Result<u8> {
+/// Starts the daemon unless one runs, and says which one answers. A
+/// sample interval applies to a daemon started here only.
+pub async fn start(home: &Path, sample_interval: Option<&str>) -> Result<u8> {
+    let flags: Vec<String> = sample_interval
+        .map(|interval| vec!["--sample-interval".to_owned(), interval.to_owned()])
+        .unwrap_or_default();
     let (client, started) = match Client::connect_running(home).await? {
         Some(client) => (client, false),
-        None => (Client::start(home).await?, true),
+        None => (Client::start(home, &flags).await?, true),
     };
     let info: DaemonInfo = client.get(&routes::daemon()).await?;
     let line = if started {
@@ -29,8 +33,13 @@ pub async fn start(home: &Path) -> Result<u8> {
             home.display()
         )
     } else {
+        let unchanged = if sample_interval.is_some() {
+            "; its sample interval is unchanged (stop it first to change it)"
+        } else {
+            ""
+        };
         format!(
-            "the daemon is already running (pid {}) for {}",
+            "the daemon is already running (pid {}) for {}{unchanged}",
             info.pid,
             home.display()
         )

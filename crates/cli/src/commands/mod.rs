@@ -7,6 +7,7 @@ mod inspect;
 mod logs;
 mod ps;
 mod run;
+mod summary;
 mod wait;
 
 use crate::args::{Command, DaemonAction};
@@ -21,7 +22,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
     match command {
         Command::Daemon(args) => match args.action {
             Some(DaemonAction::Stop(stop)) => daemon::stop(home, &stop).await,
-            None => daemon::start(home).await,
+            None => daemon::start(home, args.sample_interval.as_deref()).await,
         },
         Command::Run(args) => run::run(&Client::connect(home).await?, &args).await,
         Command::Ps(args) => ps::ps(&Client::connect(home).await?, &args).await,
@@ -31,6 +32,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
+        Command::Summary(args) => summary::summary(&Client::connect(home).await?, &args).await,
     }
 }
 

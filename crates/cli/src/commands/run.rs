@@ -47,6 +47,7 @@ fn create_request(
         cwd: Some(working_directory(args.cwd.as_deref(), current_dir)?),
         stop_signal: args.stop_signal.clone(),
         stop_timeout: args.stop_timeout.clone(),
+        idle_timeout: args.idle_timeout.clone(),
         ..CreateAgent::default()
     })
 }
@@ -126,6 +127,8 @@ mod tests {
             "int",
             "--stop-timeout",
             "2m",
+            "--idle-timeout",
+            "90s",
             "--",
             "claude",
             "-p",
@@ -148,6 +151,7 @@ mod tests {
         assert_eq!(request.cwd.as_deref(), Some("/work"));
         assert_eq!(request.stop_signal.as_deref(), Some("int"));
         assert_eq!(request.stop_timeout.as_deref(), Some("2m"));
+        assert_eq!(request.idle_timeout.as_deref(), Some("90s"));
     }
 
     #[test]
