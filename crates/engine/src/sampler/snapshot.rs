@@ -6,7 +6,7 @@ use crate::health::MainProcess;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
-use wrangle_wire::{ProcessMetrics, TreeMetrics};
+use wrangle_wire::{ProcessMetrics, State, TreeMetrics};
 
 /// What the sampler saw of one run at its last tick.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,8 +38,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// What was seen of the agent's current run, if it was sampled.
+    /// What was seen of the agent's current run, while it runs and once
+    /// it has been sampled. A run that has ended shows nothing, even before
+    /// the next tick drops it.
     pub fn of(&self, agent: &crate::model::Agent) -> Option<&Observation> {
+        if !matches!(agent.status.state, State::Running | State::Stopping) {
+            return None;
+        }
         self.observation(&agent.identity.id, agent.status.run.number)
     }
 
