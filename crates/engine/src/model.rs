@@ -20,6 +20,8 @@ use wrangle_wire::{AgentView, CreateAgent, Health, State};
 pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
 /// Grace period after the stop signal when none is given.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// File name of a run's status file (`$WRANGLE_STATUS_FILE`).
+pub const STATUS_FILE: &str = "status.json";
 
 /// What an agent runs and how it is stopped; fixed when it is created and
 /// stored as JSON.
@@ -191,7 +193,7 @@ impl Run {
 
     /// Path of the run's status file (`$WRANGLE_STATUS_FILE`).
     pub fn status_file(&self) -> PathBuf {
-        self.dir.join("status.json")
+        self.dir.join(STATUS_FILE)
     }
 
     /// The store row of this run.

@@ -109,9 +109,7 @@ impl Sampler {
                         shim,
                         main,
                         cgroup: run.cgroup.clone(),
-                        status_file: run.status_file(),
-                        stdout_log: run.stdout_log(),
-                        stderr_log: run.stderr_log(),
+                        dir: run.dir.clone(),
                         started_at: run.started_at,
                     };
                     self.runs

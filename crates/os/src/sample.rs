@@ -16,6 +16,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 /// The counters of one process, from one read of `/proc/PID/stat`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +272,60 @@ impl WatchedCgroup {
     }
 }
 
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    /// Last modification.
+    pub modified: SystemTime,
+    /// Size in bytes.
+    pub length: u64,
+    /// Inode number (a file replaced by a rename has another).
+    pub inode: u64,
+}
+
+/// A directory whose files are looked at by name: one lookup from the
+/// open directory, instead of a walk of the whole path on every tick.
+#[derive(Debug)]
+pub struct WatchedDir {
+    dir: OwnedFd,
+}
+
+impl WatchedDir {
+    /// Opens the directory at `path` (for lookups only).
+    pub fn open(path: &Path) -> io::Result<WatchedDir> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Ok(WatchedDir {
+            dir: openat(CWD, path, flags, Mode::empty())?,
+        })
+    }
+
+    /// The stamp of the file `name` in the directory; `NotFound` when there
+    /// is none.
+    pub fn stamp(&self, name: &str) -> io::Result<FileStamp> {
+        use rustix::fs::{statx, AtFlags, StatxFlags};
+        let wanted = StatxFlags::MTIME | StatxFlags::SIZE | StatxFlags::INO;
+        let stat = statx(&self.dir, name, AtFlags::empty(), wanted)?;
+        let since_epoch = Duration::new(
+            u64::try_from(stat.stx_mtime.tv_sec).unwrap_or(0),
+            stat.stx_mtime.tv_nsec,
+        );
+        Ok(FileStamp {
+            modified: SystemTime::UNIX_EPOCH + since_epoch,
+            length: stat.stx_size,
+            inode: stat.stx_ino,
+        })
+    }
+
+    /// Reads at most `limit` bytes of the file `name` into `buffer`.
+    pub fn read(&self, name: &str, limit: u64, buffer: &mut Vec<u8>) -> io::Result<()> {
+        use std::io::Read as _;
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        let file = File::from(openat(&self.dir, name, flags, Mode::empty())?);
+        buffer.clear();
+        file.take(limit).read_to_end(buffer).map(drop)
+    }
+}
+
 /// `usage_usec` from the text of a cgroup's `cpu.stat`.
 pub fn parse_cpu_usage(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(text)
@@ -318,22 +373,29 @@ fn read_record(file: &File, buffer: &mut Vec<u8>) -> io::Result<usize> {
     }
 }
 
-/// Reads a file of many records (a list of pids) from the start to its
-/// end, into `buffer`.
+/// A read of a list of short records (pids) that returns less than this
+/// has reached the end: the kernel's `seq_file` fills a read with records
+/// until they run out or its page-sized buffer is full, so only a read of
+/// nearly a page can stop short of the end. This spares one `pread` per
+/// list and tick.
+const SHORT_READ: usize = 2048;
+
+/// Reads a file of many short records (a list of pids) from the start to
+/// its end, into `buffer`.
 fn read_records(file: &File, buffer: &mut Vec<u8>) -> io::Result<usize> {
-    if buffer.len() < 1024 {
-        buffer.resize(1024, 0);
+    if buffer.len() < 2 * SHORT_READ {
+        buffer.resize(2 * SHORT_READ, 0);
     }
     let mut length = 0;
     loop {
-        if length == buffer.len() {
+        if buffer.len() - length < SHORT_READ {
             buffer.resize(buffer.len() * 2, 0);
         }
         let read = file.read_at(&mut buffer[length..], length as u64)?;
-        if read == 0 {
+        length += read;
+        if read < SHORT_READ {
             return Ok(length);
         }
-        length += read;
     }
 }
 
@@ -483,6 +545,52 @@ mod tests {
         let text = b"usage_usec 1816\nuser_usec 1800\nsystem_usec 16\n";
         assert_eq!(parse_cpu_usage(text), Some(1816));
         assert_eq!(parse_cpu_usage(b"user_usec 3\n"), None);
+    }
+
+    #[test]
+    fn long_lists_are_read_to_their_end() {
+        // 1000 children: their list is longer than a page.
+        let mut shell = Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 1000 ]; do sleep 30 & i=$((i+1)); done; echo; exec sleep 30",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 1];
+        std::io::Read::read_exact(shell.stdout.as_mut().unwrap(), &mut ready).unwrap();
+        let mut buffer = Vec::new();
+        let (mut watched, counters) = WatchedProcess::open(shell.id() as i32, &mut buffer).unwrap();
+        let mut children = Vec::new();
+        watched
+            .children(counters.threads, &mut buffer, &mut children)
+            .unwrap();
+        for child in &children {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        shell.kill().unwrap();
+        shell.wait().unwrap();
+        assert_eq!(children.len(), 1000);
+    }
+
+    #[test]
+    fn a_watched_directory_stamps_and_reads_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let watched = WatchedDir::open(dir.path()).unwrap();
+        let error = watched.stamp("status.json").unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        std::fs::write(dir.path().join("status.json"), "{}").unwrap();
+        let stamp = watched.stamp("status.json").unwrap();
+        let metadata = std::fs::metadata(dir.path().join("status.json")).unwrap();
+        assert_eq!(stamp.modified, metadata.modified().unwrap());
+        assert_eq!(stamp.length, 2);
+        let mut buffer = Vec::new();
+        watched.read("status.json", 1, &mut buffer).unwrap();
+        assert_eq!(buffer, b"{");
     }
 
     #[test]

@@ -12,13 +12,15 @@ use super::cpu::CpuMeter;
 use super::snapshot::Observation;
 use super::status_file::{self, StatusFile};
 use crate::health::MainProcess;
+use crate::model::STATUS_FILE;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
-use wrangle_os::sample::{self, ProcCounters, WatchedCgroup, WatchedProcess};
+use wrangle_os::sample::{self, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
 use wrangle_os::ProcessId;
+use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
 use wrangle_wire::{ProcessMetrics, TreeMetrics};
 
 /// What to watch of a run, from the engine's record of it.
@@ -32,12 +34,8 @@ pub struct Target {
     pub main: ProcessId,
     /// Its cgroup, if it has one.
     pub cgroup: Option<PathBuf>,
-    /// The agent's status file.
-    pub status_file: PathBuf,
-    /// The run's stdout log.
-    pub stdout_log: PathBuf,
-    /// The run's stderr log.
-    pub stderr_log: PathBuf,
+    /// The run's directory: its logs and status file.
+    pub dir: PathBuf,
     /// When the exec was confirmed.
     pub started_at: Option<DateTime<Utc>>,
 }
@@ -103,6 +101,7 @@ pub struct RunSampler {
     target: Target,
     cgroup: Option<WatchedCgroup>,
     shim: Option<WatchedProcess>,
+    dir: Option<WatchedDir>,
     /// The tree's processes, kept open from the last tick.
     processes: HashMap<i32, WatchedProcess>,
     /// Those of this tick, while it is walked.
@@ -120,7 +119,7 @@ impl RunSampler {
     /// Starts watching a run.
     pub fn new(target: Target) -> RunSampler {
         RunSampler {
-            status_file: StatusFile::new(target.status_file.clone()),
+            status_file: StatusFile::default(),
             observation: Observation {
                 run: target.run,
                 ..Observation::default()
@@ -128,6 +127,7 @@ impl RunSampler {
             target,
             cgroup: None,
             shim: None,
+            dir: None,
             processes: HashMap::new(),
             walked: HashMap::new(),
             tree_cpu: CpuMeter::default(),
@@ -232,14 +232,29 @@ impl RunSampler {
             None => (MainProcess::Missing, None),
         };
         observation.tree = Some(tree);
+        self.look_at_files(scratch);
+    }
 
-        self.status_file
-            .refresh(&mut scratch.file, SystemTime::now());
-        observation.report.clone_from(&self.status_file.report);
-        observation.report_error.clone_from(&self.status_file.error);
-        observation.last_heartbeat_at = self.status_file.heartbeat;
-        observation.last_output_at = status_file::last_write(&self.target.stdout_log)
-            .max(status_file::last_write(&self.target.stderr_log));
+    /// Reads the status file if it changed, and when the logs last grew.
+    fn look_at_files(&mut self, scratch: &mut Scratch) {
+        let Some(dir) = self
+            .dir
+            .take()
+            .or_else(|| WatchedDir::open(&self.target.dir).ok())
+        else {
+            return;
+        };
+        let status_file = &mut self.status_file;
+        status_file.refresh(&dir, STATUS_FILE, &mut scratch.file, SystemTime::now());
+        let observation = &mut self.observation;
+        observation.report.clone_from(&status_file.report);
+        observation.report_error.clone_from(&status_file.error);
+        observation.last_heartbeat_at = status_file.heartbeat;
+        observation.last_output_at = status_file::last_write(&dir, STDOUT_LOG)
+            .max(status_file::last_write(&dir, STDERR_LOG));
+        if scratch.keep(1) {
+            self.dir = Some(dir);
+        }
     }
 
     /// Queues the roots of the tree. Returns the cgroup's CPU time, or

@@ -4,12 +4,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
-use std::fs::{self, File};
-use std::io::Read;
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use wrangle_os::sample::{FileStamp, WatchedDir};
 
 /// Largest status file that is read.
 pub const MAX_STATUS_FILE: u64 = 64 * 1024;
@@ -79,20 +76,11 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// What identifies one version of a file without reading it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    modified: SystemTime,
-    length: u64,
-    inode: u64,
-}
-
 /// One run's status file, read again only when it has changed.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct StatusFile {
-    path: PathBuf,
     /// The version last taken (or found invalid).
-    seen: Option<Stamp>,
+    seen: Option<FileStamp>,
     /// The last valid report.
     pub report: Arc<Report>,
     /// Why the current version was not taken, if it was not.
@@ -102,28 +90,13 @@ pub struct StatusFile {
 }
 
 impl StatusFile {
-    /// The status file at `path`, not looked at yet.
-    pub fn new(path: PathBuf) -> StatusFile {
-        StatusFile {
-            path,
-            seen: None,
-            report: Arc::default(),
-            error: None,
-            heartbeat: None,
-        }
-    }
-
-    /// Looks at the file (one `statx`) and reads it when it has changed
-    /// since the last look; `buffer` is reused between calls. An invalid
-    /// version leaves the last valid report in place and says why.
-    pub fn refresh(&mut self, buffer: &mut Vec<u8>, now: SystemTime) {
-        let Ok(metadata) = fs::metadata(&self.path) else {
+    /// Looks at the file `name` in `dir` (one `statx`) and reads it when it
+    /// has changed since the last look; `buffer` is reused between calls.
+    /// An invalid version leaves the last valid report in place and says
+    /// why.
+    pub fn refresh(&mut self, dir: &WatchedDir, name: &str, buffer: &mut Vec<u8>, now: SystemTime) {
+        let Ok(stamp) = dir.stamp(name) else {
             return;
-        };
-        let stamp = Stamp {
-            modified: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            length: metadata.len(),
-            inode: metadata.ino(),
         };
         self.heartbeat = Some(stamp.modified.into());
         // An empty file is most likely being written (truncated first):
@@ -134,7 +107,9 @@ impl StatusFile {
         let outcome = if stamp.length > MAX_STATUS_FILE {
             Err(format!("it is larger than {} KiB", MAX_STATUS_FILE / 1024))
         } else {
-            read(&self.path, buffer).and_then(|()| parse(buffer))
+            dir.read(name, MAX_STATUS_FILE, buffer)
+                .map_err(|error| format!("cannot read it: {error}"))
+                .and_then(|()| parse(buffer))
         };
         match outcome {
             Ok(report) => {
@@ -148,28 +123,17 @@ impl StatusFile {
     }
 }
 
-/// Reads the file at `path` into `buffer`.
-fn read(path: &Path, buffer: &mut Vec<u8>) -> Result<(), String> {
-    buffer.clear();
-    File::open(path)
-        .and_then(|file| file.take(MAX_STATUS_FILE).read_to_end(buffer))
-        .map(drop)
-        .map_err(|error| format!("cannot read it: {error}"))
-}
-
-/// When the log at `path` was last written to, if anything was.
-pub fn last_write(path: &Path) -> Option<DateTime<Utc>> {
-    let metadata = fs::metadata(path).ok()?;
-    if metadata.len() == 0 {
-        return None;
-    }
-    metadata.modified().ok().map(DateTime::from)
+/// When the log `name` in `dir` was last written to, if anything was.
+pub fn last_write(dir: &WatchedDir, name: &str) -> Option<DateTime<Utc>> {
+    let stamp = dir.stamp(name).ok()?;
+    (stamp.length > 0).then(|| stamp.modified.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::fs;
 
     #[test]
     fn progress_and_message_are_taken_and_the_rest_is_details() {
@@ -225,48 +189,52 @@ mod tests {
 
     #[test]
     fn a_status_file_is_read_when_it_changes_and_bad_versions_keep_the_last_good_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("status.json");
-        let mut file = StatusFile::new(path.clone());
+        let temp = tempfile::tempdir().unwrap();
+        let path = temp.path().join("status.json");
+        let dir = WatchedDir::open(temp.path()).unwrap();
+        let mut file = StatusFile::default();
         let mut buffer = Vec::new();
         let later = || SystemTime::now() + Duration::from_secs(1);
+        let mut refresh =
+            |file: &mut StatusFile, now| file.refresh(&dir, "status.json", &mut buffer, now);
 
-        file.refresh(&mut buffer, later());
+        refresh(&mut file, later());
         assert_eq!(*file.report, Report::default());
         assert!(file.heartbeat.is_none());
 
         fs::write(&path, r#"{"progress": 10, "message": "start"}"#).unwrap();
-        file.refresh(&mut buffer, later());
+        refresh(&mut file, later());
         assert_eq!(file.report.progress, Some(10.0));
         assert!(file.error.is_none());
         assert!(file.heartbeat.is_some());
 
         fs::write(&path, "{not json").unwrap();
         // Just written: it may be half-written, so it is not judged yet.
-        file.refresh(&mut buffer, SystemTime::now());
+        refresh(&mut file, SystemTime::now());
         assert!(file.error.is_none());
-        file.refresh(&mut buffer, later());
+        refresh(&mut file, later());
         assert!(file.error.as_deref().unwrap().starts_with("invalid JSON"));
         assert_eq!(file.report.message.as_deref(), Some("start"));
 
         fs::write(&path, r#"{"progress": 20, "message": "more"}"#).unwrap();
-        file.refresh(&mut buffer, later());
+        refresh(&mut file, later());
         assert!(file.error.is_none());
         assert_eq!(file.report.message.as_deref(), Some("more"));
 
         fs::write(&path, vec![b' '; MAX_STATUS_FILE as usize + 1]).unwrap();
-        file.refresh(&mut buffer, later());
+        refresh(&mut file, later());
         assert_eq!(file.error.as_deref(), Some("it is larger than 64 KiB"));
     }
 
     #[test]
     fn a_log_counts_once_it_has_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("stdout.log");
-        assert!(last_write(&log).is_none());
+        let temp = tempfile::tempdir().unwrap();
+        let dir = WatchedDir::open(temp.path()).unwrap();
+        let log = temp.path().join("stdout.log");
+        assert!(last_write(&dir, "stdout.log").is_none());
         fs::write(&log, "").unwrap();
-        assert!(last_write(&log).is_none());
+        assert!(last_write(&dir, "stdout.log").is_none());
         fs::write(&log, "hello\n").unwrap();
-        assert!(last_write(&log).is_some());
+        assert!(last_write(&dir, "stdout.log").is_some());
     }
 }
