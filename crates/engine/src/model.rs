@@ -92,12 +92,12 @@ impl AgentSpec {
             Some(timeout) => parse::parse_duration(timeout).map_err(EngineError::invalid)?,
             None => DEFAULT_STOP_TIMEOUT,
         };
-        let idle_timeout = match &request.idle_timeout {
-            Some(timeout) => {
-                Some(parse::parse_idle_timeout(timeout).map_err(EngineError::invalid)?)
-            }
-            None => None,
-        };
+        let idle_timeout = request
+            .idle_timeout
+            .as_deref()
+            .map(parse::parse_idle_timeout)
+            .transpose()
+            .map_err(EngineError::invalid)?;
         Ok(AgentSpec {
             command: request.command.clone(),
             env: request.env.clone(),

@@ -1,6 +1,6 @@
-//! The sampler: one thread for every run, which on a fixed tick reads
-//! each running run's process tree (from `/proc`, or its cgroup), its
-//! status file and its logs' times, and publishes a [`Snapshot`]. Status
+//! The sampler: one thread for all runs that, on a fixed tick, reads each
+//! running run's process tree (from `/proc`, or its cgroup), its status
+//! file and its logs' times, and publishes a [`Snapshot`]. Status
 //! calls read the snapshot and never sample, sleep or walk `/proc`.
 //!
 //! A tick is one pass over the runs; files of processes and cgroups are

@@ -154,17 +154,52 @@ impl RunSampler {
     /// Samples the run once, at `now` (`wall` on the clock), into
     /// [`RunSampler::observation`].
     pub fn sample(&mut self, scratch: &mut Scratch, now: Instant, wall: DateTime<Utc>) {
+        let (mut tree, main, tree_usec) = self.walk(scratch);
+        let counting_for = self
+            .target
+            .started_at
+            .and_then(|started| (wall - started).to_std().ok())
+            .unwrap_or_default();
+        tree.cpu_percent = self.tree_cpu.percent(tree_usec, now, counting_for);
+        let observation = &mut self.observation;
+        (observation.main, observation.process) = match main {
+            Some((counters, fds)) => (
+                if counters.is_zombie() {
+                    MainProcess::Zombie
+                } else {
+                    MainProcess::Alive
+                },
+                Some(ProcessMetrics {
+                    cpu_percent: self.main_cpu.percent(
+                        scratch.micros(counters.cpu_ticks),
+                        now,
+                        counting_for,
+                    ),
+                    rss_bytes: counters.rss_pages * scratch.page_size,
+                    threads: counters.threads,
+                    fds,
+                }),
+            ),
+            None => (MainProcess::Missing, None),
+        };
+        observation.tree = Some(tree);
+        self.look_at_files(scratch);
+    }
+
+    /// Walks the tree once: its metrics (CPU % aside), the main process's
+    /// counters and open files if it was found, and the tree's CPU time
+    /// since the run started in microseconds, reaped processes included
+    /// (the cgroup's counter, else every member's own and reaped
+    /// children's time plus what the shim reaped).
+    fn walk(&mut self, scratch: &mut Scratch) -> (TreeMetrics, Option<(ProcCounters, u32)>, u64) {
         scratch.queue.clear();
         scratch.visited.clear();
         // The main process first: as a zombie it is in no cgroup, and its
         // identity is checked.
         scratch.queue.push(self.target.main.pid);
-        let mut tree = TreeMetrics::default();
-        // CPU time of the tree since the run started, reaped processes
-        // included: the cgroup's counter, else every member's own and
-        // reaped children's time plus what the shim reaped.
         let mut cpu_ticks = 0;
         let cgroup_usec = self.roots(scratch, &mut cpu_ticks);
+        let mut tree = TreeMetrics::default();
         let mut main = None;
         let mut index = 0;
         while let Some(&pid) = scratch.queue.get(index) {
@@ -202,37 +237,8 @@ impl RunSampler {
         // Processes not met in this walk have ended: their files close.
         self.processes.clear();
         mem::swap(&mut self.processes, &mut self.walked);
-
-        let counting_for = self
-            .target
-            .started_at
-            .and_then(|started| (wall - started).to_std().ok())
-            .unwrap_or_default();
-        let tree_usec = cgroup_usec.unwrap_or_else(|| scratch.micros(cpu_ticks));
-        tree.cpu_percent = self.tree_cpu.percent(tree_usec, now, counting_for);
-        let observation = &mut self.observation;
-        (observation.main, observation.process) = match main {
-            Some((counters, fds)) => (
-                if counters.is_zombie() {
-                    MainProcess::Zombie
-                } else {
-                    MainProcess::Alive
-                },
-                Some(ProcessMetrics {
-                    cpu_percent: self.main_cpu.percent(
-                        scratch.micros(counters.cpu_ticks),
-                        now,
-                        counting_for,
-                    ),
-                    rss_bytes: counters.rss_pages * scratch.page_size,
-                    threads: counters.threads,
-                    fds,
-                }),
-            ),
-            None => (MainProcess::Missing, None),
-        };
-        observation.tree = Some(tree);
-        self.look_at_files(scratch);
+        let usec = cgroup_usec.unwrap_or_else(|| scratch.micros(cpu_ticks));
+        (tree, main, usec)
     }
 
     /// Reads the status file if it changed, and when the logs last grew.
