@@ -183,7 +183,10 @@ fn the_tree_memory_counts_every_process() {
     });
     // Once head has ended and been reaped: the shell, tail and sleep.
     let view = wait_for(&home, &id, SOON, "the tree's memory is sampled", |view| {
-        number(&tree(view)["rss_bytes"]) >= HELD as f64 && tree(view)["processes"] == 3
+        tree(view)["rss_bytes"]
+            .as_u64()
+            .is_some_and(|rss| rss >= HELD)
+            && tree(view)["processes"] == 3
     });
     // The main process (the shell) holds little of it.
     assert!(
@@ -466,6 +469,9 @@ fn bad_idle_timeouts_and_sample_intervals_change_nothing() {
     assert!(output.stderr.contains("longer than 0"), "{}", output.stderr);
     // The daemon says the same to any client.
     home.ok(&["daemon"]);
+    // A running daemon keeps its tick, and says so.
+    let text = home.ok(&["daemon", "--sample-interval", "1s"]);
+    assert!(text.contains("its sample interval is unchanged"), "{text}");
     let answer = home.http(
         "POST",
         "/v1/agents",

@@ -135,6 +135,11 @@ impl Client {
         decode(&Method::GET, path, &body)
     }
 
+    /// `GET path`, the answer's body as it came.
+    pub async fn get_raw(&self, path: &str) -> Result<Bytes> {
+        self.call(Method::GET, path, None).await
+    }
+
     /// `POST path` with a JSON body, answer decoded from JSON.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         let answer = self.call(Method::POST, path, Some(encode(body)?)).await?;

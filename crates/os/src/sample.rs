@@ -299,12 +299,22 @@ impl WatchedDir {
         })
     }
 
+    /// The stamp of the directory itself: its modification time changes
+    /// whenever an entry is added, removed or renamed.
+    pub fn own_stamp(&self) -> io::Result<FileStamp> {
+        self.stamp_at("", rustix::fs::AtFlags::EMPTY_PATH)
+    }
+
     /// The stamp of the file `name` in the directory; `NotFound` when there
     /// is none.
     pub fn stamp(&self, name: &str) -> io::Result<FileStamp> {
-        use rustix::fs::{statx, AtFlags, StatxFlags};
+        self.stamp_at(name, rustix::fs::AtFlags::empty())
+    }
+
+    fn stamp_at(&self, name: &str, flags: rustix::fs::AtFlags) -> io::Result<FileStamp> {
+        use rustix::fs::{statx, StatxFlags};
         let wanted = StatxFlags::MTIME | StatxFlags::SIZE | StatxFlags::INO;
-        let stat = statx(&self.dir, name, AtFlags::empty(), wanted)?;
+        let stat = statx(&self.dir, name, flags, wanted)?;
         let since_epoch = Duration::new(
             u64::try_from(stat.stx_mtime.tv_sec).unwrap_or(0),
             stat.stx_mtime.tv_nsec,
@@ -583,7 +593,10 @@ mod tests {
         let watched = WatchedDir::open(dir.path()).unwrap();
         let error = watched.stamp("status.json").unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::NotFound);
+        let before = watched.own_stamp().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
         std::fs::write(dir.path().join("status.json"), "{}").unwrap();
+        assert!(watched.own_stamp().unwrap().modified > before.modified);
         let stamp = watched.stamp("status.json").unwrap();
         let metadata = std::fs::metadata(dir.path().join("status.json")).unwrap();
         assert_eq!(stamp.modified, metadata.modified().unwrap());

@@ -6,7 +6,6 @@ use crate::format::{bytes, command_line, cpu_percent, truncate, uptime};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
-use serde_json::Value;
 use wrangle_wire::AgentView;
 
 /// Widest COMMAND cell; longer command lines end in `…`.
@@ -18,8 +17,7 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
     let path = routes::list(args.all);
     if args.json {
         // Printed as received: no need to decode thousands of agents.
-        let agents: Value = client.get(&path).await?;
-        output::print_json(&agents)?;
+        output::print_json_text(&client.get_raw(&path).await?)?;
     } else {
         let agents: Vec<AgentView> = client.get(&path).await?;
         output::print(&table(&agents))?;

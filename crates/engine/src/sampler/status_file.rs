@@ -81,6 +81,10 @@ fn kind(value: &Value) -> &'static str {
 pub struct StatusFile {
     /// The version last taken (or found invalid).
     seen: Option<FileStamp>,
+    /// The directory's stamp when the file was last found missing: until
+    /// the directory changes, it is still missing (most agents never write
+    /// one, and a lookup that fails costs more than one that succeeds).
+    missing_while: Option<FileStamp>,
     /// The last valid report.
     pub report: Arc<Report>,
     /// Why the current version was not taken, if it was not.
@@ -90,14 +94,29 @@ pub struct StatusFile {
 }
 
 impl StatusFile {
-    /// Looks at the file `name` in `dir` (one `statx`) and reads it when it
+    /// Looks at the file `name` in `dir` (a `statx` or two) and reads it when it
     /// has changed since the last look; `buffer` is reused between calls.
     /// An invalid version leaves the last valid report in place and says
     /// why.
     pub fn refresh(&mut self, dir: &WatchedDir, name: &str, buffer: &mut Vec<u8>, now: SystemTime) {
-        let Ok(stamp) = dir.stamp(name) else {
+        let dir_stamp = dir.own_stamp().ok();
+        if dir_stamp.is_some() && self.missing_while == dir_stamp {
             return;
+        }
+        let stamp = match dir.stamp(name) {
+            Ok(stamp) => stamp,
+            Err(_) => {
+                // A directory changed just now may change again within the
+                // same timestamp: only an older one is trusted to stay as
+                // it was while its stamp does.
+                self.missing_while = dir_stamp.filter(|dir| {
+                    now.duration_since(dir.modified)
+                        .is_ok_and(|age| age >= SETTLE)
+                });
+                return;
+            }
         };
+        self.missing_while = None;
         self.heartbeat = Some(stamp.modified.into());
         // An empty file is most likely being written (truncated first):
         // looked at again next time.
@@ -200,6 +219,9 @@ mod tests {
 
         refresh(&mut file, later());
         assert_eq!(*file.report, Report::default());
+        assert!(file.heartbeat.is_none());
+        // Still missing: the directory has not changed.
+        refresh(&mut file, later());
         assert!(file.heartbeat.is_none());
 
         fs::write(&path, r#"{"progress": 10, "message": "start"}"#).unwrap();
