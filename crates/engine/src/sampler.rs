@@ -20,6 +20,7 @@ use chrono::Utc;
 use run::{RunSampler, Scratch, Target};
 use std::collections::HashMap;
 use std::io;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::Weak;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -42,16 +43,23 @@ pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
     thread::Builder::new()
         .name("wrangle-sampler".into())
         .spawn(move || {
-            let mut sampler = Sampler {
+            let new_sampler = || Sampler {
                 runs: HashMap::new(),
                 scratch: Scratch::new(limit),
             };
+            let mut sampler = new_sampler();
             let mut next = Instant::now();
             loop {
                 let Some(engine) = engine.upgrade() else {
                     return;
                 };
-                sampler.tick(&engine);
+                // A bug in one tick must not end sampling for good: the
+                // next tick starts afresh.
+                let ticked = panic::catch_unwind(AssertUnwindSafe(|| sampler.tick(&engine)));
+                if ticked.is_err() {
+                    tracing::error!("the sampler failed; it starts again at the next tick");
+                    sampler = new_sampler();
+                }
                 drop(engine);
                 // A late tick does not make the next ones come faster.
                 let now = Instant::now();
