@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         wrangle_api::serve(wrangle_api::Options {
             home: options.home,
             max_running: options.max_running,
+            sample_interval: options.sample_interval,
         })
     })
 }

@@ -5,8 +5,10 @@
 //! 2. start N through a daemon in a fresh home, over the API (a few
 //!    parallel keep-alive connections), until `ps --json` shows all
 //!    running; and with a loop of `wrangle run`;
-//! 3. `wrangle ps --json` and `GET /v1/agents` with N running;
-//! 4. the daemon's (and the shims') idle CPU and memory;
+//! 3. `wrangle ps --json`, `GET /v1/agents` and `wrangle summary --json`
+//!    with N running;
+//! 4. the daemon's (and the shims') idle CPU and memory, with the sampler
+//!    on at its default tick (2 s);
 //! 5. stop all until `/proc` shows none left.
 //!
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
@@ -219,6 +221,11 @@ async fn bench_one(
     eprintln!("N = {n}: status calls");
     let ps_cli = measure::time_ps_cli(&wrangle, args.status_runs, n)?;
     let ps_api = measure::time_list_api(&api, args.status_runs, n).await?;
+    // A binary from before `wrangle summary` (an A/B with --wrangle) has
+    // no such figure.
+    let summary_cli = measure::time_summary_cli(&wrangle, args.status_runs, n)
+        .map_err(|error| eprintln!("note: summary not measured: {error:#}"))
+        .ok();
     eprintln!("N = {n}: SIGKILL the daemon, time the re-attach");
     let reattach = measure::reattach(&wrangle, daemon, &api_start.fleet)?;
     let daemon = reattach.daemon;
@@ -250,6 +257,7 @@ async fn bench_one(
         cli_start,
         ps_cli,
         ps_api,
+        summary_cli,
         idle,
         reattach,
         stop_cli,

@@ -57,6 +57,47 @@ pub fn time_ps_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
     })
 }
 
+/// Runs the `wrangle summary --json` CLI `runs` times: wall time of the
+/// whole process, output read to its end. Checks that the summary counts
+/// `n` running agents and that the sampler has seen every one of their
+/// processes (so the figure is taken with sampling on).
+pub fn time_summary_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
+    let mut samples = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let output = wrangle
+            .command(["summary", "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .context("cannot run `wrangle summary --json`")?;
+        samples.push(started.elapsed());
+        if !output.status.success() {
+            bail!("`wrangle summary --json` failed ({})", output.status);
+        }
+        let summary: wrangle_wire::Summary = serde_json::from_slice(&output.stdout)
+            .context("`wrangle summary --json` printed no summary")?;
+        let running = summary
+            .by_state
+            .get(&wrangle_wire::State::Running)
+            .copied()
+            .unwrap_or(0);
+        if running as usize != n || summary.sampled_at.is_none() || (summary.processes as usize) < n
+        {
+            bail!(
+                "`wrangle summary --json` counts {running} running agents and {} sampled processes, not {n}",
+                summary.processes
+            );
+        }
+        bytes = output.stdout.len();
+    }
+    Ok(Status {
+        samples: Samples::new(samples),
+        bytes,
+    })
+}
+
 /// Sends `GET /v1/agents?all=false` `runs` times, each on a new connection
 /// as a CLI would: connect, request, whole answer read.
 pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {

@@ -29,6 +29,8 @@ pub struct Figures {
     pub ps_cli: Status,
     /// `GET /v1/agents`, one connection per call.
     pub ps_api: Status,
+    /// `wrangle summary --json`, the CLI process, where the binary has it.
+    pub summary_cli: Option<Status>,
     /// Idle cost with N running.
     pub idle: Idle,
     /// Re-attach after a SIGKILL of the daemon with N running.
@@ -243,6 +245,11 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     row("size of the list", &|f| {
         format!("{:.0} KiB", f.ps_api.bytes as f64 / 1024.0)
     });
+    row("`wrangle summary --json` CLI, wall time", &|f| {
+        f.summary_cli
+            .as_ref()
+            .map_or("not measured".into(), status_cell)
+    });
     row(
         "**re-attach: SIGKILL the daemon until a new one lists all running**",
         &|f| format!("**{}**", time(f.reattach.took)),
@@ -265,13 +272,16 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
             .as_ref()
             .map_or("not measured".into(), |s| time(s.agents_gone))
     });
-    row("**daemon idle CPU (% of one core)**", &|f| {
-        format!(
-            "**{:.2}%** over {:.0} s",
-            f.idle.daemon_cpu,
-            f.idle.window.as_secs_f64()
-        )
-    });
+    row(
+        "**daemon idle CPU (% of one core), sampler at its 2 s tick**",
+        &|f| {
+            format!(
+                "**{:.2}%** over {:.0} s",
+                f.idle.daemon_cpu,
+                f.idle.window.as_secs_f64()
+            )
+        },
+    );
     row("daemon RSS (peak)", &|f| {
         format!(
             "{} ({})",

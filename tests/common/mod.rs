@@ -310,15 +310,28 @@ impl Home {
         }
     }
 
-    /// `ps -a --json` with what changes by itself (the running time of
-    /// running agents) left out: equal snapshots mean nothing changed.
+    /// `ps -a --json` with what changes by itself left out (the running
+    /// time of running agents, and what the sampler sees of them): equal
+    /// snapshots mean nothing changed.
     pub fn snapshot(&self) -> Value {
+        const CHANGING: [&str; 10] = [
+            "runtime_seconds",
+            "health",
+            "health_reason",
+            "process",
+            "tree",
+            "progress",
+            "message",
+            "details",
+            "last_output_at",
+            "last_heartbeat_at",
+        ];
         let mut agents = self.ps_all();
         for agent in &mut agents {
-            agent
-                .as_object_mut()
-                .expect("an agent object")
-                .remove("runtime_seconds");
+            let agent = agent.as_object_mut().expect("an agent object");
+            for key in CHANGING {
+                agent.remove(key);
+            }
         }
         Value::Array(agents)
     }

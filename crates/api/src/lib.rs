@@ -20,6 +20,9 @@ pub struct Options {
     pub home: PathBuf,
     /// Most agents that may run at once (`wrangle daemon --max-running`).
     pub max_running: Option<u32>,
+    /// The sampler's tick (`wrangle daemon --sample-interval`); the
+    /// default when absent.
+    pub sample_interval: Option<Duration>,
 }
 
 /// What every request handler shares.
@@ -53,6 +56,7 @@ pub struct AppState {
         routes::list_groups,
         routes::set_group,
         routes::stop_agents,
+        routes::summary,
     )
 )]
 pub struct ApiDoc;
@@ -82,13 +86,13 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
         .thread_name("wrangle-daemon")
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(run(home.clone(), options.max_running));
+    let result = runtime.block_on(run(home.clone(), &options));
     daemon::remove_runtime_files(&home);
     drop(lock);
     result
 }
 
-async fn run(home: PathBuf, max_running: Option<u32>) -> anyhow::Result<()> {
+async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     let containment = Containment::detect();
     tracing::info!(home = %home.display(), containment = %containment.describe(), "starting");
     let shim_program = std::env::current_exe().context("cannot find the wrangle binary")?;
@@ -96,7 +100,10 @@ async fn run(home: PathBuf, max_running: Option<u32>) -> anyhow::Result<()> {
         home: home.clone(),
         shim_program,
         containment,
-        max_running,
+        max_running: options.max_running,
+        sample_interval: options
+            .sample_interval
+            .unwrap_or(wrangle_engine::sampler::DEFAULT_INTERVAL),
     })
     .await
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;

@@ -13,6 +13,7 @@ use tokio_stream::StreamExt;
 use wrangle_wire::{
     AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, DoctorReport, ErrorBody, GroupView,
     KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest, StopResult,
+    Summary,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/validate", post(validate_agent))
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", put(set_group))
+        .route("/v1/summary", get(summary))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state)
@@ -282,6 +284,13 @@ pub async fn stop_agents(
     JsonBody(request): JsonBody<StopRequest>,
 ) -> Result<Json<Vec<StopResult>>, ApiError> {
     Ok(Json(state.engine.stop(request).await?))
+}
+
+/// The fleet at a glance: counts by state and health, what the running
+/// trees use together (at the sampler's last tick) and the top users.
+#[utoipa::path(get, path = "/v1/summary", responses((status = 200, body = Summary)))]
+pub async fn summary(State(state): State<AppState>) -> Json<Summary> {
+    Json(state.engine.summary())
 }
 
 /// The OpenAPI document of this API.

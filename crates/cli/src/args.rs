@@ -47,6 +47,8 @@ pub enum Command {
     Runs(RunsArgs),
     /// Say what wrangle found on this machine and what to do about problems
     Doctor(DoctorArgs),
+    /// Show the fleet at a glance: counts, resource use, top agents
+    Summary(SummaryArgs),
     /// Show or set concurrency groups
     Group(GroupArgs),
     /// Start what a wrangle.toml declares: what is missing, what changed
@@ -108,6 +110,11 @@ pub struct RunArgs {
     /// Most open files per process of the agent (RLIMIT_NOFILE)
     #[arg(long, value_name = "N", value_parser = nofile, allow_hyphen_values = true)]
     pub nofile: Option<u64>,
+
+    /// Call the agent hung after this long without output or a write to its
+    /// status file, e.g. 5m [default: never]
+    #[arg(long, value_name = "DURATION", value_parser = idle_timeout)]
+    pub idle_timeout: Option<String>,
 
     /// Start the agent again when it ends: never, on-failure (non-zero exit,
     /// fatal signal, timeout) or always [default: never]
@@ -260,6 +267,14 @@ pub struct UpArgs {
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
     /// Print the findings as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `wrangle summary`.
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -438,6 +453,11 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "N", value_parser = max_running_daemon)]
     pub max_running: Option<u32>,
 
+    /// How often the daemon samples every agent's processes, e.g. 500ms
+    /// [default: 2s]
+    #[arg(long, value_name = "DURATION", value_parser = sample_interval)]
+    pub sample_interval: Option<String>,
+
     /// What to do with the daemon; start it when absent.
     #[command(subcommand)]
     pub action: Option<DaemonAction>,
@@ -512,6 +532,20 @@ fn pids_max(text: &str) -> Result<u64, InvalidInput> {
 /// `--nofile`.
 fn nofile(text: &str) -> Result<u64, InvalidInput> {
     parse::parse_count_limit("open-file limit", text).map_err(InvalidInput)
+}
+
+/// `--idle-timeout`: checked, kept as typed.
+fn idle_timeout(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_idle_timeout(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--sample-interval`: checked, kept as typed.
+fn sample_interval(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_sample_interval(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
 }
 
 /// `--restart`: checked, kept as typed.
@@ -931,5 +965,41 @@ mod tests {
             validation_message(&["run", "--nofile", "0", "--", "true"]),
             parse::parse_count_limit("open-file limit", "0").unwrap_err()
         );
+    }
+
+    #[test]
+    fn idle_timeout_and_sample_interval_are_checked_with_the_daemons_parsers() {
+        let cli = parse(&["run", "--idle-timeout", "5m", "--", "true"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.idle_timeout.as_deref(), Some("5m"));
+        assert_eq!(
+            validation_message(&["run", "--idle-timeout", "bogus", "--", "true"]),
+            parse::parse_idle_timeout("bogus").unwrap_err()
+        );
+        assert_eq!(
+            validation_message(&["run", "--idle-timeout", "0", "--", "true"]),
+            parse::parse_idle_timeout("0").unwrap_err()
+        );
+        let cli = parse(&["daemon", "--sample-interval", "250ms"]).unwrap();
+        let Command::Daemon(daemon) = cli.command else {
+            panic!("not daemon")
+        };
+        assert_eq!(daemon.sample_interval.as_deref(), Some("250ms"));
+        assert_eq!(
+            validation_message(&["daemon", "--sample-interval", "1ms"]),
+            parse::parse_sample_interval("1ms").unwrap_err()
+        );
+        assert!(parse(&["daemon", "--sample-interval", "1s", "stop"]).is_err());
+    }
+
+    #[test]
+    fn summary_prints_a_table_or_json() {
+        let cli = parse(&["summary", "--json"]).unwrap();
+        let Command::Summary(summary) = cli.command else {
+            panic!("not summary")
+        };
+        assert!(summary.json);
     }
 }

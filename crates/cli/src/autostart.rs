@@ -32,20 +32,20 @@ const MAX_POLL: Duration = Duration::from_millis(50);
 /// How many lines of daemon.log an error shows.
 const LOG_LINES: usize = 20;
 
-/// Starts a daemon for `home` with the options `daemon_args` and waits
-/// until `socket` answers.
-pub async fn start_daemon(home: &Path, socket: &Path, daemon_args: &[String]) -> Result<()> {
+/// Starts a daemon for `home` and waits until `socket` answers. `flags`
+/// are options of `wrangle daemon` for it (`--sample-interval 1s`).
+pub async fn start_daemon(home: &Path, socket: &Path, flags: &[String]) -> Result<()> {
     home::ensure(home)?;
     let log_path = home::daemon_log_path(home);
-    let mut child = spawn(home, &log_path, daemon_args)?;
+    let mut child = spawn(home, &log_path, flags)?;
     wait_for_socket(socket, &mut child, &log_path, || {
-        spawn(home, &log_path, daemon_args)
+        spawn(home, &log_path, flags)
     })
     .await
 }
 
-/// Spawns `wrangle daemon --foreground` detached from this terminal.
-fn spawn(home: &Path, log_path: &Path, daemon_args: &[String]) -> Result<Child> {
+/// Spawns `wrangle daemon --foreground FLAGS` detached from this terminal.
+fn spawn(home: &Path, log_path: &Path, flags: &[String]) -> Result<Child> {
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -61,7 +61,7 @@ fn spawn(home: &Path, log_path: &Path, daemon_args: &[String]) -> Result<Child> 
     let mut command = Command::new(&exe);
     command
         .args(["daemon", "--foreground"])
-        .args(daemon_args)
+        .args(flags)
         .env("WRANGLE_HOME", home)
         // A daemon must not keep the user's directory busy (or deleted).
         .current_dir("/")

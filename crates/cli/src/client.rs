@@ -117,12 +117,12 @@ impl Client {
         }
     }
 
-    /// Starts a daemon for `home` in the background with the options
-    /// `daemon_args` (e.g. `--max-running 4`) and connects to it (or to the
-    /// one another CLI started at the same moment).
-    pub async fn start(home: &Path, daemon_args: &[String]) -> Result<Client> {
+    /// Starts a daemon for `home` in the background, with the options
+    /// `flags` of `wrangle daemon`, and connects to it (or to the one
+    /// another CLI started at the same moment).
+    pub async fn start(home: &Path, flags: &[String]) -> Result<Client> {
         let socket = home::socket_path(home);
-        autostart::start_daemon(home, &socket, daemon_args).await?;
+        autostart::start_daemon(home, &socket, flags).await?;
         Ok(Client {
             socket,
             restart_in: None,
@@ -145,7 +145,7 @@ impl Client {
         decode(&Method::GET, path, &body)
     }
 
-    /// `GET path`, the answer's body as it came (JSON, compact).
+    /// `GET path`, the answer's body as it came.
     pub async fn get_raw(&self, path: &str) -> Result<Bytes> {
         self.call(Method::GET, path, None).await
     }

@@ -36,6 +36,8 @@ pub struct DaemonOptions {
     pub home: PathBuf,
     /// Most agents that may run at once (`--max-running`).
     pub max_running: Option<u32>,
+    /// The sampler's tick (`--sample-interval`).
+    pub sample_interval: Option<std::time::Duration>,
 }
 
 /// Runs the CLI with the process's arguments; `serve` runs a daemon in this
@@ -60,8 +62,24 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
         Command::Daemon(DaemonArgs {
             foreground: true,
             max_running,
+            sample_interval,
             ..
-        }) => run_foreground(DaemonOptions { home, max_running }, serve),
+        }) => {
+            // Checked by clap already, with the same parser.
+            let sample_interval = sample_interval
+                .as_deref()
+                .map(wrangle_wire::parse::parse_sample_interval)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            run_foreground(
+                DaemonOptions {
+                    home,
+                    max_running,
+                    sample_interval,
+                },
+                serve,
+            )
+        }
         command => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -115,6 +115,11 @@ pub fn stop() -> String {
     format!("{API_PREFIX}/stop")
 }
 
+/// `GET /v1/summary`.
+pub fn summary() -> String {
+    format!("{API_PREFIX}/summary")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +134,7 @@ mod tests {
         assert_eq!(list(true), "/v1/agents?all=true");
         assert_eq!(list(false), "/v1/agents?all=false");
         assert_eq!(stop(), "/v1/stop");
+        assert_eq!(summary(), "/v1/summary");
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl Engine {
         if queued.is_none() {
             self.start_run(&id).await?;
         }
-        Ok(self.snapshot(&id)?.view(Utc::now()))
+        self.current_view(&id)
     }
 
     /// Checks a create request as `create` would, and creates nothing:
@@ -94,7 +94,7 @@ impl Engine {
         let agent = self.snapshot(id)?;
         let run = &agent.status.run;
         let identity = &agent.identity;
-        let status_file = run.dir.join("status.json");
+        let status_file = run.status_file();
         let mut shim_spec = ShimSpec {
             agent_id: id.to_string(),
             run: run.number,

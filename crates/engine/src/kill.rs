@@ -2,7 +2,6 @@
 
 use crate::error::EngineError;
 use crate::Engine;
-use chrono::Utc;
 use wrangle_shim::protocol::ControlCommand;
 use wrangle_wire::{parse, AgentView, KillRequest, State};
 
@@ -32,6 +31,6 @@ impl Engine {
         if signal == libc::SIGKILL {
             let _ = states.wait_for(|state| state.is_ended()).await;
         }
-        Ok(self.snapshot(&id)?.view(Utc::now()))
+        self.current_view(&id)
     }
 }

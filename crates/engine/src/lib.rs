@@ -14,6 +14,7 @@ mod ended;
 pub mod error;
 pub mod executor;
 mod follow;
+pub mod health;
 mod kill;
 pub mod limits;
 pub mod logs;
@@ -27,7 +28,9 @@ mod recover;
 mod registry;
 mod remove;
 mod restart;
+pub mod sampler;
 mod stop;
+mod summary;
 mod wait;
 mod zygote;
 
@@ -36,8 +39,10 @@ use error::EngineError;
 use executor::LocalShims;
 use model::{Agent, Status};
 use registry::Registry;
+use sampler::Snapshot;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::watch;
 use wrangle_os::limits::LimitSupport;
 use wrangle_os::Containment;
@@ -55,6 +60,8 @@ pub struct EngineConfig {
     pub containment: Containment,
     /// Most agents that may run at once; the rest are queued.
     pub max_running: Option<u32>,
+    /// Tick of the sampler (see [`sampler::DEFAULT_INTERVAL`]).
+    pub sample_interval: Duration,
 }
 
 /// The engine; cheap to clone, shared by every request.
@@ -68,6 +75,8 @@ struct Inner {
     shims: LocalShims,
     store: Mutex<Store>,
     registry: Mutex<Registry>,
+    /// What the sampler saw at its last tick.
+    observations: Mutex<Snapshot>,
     /// Working directory of agents created without one.
     cwd: PathBuf,
     /// What can enforce resource limits, detected once at start.
@@ -77,6 +86,20 @@ struct Inner {
     limits: Mutex<queue::Limits>,
     /// Held from counting slots to recording a start (see `queue`).
     admission: tokio::sync::Mutex<()>,
+}
+
+impl Inner {
+    fn lock_registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_observations(&self) -> MutexGuard<'_, Snapshot> {
+        self.observations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Engine {
@@ -100,6 +123,7 @@ impl Engine {
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),
+                observations: Mutex::new(Snapshot::default()),
                 cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
                 started_at: Utc::now(),
                 limits: Mutex::new(limits),
@@ -107,6 +131,9 @@ impl Engine {
             }),
         };
         engine.recover(loaded).await?;
+        let interval = engine.inner.config.sample_interval;
+        sampler::start(Arc::downgrade(&engine.inner), interval)
+            .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
         Ok(engine)
     }
 
@@ -121,14 +148,17 @@ impl Engine {
         agents.sort_by(|a, b| {
             (a.identity.created_at, &a.identity.id).cmp(&(b.identity.created_at, &b.identity.id))
         });
-        agents.into_iter().map(|agent| agent.view(now)).collect()
+        let observations = self.inner.lock_observations();
+        agents
+            .into_iter()
+            .map(|agent| agent.view(now, observations.of(agent)))
+            .collect()
     }
 
     /// One agent by id, name or unique id prefix.
     pub fn inspect(&self, reference: &str) -> Result<AgentView, EngineError> {
-        let registry = self.registry();
-        let id = registry.resolve(reference)?;
-        Ok(registry.get(&id)?.view(Utc::now()))
+        let id = self.registry().resolve(reference)?;
+        self.current_view(&id)
     }
 
     /// Who answers: pid, version, home, containment, counts.
@@ -150,10 +180,7 @@ impl Engine {
     }
 
     fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.inner
-            .registry
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock_registry()
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
@@ -182,6 +209,13 @@ impl Engine {
     /// A copy of the agent as it is now.
     fn snapshot(&self, id: &str) -> Result<Agent, EngineError> {
         self.registry().get(id).cloned()
+    }
+
+    /// The agent as the API shows it now, with what the sampler saw.
+    fn current_view(&self, id: &str) -> Result<AgentView, EngineError> {
+        let agent = self.snapshot(id)?;
+        let observations = self.inner.lock_observations();
+        Ok(agent.view(Utc::now(), observations.of(&agent)))
     }
 
     /// Waits for state changes of an agent.

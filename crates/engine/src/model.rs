@@ -3,9 +3,11 @@
 //! to store rows and to the API's [`AgentView`].
 
 use crate::error::EngineError;
+use crate::health::{self, HealthInputs, MainProcess};
 use crate::limits::SpecLimits;
 use crate::policy::RestartSpec;
 use crate::probe::{HealthCheck, ProbeStatus};
+use crate::sampler::Observation;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -22,6 +24,8 @@ use wrangle_wire::{AgentView, CreateAgent, Health, State};
 pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
 /// Grace period after the stop signal when none is given.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// File name of a run's status file (`$WRANGLE_STATUS_FILE`).
+pub const STATUS_FILE: &str = "status.json";
 
 /// What an agent runs and how it is stopped; fixed when it is created and
 /// stored as JSON.
@@ -58,6 +62,10 @@ pub struct AgentSpec {
     /// Resource limits; specs stored before limits existed have none.
     #[serde(default, skip_serializing_if = "SpecLimits::is_empty")]
     pub limits: SpecLimits,
+    /// Output and heartbeat silence after which the agent is hung, in
+    /// milliseconds; never when absent (and in specs stored before it).
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 impl AgentSpec {
@@ -106,6 +114,12 @@ impl AgentSpec {
             Some(timeout) => parse::parse_duration(timeout).map_err(EngineError::invalid)?,
             None => DEFAULT_STOP_TIMEOUT,
         };
+        let idle_timeout = request
+            .idle_timeout
+            .as_deref()
+            .map(parse::parse_idle_timeout)
+            .transpose()
+            .map_err(EngineError::invalid)?;
         Ok(AgentSpec {
             command: request.command.clone(),
             env: request.env.clone(),
@@ -127,12 +141,18 @@ impl AgentSpec {
             labels: checked_labels(&request.labels)?,
             health_check: HealthCheck::from_request(request)?,
             limits: SpecLimits::from_request(request)?,
+            idle_timeout_ms: idle_timeout.map(|timeout| timeout.as_millis() as u64),
         })
     }
 
     /// The grace period after the stop signal.
     pub fn stop_timeout(&self) -> Duration {
         Duration::from_millis(self.stop_timeout_ms)
+    }
+
+    /// The silence after which the agent is hung, if any.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout_ms.map(Duration::from_millis)
     }
 
     /// The agent's whole environment for one run: the base, then `--env`,
@@ -235,6 +255,11 @@ impl Run {
         self.dir.join(wrangle_shim::protocol::STDERR_LOG)
     }
 
+    /// Path of the run's status file (`$WRANGLE_STATUS_FILE`).
+    pub fn status_file(&self) -> PathBuf {
+        self.dir.join(STATUS_FILE)
+    }
+
     /// The store row of this run.
     pub fn row(&self, agent_id: &str) -> RunRow {
         let pair = |id: Option<ProcessId>| id.map(|id| (id.pid, id.start_time));
@@ -308,28 +333,43 @@ impl Agent {
         }
     }
 
-    /// Health, separate from state.
-    pub fn health(&self) -> Health {
-        match self.status.state {
-            State::Running | State::Stopping if self.probe_failure().is_some() => Health::Unhealthy,
-            State::Running | State::Stopping => Health::Healthy,
-            _ => Health::Unknown,
-        }
+    /// Health, separate from state, and why; `observed` is what the
+    /// sampler saw of the current run.
+    pub fn health(
+        &self,
+        now: DateTime<Utc>,
+        observed: Option<&Observation>,
+    ) -> (Health, Option<String>) {
+        health::assess(&HealthInputs {
+            state: self.status.state,
+            main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
+            silence: health::silence(
+                now,
+                [
+                    self.status.run.started_at,
+                    observed.and_then(|seen| seen.last_output_at),
+                    observed.and_then(|seen| seen.last_heartbeat_at),
+                ],
+            ),
+            idle_timeout: self.identity.spec.idle_timeout(),
+            probe_failure: self.probe_failure().as_deref(),
+            status_file_error: observed.and_then(|seen| seen.report_error.as_deref()),
+        })
     }
 
-    /// The agent as the API shows it, `now` being the time of the answer.
-    pub fn view(&self, now: DateTime<Utc>) -> AgentView {
+    /// The agent as the API shows it, `now` being the time of the answer
+    /// and `observed` what the sampler saw of the current run.
+    pub fn view(&self, now: DateTime<Utc>, observed: Option<&Observation>) -> AgentView {
         let identity = &self.identity;
         let run = &self.status.run;
         let runtime = run.runtime_seconds(now);
+        let (health, health_reason) = self.health(now, observed);
         AgentView {
             id: identity.id.clone(),
             name: identity.name.clone(),
             state: self.status.state,
-            health: self.health(),
-            health_reason: self
-                .probe_failure()
-                .filter(|_| self.health() == Health::Unhealthy),
+            health,
+            health_reason,
             run: run.number,
             restarts: run.number.saturating_sub(1),
             restart: identity.spec.restart.policy,
@@ -361,14 +401,14 @@ impl Agent {
                 None => "process group + subreaper".to_string(),
             })
             .filter(|_| run.shim.is_some()),
-            process: None,
-            tree: None,
-            progress: None,
-            message: None,
-            details: None,
-            last_output_at: None,
-            last_heartbeat_at: None,
-            idle_timeout_seconds: None,
+            process: observed.and_then(|seen| seen.process.clone()),
+            tree: observed.and_then(|seen| seen.tree.clone()),
+            progress: observed.and_then(|seen| seen.report.progress),
+            message: observed.and_then(|seen| seen.report.message.clone()),
+            details: observed.and_then(|seen| seen.report.details.clone()),
+            last_output_at: observed.and_then(|seen| seen.last_output_at),
+            last_heartbeat_at: observed.and_then(|seen| seen.last_heartbeat_at),
+            idle_timeout_seconds: identity.spec.idle_timeout().map(|t| t.as_secs_f64()),
             health_check: identity
                 .spec
                 .health_check
@@ -414,11 +454,39 @@ mod tests {
             .message
             .contains("invalid duration"));
         bad.stop_timeout = None;
+        bad.idle_timeout = Some("bogus".into());
+        assert!(AgentSpec::from_request(&bad, Path::new("/"))
+            .unwrap_err()
+            .message
+            .contains("invalid duration"));
+        bad.idle_timeout = Some("0s".into());
+        assert!(AgentSpec::from_request(&bad, Path::new("/"))
+            .unwrap_err()
+            .message
+            .contains("longer than 0"));
+        bad.idle_timeout = None;
         bad.stop_signal = Some("SIGNOPE".into());
         assert!(AgentSpec::from_request(&bad, Path::new("/"))
             .unwrap_err()
             .message
             .contains("invalid signal"));
+    }
+
+    #[test]
+    fn the_idle_timeout_is_kept_and_old_specs_load_without_one() {
+        let mut req = request(&["sleep", "1"]);
+        req.idle_timeout = Some("1m30s".into());
+        let spec = AgentSpec::from_request(&req, Path::new("/")).unwrap();
+        assert_eq!(spec.idle_timeout(), Some(Duration::from_secs(90)));
+        let stored: AgentSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(stored, spec);
+
+        let before_idle_timeouts = r#"{"command":["sleep","1"],"env":{},"base_env":null,
+            "cwd":"/","stop_signal":15,"stop_timeout_ms":10000}"#;
+        let old: AgentSpec = serde_json::from_str(before_idle_timeouts).unwrap();
+        assert_eq!(old.idle_timeout(), None);
+        assert_eq!(old.stop_timeout(), Duration::from_secs(10));
     }
 
     #[test]

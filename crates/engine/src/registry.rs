@@ -161,6 +161,7 @@ mod tests {
                     labels: Default::default(),
                     health_check: None,
                     limits: Default::default(),
+                    idle_timeout_ms: None,
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),

@@ -2,7 +2,6 @@
 
 use crate::error::EngineError;
 use crate::Engine;
-use chrono::Utc;
 use wrangle_wire::AgentView;
 
 impl Engine {
@@ -20,7 +19,7 @@ impl Engine {
             }
             self.stop_one(&id, None).await?;
         }
-        let view = self.snapshot(&id)?.view(Utc::now());
+        let view = self.current_view(&id)?;
         {
             let mut registry = self.registry();
             self.store().delete_agent(&id)?;

@@ -167,7 +167,7 @@ impl Engine {
         if queued.is_none() {
             self.start_run(&id).await?;
         }
-        Ok(self.snapshot(&id)?.view(Utc::now()))
+        self.current_view(&id)
     }
 
     /// Starts run `next` of the agent after `delay`, unless it has left

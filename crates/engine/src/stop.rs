@@ -2,7 +2,6 @@
 
 use crate::error::EngineError;
 use crate::Engine;
-use chrono::Utc;
 use std::collections::BTreeSet;
 use std::io;
 use std::time::Duration;
@@ -127,7 +126,7 @@ impl Engine {
     }
 
     fn stop_result(&self, id: &str, already_ended: bool) -> Result<StopResult, EngineError> {
-        let agent = self.snapshot(id)?.view(Utc::now());
+        let agent = self.current_view(id)?;
         let reason = agent
             .reason
             .clone()

@@ -2,7 +2,6 @@
 
 use crate::error::EngineError;
 use crate::Engine;
-use chrono::Utc;
 use wrangle_wire::AgentView;
 
 impl Engine {
@@ -15,6 +14,6 @@ impl Engine {
                 "agent {reference} was removed while waiting for it"
             )));
         }
-        Ok(self.snapshot(&id)?.view(Utc::now()))
+        self.current_view(&id)
     }
 }

@@ -16,6 +16,7 @@ pub mod memory;
 pub mod pidfd;
 pub mod proc;
 pub mod proctitle;
+pub mod sample;
 pub mod signals;
 pub mod spawn;
 

@@ -45,6 +45,33 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(trimmed).map_err(|_| bad())
 }
 
+/// Parses an idle timeout: a duration ([`parse_duration`]) above zero.
+pub fn parse_idle_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = parse_duration(text)?;
+    if timeout.is_zero() {
+        return Err(format!(
+            "invalid idle timeout {text:?}: it must be longer than 0 (leave it out to never call the agent hung)"
+        ));
+    }
+    Ok(timeout)
+}
+
+/// Shortest tick the daemon's sampler takes.
+pub const MIN_SAMPLE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Parses the sampler's tick: a duration of at least
+/// [`MIN_SAMPLE_INTERVAL`].
+pub fn parse_sample_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_SAMPLE_INTERVAL {
+        return Err(format!(
+            "invalid sample interval {text:?}: it must be at least {}ms",
+            MIN_SAMPLE_INTERVAL.as_millis()
+        ));
+    }
+    Ok(interval)
+}
+
 /// Formats a duration the way wrangle prints it: `0.02s`, `1.5s`, `15s`.
 pub fn format_seconds(duration: Duration) -> String {
     let seconds = duration.as_secs_f64();
@@ -463,6 +490,26 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("invalid duration"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn idle_timeouts_and_sample_intervals_have_a_floor() {
+        assert_eq!(parse_idle_timeout("30s").unwrap(), Duration::from_secs(30));
+        assert!(parse_idle_timeout("0")
+            .unwrap_err()
+            .contains("longer than 0"));
+        assert!(parse_idle_timeout("bogus")
+            .unwrap_err()
+            .contains("invalid duration"));
+        assert_eq!(
+            parse_sample_interval("250ms").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            parse_sample_interval("1ms").unwrap_err(),
+            "invalid sample interval \"1ms\": it must be at least 10ms"
+        );
+        assert!(parse_sample_interval("x").is_err());
     }
 
     #[test]

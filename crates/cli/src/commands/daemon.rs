@@ -15,22 +15,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause between two looks at a stopping daemon.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
-/// Starts the daemon unless one runs, and says which one answers.
+/// Starts the daemon unless one runs, and says which one answers. The
+/// daemon's options apply to a daemon started here only.
 pub async fn start(home: &Path, args: &DaemonArgs) -> Result<u8> {
-    let daemon_args: Vec<String> = match args.max_running {
-        Some(max) => vec!["--max-running".into(), max.to_string()],
-        None => Vec::new(),
-    };
+    let mut daemon_args: Vec<String> = Vec::new();
+    if let Some(max) = args.max_running {
+        daemon_args.extend(["--max-running".into(), max.to_string()]);
+    }
+    if let Some(interval) = &args.sample_interval {
+        daemon_args.extend(["--sample-interval".into(), interval.clone()]);
+    }
     let (client, started) = match Client::connect_running(home).await? {
         Some(client) => (client, false),
         None => (Client::start(home, &daemon_args).await?, true),
     };
-    if !started && !daemon_args.is_empty() {
-        output::print_error(&anyhow::anyhow!(
-            "the daemon already runs, so {} is not applied: stop it first (`wrangle daemon stop`)",
-            daemon_args.join(" ")
-        ));
-    }
     let info: DaemonInfo = client.get(&routes::daemon()).await?;
     let line = if started {
         format!(
@@ -39,8 +37,16 @@ pub async fn start(home: &Path, args: &DaemonArgs) -> Result<u8> {
             home.display()
         )
     } else {
+        let unchanged = if daemon_args.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} is not applied to it (stop it first to change it)",
+                daemon_args.join(" ")
+            )
+        };
         format!(
-            "the daemon is already running (pid {}) for {}",
+            "the daemon is already running (pid {}) for {}{unchanged}",
             info.pid,
             home.display()
         )

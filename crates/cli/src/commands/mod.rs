@@ -10,6 +10,7 @@ mod logs;
 mod ps;
 mod run;
 mod runs;
+mod summary;
 mod top;
 mod up;
 mod wait;
@@ -43,6 +44,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
         Command::Top(args) => top::top(home, &args).await,
         Command::Doctor(args) => doctor::doctor(&Client::connect(home).await?, &args).await,
+        Command::Summary(args) => summary::summary(&Client::connect(home).await?, &args).await,
     }
 }
 

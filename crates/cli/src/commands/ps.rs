@@ -2,7 +2,7 @@
 
 use crate::args::PsArgs;
 use crate::client::Client;
-use crate::format::{command_line, truncate, uptime};
+use crate::format::{bytes, command_line, cpu_percent, truncate, uptime};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
@@ -16,10 +16,8 @@ const COMMAND_WIDTH: usize = 50;
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
     let path = routes::list(args.all);
     if args.json {
-        // Printed as received, compact: decoding and re-encoding thousands
-        // of agents would cost more than the whole request.
-        let agents = client.get_raw(&path).await?;
-        output::print_bytes(&agents)?;
+        // Printed as received: no need to decode thousands of agents.
+        output::print_json_text(&client.get_raw(&path).await?)?;
     } else {
         let agents: Vec<AgentView> = client.get(&path).await?;
         output::print(&table(&agents))?;
@@ -27,18 +25,23 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `ID NAME STATE HEALTH PID UPTIME COMMAND`, one row per agent.
+/// `ID NAME STATE HEALTH PID CPU MEM UPTIME COMMAND`, one row per agent;
+/// CPU and MEM are those of the whole process tree at the last sample.
 fn table(agents: &[AgentView]) -> String {
-    let mut table = Table::new(&["ID", "NAME", "STATE", "HEALTH", "PID", "UPTIME", "COMMAND"]);
+    let mut table = Table::new(&[
+        "ID", "NAME", "STATE", "HEALTH", "PID", "CPU", "MEM", "UPTIME", "COMMAND",
+    ]);
     for agent in agents {
+        let dash = || "-".to_owned();
+        let tree = agent.tree.as_ref();
         table.push(vec![
             agent.short_id().to_owned(),
             agent.name.clone(),
             agent.state.to_string(),
             agent.health.to_string(),
-            agent
-                .pid
-                .map_or_else(|| "-".to_owned(), |pid| pid.to_string()),
+            agent.pid.map_or_else(dash, |pid| pid.to_string()),
+            tree.map_or_else(dash, |tree| cpu_percent(tree.cpu_percent)),
+            tree.map_or_else(dash, |tree| bytes(tree.rss_bytes)),
             uptime(agent.runtime_seconds),
             truncate(&command_line(&agent.command), COMMAND_WIDTH).into_owned(),
         ]);
@@ -54,7 +57,15 @@ mod tests {
 
     #[test]
     fn the_table_has_one_aligned_row_per_agent() {
-        let running = sample_agent();
+        let running = AgentView {
+            tree: Some(wrangle_wire::TreeMetrics {
+                cpu_percent: 150.0,
+                rss_bytes: 300 << 20,
+                processes: 3,
+                ..Default::default()
+            }),
+            ..sample_agent()
+        };
         let ended = AgentView {
             id: "fedcba9876543210fedcba9876543210".into(),
             name: "a".into(),
@@ -71,9 +82,9 @@ mod tests {
         };
         let text = table(&[running, ended]);
         let expected = "\
-ID             NAME       STATE     HEALTH    PID    UPTIME   COMMAND
-0123456789ab   worker-1   running   healthy   4242   5m12s    sleep 100
-fedcba987654   a          failed    unknown   -      -        claude -p 'fix every failing test in the reposito…
+ID             NAME       STATE     HEALTH    PID    CPU    MEM    UPTIME   COMMAND
+0123456789ab   worker-1   running   healthy   4242   150%   300M   5m12s    sleep 100
+fedcba987654   a          failed    unknown   -      -      -      -        claude -p 'fix every failing test in the reposito…
 ";
         assert_eq!(text, expected);
         let last = text.lines().nth(2).unwrap();
@@ -85,7 +96,7 @@ fedcba987654   a          failed    unknown   -      -        claude -p 'fix eve
     fn no_agents_is_just_the_header() {
         assert_eq!(
             table(&[]),
-            "ID   NAME   STATE   HEALTH   PID   UPTIME   COMMAND\n"
+            "ID   NAME   STATE   HEALTH   PID   CPU   MEM   UPTIME   COMMAND\n"
         );
     }
 }

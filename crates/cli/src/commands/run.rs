@@ -66,6 +66,7 @@ fn create_request(
         cpu_max: args.cpu_max.clone(),
         pids_max: args.pids_max,
         nofile: args.nofile,
+        idle_timeout: args.idle_timeout.clone(),
         ..CreateAgent::default()
     })
 }
@@ -151,6 +152,8 @@ mod tests {
             "1s",
             "--health-retries",
             "1",
+            "--idle-timeout",
+            "90s",
             "--",
             "claude",
             "-p",
@@ -177,6 +180,7 @@ mod tests {
         assert_eq!(request.health_interval.as_deref(), Some("1s"));
         assert_eq!(request.health_timeout, None);
         assert_eq!(request.health_retries, Some(1));
+        assert_eq!(request.idle_timeout.as_deref(), Some("90s"));
     }
 
     #[test]

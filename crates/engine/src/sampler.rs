@@ -1,0 +1,130 @@
+//! The sampler: one thread for all runs that, on a fixed tick, reads each
+//! running run's process tree (from `/proc`, or its cgroup), its status
+//! file and its logs' times, and publishes a [`Snapshot`]. Status
+//! calls read the snapshot and never sample, sleep or walk `/proc`.
+//!
+//! A tick is one pass over the runs; files of processes and cgroups are
+//! kept open between ticks and buffers are reused, so a steady fleet is
+//! sampled without opening or allocating anything.
+
+mod cpu;
+mod run;
+mod snapshot;
+pub mod status_file;
+
+pub use snapshot::{Observation, Snapshot};
+
+use crate::registry::Registry;
+use crate::Inner;
+use chrono::Utc;
+use run::{RunSampler, Scratch, Target};
+use std::collections::HashMap;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Weak;
+use std::thread;
+use std::time::{Duration, Instant};
+use wrangle_wire::State;
+
+/// Tick of the sampler when none is given.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Share of the process's open-file limit the sampler may keep open
+/// between ticks (1 in this many); past it, files are opened on each
+/// tick instead.
+const OPEN_FILES_SHARE: u64 = 2;
+
+/// Starts the sampler's thread; it ends once the engine is gone.
+pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
+    let interval = interval.max(wrangle_wire::parse::MIN_SAMPLE_INTERVAL);
+    let limit = wrangle_os::sample::open_file_limit().map_or(usize::MAX, |limit| {
+        usize::try_from(limit / OPEN_FILES_SHARE).unwrap_or(usize::MAX)
+    });
+    thread::Builder::new()
+        .name("wrangle-sampler".into())
+        .spawn(move || {
+            let new_sampler = || Sampler {
+                runs: HashMap::new(),
+                scratch: Scratch::new(limit),
+            };
+            let mut sampler = new_sampler();
+            let mut next = Instant::now();
+            loop {
+                let Some(engine) = engine.upgrade() else {
+                    return;
+                };
+                // A bug in one tick must not end sampling for good: the
+                // next tick starts afresh.
+                let ticked = panic::catch_unwind(AssertUnwindSafe(|| sampler.tick(&engine)));
+                if ticked.is_err() {
+                    tracing::error!("the sampler failed; it starts again at the next tick");
+                    sampler = new_sampler();
+                }
+                drop(engine);
+                // A late tick does not make the next ones come faster.
+                let now = Instant::now();
+                next = (next + interval).max(now);
+                thread::sleep(next - now);
+            }
+        })
+        .map(drop)
+}
+
+/// The sampler's own state, kept from tick to tick.
+struct Sampler {
+    /// The runs watched, by agent id.
+    runs: HashMap<String, RunSampler>,
+    scratch: Scratch,
+}
+
+impl Sampler {
+    /// One tick: takes the runs to watch from the registry, samples each
+    /// (holding no lock) and publishes the observations.
+    fn tick(&mut self, engine: &Inner) {
+        let started = Instant::now();
+        self.follow(&engine.lock_registry());
+        self.scratch.start_tick();
+        let now = Instant::now();
+        let wall = Utc::now();
+        for run in self.runs.values_mut() {
+            run.sample(&mut self.scratch, now, wall);
+        }
+        let runs = &self.runs;
+        engine.lock_observations().publish(
+            Utc::now(),
+            |id| runs.contains_key(id),
+            runs.iter().map(|(id, run)| (id, &run.observation)),
+        );
+        tracing::debug!(runs = runs.len(), took = ?started.elapsed(), "sampled");
+    }
+
+    /// Watches every run that is running or stopping, and only those;
+    /// runs watched already keep their open files.
+    fn follow(&mut self, registry: &Registry) {
+        for agent in registry.agents() {
+            if !matches!(agent.status.state, State::Running | State::Stopping) {
+                continue;
+            }
+            let run = &agent.status.run;
+            let (Some(shim), Some(main)) = (run.shim, run.process) else {
+                continue;
+            };
+            match self.runs.get_mut(agent.identity.id.as_str()) {
+                Some(sampler) if sampler.watches(run.number, shim) => sampler.mark(),
+                _ => {
+                    let target = Target {
+                        run: run.number,
+                        shim,
+                        main,
+                        cgroup: run.cgroup.clone(),
+                        dir: run.dir.clone(),
+                        started_at: run.started_at,
+                    };
+                    self.runs
+                        .insert(agent.identity.id.clone(), RunSampler::new(target));
+                }
+            }
+        }
+        self.runs.retain(|_, run| run.take_mark());
+    }
+}

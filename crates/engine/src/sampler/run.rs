@@ -1,0 +1,308 @@
+//! One run as the sampler watches it: its process tree (from its cgroup,
+//! or the descendants of its shim), its status file and its logs.
+//!
+//! The tree is walked from its roots through each process's list of
+//! children. With a cgroup the roots are the cgroup's members (the
+//! kernel's own list, setsid'd daemons included); zombies have left the
+//! cgroup, so it is through the children lists that they are found.
+//! Without one, the roots are the shim's children: the shim is a child
+//! subreaper, so every orphan of the tree is one of them.
+
+use super::cpu::CpuMeter;
+use super::snapshot::Observation;
+use super::status_file::{self, StatusFile};
+use crate::health::MainProcess;
+use crate::model::STATUS_FILE;
+use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
+use std::mem;
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime};
+use wrangle_os::sample::{self, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
+use wrangle_os::ProcessId;
+use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
+use wrangle_wire::{ProcessMetrics, TreeMetrics};
+
+/// What to watch of a run, from the engine's record of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    /// The run's number.
+    pub run: u32,
+    /// Its shim.
+    pub shim: ProcessId,
+    /// The agent's main process.
+    pub main: ProcessId,
+    /// Its cgroup, if it has one.
+    pub cgroup: Option<PathBuf>,
+    /// The run's directory: its logs and status file.
+    pub dir: PathBuf,
+    /// When the exec was confirmed.
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+/// What the runs of one tick share: buffers reused from tick to tick, and
+/// how many more files may be kept open.
+#[derive(Debug)]
+pub struct Scratch {
+    /// For `/proc` and cgroup files.
+    buffer: Vec<u8>,
+    /// For status files.
+    file: Vec<u8>,
+    /// Pids still to look at in the current walk.
+    queue: Vec<i32>,
+    /// Pids looked at in the current walk.
+    visited: HashSet<i32>,
+    /// Files that may still be kept open this tick.
+    budget: usize,
+    /// Most files the sampler keeps open between ticks.
+    limit: usize,
+    ticks_per_second: u64,
+    page_size: u64,
+}
+
+impl Scratch {
+    /// Buffers for a sampler that may keep `limit` files open.
+    pub fn new(limit: usize) -> Scratch {
+        Scratch {
+            buffer: Vec::new(),
+            file: Vec::new(),
+            queue: Vec::new(),
+            visited: HashSet::new(),
+            budget: limit,
+            limit,
+            ticks_per_second: sample::ticks_per_second(),
+            page_size: sample::page_size(),
+        }
+    }
+
+    /// Starts a tick: the whole budget of open files is available again.
+    pub fn start_tick(&mut self) {
+        self.budget = self.limit;
+    }
+
+    /// Whether something holding `files` open may be kept until the next
+    /// tick; past the limit it is closed and opened again next time.
+    fn keep(&mut self, files: usize) -> bool {
+        let kept = self.budget >= files;
+        if kept {
+            self.budget -= files;
+        }
+        kept
+    }
+
+    fn micros(&self, ticks: u64) -> u64 {
+        ticks.saturating_mul(1_000_000) / self.ticks_per_second
+    }
+}
+
+/// One run under watch.
+#[derive(Debug)]
+pub struct RunSampler {
+    target: Target,
+    cgroup: Option<WatchedCgroup>,
+    shim: Option<WatchedProcess>,
+    dir: Option<WatchedDir>,
+    /// The tree's processes, kept open from the last tick.
+    processes: HashMap<i32, WatchedProcess>,
+    /// Those of this tick, while it is walked.
+    walked: HashMap<i32, WatchedProcess>,
+    tree_cpu: CpuMeter,
+    main_cpu: CpuMeter,
+    status_file: StatusFile,
+    /// Still to be watched, as found by the latest look at the registry.
+    marked: bool,
+    /// What the last tick saw.
+    pub observation: Observation,
+}
+
+impl RunSampler {
+    /// Starts watching a run.
+    pub fn new(target: Target) -> RunSampler {
+        RunSampler {
+            status_file: StatusFile::default(),
+            observation: Observation {
+                run: target.run,
+                ..Observation::default()
+            },
+            target,
+            cgroup: None,
+            shim: None,
+            dir: None,
+            processes: HashMap::new(),
+            walked: HashMap::new(),
+            tree_cpu: CpuMeter::default(),
+            main_cpu: CpuMeter::default(),
+            marked: true,
+        }
+    }
+
+    /// True when this watches run `run` held by `shim`.
+    pub fn watches(&self, run: u32, shim: ProcessId) -> bool {
+        self.target.run == run && self.target.shim == shim
+    }
+
+    /// Notes that the run is still to be watched.
+    pub fn mark(&mut self) {
+        self.marked = true;
+    }
+
+    /// Whether the run was marked since the last call; clears the mark.
+    pub fn take_mark(&mut self) -> bool {
+        mem::take(&mut self.marked)
+    }
+
+    /// Samples the run once, at `now` (`wall` on the clock), into
+    /// [`RunSampler::observation`].
+    pub fn sample(&mut self, scratch: &mut Scratch, now: Instant, wall: DateTime<Utc>) {
+        let (mut tree, main, tree_usec) = self.walk(scratch);
+        let counting_for = self
+            .target
+            .started_at
+            .and_then(|started| (wall - started).to_std().ok())
+            .unwrap_or_default();
+        tree.cpu_percent = self.tree_cpu.percent(tree_usec, now, counting_for);
+        let observation = &mut self.observation;
+        (observation.main, observation.process) = match main {
+            Some((counters, fds)) => (
+                if counters.is_zombie() {
+                    MainProcess::Zombie
+                } else {
+                    MainProcess::Alive
+                },
+                Some(ProcessMetrics {
+                    cpu_percent: self.main_cpu.percent(
+                        scratch.micros(counters.cpu_ticks),
+                        now,
+                        counting_for,
+                    ),
+                    rss_bytes: counters.rss_pages * scratch.page_size,
+                    threads: counters.threads,
+                    fds,
+                }),
+            ),
+            None => (MainProcess::Missing, None),
+        };
+        observation.tree = Some(tree);
+        self.look_at_files(scratch);
+    }
+
+    /// Walks the tree once: its metrics (CPU % aside), the main process's
+    /// counters and open files if it was found, and the tree's CPU time
+    /// since the run started in microseconds, reaped processes included
+    /// (the cgroup's counter, else every member's own and reaped
+    /// children's time plus what the shim reaped).
+    fn walk(&mut self, scratch: &mut Scratch) -> (TreeMetrics, Option<(ProcCounters, u32)>, u64) {
+        scratch.queue.clear();
+        scratch.visited.clear();
+        // The main process first: as a zombie it is in no cgroup, and its
+        // identity is checked.
+        scratch.queue.push(self.target.main.pid);
+        let mut cpu_ticks = 0;
+        let cgroup_usec = self.roots(scratch, &mut cpu_ticks);
+        let mut tree = TreeMetrics::default();
+        let mut main = None;
+        let mut index = 0;
+        while let Some(&pid) = scratch.queue.get(index) {
+            index += 1;
+            if pid == self.target.shim.pid || !scratch.visited.insert(pid) {
+                continue;
+            }
+            let Some((mut process, counters)) = self.open(pid, scratch) else {
+                continue;
+            };
+            let is_main = pid == self.target.main.pid;
+            if is_main && counters.stat.id != self.target.main {
+                // The main process's pid went to a process of no concern.
+                continue;
+            }
+            let zombie = counters.is_zombie();
+            let fds = if zombie { 0 } else { process.open_fds() };
+            tree.processes += 1;
+            tree.zombies += u32::from(zombie);
+            tree.threads += counters.threads;
+            tree.fds += fds;
+            tree.rss_bytes += counters.rss_pages * scratch.page_size;
+            cpu_ticks += counters.cpu_ticks + counters.reaped_children_cpu_ticks;
+            if !zombie {
+                // A zombie's children have gone to the subreaper already.
+                let _ = process.children(counters.threads, &mut scratch.buffer, &mut scratch.queue);
+            }
+            if is_main {
+                main = Some((counters, fds));
+            }
+            if scratch.keep(process.open_files()) {
+                self.walked.insert(pid, process);
+            }
+        }
+        // Processes not met in this walk have ended: their files close.
+        self.processes.clear();
+        mem::swap(&mut self.processes, &mut self.walked);
+        let usec = cgroup_usec.unwrap_or_else(|| scratch.micros(cpu_ticks));
+        (tree, main, usec)
+    }
+
+    /// Reads the status file if it changed, and when the logs last grew.
+    fn look_at_files(&mut self, scratch: &mut Scratch) {
+        let Some(dir) = self
+            .dir
+            .take()
+            .or_else(|| WatchedDir::open(&self.target.dir).ok())
+        else {
+            return;
+        };
+        let status_file = &mut self.status_file;
+        status_file.refresh(&dir, STATUS_FILE, &mut scratch.file, SystemTime::now());
+        let observation = &mut self.observation;
+        observation.report.clone_from(&status_file.report);
+        observation.report_error.clone_from(&status_file.error);
+        observation.last_heartbeat_at = status_file.heartbeat;
+        observation.last_output_at = status_file::last_write(&dir, STDOUT_LOG)
+            .max(status_file::last_write(&dir, STDERR_LOG));
+        if scratch.keep(1) {
+            self.dir = Some(dir);
+        }
+    }
+
+    /// Queues the roots of the tree. Returns the cgroup's CPU time, or
+    /// adds what the shim reaped to `cpu_ticks` where there is no cgroup.
+    fn roots(&mut self, scratch: &mut Scratch, cpu_ticks: &mut u64) -> Option<u64> {
+        if let Some(path) = &self.target.cgroup {
+            let cgroup = self
+                .cgroup
+                .take()
+                .or_else(|| WatchedCgroup::open(path).ok())?;
+            let _ = cgroup.pids(&mut scratch.buffer, &mut scratch.queue);
+            let usage = cgroup.cpu_usage_usec(&mut scratch.buffer);
+            if scratch.keep(cgroup.open_files()) {
+                self.cgroup = Some(cgroup);
+            }
+            return usage;
+        }
+        let shim = match self.shim.take() {
+            Some(shim) => shim.read(&mut scratch.buffer).ok().map(|c| (shim, c)),
+            None => WatchedProcess::open(self.target.shim.pid, &mut scratch.buffer)
+                .ok()
+                .filter(|(shim, _)| shim.id() == self.target.shim),
+        };
+        // A shim that is gone leaves only the main process to look at.
+        let (mut shim, counters) = shim?;
+        *cpu_ticks += counters.reaped_children_cpu_ticks;
+        let _ = shim.children(counters.threads, &mut scratch.buffer, &mut scratch.queue);
+        if scratch.keep(shim.open_files()) {
+            self.shim = Some(shim);
+        }
+        None
+    }
+
+    /// The process `pid` and its counters now: from the files kept open
+    /// since the last tick, else (a new process, or a new one with an old
+    /// pid) from a fresh open.
+    fn open(&mut self, pid: i32, scratch: &mut Scratch) -> Option<(WatchedProcess, ProcCounters)> {
+        if let Some(process) = self.processes.remove(&pid) {
+            if let Ok(counters) = process.read(&mut scratch.buffer) {
+                return Some((process, counters));
+            }
+        }
+        WatchedProcess::open(pid, &mut scratch.buffer).ok()
+    }
+}
