@@ -240,3 +240,94 @@ fn restart_stops_the_agent_and_starts_a_new_run_of_it() {
     let unknown = home.fails(&["restart", "nope"]);
     assert!(unknown.stderr.contains("nope"), "{unknown:?}");
 }
+
+/// A home whose daemon samples every 100 ms, so that hung is seen soon.
+fn fast_sampling_home() -> Home {
+    let home = Home::new();
+    home.ok(&["daemon", "--sample-interval", "100ms"]);
+    home
+}
+
+#[test]
+fn on_hang_stop_ends_a_silent_agent_failed_with_reason_hung() {
+    let home = fast_sampling_home();
+    let id = home.run(&[
+        "--idle-timeout",
+        "1s",
+        "--on-hang",
+        "stop",
+        "--",
+        "sleep",
+        &marker(),
+    ]);
+    let pid = home.pid(&id);
+    assert_eq!(home.inspect(&id)["on_hang"], "stop");
+    home.wrangle(&["wait", &id]);
+    let agent = home.inspect(&id);
+    assert_eq!(agent["state"], "failed", "{agent}");
+    let reason = agent["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("hung (no output or heartbeat for"),
+        "{reason}"
+    );
+    assert!(reason.contains("stopped by SIGTERM"), "{reason}");
+    assert!(!procfs::is_alive(pid));
+    assert_eq!(agent["run"], 1, "stop does not restart");
+}
+
+#[test]
+fn on_hang_restart_starts_a_new_run_of_a_silent_agent() {
+    let home = fast_sampling_home();
+    let id = home.run(&[
+        "--idle-timeout",
+        "1s",
+        "--on-hang",
+        "restart",
+        "--backoff-initial",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        "echo started; exec sleep 1000",
+    ]);
+    let first = home.pid(&id);
+    wait_until(SOON, "a second run runs", || {
+        let agent = home.inspect(&id);
+        agent["run"].as_u64() >= Some(2) && agent["state"] == "running"
+    });
+    assert!(!procfs::is_alive(first));
+    let runs = runs(&home, &id);
+    let reason = runs[0]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("hung ("), "{reason}");
+    home.ok(&["stop", &id]);
+}
+
+#[test]
+fn on_hang_without_an_idle_timeout_is_refused() {
+    let home = Home::new();
+    let cli = home.fails(&["run", "--on-hang", "stop", "--", "true"]);
+    assert!(cli.stderr.contains("--idle-timeout"), "{cli:?}");
+    let bad = home.fails(&[
+        "run",
+        "--idle-timeout",
+        "1s",
+        "--on-hang",
+        "maybe",
+        "--",
+        "true",
+    ]);
+    assert!(
+        bad.stderr.contains("invalid --on-hang \"maybe\""),
+        "{bad:?}"
+    );
+    // The daemon refuses it too (the CLI checked above, before starting one).
+    home.ok(&["daemon"]);
+    let response = home.http(
+        "POST",
+        "/v1/agents",
+        Some("application/json"),
+        r#"{"command": ["true"], "on_hang": "stop"}"#,
+    );
+    assert_eq!(response.status, 400, "{response:?}");
+    assert!(home.ps_all().is_empty());
+}

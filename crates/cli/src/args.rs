@@ -116,6 +116,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = idle_timeout)]
     pub idle_timeout: Option<String>,
 
+    /// What to do when the agent is hung (needs --idle-timeout): none, stop
+    /// (the run ends failed) or restart [default: none]
+    #[arg(long, value_name = "ACTION", value_parser = on_hang, requires = "idle_timeout")]
+    pub on_hang: Option<String>,
+
     /// Start the agent again when it ends: never, on-failure (non-zero exit,
     /// fatal signal, timeout) or always [default: never]
     #[arg(long, value_name = "POLICY", value_parser = restart_policy)]
@@ -544,6 +549,13 @@ fn idle_timeout(text: &str) -> Result<String, InvalidInput> {
 /// `--sample-interval`: checked, kept as typed.
 fn sample_interval(text: &str) -> Result<String, InvalidInput> {
     parse::parse_sample_interval(text)
+        .map(|_| text.to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--on-hang`: checked, kept as typed.
+fn on_hang(text: &str) -> Result<String, InvalidInput> {
+    text.parse::<wrangle_wire::OnHang>()
         .map(|_| text.to_owned())
         .map_err(InvalidInput)
 }

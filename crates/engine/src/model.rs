@@ -377,6 +377,7 @@ impl Agent {
             group: identity.spec.group.clone(),
             priority: identity.spec.priority,
             labels: identity.spec.labels.clone(),
+            on_hang: identity.spec.restart.on_hang,
             timeout_seconds: identity
                 .spec
                 .restart

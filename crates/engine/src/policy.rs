@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wrangle_wire::parse::{self, format_seconds};
-use wrangle_wire::{CreateAgent, RestartPolicy, State};
+use wrangle_wire::{CreateAgent, OnHang, RestartPolicy, State};
 
 /// How an agent is restarted and limited in time; part of its spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -27,6 +27,8 @@ pub struct RestartSpec {
     pub min_uptime_ms: u64,
     /// Wall-clock limit of a run.
     pub timeout_ms: Option<u64>,
+    /// What to do when the agent is hung.
+    pub on_hang: OnHang,
 }
 
 impl Default for RestartSpec {
@@ -39,6 +41,7 @@ impl Default for RestartSpec {
             backoff_max_ms: 60_000,
             min_uptime_ms: 1_000,
             timeout_ms: None,
+            on_hang: OnHang::None,
         }
     }
 }
@@ -93,7 +96,16 @@ impl RestartSpec {
                 None => None,
                 Some(_) => Some(duration(&request.timeout, "--timeout", 0)?),
             },
+            on_hang: match &request.on_hang {
+                None => OnHang::None,
+                Some(text) => text.parse().map_err(EngineError::invalid)?,
+            },
         };
+        if spec.on_hang != OnHang::None && request.idle_timeout.is_none() {
+            return Err(EngineError::invalid(
+                "--on-hang needs --idle-timeout: without it the agent is never hung",
+            ));
+        }
         if spec.backoff_max_ms < spec.backoff_initial_ms {
             return Err(EngineError::invalid(format!(
                 "--backoff-max ({}) is shorter than --backoff-initial ({})",

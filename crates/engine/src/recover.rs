@@ -150,6 +150,7 @@ impl Engine {
         }
         self.watch_run(id, number, shim);
         self.watch_timeout(id, number);
+        self.watch_hang(id, number);
         self.start_probing(id, number);
         Ok(())
     }

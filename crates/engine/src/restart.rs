@@ -11,11 +11,14 @@ use chrono::Utc;
 use std::time::Duration;
 use wrangle_shim::protocol::ControlCommand;
 use wrangle_wire::parse::{format_seconds, signal_name};
-use wrangle_wire::{AgentView, RunView, State};
+use wrangle_wire::{AgentView, OnHang, RestartPolicy, RunView, State};
 
 /// How the reason of a run stopped for its timeout begins, in the store
 /// too: a daemon that restarts mid-stop still knows why it stops.
 pub(crate) const TIMEOUT_REASON: &str = "timeout";
+
+/// How the reason of a run stopped because it hung begins (see `--on-hang`).
+pub(crate) const HUNG_REASON: &str = "hung";
 
 impl Engine {
     /// What an ending becomes under the agent's policies: a timeout is a
@@ -42,9 +45,27 @@ impl Engine {
                 ending.reason
             );
         }
+        let hung = agent.status.state == State::Stopping
+            && agent
+                .status
+                .reason
+                .as_deref()
+                .is_some_and(|reason| reason.starts_with(HUNG_REASON));
+        let mut spec = spec.clone();
+        if hung {
+            let why = agent.status.reason.as_deref().unwrap_or(HUNG_REASON);
+            let why = why.strip_suffix(", stopping").unwrap_or(why);
+            ending.state = State::Failed;
+            ending.reason = format!("{why}; {}", ending.reason);
+            // `--on-hang restart` restarts whatever `--restart` says, within
+            // the same limits.
+            if spec.on_hang == OnHang::Restart {
+                spec.policy = RestartPolicy::Always;
+            }
+        }
         let history = self.past_runs(agent, &ending)?;
         let now = ending.ended_at.unwrap_or_else(Utc::now);
-        let decision = policy::decide(spec, ending.state, &history, now, rand::random::<f64>());
+        let decision = policy::decide(&spec, ending.state, &history, now, rand::random::<f64>());
         match &decision {
             Decision::Stay => {}
             Decision::Restart { reason, .. } => {
@@ -230,15 +251,65 @@ impl Engine {
         });
     }
 
+    /// Watches run `run` for being hung while the agent asks for an action
+    /// (`--on-hang stop|restart`), and starts the staged stop when it is.
+    /// Checks as often as the health can change: a few times per idle
+    /// timeout, at most every second.
+    pub(crate) fn watch_hang(&self, id: &str, run: u32) {
+        let Ok(agent) = self.snapshot(id) else { return };
+        let (OnHang::Stop | OnHang::Restart, Some(idle)) = (
+            agent.identity.spec.restart.on_hang,
+            agent.identity.spec.idle_timeout(),
+        ) else {
+            return;
+        };
+        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let engine = self.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Ok(agent) = engine.snapshot(&id) else {
+                    return;
+                };
+                if agent.status.run.number != run || agent.status.state != State::Running {
+                    return;
+                }
+                let Ok(view) = engine.current_view(&id) else {
+                    return;
+                };
+                if view.health != wrangle_wire::Health::Hung {
+                    continue;
+                }
+                let why = view.health_reason.unwrap_or_default();
+                if let Err(error) = engine.stop_for(&id, run, format!("{HUNG_REASON} ({why})")) {
+                    tracing::error!("cannot stop hung agent {id}: {error}");
+                }
+                return;
+            }
+        });
+    }
+
     fn time_out(&self, id: &str, run: u32, limit: Duration) -> Result<(), EngineError> {
+        self.stop_for(
+            id,
+            run,
+            format!(
+                "{TIMEOUT_REASON}: ran longer than {}",
+                format_seconds(limit)
+            ),
+        )
+    }
+
+    /// Starts the staged stop of run `run`, if it still runs, recording
+    /// `why` (with `, stopping`) as the reason: the ending is then taken
+    /// for a failure (see `apply_policies`).
+    fn stop_for(&self, id: &str, run: u32, why: String) -> Result<(), EngineError> {
         let mut stopping = false;
         let agent = match self.transition(id, |status| {
             if status.run.number == run && status.state == State::Running {
                 status.state = State::Stopping;
-                status.reason = Some(format!(
-                    "{TIMEOUT_REASON}: ran longer than {}, stopping",
-                    format_seconds(limit)
-                ));
+                status.reason = Some(format!("{why}, stopping"));
                 stopping = true;
             }
         }) {

@@ -2,7 +2,7 @@
 //! element of `ps --json`.
 
 use crate::metrics::{ProcessMetrics, TreeMetrics};
-use crate::policy::RestartPolicy;
+use crate::policy::{OnHang, RestartPolicy};
 use crate::state::{Health, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,8 @@ pub struct AgentView {
     pub max_restarts: u32,
     /// Wall-clock limit of a run, in seconds.
     pub timeout_seconds: Option<f64>,
+    /// What is done when the agent is hung.
+    pub on_hang: OnHang,
     /// Concurrency group, if any.
     pub group: Option<String>,
     /// Queue priority: higher starts first.

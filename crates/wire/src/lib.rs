@@ -25,7 +25,7 @@ pub use group::{GroupView, SetGroup};
 pub use limits::{Enforcement, LimitsView};
 pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
-pub use policy::{RestartPolicy, RunView};
+pub use policy::{OnHang, RestartPolicy, RunView};
 pub use request::*;
 pub use state::{Health, State};
 

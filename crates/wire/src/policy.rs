@@ -55,6 +55,51 @@ impl FromStr for RestartPolicy {
     }
 }
 
+/// What to do with an agent that is `hung` (see `--idle-timeout`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnHang {
+    /// Only report it.
+    #[default]
+    None,
+    /// Stop it; the run ends `failed`.
+    Stop,
+    /// Stop it and start a new run (bounded by `--max-restarts`).
+    Restart,
+}
+
+impl OnHang {
+    /// Every action.
+    pub const ALL: [OnHang; 3] = [OnHang::None, OnHang::Stop, OnHang::Restart];
+
+    /// The name used on the command line and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnHang::None => "none",
+            OnHang::Stop => "stop",
+            OnHang::Restart => "restart",
+        }
+    }
+}
+
+impl fmt::Display for OnHang {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OnHang {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        OnHang::ALL
+            .into_iter()
+            .find(|action| action.as_str() == s)
+            .ok_or_else(|| format!("invalid --on-hang {s:?}: use none, stop or restart"))
+    }
+}
+
 /// `GET /v1/agents/{agent}/runs`: one run of an agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunView {

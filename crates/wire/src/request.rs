@@ -82,6 +82,10 @@ pub struct CreateAgent {
     /// the run ends `failed` with reason `timeout`.
     #[serde(default)]
     pub timeout: Option<String>,
+    /// What to do when the agent is `hung` (needs `idle_timeout`): `none`
+    /// (default), `stop` or `restart`.
+    #[serde(default)]
+    pub on_hang: Option<String>,
     /// Concurrency group: its `max_running` limits how many of its agents
     /// run at once; the others are `queued`.
     #[serde(default)]

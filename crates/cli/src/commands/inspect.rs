@@ -39,6 +39,7 @@ fn describe(agent: &AgentView) -> String {
         restart,
         max_restarts,
         timeout_seconds,
+        on_hang,
         group,
         priority,
         labels,
@@ -80,7 +81,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 38] = [
+    let fields: [(&str, String); 39] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -94,6 +95,7 @@ fn describe(agent: &AgentView) -> String {
             format!("{restart} (restarts {restarts}, at most {max_restarts} per window)"),
         ),
         ("timeout", seconds(timeout_seconds)),
+        ("on_hang", on_hang.to_string()),
         ("group", or_dash(group.as_ref())),
         ("priority", priority.to_string()),
         (
@@ -266,6 +268,7 @@ idle_timeout:        30s
 run:                 1
 restart:             never (restarts 0, at most 5 per window)
 timeout:             -
+on_hang:             none
 group:               -
 priority:            0
 labels:              -

@@ -65,6 +65,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         restart: wrangle_wire::RestartPolicy::Never,
         max_restarts: 5,
         timeout_seconds: None,
+        on_hang: wrangle_wire::OnHang::None,
         group: None,
         priority: 0,
         labels: Default::default(),

@@ -67,6 +67,7 @@ fn create_request(
         pids_max: args.pids_max,
         nofile: args.nofile,
         idle_timeout: args.idle_timeout.clone(),
+        on_hang: args.on_hang.clone(),
         ..CreateAgent::default()
     })
 }

@@ -278,10 +278,6 @@ mod tests {
         assert_eq!(io_reason(&io::Error::other("Odd")), "Odd");
     }
 
-    /// Held by the tests that free a port and then expect it refused, so
-    /// that the other one cannot take that port meanwhile.
-    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
     /// Checks until the probe is refused. A closed listener can linger for
     /// a moment: a command probe of another test, forked between its fork
     /// and exec, holds a copy of every descriptor of this process.
@@ -299,7 +295,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_tcp_probe_needs_a_listener() {
-        let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = parse::parse_host_port(&listener.local_addr().unwrap().to_string()).unwrap();
         let target = Target::Tcp(address);
@@ -336,7 +331,6 @@ mod tests {
 
     #[tokio::test]
     async fn an_http_probe_wants_2xx_or_3xx() {
-        let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
         let (url, server) = serve(&[
             "HTTP/1.1 204 No Content\r\n\r\n",
             "HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n",
