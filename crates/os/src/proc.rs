@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 /// A process named by its pid and its start time (field 22 of
@@ -110,11 +111,59 @@ pub fn all_processes() -> io::Result<Vec<ProcStat>> {
     Ok(found)
 }
 
-/// Every descendant of `root` (not `root` itself), found by one walk of
-/// `/proc`. Used where no cgroup holds the tree; a process that is being
-/// created while the walk runs can be missed, so callers repeat until the
-/// tree is empty.
+/// Every descendant of `root` (not `root` itself). Where the kernel has
+/// `/proc/PID/task/TID/children` (CONFIG_PROC_CHILDREN) only the tree is
+/// read; elsewhere one walk of all of `/proc`, which costs as much as the
+/// machine has processes. A process that is being created while the walk
+/// runs can be missed, so callers repeat until the tree is empty.
 pub fn descendants(root: i32) -> io::Result<Vec<ProcStat>> {
+    static HAS_CHILDREN_FILES: OnceLock<bool> = OnceLock::new();
+    let has_children_files = *HAS_CHILDREN_FILES
+        .get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists());
+    if has_children_files {
+        descendants_by_children_files(root)
+    } else {
+        descendants_by_scan(root)
+    }
+}
+
+/// The tree under `root`, from the children lists of every thread of each
+/// process in it.
+fn descendants_by_children_files(root: i32) -> io::Result<Vec<ProcStat>> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        let tasks = match std::fs::read_dir(format!("/proc/{parent}/task")) {
+            Ok(tasks) => tasks,
+            // Gone meanwhile: it has no children any more.
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        for task in tasks {
+            let Ok(task) = task else { continue };
+            let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for child in list
+                .split_ascii_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+            {
+                match stat(child) {
+                    Ok(process) => {
+                        frontier.push(child);
+                        found.push(process);
+                    }
+                    Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The tree under `root`, from the parent of every process on the machine.
+fn descendants_by_scan(root: i32) -> io::Result<Vec<ProcStat>> {
     let processes = all_processes()?;
     let mut children: HashMap<i32, Vec<usize>> = HashMap::new();
     for (index, process) in processes.iter().enumerate() {
@@ -149,6 +198,40 @@ mod tests {
         let started = me.started_at().unwrap();
         let age = SystemTime::now().duration_since(started).unwrap();
         assert!(age < Duration::from_secs(3600), "started {age:?} ago");
+    }
+
+    #[test]
+    fn the_children_lists_and_the_scan_find_the_same_tree() {
+        if !std::path::Path::new("/proc/thread-self/children").exists() {
+            return; // Only the scan exists on this kernel.
+        }
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 30 & (sleep 30 &); sleep 30 & wait"])
+            .spawn()
+            .unwrap();
+        let shell = child.id() as i32;
+        let sorted = |found: Vec<ProcStat>| {
+            let mut pids: Vec<i32> = found.iter().map(|p| p.id.pid).collect();
+            pids.sort_unstable();
+            pids
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while descendants_by_scan(shell).unwrap().len() < 2 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        let by_lists = sorted(descendants_by_children_files(shell).unwrap());
+        let by_scan = sorted(descendants_by_scan(shell).unwrap());
+        for process in descendants_by_scan(shell).unwrap() {
+            let _ = Command::new("kill")
+                .arg(process.id.pid.to_string())
+                .status();
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(by_lists, by_scan);
+        assert_eq!(by_lists.len(), 2, "the shell's two children: {by_lists:?}");
     }
 
     #[test]
