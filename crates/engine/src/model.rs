@@ -150,6 +150,15 @@ impl AgentSpec {
         Duration::from_millis(self.stop_timeout_ms)
     }
 
+    /// The shim's command for the staged stop with this agent's own signal
+    /// and grace period.
+    pub fn stop_command(&self) -> wrangle_shim::protocol::ControlCommand {
+        wrangle_shim::protocol::ControlCommand::Stop {
+            signal: self.stop_signal,
+            timeout_ms: self.stop_timeout_ms,
+        }
+    }
+
     /// The silence after which the agent is hung, if any.
     pub fn idle_timeout(&self) -> Option<Duration> {
         self.idle_timeout_ms.map(Duration::from_millis)

@@ -12,7 +12,7 @@ use crate::Engine;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrangle_os::PidFd;
-use wrangle_shim::protocol::{ControlCommand, Phase, ShimState};
+use wrangle_shim::protocol::{Phase, ShimState};
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::State;
 
@@ -138,14 +138,7 @@ impl Engine {
             // The daemon died between recording `stopping` and telling the
             // shim: tell it now, so the stop completes.
             if agent.status.state == State::Stopping && state.stop.is_none() {
-                let spec = &agent.identity.spec;
-                self.send_to_shim(
-                    &agent.status.run.dir,
-                    ControlCommand::Stop {
-                        signal: spec.stop_signal,
-                        timeout_ms: spec.stop_timeout_ms,
-                    },
-                )?;
+                self.send_to_shim(&agent.status.run.dir, agent.identity.spec.stop_command())?;
             }
         }
         self.watch_run(id, number, shim);

@@ -9,7 +9,6 @@ use crate::policy::{self, Decision, PastRun};
 use crate::Engine;
 use chrono::Utc;
 use std::time::Duration;
-use wrangle_shim::protocol::ControlCommand;
 use wrangle_wire::parse::{format_seconds, signal_name};
 use wrangle_wire::{AgentView, OnHang, RestartPolicy, RunView, State};
 
@@ -320,13 +319,6 @@ impl Engine {
         if !stopping {
             return Ok(());
         }
-        let spec = &agent.identity.spec;
-        self.send_to_shim(
-            &agent.status.run.dir,
-            ControlCommand::Stop {
-                signal: spec.stop_signal,
-                timeout_ms: spec.stop_timeout_ms,
-            },
-        )
+        self.send_to_shim(&agent.status.run.dir, agent.identity.spec.stop_command())
     }
 }
