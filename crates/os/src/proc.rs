@@ -48,10 +48,34 @@ fn to_io(error: procfs::ProcError) -> io::Error {
     }
 }
 
-/// Reads `/proc/PID/stat`; `NotFound` when no such process exists.
+/// Reads `/proc/PID/stat`; `NotFound` when no such process exists. One
+/// open and one read into a buffer on the stack: every start reads a few.
 pub fn stat(pid: i32) -> io::Result<ProcStat> {
-    let process = procfs::process::Process::new(pid).map_err(to_io)?;
-    process.stat().map(ProcStat::from).map_err(to_io)
+    use std::io::Read;
+    let gone = |error: io::Error| match error.raw_os_error() {
+        // The process ended between the open and the read.
+        Some(libc::ESRCH) => io::Error::from(io::ErrorKind::NotFound),
+        _ => error,
+    };
+    let mut file = std::fs::File::open(format!("/proc/{pid}/stat")).map_err(gone)?;
+    let mut buffer = [0u8; 2048];
+    let mut length = 0;
+    while length < buffer.len() {
+        match file.read(&mut buffer[length..]) {
+            Ok(0) => break,
+            Ok(read) => length += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(gone(error)),
+        }
+    }
+    crate::sample::parse_stat(&buffer[..length])
+        .map(|counters| counters.stat)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("/proc/{pid}/stat is not what the kernel writes there"),
+            )
+        })
 }
 
 impl From<procfs::process::Stat> for ProcStat {

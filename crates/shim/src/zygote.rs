@@ -107,9 +107,12 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
     // A Ctrl-C in the daemon's terminal is not for us; the daemon ends us
     // by closing the socket.
     let _ = rustix::process::setsid();
+    let _ = rustix::thread::set_name(c"wrangle-zygote");
     signals::ignore_termination_signals()?;
     let exits = ChildExits::new()?;
     let zygote = ProcessId::current()?.pid;
+    // Checked once: the zygote never starts a thread.
+    let single_threaded = fork::SingleThreaded::check()?;
     let mut buffer = vec![0u8; MAX_REQUEST];
     loop {
         let mut fds = [
@@ -146,7 +149,7 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
             }
         };
         let dir = Path::new(std::ffi::OsStr::from_bytes(&buffer[..length])).to_path_buf();
-        match fork::fork_single_threaded() {
+        match fork::fork(&single_threaded) {
             Ok(Forked::Child) => {
                 drop(socket);
                 drop(exits);
@@ -207,6 +210,8 @@ fn become_shim(dir: &Path, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
     }
     let dir_text = dir.display().to_string();
     let _ = proctitle::set(&["wrangle", crate::SHIM_COMMAND, &dir_text]);
+    // The name `top`, `perf` and /proc/PID/comm show.
+    let _ = rustix::thread::set_name(c"wrangle-shim");
     let code = match supervise::run(dir, zygote) {
         Ok(()) => 0,
         Err(error) => {
