@@ -125,20 +125,29 @@ impl LocalShims {
 
     fn spawn(&self, dir: &Path, spec: &ShimSpec) -> io::Result<(PidFd, OwnedFd)> {
         fs::create_dir_all(dir)?;
-        fs::write(
-            dir.join(SPEC_FILE),
-            serde_json::to_vec(spec).map_err(io::Error::other)?,
-        )?;
+        let spec_json = serde_json::to_vec(spec).map_err(io::Error::other)?;
         let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
         if let Some(zygote) = &self.zygote {
+            // The spec travels with the request, which saves a file per
+            // run, unless it is too long for one message.
+            let in_request = spec_json.len() <= wrangle_shim::zygote::MAX_SPEC_IN_REQUEST;
+            if !in_request {
+                fs::write(dir.join(SPEC_FILE), &spec_json)?;
+            }
             let (report, report_write) = io::pipe()?;
-            match zygote.fork_shim(dir, &OwnedFd::from(report_write), &shim_log) {
+            match zygote.fork_shim(
+                dir,
+                in_request.then_some(spec_json.as_slice()),
+                &OwnedFd::from(report_write),
+                &shim_log,
+            ) {
                 Ok(shim) => return Ok((shim, OwnedFd::from(report))),
                 Err(error) => {
                     tracing::warn!("the shim zygote cannot fork a shim ({error}); exec'ing one")
                 }
             }
         }
+        fs::write(dir.join(SPEC_FILE), &spec_json)?;
         let mut child = Command::new(&self.program)
             .arg(wrangle_shim::SHIM_COMMAND)
             .arg(dir)

@@ -35,7 +35,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         eprintln!("wrangle shim: invalid daemon pid {daemon_pid:?}");
         return ExitCode::from(2);
     };
-    match supervise::run(Path::new(dir), daemon_pid) {
+    match supervise::run(Path::new(dir), daemon_pid, None) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("wrangle shim: {error}");

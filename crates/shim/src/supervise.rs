@@ -34,8 +34,10 @@ const FINAL_RETRY_LIMIT: Duration = Duration::from_secs(30);
 const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Sets up, starts the agent and supervises it to the end. `parent` is the
-/// process that started the shim (the daemon, or its zygote).
-pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
+/// process that started the shim (the daemon, or its zygote); `spec` is
+/// what to run when it came with the request, else it is read from
+/// `spec.json` in `dir`.
+pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
     // Leave the daemon's session, so a Ctrl-C in the daemon's terminal does
     // not reach the shim (it fails only if we lead a group already).
     let _ = rustix::process::setsid();
@@ -52,13 +54,15 @@ pub fn run(dir: &Path, parent: i32) -> io::Result<()> {
     let exits = ChildExits::new()?;
     rustix::process::set_child_subreaper(Some(rustix::process::getpid()))?;
 
-    let spec: ShimSpec =
-        serde_json::from_slice(&fs::read(dir.join(SPEC_FILE))?).map_err(|error| {
+    let spec: ShimSpec = match spec {
+        Some(spec) => spec,
+        None => serde_json::from_slice(&fs::read(dir.join(SPEC_FILE))?).map_err(|error| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("bad {SPEC_FILE}: {error}"),
             )
-        })?;
+        })?,
+    };
     let cgroup = spec
         .cgroup
         .as_deref()

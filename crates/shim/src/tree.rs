@@ -4,6 +4,9 @@
 use std::io;
 use wrangle_os::{signals, RunCgroup};
 
+/// Most walks of the tree per signal without a cgroup (see `signal_each`).
+const WALKS: usize = 4;
+
 /// The run's process tree.
 pub struct Tree {
     /// The agent's main process, leader of its session and process group.
@@ -44,12 +47,27 @@ impl Tree {
             // ESRCH: the group is empty already; the walk below still runs.
             let _ = signals::send_to_group(self.main_pid, signal);
         }
+        // A process that is being reparented to the shim while the tree is
+        // walked (its parent is exiting) can be missed by one walk: walk
+        // again until a walk finds nobody new.
         let shim = std::process::id() as i32;
-        for process in wrangle_os::proc::descendants(shim)? {
-            if process.pgrp != self.main_pid && !process.is_dead() {
+        let mut signalled = std::collections::HashSet::new();
+        for _ in 0..WALKS {
+            let mut found_new = false;
+            for process in wrangle_os::proc::descendants(shim)? {
+                if process.pgrp == self.main_pid
+                    || process.is_dead()
+                    || !signalled.insert(process.id)
+                {
+                    continue;
+                }
+                found_new = true;
                 for &signal in numbers {
                     let _ = signals::send(process.id.pid, signal);
                 }
+            }
+            if !found_new {
+                break;
             }
         }
         Ok(())

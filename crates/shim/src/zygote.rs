@@ -6,21 +6,23 @@
 //!
 //! The daemon starts it as `wrangle __zygote <daemon-pid> <room>` with one
 //! end of a `SOCK_SEQPACKET` pair as stdin. Each request is one message:
-//! the run directory, with the shim's stdout (the report pipe) and stderr
-//! (`shim.log`) attached. The zygote forks; the child becomes the shim of
+//! the run directory, then (after a NUL) the shim's spec as JSON unless it
+//! is in the directory's `spec.json`, with the shim's stdout (the report
+//! pipe) and stderr (`shim.log`) attached. The zygote forks; the child becomes the shim of
 //! that run exactly as `wrangle __shim <dir> <parent>` would, and the zygote
 //! answers with the child's pid, start time and a pidfd for it. It reaps
 //! every shim that exits while it lives, and exits when the daemon closes
 //! its end (or dies): shims still setting up then die with it (their
 //! parent-death signal), running ones carry on, reparented.
 
+use crate::protocol::ShimSpec;
 use crate::supervise;
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wrangle_os::fork::{self, Forked};
 use wrangle_os::signals::{self, ChildExits};
@@ -29,8 +31,30 @@ use wrangle_os::{fdpass, proctitle, ProcessId};
 /// The hidden first argument that makes the `wrangle` binary a zygote.
 pub const ZYGOTE_COMMAND: &str = "__zygote";
 
-/// Longest run directory a request may name.
-pub const MAX_REQUEST: usize = 4096;
+/// Longest spec a request carries; a longer one goes in `spec.json`.
+pub const MAX_SPEC_IN_REQUEST: usize = 128 * 1024;
+
+/// Longest request: a run directory and a spec.
+const MAX_REQUEST: usize = MAX_SPEC_IN_REQUEST + 4096;
+
+/// A request as bytes: the run directory, and the spec's JSON if given.
+pub fn encode_request(dir: &Path, spec_json: Option<&[u8]>) -> Vec<u8> {
+    let mut bytes = dir.as_os_str().as_bytes().to_vec();
+    if let Some(spec) = spec_json {
+        bytes.push(0);
+        bytes.extend_from_slice(spec);
+    }
+    bytes
+}
+
+/// The run directory and the spec's JSON (if given) of a request.
+fn decode_request(bytes: &[u8]) -> (PathBuf, Option<&[u8]>) {
+    let (dir, spec) = match bytes.iter().position(|&byte| byte == 0) {
+        Some(end) => (&bytes[..end], Some(&bytes[end + 1..])),
+        None => (bytes, None),
+    };
+    (PathBuf::from(std::ffi::OsStr::from_bytes(dir)), spec)
+}
 
 /// The zygote's answer to one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,12 +172,12 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
                 continue;
             }
         };
-        let dir = Path::new(std::ffi::OsStr::from_bytes(&buffer[..length])).to_path_buf();
+        let (dir, spec) = decode_request(&buffer[..length]);
         match fork::fork(&single_threaded) {
             Ok(Forked::Child) => {
                 drop(socket);
                 drop(exits);
-                become_shim(&dir, zygote, report, log)
+                become_shim(&dir, spec, zygote, report, log)
             }
             Ok(Forked::Parent(pid)) => {
                 drop((report, log));
@@ -196,7 +220,7 @@ fn answer(socket: &OwnedFd, pid: i32) -> io::Result<()> {
 
 /// The forked child: wire stdio as an exec'd shim would have it, show the
 /// run in the command line, run the shim, exit. Never returns.
-fn become_shim(dir: &Path, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
+fn become_shim(dir: &Path, spec: Option<&[u8]>, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
     let wired = File::open("/dev/null").and_then(|null| {
         rustix::stdio::dup2_stdin(&null)?;
         rustix::stdio::dup2_stdout(&report)?;
@@ -212,7 +236,14 @@ fn become_shim(dir: &Path, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
     let _ = proctitle::set(&["wrangle", crate::SHIM_COMMAND, &dir_text]);
     // The name `top`, `perf` and /proc/PID/comm show.
     let _ = rustix::thread::set_name(c"wrangle-shim");
-    let code = match supervise::run(dir, zygote) {
+    let spec = match spec.map(serde_json::from_slice::<ShimSpec>).transpose() {
+        Ok(spec) => spec,
+        Err(error) => {
+            eprintln!("wrangle shim: the spec it was sent is not one: {error}");
+            std::process::exit(1);
+        }
+    };
+    let code = match supervise::run(dir, zygote, spec) {
         Ok(()) => 0,
         Err(error) => {
             eprintln!("wrangle shim: {error}");
@@ -233,6 +264,18 @@ pub fn title_room(runs: &Path) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_carry_a_directory_and_maybe_a_spec() {
+        let dir = Path::new("/h/runs/abc/1");
+        let with = encode_request(dir, Some(b"{\"run\":1}"));
+        assert_eq!(
+            decode_request(&with),
+            (dir.to_path_buf(), Some(&b"{\"run\":1}"[..]))
+        );
+        let without = encode_request(dir, None);
+        assert_eq!(decode_request(&without), (dir.to_path_buf(), None));
+    }
 
     #[test]
     fn replies_round_trip() {
