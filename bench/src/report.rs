@@ -77,7 +77,8 @@ pub struct Targets {
     pub status: Duration,
     /// Stop of all under this (until /proc shows none left).
     pub stop: Duration,
-    /// Idle daemon below this % of one core.
+    /// Idle daemon below this % of one core, with the sampler at its
+    /// default 2 s tick (issue 4; it was 1% before the daemon sampled).
     pub idle_cpu: f64,
     /// A new daemon re-attached every agent within this after a SIGKILL.
     pub reattach: Duration,
@@ -89,7 +90,7 @@ impl Default for Targets {
             start_ratio: 2.0,
             status: Duration::from_millis(20),
             stop: Duration::from_secs(1),
-            idle_cpu: 1.0,
+            idle_cpu: 2.0,
             reattach: Duration::from_secs(1),
         }
     }
