@@ -32,24 +32,30 @@ fn check_listed(body: &[u8], n: usize, what: &str) -> Result<usize> {
     Ok(body.len())
 }
 
-/// Runs the `wrangle ps --json` CLI `runs` times: wall time of the whole
-/// process, output read to its end.
-pub fn time_ps_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
+/// Runs `wrangle ARGS` `runs` times: wall time of the whole process,
+/// output read to its end; `check` looks at each output and gives its size.
+fn time_cli(
+    wrangle: &Wrangle,
+    args: [&str; 2],
+    runs: usize,
+    check: impl Fn(&[u8]) -> Result<usize>,
+) -> Result<Status> {
+    let shown = format!("`wrangle {}`", args.join(" "));
     let mut samples = Vec::with_capacity(runs);
     let mut bytes = 0;
     for _ in 0..runs {
         let started = Instant::now();
         let output = wrangle
-            .command(["ps", "--json"])
+            .command(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()
-            .context("cannot run `wrangle ps --json`")?;
+            .with_context(|| format!("cannot run {shown}"))?;
         samples.push(started.elapsed());
         if !output.status.success() {
-            bail!("`wrangle ps --json` failed ({})", output.status);
+            bail!("{shown} failed ({})", output.status);
         }
-        bytes = check_listed(&output.stdout, n, "`wrangle ps --json`")?;
+        bytes = check(&output.stdout)?;
     }
     Ok(Status {
         samples: Samples::new(samples),
@@ -57,27 +63,20 @@ pub fn time_ps_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
     })
 }
 
-/// Runs the `wrangle summary --json` CLI `runs` times: wall time of the
-/// whole process, output read to its end. Checks that the summary counts
-/// `n` running agents and that the sampler has seen every one of their
-/// processes (so the figure is taken with sampling on).
+/// Runs the `wrangle ps --json` CLI `runs` times and checks it lists `n`.
+pub fn time_ps_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
+    time_cli(wrangle, ["ps", "--json"], runs, |out| {
+        check_listed(out, n, "`wrangle ps --json`")
+    })
+}
+
+/// Runs the `wrangle summary --json` CLI `runs` times. Checks that the
+/// summary counts `n` running agents and that the sampler has seen every
+/// one of their processes (so the figure is taken with sampling on).
 pub fn time_summary_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Status> {
-    let mut samples = Vec::with_capacity(runs);
-    let mut bytes = 0;
-    for _ in 0..runs {
-        let started = Instant::now();
-        let output = wrangle
-            .command(["summary", "--json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .context("cannot run `wrangle summary --json`")?;
-        samples.push(started.elapsed());
-        if !output.status.success() {
-            bail!("`wrangle summary --json` failed ({})", output.status);
-        }
-        let summary: wrangle_wire::Summary = serde_json::from_slice(&output.stdout)
-            .context("`wrangle summary --json` printed no summary")?;
+    time_cli(wrangle, ["summary", "--json"], runs, |out| {
+        let summary: wrangle_wire::Summary =
+            serde_json::from_slice(out).context("`wrangle summary --json` printed no summary")?;
         let running = summary
             .by_state
             .get(&wrangle_wire::State::Running)
@@ -90,11 +89,7 @@ pub fn time_summary_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Stat
                 summary.processes
             );
         }
-        bytes = output.stdout.len();
-    }
-    Ok(Status {
-        samples: Samples::new(samples),
-        bytes,
+        Ok(out.len())
     })
 }
 
