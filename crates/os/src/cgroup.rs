@@ -142,21 +142,14 @@ impl RunCgroup {
         &self.path
     }
 
-    /// Opens the cgroup for a child to be created in it (its directory) or
-    /// to move itself into (its `cgroup.procs`), both close-on-exec.
+    /// Opens the cgroup's directory (close-on-exec) for a child to be
+    /// created in it, or to move itself into.
     pub fn open_for_join(&self) -> io::Result<crate::spawn::CgroupJoin> {
-        let procs = fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(self.path.join("cgroup.procs"))?;
         let dir = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_CLOEXEC | libc::O_DIRECTORY)
             .open(&self.path)?;
-        Ok(crate::spawn::CgroupJoin {
-            dir: dir.into(),
-            procs,
-        })
+        Ok(crate::spawn::CgroupJoin { dir: dir.into() })
     }
 
     /// Pids of every process in the cgroup; empty when it is gone.

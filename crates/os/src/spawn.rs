@@ -10,6 +10,10 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+mod clone;
+
+pub use clone::clone_into_cgroup_supported;
+
 /// Where to search a program name without a `/` when the agent's
 /// environment has no `PATH` (what `execvp` uses).
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
@@ -44,8 +48,19 @@ pub struct AgentCommand {
 pub struct CgroupJoin {
     /// The cgroup's directory.
     pub dir: OwnedFd,
-    /// Its `cgroup.procs`, opened for writing.
-    pub procs: std::fs::File,
+}
+
+impl CgroupJoin {
+    /// The cgroup's `cgroup.procs`, opened for writing (close-on-exec),
+    /// for a child that moves itself in.
+    fn open_procs(&self) -> io::Result<OwnedFd> {
+        Ok(rustix::fs::openat(
+            &self.dir,
+            "cgroup.procs",
+            rustix::fs::OFlags::WRONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?)
+    }
 }
 
 /// The step of starting an agent that failed.
@@ -210,9 +225,25 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 /// from `/dev/null`, in its cgroup if one is given. Returns its pid once
 /// the exec has succeeded.
 ///
-/// Call it only from a single-threaded process (the shim): the child runs
-/// between fork and exec.
+/// The child borrows this process's memory until its exec (as with
+/// `posix_spawn`), which spares copying the shim only for the exec to
+/// drop the copy; where that cannot be done it is forked instead, so call
+/// it only from a single-threaded process (the shim).
 pub fn spawn(command: AgentCommand) -> Result<i32, SpawnError> {
+    spawn_by(command, Creation::Vfork)
+}
+
+/// How the child is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Creation {
+    /// vfork-like, falling back to fork-like where that fails.
+    Vfork,
+    /// fork-like only: the fallback, asked for on its own by tests only.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Fork,
+}
+
+fn spawn_by(command: AgentCommand, creation: Creation) -> Result<i32, SpawnError> {
     let prepared = prepare(&command).map_err(SpawnError::Setup)?;
     let argv = null_terminated(&prepared.argv);
     let envp = null_terminated(&prepared.env);
@@ -232,24 +263,26 @@ pub fn spawn(command: AgentCommand) -> Result<i32, SpawnError> {
         nofile: command.nofile,
         report: report_write.as_raw_fd(),
     };
-    let mut fds = fds;
-    let pid = match &command.cgroup {
-        Some(join) => match clone_into_cgroup(join.dir.as_raw_fd()) {
-            Ok(pid) => Ok(pid),
-            Err(_) => {
-                // An older kernel, or a cgroup that refuses it: move the
-                // child in by hand instead.
-                fds.cgroup_procs = Some(join.procs.as_raw_fd());
-                plain_fork()
-            }
+    let child = Child {
+        fds: &fds,
+        prepared: &prepared,
+        argv: &argv,
+        envp: &envp,
+    };
+    let cgroup_dir = command.cgroup.as_ref().map(|join| join.dir.as_raw_fd());
+    // SAFETY: `vforked_child` only makes async-signal-safe system calls on
+    // `child`, which lives in this frame, suspended until its exec.
+    let vforked = match creation {
+        Creation::Vfork => unsafe {
+            clone::vfork_with(cgroup_dir, vforked_child, (&child as *const Child).cast())
         },
-        None => plain_fork(),
-    }
-    .map_err(SpawnError::Setup)?;
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; see `child_after_fork`.
-        unsafe { child_after_fork(&fds, &prepared, &argv, &envp) }
-    }
+        Creation::Fork => Err(io::Error::from_raw_os_error(libc::ENOSYS)),
+    };
+    let pid = match vforked {
+        Ok(pid) => pid,
+        // Not on this architecture, or the kernel refused: fork instead.
+        Err(_) => fork_child(&command, fds, &prepared, &argv, &envp)?,
+    };
 
     drop(report_write);
     drop(command);
@@ -279,6 +312,56 @@ pub fn spawn(command: AgentCommand) -> Result<i32, SpawnError> {
     })
 }
 
+/// What a child needs to start the agent, handed to it by pointer.
+struct Child<'a> {
+    fds: &'a ChildFds,
+    prepared: &'a Prepared,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+/// The entry of a vfork-like child: `context` points at a [`Child`].
+extern "C" fn vforked_child(context: *const std::ffi::c_void) -> ! {
+    // SAFETY: `spawn` passes a pointer to a `Child` in its frame, which is
+    // suspended (and so valid) until this child execs or exits.
+    let child = unsafe { &*context.cast::<Child>() };
+    // SAFETY: we are the new child; `child_after_fork` ends in exec or
+    // _exit and only makes async-signal-safe system calls.
+    unsafe { child_after_fork(child.fds, child.prepared, child.argv, child.envp) }
+}
+
+/// Starts the child with a copy of this process (fork-like), in its
+/// cgroup if it has one, or else moved there by the child: the way for
+/// architectures or kernels without the vfork-like start. Returns the
+/// child's pid in the parent; the child never returns.
+fn fork_child(
+    command: &AgentCommand,
+    mut fds: ChildFds,
+    prepared: &Prepared,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Result<i32, SpawnError> {
+    // `procs` stays open until the child has moved itself in.
+    let (pid, _procs) = match &command.cgroup {
+        Some(join) => match clone::fork_into_cgroup(join.dir.as_raw_fd()) {
+            Ok(pid) => (pid, None),
+            Err(_) => {
+                // An older kernel, or a cgroup that refuses it: move the
+                // child in by hand instead.
+                let procs = join.open_procs().map_err(SpawnError::Setup)?;
+                fds.cgroup_procs = Some(procs.as_raw_fd());
+                (plain_fork().map_err(SpawnError::Setup)?, Some(procs))
+            }
+        },
+        None => (plain_fork().map_err(SpawnError::Setup)?, None),
+    };
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_after_fork`.
+        unsafe { child_after_fork(&fds, prepared, argv, envp) }
+    }
+    Ok(pid)
+}
+
 /// fork(2).
 fn plain_fork() -> io::Result<i32> {
     // SAFETY: fork(2) in a single-threaded process (the shim); the child
@@ -287,74 +370,6 @@ fn plain_fork() -> io::Result<i32> {
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         pid => Ok(pid),
-    }
-}
-
-/// `struct clone_args` of clone3(2), up to the `cgroup` field.
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// `CLONE_INTO_CGROUP` (Linux 5.7).
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
-/// A fork whose child starts in the cgroup `dir`: returns like fork(2).
-fn clone_into_cgroup(dir: RawFd) -> io::Result<i32> {
-    let args = CloneArgs {
-        flags: CLONE_INTO_CGROUP,
-        exit_signal: libc::SIGCHLD as u64,
-        cgroup: dir as u64,
-        ..CloneArgs::default()
-    };
-    // SAFETY: clone3 without CLONE_VM is fork(2) with the child placed in
-    // a cgroup: the child gets a copy of this single-threaded process and
-    // returns here with 0 on the same (copied) stack; it then only makes
-    // async-signal-safe system calls, as after `plain_fork`. `args` is a
-    // valid clone_args of the size passed.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    match pid {
-        -1 => Err(io::Error::last_os_error()),
-        pid => Ok(pid as i32),
-    }
-}
-
-/// True when the kernel can start a child right in its cgroup (`clone3`
-/// with `CLONE_INTO_CGROUP`, Linux 5.7+). Asked with a descriptor that is
-/// no cgroup: a kernel that knows the flag refuses it with EBADF before
-/// anything is created; one that does not says EINVAL (ENOSYS: no clone3).
-pub fn clone_into_cgroup_supported() -> bool {
-    let Ok(not_a_cgroup) = std::fs::File::open("/dev/null") else {
-        return false;
-    };
-    match clone_into_cgroup(not_a_cgroup.as_raw_fd()) {
-        Err(error) => error.raw_os_error() == Some(libc::EBADF),
-        // SAFETY: never reached (the kernel refuses the descriptor); were
-        // it, the child only calls the async-signal-safe _exit(2).
-        Ok(0) => unsafe { libc::_exit(0) },
-        Ok(pid) => {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child with a valid out-pointer.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            true
-        }
     }
 }
 
@@ -373,8 +388,9 @@ struct ChildFds {
 /// returns.
 ///
 /// # Safety
-/// Must run only in the child right after `fork`, in a process that was
-/// single-threaded, with pointers into memory prepared before the fork.
+/// Must run only in the child right after `fork` (in a process that was
+/// single-threaded) or a vfork-like clone, with pointers into memory
+/// prepared before it.
 unsafe fn child_after_fork(
     fds: &ChildFds,
     prepared: &Prepared,
@@ -397,14 +413,17 @@ unsafe fn child_after_fork(
     // SAFETY: all calls below are async-signal-safe system calls on valid
     // file descriptors and NUL-terminated strings prepared before the fork.
     unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Handlers first, then the mask: a vfork-like child must not run
+        // a handler of its parent's (they share memory), and it starts
+        // with every signal blocked.
         for signal in 1..32 {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                 libc::signal(signal, libc::SIG_DFL);
             }
         }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
         if libc::setsid() < 0 {
             fail(Stage::Setsid);
         }
@@ -494,17 +513,18 @@ mod tests {
         status
     }
 
-    #[test]
-    fn runs_in_its_own_session_with_env_cwd_and_null_stdin() {
+    /// Starts an agent that reports its environment, directory, session
+    /// and blocked signals, and checks each.
+    fn starts_in_its_own_session_with_env_cwd_and_no_blocked_signal(creation: Creation) {
         let (command, mut output) = agent_command(
             &[
                 "sh",
                 "-c",
-                "echo $GREETING $(pwd) $$ $(ps -o sid= -p $$) ; cat",
+                "echo $GREETING $(pwd) $$ $(ps -o sid= -p $$) $(grep ^SigBlk: /proc/$$/status | cut -f2); cat",
             ],
             "/tmp",
         );
-        let pid = spawn(command).unwrap();
+        let pid = spawn_by(command, creation).unwrap();
         let mut text = String::new();
         output.read_to_string(&mut text).unwrap();
         assert_eq!(wait(pid), 0);
@@ -512,6 +532,29 @@ mod tests {
         assert_eq!(fields[0], "hi");
         assert_eq!(fields[1], "/tmp");
         assert_eq!(fields[2], fields[3], "the agent leads its session: {text}");
+        assert_eq!(
+            fields[4], "0000000000000000",
+            "no signal is blocked: {text}"
+        );
+    }
+
+    #[test]
+    fn a_vforked_agent_runs_in_its_own_session_with_env_and_cwd() {
+        starts_in_its_own_session_with_env_cwd_and_no_blocked_signal(Creation::Vfork);
+    }
+
+    #[test]
+    fn a_forked_agent_runs_in_its_own_session_with_env_and_cwd() {
+        starts_in_its_own_session_with_env_cwd_and_no_blocked_signal(Creation::Fork);
+    }
+
+    #[test]
+    fn the_fork_path_reports_a_failed_exec_too() {
+        let (command, _) = agent_command(&["claud", "-p"], "/tmp");
+        let error = spawn_by(command, Creation::Fork).unwrap_err();
+        assert!(
+            matches!(error, SpawnError::Child { stage: Stage::Exec, errno } if errno == libc::ENOENT)
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-/// Bytes read from the pipe at most per read.
-const CHUNK: usize = 64 * 1024;
+/// Bytes read from the pipe at most per read (a buffer on the stack, so
+/// that no read zeroes fresh memory).
+const CHUNK: usize = 16 * 1024;
 /// Bytes kept in memory while the log cannot be written.
 const PENDING_CAP: usize = 8 * 1024 * 1024;
 
@@ -75,7 +76,7 @@ impl Capture {
 
     /// Reads what the pipe has (without blocking) and records it.
     pub fn read_available(&mut self, now_nanos: i64) {
-        let mut buffer = vec![0u8; CHUNK];
+        let mut buffer = [0u8; CHUNK];
         while self.pending.len() < PENDING_CAP {
             let Some(pipe) = self.pipe.as_mut() else {
                 return;

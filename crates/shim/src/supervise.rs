@@ -38,9 +38,11 @@ const WATCHDOG_INTERVAL: Duration = Duration::from_millis(250);
 /// what to run when it came with the request, else it is read from
 /// `spec.json` in `dir`.
 pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
-    // Leave the daemon's session, so a Ctrl-C in the daemon's terminal does
-    // not reach the shim (it fails only if we lead a group already).
-    let _ = rustix::process::setsid();
+    // A process group of our own: a Ctrl-C in the daemon's terminal (sent
+    // to the foreground group) and a kill of the zygote's group do not
+    // reach the shim. Not a session: that would also cost a scheduler
+    // autogroup per shim, and the shim never has a terminal.
+    let _ = rustix::process::setpgid(None, None);
     // Until state.json exists nobody could find this shim after a daemon
     // crash, so until then it dies with its parent (and starts nothing);
     // the zygote, its parent, lives exactly as long as the daemon.

@@ -25,8 +25,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wrangle_os::fork::{self, Forked};
+use wrangle_os::proctitle::TitleArea;
 use wrangle_os::signals::{self, ChildExits};
-use wrangle_os::{fdpass, proctitle, ProcessId};
+use wrangle_os::{fdpass, ProcessId};
 
 /// The hidden first argument that makes the `wrangle` binary a zygote.
 pub const ZYGOTE_COMMAND: &str = "__zygote";
@@ -137,6 +138,8 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
     let zygote = ProcessId::current()?.pid;
     // Checked once: the zygote never starts a thread.
     let single_threaded = fork::SingleThreaded::check()?;
+    // Found once: every shim has the argv block at the same place.
+    let title = TitleArea::of_self().ok();
     let mut buffer = vec![0u8; MAX_REQUEST];
     loop {
         let mut fds = [
@@ -177,7 +180,7 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
             Ok(Forked::Child) => {
                 drop(socket);
                 drop(exits);
-                become_shim(&dir, spec, zygote, report, log)
+                become_shim(&dir, spec, zygote, title, report, log)
             }
             Ok(Forked::Parent(pid)) => {
                 drop((report, log));
@@ -220,7 +223,14 @@ fn answer(socket: &OwnedFd, pid: i32) -> io::Result<()> {
 
 /// The forked child: wire stdio as an exec'd shim would have it, show the
 /// run in the command line, run the shim, exit. Never returns.
-fn become_shim(dir: &Path, spec: Option<&[u8]>, zygote: i32, report: OwnedFd, log: OwnedFd) -> ! {
+fn become_shim(
+    dir: &Path,
+    spec: Option<&[u8]>,
+    zygote: i32,
+    title: Option<TitleArea>,
+    report: OwnedFd,
+    log: OwnedFd,
+) -> ! {
     let wired = File::open("/dev/null").and_then(|null| {
         rustix::stdio::dup2_stdin(&null)?;
         rustix::stdio::dup2_stdout(&report)?;
@@ -232,8 +242,9 @@ fn become_shim(dir: &Path, spec: Option<&[u8]>, zygote: i32, report: OwnedFd, lo
         eprintln!("wrangle shim: cannot set up stdio: {error}");
         std::process::exit(1);
     }
-    let dir_text = dir.display().to_string();
-    let _ = proctitle::set(&["wrangle", crate::SHIM_COMMAND, &dir_text]);
+    if let Some(title) = title {
+        title.set(&["wrangle", crate::SHIM_COMMAND, &dir.display().to_string()]);
+    }
     // The name `top`, `perf` and /proc/PID/comm show.
     let _ = rustix::thread::set_name(c"wrangle-shim");
     let spec = match spec.map(serde_json::from_slice::<ShimSpec>).transpose() {

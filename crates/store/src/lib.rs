@@ -208,7 +208,7 @@ impl Store {
     }
 
     /// Writes a state change in one transaction: the agent's state, reason
-    /// and current run number, the run's row (inserted or replaced), and an
+    /// and current run number, the run's row (inserted or updated), and an
     /// event in the log.
     pub fn record(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
         self.record_in_transaction(agent, run, at)
@@ -410,9 +410,15 @@ fn write_run_and_event(
 ) -> Result<()> {
     transaction
         .prepare_cached(
-            "INSERT OR REPLACE INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time,
+            // An upsert, not INSERT OR REPLACE: the row is updated where
+            // it is instead of deleted and inserted again (fewer pages
+            // written per state change).
+            "INSERT INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time,
                  pid, pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+             ON CONFLICT (agent_id, run) DO UPDATE SET state = ?3, dir = ?4, shim_pid = ?5,
+                 shim_start_time = ?6, pid = ?7, pid_start_time = ?8, cgroup = ?9,
+                 started_at = ?10, ended_at = ?11, exit_code = ?12, signal = ?13, reason = ?14",
         )?
         .execute(params![
             run.agent_id,
