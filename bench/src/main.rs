@@ -1,10 +1,15 @@
 //! `wrangle-bench`: wrangle against the floor of what one process can do,
 //! for N agents (`sleep 3600`), in one run:
 //!
-//! 1. floor: posix_spawnp N, then SIGTERM + waitpid N;
+//! 1. floor: posix_spawnp N, then SIGTERM + waitpid N (`--floor-runs`
+//!    times, median);
 //! 2. start N through a daemon in a fresh home, over the API (a few
 //!    parallel keep-alive connections), until `ps --json` shows all
-//!    running; and with a loop of `wrangle run`;
+//!    running (`--start-runs` times, each in a fresh home, median; all but
+//!    the last fleet are stopped at once, the last goes on to the phases
+//!    below); the floor runs and the start runs take turns, so that a
+//!    slow drift of the machine hits both alike; and, once, with a loop
+//!    of `wrangle run`;
 //! 3. `wrangle ps --json`, `GET /v1/agents` and `wrangle summary --json`
 //!    with N running;
 //! 4. the daemon's (and the shims') idle CPU and memory, with the sampler
@@ -30,7 +35,7 @@ use cleanup::Tag;
 use client::Api;
 use hyper::{Method, StatusCode};
 use procinfo::{Machine, ProcessId};
-use report::{Figures, Targets};
+use report::{Figures, StartRun, Targets};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,6 +66,10 @@ struct Args {
     /// Runs of the floor per N (the median is used).
     #[arg(long, default_value_t = 3)]
     floor_runs: usize,
+    /// Runs of the start over the API per N, each with a fresh daemon in a
+    /// fresh home (the median is used), taking turns with the floor runs.
+    #[arg(long, default_value_t = 3)]
+    start_runs: usize,
     /// Runs of each status call.
     #[arg(long, default_value_t = 20)]
     status_runs: usize,
@@ -99,6 +108,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<ExitCode> {
     if args.agents.is_empty() || args.agents.contains(&0) {
         bail!("--agents needs one or more sizes above 0");
+    }
+    if args.floor_runs == 0 || args.start_runs == 0 {
+        bail!("--floor-runs and --start-runs need 1 or more");
     }
     let binary = wrangle::locate(args.wrangle.clone(), args.no_build)?;
     let tag = Tag::new();
@@ -179,6 +191,39 @@ async fn start_daemon(wrangle: &Wrangle) -> Result<(Api, ProcessId, DaemonInfo)>
     Ok((api, daemon, info))
 }
 
+/// A fleet started over the API in its own fresh home, with its daemon.
+struct Started {
+    wrangle: Wrangle,
+    api: Api,
+    daemon: ProcessId,
+    start: start::Start,
+}
+
+/// Starts a daemon in a fresh home for phase `phase` and `n` agents in it
+/// over the API.
+async fn start_fleet(
+    args: &Args,
+    binary: &Path,
+    tag: &Tag,
+    n: usize,
+    phase: &str,
+    machine: &mut Machine,
+) -> Result<Started> {
+    let argv: Vec<String> = AGENT_ARGV.iter().map(|s| s.to_string()).collect();
+    let env = agent_environment(tag);
+    let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, phase), tag)?;
+    let (api, daemon, info) = start_daemon(&wrangle).await?;
+    machine.containment = info.containment.clone();
+    let start =
+        start::start_via_api(&wrangle, daemon, &api, n, args.connections, &argv, &env).await?;
+    Ok(Started {
+        wrangle,
+        api,
+        daemon,
+        start,
+    })
+}
+
 /// Every measurement for one N.
 async fn bench_one(
     args: &Args,
@@ -192,25 +237,45 @@ async fn bench_one(
     let env_entries: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
     let busy = wait_quiet(Duration::from_secs(args.quiet_wait));
-    eprintln!(
-        "N = {n}: machine {busy:.0}% busy; floor ({} runs)",
-        args.floor_runs
-    );
+    eprintln!("N = {n}: machine {busy:.0}% busy");
+    // Floor and start take turns (the extra runs of either come last), so
+    // that a slow drift of the machine hits both alike.
     let mut floor_runs = Vec::new();
-    for _ in 0..args.floor_runs.max(1) {
-        floor_runs.push(floor::measure(n, &argv, &env_entries)?);
-        std::thread::sleep(Duration::from_millis(200));
+    let mut api_start_runs = Vec::new();
+    let mut kept = None;
+    for round in 0..args.floor_runs.max(args.start_runs) {
+        if round < args.floor_runs {
+            eprintln!("N = {n}: floor, run {} of {}", round + 1, args.floor_runs);
+            floor_runs.push(floor::measure(n, &argv, &env_entries)?);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if round < args.start_runs {
+            eprintln!(
+                "N = {n}: start over the API ({} connections), run {} of {}",
+                args.connections,
+                round + 1,
+                args.start_runs
+            );
+            let phase = format!("a{}", round + 1);
+            let started = start_fleet(args, binary, tag, n, &phase, machine).await?;
+            api_start_runs.push(StartRun::of(&started.start));
+            if round + 1 == args.start_runs {
+                kept = Some(started);
+            } else {
+                // Its home stays until the end, as every home does (see
+                // the stop all below).
+                measure::stop_via_cli(&started.wrangle, &started.start.fleet)?;
+                started.wrangle.stop_daemon(started.daemon)?;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
     }
-
-    eprintln!(
-        "N = {n}: start over the API ({} connections)",
-        args.connections
-    );
-    let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "a"), tag)?;
-    let (api, daemon, info) = start_daemon(&wrangle).await?;
-    machine.containment = info.containment.clone();
-    let api_start =
-        start::start_via_api(&wrangle, daemon, &api, n, args.connections, &argv, &env).await?;
+    let Started {
+        wrangle,
+        api,
+        daemon,
+        start: api_start,
+    } = kept.context("no start over the API was run")?;
     std::thread::sleep(Duration::from_secs(1));
     eprintln!("N = {n}: idle for {} s", args.idle_seconds);
     let idle = measure::idle(
@@ -253,6 +318,7 @@ async fn bench_one(
         busy_before: busy,
         floor: floor_runs,
         api_start,
+        api_start_runs,
         connections: args.connections,
         cli_start,
         ps_cli,

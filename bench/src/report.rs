@@ -10,6 +10,26 @@ use crate::stats::Samples;
 use std::fmt::Write;
 use std::time::Duration;
 
+/// The timings of one repeat of the start over the API (its fleet may be
+/// gone: only the last repeat's is kept).
+#[derive(Debug, Clone, Copy)]
+pub struct StartRun {
+    /// Until the last create request had answered.
+    pub answered: Duration,
+    /// Until `wrangle ps --json` showed all N `running`.
+    pub all_running: Duration,
+}
+
+impl StartRun {
+    /// The timings of `start`.
+    pub fn of(start: &Start) -> StartRun {
+        StartRun {
+            answered: start.answered,
+            all_running: start.all_running,
+        }
+    }
+}
+
 /// Everything measured for one N.
 #[derive(Debug, Clone)]
 pub struct Figures {
@@ -19,8 +39,12 @@ pub struct Figures {
     pub busy_before: f64,
     /// The floor, measured `floor.len()` times.
     pub floor: Vec<FloorRun>,
-    /// Start over the API.
+    /// The last repeat of the start over the API, whose fleet went on to
+    /// the later phases (its CPU figures are the report's).
     pub api_start: Start,
+    /// The timings of every repeat of the start over the API, the last
+    /// one included, in the order they ran.
+    pub api_start_runs: Vec<StartRun>,
     /// Parallel connections the API start used.
     pub connections: usize,
     /// Start with a loop of `wrangle run`, if measured for this N.
@@ -53,18 +77,37 @@ impl Figures {
     }
 
     fn floor_range(&self, pick: fn(&FloorRun) -> Duration) -> String {
-        let samples = Samples::new(self.floor.iter().map(pick).collect());
-        if samples.len() > 1 {
-            format!(
-                "{} ({}–{}, {} runs)",
-                time(samples.median()),
-                time(samples.min()),
-                time(samples.max()),
-                samples.len()
-            )
-        } else {
-            time(samples.median())
-        }
+        range_cell(&Samples::new(self.floor.iter().map(pick).collect()))
+    }
+
+    /// The API start's repeats, one figure of each.
+    fn start_samples(&self, pick: fn(&StartRun) -> Duration) -> Samples {
+        Samples::new(self.api_start_runs.iter().map(pick).collect())
+    }
+
+    /// Median time of the API start until all were running.
+    pub fn start_all_running(&self) -> Duration {
+        self.start_samples(|run| run.all_running).median()
+    }
+
+    /// Median time of the API start until the last request had answered.
+    pub fn start_answered(&self) -> Duration {
+        self.start_samples(|run| run.answered).median()
+    }
+}
+
+/// `median (min–max, k runs)` of repeated runs, or the one time.
+fn range_cell(samples: &Samples) -> String {
+    if samples.len() > 1 {
+        format!(
+            "{} ({}–{}, {} runs)",
+            time(samples.median()),
+            time(samples.min()),
+            time(samples.max()),
+            samples.len()
+        )
+    } else {
+        time(samples.median())
     }
 }
 
@@ -159,7 +202,7 @@ pub fn markdown(
     let _ = writeln!(out, "- wrangle: `{binary}`");
     let _ = writeln!(
         out,
-        "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process, median of its runs"
+        "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process; floor and API start: median of their runs, interleaved"
     );
     let _ = writeln!(
         out,
@@ -197,25 +240,30 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     row("floor: stop N (SIGTERM + waitpid)", &|f| {
         f.floor_range(|run| run.stop)
     });
-    row("start, API: last 201 answered", &|f| {
+    row("start, API: last 201 answered (median)", &|f| {
         format!(
             "{} ({} connections)",
-            time(f.api_start.answered),
+            time(f.start_answered()),
             f.connections
         )
     });
     row(
         "**start, API: until `ps --json` shows all running**",
-        &|f| format!("**{}**", time(f.api_start.all_running)),
+        &|f| {
+            format!(
+                "**{}**",
+                range_cell(&f.start_samples(|run| run.all_running))
+            )
+        },
     );
-    row("start ratio (API start / floor spawn)", &|f| {
-        format!("{:.1}x", ratio(f.api_start.all_running, f.floor_spawn()))
+    row("start ratio (API start / floor spawn, medians)", &|f| {
+        format!("{:.1}x", ratio(f.start_all_running(), f.floor_spawn()))
     });
     row("per agent, API start", &|f| {
-        time(f.api_start.all_running / f.n.max(1) as u32)
+        time(f.start_all_running() / f.n.max(1) as u32)
     });
     row(
-        "CPU during the API start: machine busy, daemon (+ zygote), shims, agents",
+        "CPU during the API start (its last run): machine busy, daemon (+ zygote), shims, agents",
         &|f| {
             let cpu = &f.api_start.cpu;
             format!(
@@ -312,14 +360,14 @@ fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
         "### Targets\n\n| target | N | measured | verdict |\n|---|---|---|---|"
     );
     for f in figures {
-        let start = ratio(f.api_start.all_running, f.floor_spawn());
+        let start = ratio(f.start_all_running(), f.floor_spawn());
         let _ = writeln!(
             out,
             "| start within {:.0}x of the floor | {} | {:.1}x ({} vs {}) | {} |",
             targets.start_ratio,
             f.n,
             start,
-            time(f.api_start.all_running),
+            time(f.start_all_running()),
             time(f.floor_spawn()),
             verdict(
                 start <= targets.start_ratio,
@@ -399,12 +447,25 @@ fn peer_rows(out: &mut String, figures: &[Figures]) {
             out,
             "| {} wrangle | {}{} | {} | {} | {:.2}% | {} |",
             f.n,
-            time(f.api_start.all_running),
+            time(f.start_all_running()),
             cli,
             time(f.ps_cli.samples.median()),
             time(f.stop_cli.agents_gone),
             f.idle.daemon_cpu,
             mib(f.idle.daemon_rss_kib)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_runs_show_their_median_range_and_count() {
+        let runs = Samples::new([934, 850, 894].map(Duration::from_millis).to_vec());
+        assert_eq!(range_cell(&runs), "894.0 ms (850.0 ms–934.0 ms, 3 runs)");
+        let one = Samples::new(vec![Duration::from_millis(894)]);
+        assert_eq!(range_cell(&one), "894.0 ms");
     }
 }
