@@ -5,17 +5,23 @@
 //!
 //! A tick is one pass over the runs; files of processes and cgroups are
 //! kept open between ticks and buffers are reused, so a steady fleet is
-//! sampled without opening or allocating anything.
+//! sampled without opening or allocating anything. A run's logs and status
+//! file are looked at only when the kernel told of a change in its
+//! directory (see [`changes`]).
 
+mod changes;
 mod cpu;
 mod run;
 mod snapshot;
 pub mod status_file;
+#[cfg(test)]
+mod tests;
 
 pub use snapshot::{Observation, Snapshot};
 
 use crate::registry::Registry;
 use crate::Inner;
+use changes::Changes;
 use chrono::Utc;
 use run::{RunSampler, Scratch, Target};
 use std::collections::HashMap;
@@ -43,10 +49,7 @@ pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
     thread::Builder::new()
         .name("wrangle-sampler".into())
         .spawn(move || {
-            let new_sampler = || Sampler {
-                runs: HashMap::new(),
-                scratch: Scratch::new(limit),
-            };
+            let new_sampler = || Sampler::new(limit, true);
             let mut sampler = new_sampler();
             let mut next = Instant::now();
             loop {
@@ -75,27 +78,51 @@ struct Sampler {
     /// The runs watched, by agent id.
     runs: HashMap<String, RunSampler>,
     scratch: Scratch,
+    /// Which runs' files changed.
+    changes: Changes,
 }
 
 impl Sampler {
+    /// A sampler watching no run yet, that may keep `limit` files open and
+    /// takes changes of files from the kernel when `kernel_changes` (else
+    /// it looks at every run's files on every tick).
+    fn new(limit: usize, kernel_changes: bool) -> Sampler {
+        Sampler {
+            runs: HashMap::new(),
+            scratch: Scratch::new(limit),
+            changes: Changes::new(kernel_changes),
+        }
+    }
+
     /// One tick: takes the runs to watch from the registry, samples each
     /// (holding no lock) and publishes the observations.
     fn tick(&mut self, engine: &Inner) {
         let started = Instant::now();
         self.follow(&engine.lock_registry());
-        self.scratch.start_tick();
-        let now = Instant::now();
-        let wall = Utc::now();
-        for run in self.runs.values_mut() {
-            run.sample(&mut self.scratch, now, wall);
-        }
+        self.sample();
         let runs = &self.runs;
         engine.lock_observations().publish(
             Utc::now(),
             |id| runs.contains_key(id),
             runs.iter().map(|(id, run)| (id, &run.observation)),
         );
-        tracing::debug!(runs = runs.len(), took = ?started.elapsed(), "sampled");
+        tracing::debug!(
+            runs = runs.len(),
+            watched = self.changes.watched(),
+            took = ?started.elapsed(),
+            "sampled"
+        );
+    }
+
+    /// Samples every run watched, once.
+    fn sample(&mut self) {
+        self.changes.drain(&mut self.runs);
+        self.scratch.start_tick();
+        let now = Instant::now();
+        let wall = Utc::now();
+        for run in self.runs.values_mut() {
+            run.sample(&mut self.scratch, now, wall);
+        }
     }
 
     /// Watches every run that is running or stopping, and only those;
@@ -120,11 +147,30 @@ impl Sampler {
                         dir: run.dir.clone(),
                         started_at: run.started_at,
                     };
-                    self.runs
-                        .insert(agent.identity.id.clone(), RunSampler::new(target));
+                    self.watch(&agent.identity.id, target);
                 }
             }
         }
-        self.runs.retain(|_, run| run.take_mark());
+        let changes = &mut self.changes;
+        self.runs.retain(|_, run| {
+            let kept = run.take_mark();
+            if let (false, Some(watch)) = (kept, run.watch()) {
+                changes.unwatch(watch);
+            }
+            kept
+        });
+    }
+
+    /// Starts watching `target`, a run of agent `id`, in place of the run
+    /// of it watched so far.
+    fn watch(&mut self, id: &str, target: Target) {
+        // The old run's watch goes first: a run again under the same
+        // number has the same directory, and so would get the same watch.
+        if let Some(watch) = self.runs.remove(id).and_then(|old| old.watch()) {
+            self.changes.unwatch(watch);
+        }
+        let watch = self.changes.watch(id, &target.dir);
+        self.runs
+            .insert(id.to_owned(), RunSampler::new(target, watch));
     }
 }

@@ -7,13 +7,17 @@
 //! 1000 agents), and nothing is allocated. A file opened under
 //! `/proc/PID` belongs to that very process: once it is reaped, reads fail
 //! (`NotFound`) instead of reaching the process that got its pid next.
+//! [`DirChanges`] tells which run directories changed at all, so that the
+//! files of the others need no look.
 
 mod cgroup;
 mod dir;
+mod notify;
 mod process;
 
 pub use cgroup::{parse_cpu_usage, WatchedCgroup};
 pub use dir::{FileStamp, WatchedDir};
+pub use notify::{DirChange, DirChanges, DirWatch};
 pub use process::{parse_stat, ProcCounters, WatchedProcess};
 
 use std::fs::File;

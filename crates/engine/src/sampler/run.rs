@@ -7,7 +7,12 @@
 //! cgroup, so it is through the children lists that they are found.
 //! Without one, the roots are the shim's children: the shim is a child
 //! subreaper, so every orphan of the tree is one of them.
+//!
+//! Its files are looked at only when they may have changed: when the
+//! kernel told of a change in the run's directory, or on every tick for a
+//! run whose directory is not watched.
 
+use super::changes::Dirty;
 use super::cpu::CpuMeter;
 use super::snapshot::Observation;
 use super::status_file::{self, StatusFile};
@@ -18,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
-use wrangle_os::sample::{self, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
+use wrangle_os::sample::{self, DirWatch, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
 use wrangle_os::ProcessId;
 use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
 use wrangle_wire::{ProcessMetrics, TreeMetrics};
@@ -109,6 +114,15 @@ pub struct RunSampler {
     tree_cpu: CpuMeter,
     main_cpu: CpuMeter,
     status_file: StatusFile,
+    /// The kernel's watch on the run's directory; without one, its files
+    /// are looked at on every tick.
+    watch: Option<DirWatch>,
+    /// Its files that may have changed since they were last looked at.
+    dirty: Dirty,
+    /// When `stdout.log` last got output, as last looked at.
+    stdout_at: Option<DateTime<Utc>>,
+    /// When `stderr.log` did.
+    stderr_at: Option<DateTime<Utc>>,
     /// Still to be watched, as found by the latest look at the registry.
     marked: bool,
     /// What the last tick saw.
@@ -116,10 +130,17 @@ pub struct RunSampler {
 }
 
 impl RunSampler {
-    /// Starts watching a run.
-    pub fn new(target: Target) -> RunSampler {
+    /// Starts watching a run, whose directory is under `watch` if it
+    /// could be watched. Its files are all looked at on the first tick, so
+    /// that a run watched anew (after a restart of the daemon) shows the
+    /// right times at once.
+    pub fn new(target: Target, watch: Option<DirWatch>) -> RunSampler {
         RunSampler {
             status_file: StatusFile::default(),
+            watch,
+            dirty: Dirty::ALL,
+            stdout_at: None,
+            stderr_at: None,
             observation: Observation {
                 run: target.run,
                 ..Observation::default()
@@ -149,6 +170,30 @@ impl RunSampler {
     /// Whether the run was marked since the last call; clears the mark.
     pub fn take_mark(&mut self) -> bool {
         mem::take(&mut self.marked)
+    }
+
+    /// The watch on the run's directory, if it has one.
+    pub fn watch(&self) -> Option<DirWatch> {
+        self.watch
+    }
+
+    /// Notes that the entry `name` of the run's directory changed.
+    pub fn changed(&mut self, name: &[u8]) {
+        self.dirty.note(name);
+    }
+
+    /// Notes that any of the run's files may have changed.
+    pub fn changed_all(&mut self) {
+        self.dirty = Dirty::ALL;
+    }
+
+    /// Notes that the watch on the run's directory has ended (the
+    /// directory is gone): its files are looked at on every tick from now
+    /// on, in whatever directory has its path.
+    pub fn unwatched(&mut self) {
+        self.watch = None;
+        self.dirty = Dirty::ALL;
+        self.dir = None;
     }
 
     /// Samples the run once, at `now` (`wall` on the clock), into
@@ -241,23 +286,47 @@ impl RunSampler {
         (tree, main, usec)
     }
 
-    /// Reads the status file if it changed, and when the logs last grew.
+    /// Reads the status file if it changed, and when the logs last grew:
+    /// of the files that may have changed, or of all of them when the
+    /// directory is not watched.
     fn look_at_files(&mut self, scratch: &mut Scratch) {
+        let dirty = match self.watch {
+            Some(_) => mem::take(&mut self.dirty),
+            None => Dirty::ALL,
+        };
+        if !dirty.any() {
+            // The directory kept open still counts against the budget.
+            if self.dir.is_some() && !scratch.keep(1) {
+                self.dir = None;
+            }
+            return;
+        }
         let Some(dir) = self
             .dir
             .take()
             .or_else(|| WatchedDir::open(&self.target.dir).ok())
         else {
+            // Looked at again at the next tick.
+            self.dirty = dirty;
             return;
         };
-        let status_file = &mut self.status_file;
-        status_file.refresh(&dir, STATUS_FILE, &mut scratch.file, SystemTime::now());
         let observation = &mut self.observation;
-        observation.report.clone_from(&status_file.report);
-        observation.report_error.clone_from(&status_file.error);
-        observation.last_heartbeat_at = status_file.heartbeat;
-        observation.last_output_at = status_file::last_write(&dir, STDOUT_LOG)
-            .max(status_file::last_write(&dir, STDERR_LOG));
+        if dirty.status {
+            let status_file = &mut self.status_file;
+            let again =
+                status_file.refresh(&dir, STATUS_FILE, &mut scratch.file, SystemTime::now());
+            self.dirty.status = again;
+            observation.report.clone_from(&status_file.report);
+            observation.report_error.clone_from(&status_file.error);
+            observation.last_heartbeat_at = status_file.heartbeat;
+        }
+        if dirty.stdout {
+            self.stdout_at = status_file::last_write(&dir, STDOUT_LOG);
+        }
+        if dirty.stderr {
+            self.stderr_at = status_file::last_write(&dir, STDERR_LOG);
+        }
+        observation.last_output_at = self.stdout_at.max(self.stderr_at);
         if scratch.keep(1) {
             self.dir = Some(dir);
         }

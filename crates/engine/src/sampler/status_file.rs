@@ -98,10 +98,21 @@ impl StatusFile {
     /// has changed since the last look; `buffer` is reused between calls.
     /// An invalid version leaves the last valid report in place and says
     /// why.
-    pub fn refresh(&mut self, dir: &WatchedDir, name: &str, buffer: &mut Vec<u8>, now: SystemTime) {
+    ///
+    /// Returns true when the file is to be looked at again at the next
+    /// tick even if nothing tells of a change: it may have been caught
+    /// half-written.
+    #[must_use]
+    pub fn refresh(
+        &mut self,
+        dir: &WatchedDir,
+        name: &str,
+        buffer: &mut Vec<u8>,
+        now: SystemTime,
+    ) -> bool {
         let dir_stamp = dir.own_stamp().ok();
         if dir_stamp.is_some() && self.missing_while == dir_stamp {
-            return;
+            return false;
         }
         let stamp = match dir.stamp(name) {
             Ok(stamp) => stamp,
@@ -113,15 +124,18 @@ impl StatusFile {
                     now.duration_since(dir.modified)
                         .is_ok_and(|age| age >= SETTLE)
                 });
-                return;
+                return self.missing_while.is_none();
             }
         };
         self.missing_while = None;
         self.heartbeat = Some(stamp.modified.into());
+        if self.seen == Some(stamp) {
+            return false;
+        }
         // An empty file is most likely being written (truncated first):
         // looked at again next time.
-        if self.seen == Some(stamp) || stamp.length == 0 {
-            return;
+        if stamp.length == 0 {
+            return true;
         }
         let outcome = if stamp.length > MAX_STATUS_FILE {
             Err(format!("it is larger than {} KiB", MAX_STATUS_FILE / 1024))
@@ -135,10 +149,13 @@ impl StatusFile {
                 self.report = Arc::new(report);
                 self.error = None;
             }
-            Err(_) if now.duration_since(stamp.modified).unwrap_or_default() < SETTLE => return,
+            Err(_) if now.duration_since(stamp.modified).unwrap_or_default() < SETTLE => {
+                return true
+            }
             Err(error) => self.error = Some(error.into()),
         }
         self.seen = Some(stamp);
+        false
     }
 }
 
@@ -214,8 +231,9 @@ mod tests {
         let mut file = StatusFile::default();
         let mut buffer = Vec::new();
         let later = || SystemTime::now() + Duration::from_secs(1);
-        let mut refresh =
-            |file: &mut StatusFile, now| file.refresh(&dir, "status.json", &mut buffer, now);
+        let mut refresh = |file: &mut StatusFile, now| {
+            let _ = file.refresh(&dir, "status.json", &mut buffer, now);
+        };
 
         refresh(&mut file, later());
         assert_eq!(*file.report, Report::default());
