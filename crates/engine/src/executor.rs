@@ -91,18 +91,7 @@ impl LocalShims {
     /// Starts a shim for a run in `dir` and waits for its report of the
     /// exec: exact and immediate, from the exec itself.
     pub async fn start(&self, dir: &Path, spec: &ShimSpec) -> Started {
-        // Off the async workers: the zygote answers one fork at a time,
-        // and a worker waiting for it could serve nobody else meanwhile.
-        let spawned = match serde_json::to_vec(spec) {
-            Ok(spec_json) => {
-                let (shims, dir) = (self.clone(), dir.to_path_buf());
-                tokio::task::spawn_blocking(move || shims.spawn(&dir, spec_json))
-                    .await
-                    .unwrap_or_else(|error| Err(io::Error::other(error)))
-            }
-            Err(error) => Err(io::Error::other(error)),
-        };
-        match spawned {
+        match self.spawn(dir, spec) {
             Ok((shim, report)) => {
                 let line = read_report(report).await;
                 match line.and_then(|line| {
@@ -134,10 +123,9 @@ impl LocalShims {
         }
     }
 
-    /// Starts the shim of the run in `dir` with its spec (as JSON): the
-    /// handle on it and the read end of its report pipe. Blocks.
-    fn spawn(&self, dir: &Path, spec_json: Vec<u8>) -> io::Result<(PidFd, OwnedFd)> {
+    fn spawn(&self, dir: &Path, spec: &ShimSpec) -> io::Result<(PidFd, OwnedFd)> {
         fs::create_dir_all(dir)?;
+        let spec_json = serde_json::to_vec(spec).map_err(io::Error::other)?;
         let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
         if let Some(zygote) = &self.zygote {
             // The spec travels with the request, which saves a file per
