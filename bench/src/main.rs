@@ -39,7 +39,7 @@ use report::{Figures, StartRun, Targets};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wrangle::Wrangle;
 use wrangle_wire::DaemonInfo;
 
@@ -156,6 +156,33 @@ fn agent_environment(tag: &Tag) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = std::env::vars().collect();
     env.insert(tag.key.clone(), tag.value.clone());
     env
+}
+
+/// The daemon's sampler tick (its default).
+const SAMPLER_TICK: Duration = Duration::from_secs(2);
+
+/// Waits until the sampler has looked at all `n` agents once (each shows
+/// process metrics) and one more tick has passed: the idle window then
+/// holds steady ticks, not the first look at N new runs (which opens
+/// their files) right after the start.
+fn wait_sampled(wrangle: &Wrangle, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let sampled = wrangle
+            .ps()?
+            .iter()
+            .filter(|agent| agent.process.is_some())
+            .count();
+        if sampled >= n {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("after 30 s the sampler had seen only {sampled} of {n} agents");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(SAMPLER_TICK);
+    Ok(())
 }
 
 /// Waits until the machine is under 10% busy over one second, or `limit`
@@ -276,7 +303,7 @@ async fn bench_one(
         daemon,
         start: api_start,
     } = kept.context("no start over the API was run")?;
-    std::thread::sleep(Duration::from_secs(1));
+    wait_sampled(&wrangle, n)?;
     eprintln!("N = {n}: idle for {} s", args.idle_seconds);
     let idle = measure::idle(
         daemon,
