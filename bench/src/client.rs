@@ -46,6 +46,24 @@ impl Answer {
         serde_json::from_slice(&self.body)
             .with_context(|| format!("{what}: the answer is not JSON"))
     }
+
+    /// The body read straight into `T` (fields it does not name are
+    /// skipped, not built), if the status is `expected`.
+    pub fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        expected: StatusCode,
+        what: &str,
+    ) -> Result<T> {
+        if self.status != expected {
+            bail!(
+                "{what}: the daemon answered {} {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            );
+        }
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("{what}: the answer is not the JSON expected"))
+    }
 }
 
 /// A JSON request body, serialized ahead of the request (so that timing a

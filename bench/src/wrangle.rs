@@ -146,6 +146,12 @@ impl Wrangle {
 
     /// `wrangle ps --json`, decoded.
     pub fn ps(&self) -> Result<Vec<AgentView>> {
+        self.ps_as()
+    }
+
+    /// `wrangle ps --json`, each agent read into `T` (which may name only
+    /// the fields it needs: the rest are skipped, not built).
+    pub fn ps_as<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>> {
         let output = self.run(["ps", "--json"])?;
         serde_json::from_slice(&output.stdout).context("`wrangle ps --json` printed no agent list")
     }
