@@ -597,6 +597,49 @@ mod tests {
     }
 
     #[test]
+    fn the_path_is_searched_in_order_past_what_cannot_be_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = |name: &str| {
+            let dir = root.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            dir
+        };
+        let (empty, not_runnable, runnable, later) =
+            (dir("empty"), dir("not"), dir("yes"), dir("later"));
+        std::fs::create_dir(not_runnable.join("tool")).unwrap();
+        std::fs::write(runnable.join("tool"), "#!/bin/sh\necho yes\n").unwrap();
+        std::fs::set_permissions(runnable.join("tool"), PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::write(later.join("tool"), "#!/bin/sh\necho later\n").unwrap();
+        std::fs::set_permissions(later.join("tool"), PermissionsExt::from_mode(0o755)).unwrap();
+        let search = |dirs: &[&Path]| {
+            let path = std::env::join_paths(dirs).unwrap();
+            let (mut command, mut output) = agent_command(&["tool"], "/tmp");
+            command.env = vec![("PATH".into(), path.to_str().unwrap().into())];
+            spawn(command).map(|pid| {
+                let mut text = String::new();
+                output.read_to_string(&mut text).unwrap();
+                wait(pid);
+                text
+            })
+        };
+        // A directory named like the program is passed over, as execvp does.
+        assert_eq!(
+            search(&[&empty, &not_runnable, &runnable, &later]).unwrap(),
+            "yes\n"
+        );
+        // A file that is there but may not be run: the next one runs...
+        std::fs::write(empty.join("tool"), "#!/bin/sh\necho no\n").unwrap();
+        assert_eq!(search(&[&empty, &runnable]).unwrap(), "yes\n");
+        // ...and with none to run, the error says why.
+        let error = search(&[&empty, &not_runnable]).unwrap_err();
+        assert!(
+            matches!(error, SpawnError::Child { stage: Stage::Exec, errno } if errno == libc::EACCES),
+            "{error:?}"
+        );
+    }
+
+    #[test]
     fn the_open_file_limit_is_set_before_the_exec() {
         let (mut command, mut output) =
             agent_command(&["sh", "-c", "ulimit -n; ulimit -Hn"], "/tmp");
