@@ -78,7 +78,11 @@ impl LocalShims {
         let daemon_pid = std::process::id() as i32;
         let zygote = match std::env::var("WRANGLE_ZYGOTE").as_deref() {
             Ok("off") => None,
-            _ => Some(Arc::new(Zygote::new(program.clone(), daemon_pid, runs))),
+            _ => {
+                let zygote = Arc::new(Zygote::new(program.clone(), daemon_pid, runs));
+                zygote.start_soon();
+                Some(zygote)
+            }
         };
         Ok(LocalShims {
             program,

@@ -98,7 +98,12 @@ impl Sampler {
     /// (holding no lock) and publishes the observations.
     fn tick(&mut self, engine: &Inner) {
         let started = Instant::now();
-        self.follow(&engine.lock_registry());
+        // The registry is only read under its lock; the new runs' files
+        // are set up after, so that requests are not kept waiting.
+        let new_runs = self.follow(&engine.lock_registry());
+        for (id, target) in new_runs {
+            self.watch(&id, target);
+        }
         self.sample();
         let runs = &self.runs;
         engine.lock_observations().publish(
@@ -125,9 +130,11 @@ impl Sampler {
         }
     }
 
-    /// Watches every run that is running or stopping, and only those;
-    /// runs watched already keep their open files.
-    fn follow(&mut self, registry: &Registry) {
+    /// Keeps watching the runs that are running or stopping, and only
+    /// those (runs watched already keep their open files); returns the
+    /// runs to start watching.
+    fn follow(&mut self, registry: &Registry) -> Vec<(String, Target)> {
+        let mut new_runs = Vec::new();
         for agent in registry.agents() {
             if !matches!(agent.status.state, State::Running | State::Stopping) {
                 continue;
@@ -138,17 +145,17 @@ impl Sampler {
             };
             match self.runs.get_mut(agent.identity.id.as_str()) {
                 Some(sampler) if sampler.watches(run.number, shim) => sampler.mark(),
-                _ => {
-                    let target = Target {
+                _ => new_runs.push((
+                    agent.identity.id.clone(),
+                    Target {
                         run: run.number,
                         shim,
                         main,
                         cgroup: run.cgroup.clone(),
                         dir: run.dir.clone(),
                         started_at: run.started_at,
-                    };
-                    self.watch(&agent.identity.id, target);
-                }
+                    },
+                )),
             }
         }
         let changes = &mut self.changes;
@@ -159,6 +166,7 @@ impl Sampler {
             }
             kept
         });
+        new_runs
     }
 
     /// Starts watching `target`, a run of agent `id`, in place of the run

@@ -1,5 +1,5 @@
 //! The daemon's side of the shim zygote (see `wrangle_shim::zygote`): it
-//! starts the zygote when the first run starts, asks it to fork a shim per
+//! starts the zygote with the daemon, asks it to fork a shim per
 //! run, and starts a new one if it died. Callers fall back to exec'ing a
 //! shim when no zygote can be had.
 
@@ -43,7 +43,8 @@ impl Drop for Running {
 
 impl Zygote {
     /// A zygote that runs `program` (the wrangle binary) for runs under
-    /// `runs`; nothing starts until the first [`Zygote::fork_shim`].
+    /// `runs`; nothing starts until [`Zygote::start_soon`] or the first
+    /// [`Zygote::fork_shim`].
     pub fn new(program: PathBuf, daemon_pid: i32, runs: PathBuf) -> Zygote {
         Zygote {
             program,
@@ -84,6 +85,28 @@ impl Zygote {
             }
         }
         Err(last_error.unwrap_or_else(|| io::Error::other("the shim zygote failed")))
+    }
+
+    /// Starts the zygote now, on a thread of its own, so that the first
+    /// runs do not wait for its exec (a daemon that never starts a run
+    /// pays one idle process).
+    pub fn start_soon(self: &std::sync::Arc<Self>) {
+        let zygote = self.clone();
+        let started = std::thread::Builder::new()
+            .name("zygote-start".into())
+            .spawn(move || {
+                let mut running = zygote.running.lock().unwrap_or_else(|e| e.into_inner());
+                if running.is_none() {
+                    match zygote.start() {
+                        Ok(started) => *running = Some(started),
+                        // The first run tries again, and falls back to exec.
+                        Err(error) => tracing::warn!("cannot start the shim zygote: {error}"),
+                    }
+                }
+            });
+        if let Err(error) = started {
+            tracing::warn!("cannot start the shim zygote: {error}");
+        }
     }
 
     fn start(&self) -> io::Result<Running> {
