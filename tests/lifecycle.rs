@@ -472,3 +472,26 @@ fn rm_refuses_a_running_agent_without_force() {
     assert!(!home.runs_dir(&id).exists());
     assert!(home.ps_all().is_empty());
 }
+
+#[test]
+fn a_shim_writes_its_own_log_only_once_it_has_something_to_say() {
+    let home = Home::new();
+    let seconds = marker();
+    let id = home.run(&["--", "sleep", &seconds]);
+    let agent = home.inspect(&id);
+    let stdout_log = agent["stdout_log"].as_str().unwrap().to_owned();
+    let run_dir = std::path::Path::new(&stdout_log).parent().unwrap();
+    let shim_log = run_dir.join("shim.log");
+    assert!(!shim_log.exists(), "a quiet shim has no log yet");
+
+    // A line the shim does not understand, sent the way the daemon sends
+    // its commands: the shim says so in its log, created for it.
+    fs::write(run_dir.join("control"), "nonsense\n").unwrap();
+    wait_until(SOON, "the shim logs the line it ignored", || {
+        fs::read_to_string(&shim_log).is_ok_and(|log| log.contains("nonsense"))
+    });
+    let log = fs::read_to_string(&shim_log).unwrap();
+    assert!(log.contains("ignoring unknown control line"), "{log}");
+    assert_eq!(home.state(&id), "running", "the shim carries on");
+    home.ok(&["stop", &id]);
+}

@@ -130,7 +130,6 @@ impl LocalShims {
     fn spawn(&self, dir: &Path, spec: &ShimSpec) -> io::Result<(PidFd, OwnedFd)> {
         fs::create_dir_all(dir)?;
         let spec_json = serde_json::to_vec(spec).map_err(io::Error::other)?;
-        let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
         if let Some(zygote) = &self.zygote {
             // The spec travels with the request, which saves a file per
             // run, unless it is too long for one message.
@@ -143,7 +142,6 @@ impl LocalShims {
                 dir,
                 in_request.then_some(spec_json.as_slice()),
                 &OwnedFd::from(report_write),
-                &shim_log,
             ) {
                 Ok(shim) => return Ok((shim, OwnedFd::from(report))),
                 Err(error) => {
@@ -152,6 +150,7 @@ impl LocalShims {
             }
         }
         fs::write(dir.join(SPEC_FILE), &spec_json)?;
+        let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
         let mut child = Command::new(&self.program)
             .arg(wrangle_shim::SHIM_COMMAND)
             .arg(dir)

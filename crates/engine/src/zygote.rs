@@ -3,7 +3,6 @@
 //! run, and starts a new one if it died. Callers fall back to exec'ing a
 //! shim when no zygote can be had.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -54,15 +53,14 @@ impl Zygote {
         }
     }
 
-    /// Forks a shim for the run in `dir` with `report` as its stdout and
-    /// `log` as its stderr, sending it `spec_json` (else it reads
-    /// `spec.json`). A zygote that died or hangs is replaced once.
+    /// Forks a shim for the run in `dir` with `report` as its stdout,
+    /// sending it `spec_json` (else it reads `spec.json`). A zygote that
+    /// died or hangs is replaced once.
     pub fn fork_shim(
         &self,
         dir: &Path,
         spec_json: Option<&[u8]>,
         report: &OwnedFd,
-        log: &File,
     ) -> io::Result<PidFd> {
         let request = zygote::encode_request(dir, spec_json);
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +70,7 @@ impl Zygote {
                 *running = Some(self.start()?);
             }
             let zygote = running.as_ref().expect("started above");
-            match ask(&zygote.socket, &request, report, log) {
+            match ask(&zygote.socket, &request, report) {
                 Ok(shim) => return Ok(shim),
                 // The fork itself failed (e.g. EAGAIN): a new zygote would
                 // not do better.
@@ -135,8 +133,8 @@ enum Asked {
     Broken(io::Error),
 }
 
-fn ask(socket: &OwnedFd, request: &[u8], report: &OwnedFd, log: &File) -> Result<PidFd, Asked> {
-    fdpass::send(socket.as_fd(), request, &[report.as_fd(), log.as_fd()]).map_err(Asked::Broken)?;
+fn ask(socket: &OwnedFd, request: &[u8], report: &OwnedFd) -> Result<PidFd, Asked> {
+    fdpass::send(socket.as_fd(), request, &[report.as_fd()]).map_err(Asked::Broken)?;
     let mut buffer = [0u8; 64];
     let (length, mut fds) = fdpass::receive(socket.as_fd(), &mut buffer).map_err(Asked::Broken)?;
     match Reply::decode(&buffer[..length]) {

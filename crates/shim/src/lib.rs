@@ -8,6 +8,8 @@
 //! It holds no policy, no database and no HTTP: see [`protocol`] for all it
 //! says to the daemon.
 
+#[macro_use]
+mod diag;
 mod capture;
 mod limits;
 pub mod logindex;
@@ -28,17 +30,17 @@ pub const SHIM_COMMAND: &str = "__shim";
 /// Runs a shim with the arguments that follow [`SHIM_COMMAND`].
 pub fn main(args: &[OsString]) -> ExitCode {
     let [dir, daemon_pid] = args else {
-        eprintln!("usage: wrangle {SHIM_COMMAND} <run-dir> <daemon-pid> (started by the daemon, not by hand)");
+        diag!("usage: wrangle {SHIM_COMMAND} <run-dir> <daemon-pid> (started by the daemon, not by hand)");
         return ExitCode::from(2);
     };
     let Some(daemon_pid) = daemon_pid.to_str().and_then(|pid| pid.parse().ok()) else {
-        eprintln!("wrangle shim: invalid daemon pid {daemon_pid:?}");
+        diag!("wrangle shim: invalid daemon pid {daemon_pid:?}");
         return ExitCode::from(2);
     };
     match supervise::run(Path::new(dir), daemon_pid, None) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("wrangle shim: {error}");
+            diag!("wrangle shim: {error}");
             ExitCode::FAILURE
         }
     }

@@ -95,6 +95,6 @@ fn deliver(tree: &Tree, signal: i32) -> std::io::Result<()> {
 
 fn report(result: std::io::Result<()>, what: &str) {
     if let Err(error) = result {
-        eprintln!("wrangle shim: cannot {what}: {error}");
+        diag!("wrangle shim: cannot {what}: {error}");
     }
 }

@@ -71,7 +71,7 @@ pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
         .and_then(|path| match RunCgroup::create(path) {
             Ok(cgroup) => Some(cgroup),
             Err(error) => {
-                eprintln!(
+                diag!(
                 "wrangle shim: cannot create cgroup {}: {error}; falling back to the process group",
                 path.display()
             );
@@ -381,7 +381,7 @@ impl Supervisor {
         });
         self.save_state();
         if let Err(error) = self.tree.kill() {
-            eprintln!("wrangle shim: cannot kill the tree over its memory limit: {error}");
+            diag!("wrangle shim: cannot kill the tree over its memory limit: {error}");
         }
     }
 
@@ -455,7 +455,7 @@ impl Supervisor {
             let line = String::from_utf8_lossy(&line[..end]).into_owned();
             match ControlCommand::parse(&line) {
                 Some(command) => self.obey(command),
-                None => eprintln!("wrangle shim: ignoring unknown control line {line:?}"),
+                None => diag!("wrangle shim: ignoring unknown control line {line:?}"),
             }
         }
     }
@@ -496,7 +496,7 @@ impl Supervisor {
                     Ok(())
                 };
                 if let Err(error) = result {
-                    eprintln!("wrangle shim: cannot send signal {signal}: {error}");
+                    diag!("wrangle shim: cannot send signal {signal}: {error}");
                 }
             }
         }
@@ -516,7 +516,7 @@ impl Supervisor {
             .or(self.stderr.last_error())
             .map(str::to_string);
         if let Err(error) = write_state(&self.dir, &self.state) {
-            eprintln!("wrangle shim: cannot write {STATE_FILE}: {error}");
+            diag!("wrangle shim: cannot write {STATE_FILE}: {error}");
         }
     }
 

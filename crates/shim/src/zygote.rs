@@ -8,7 +8,8 @@
 //! end of a `SOCK_SEQPACKET` pair as stdin. Each request is one message:
 //! the run directory, then (after a NUL) the shim's spec as JSON unless it
 //! is in the directory's `spec.json`, with the shim's stdout (the report
-//! pipe) and stderr (`shim.log`) attached. The zygote forks; the child becomes the shim of
+//! pipe) attached; its stderr is `/dev/null` until it has something to say
+//! (see `diag`). The zygote forks; the child becomes the shim of
 //! that run exactly as `wrangle __shim <dir> <parent>` would, and the zygote
 //! answers with the child's pid, start time and a pidfd for it. It reaps
 //! every shim that exits while it lives, and exits when the daemon closes
@@ -168,7 +169,7 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
         if length == 0 {
             return Ok(());
         }
-        let [report, log]: [OwnedFd; 2] = match attached.try_into() {
+        let [report]: [OwnedFd; 1] = match attached.try_into() {
             Ok(fds) => fds,
             Err(_) => {
                 fdpass::send(socket.as_fd(), &Reply::Failed(libc::EINVAL).encode(), &[])?;
@@ -180,10 +181,10 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
             Ok(Forked::Child) => {
                 drop(socket);
                 drop(exits);
-                become_shim(&dir, spec, zygote, title, report, log)
+                become_shim(&dir, spec, zygote, title, report)
             }
             Ok(Forked::Parent(pid)) => {
-                drop((report, log));
+                drop(report);
                 answer(&socket, pid)?;
             }
             Err(error) => {
@@ -229,17 +230,17 @@ fn become_shim(
     zygote: i32,
     title: Option<TitleArea>,
     report: OwnedFd,
-    log: OwnedFd,
 ) -> ! {
     let wired = File::open("/dev/null").and_then(|null| {
         rustix::stdio::dup2_stdin(&null)?;
         rustix::stdio::dup2_stdout(&report)?;
-        rustix::stdio::dup2_stderr(&log)?;
+        rustix::stdio::dup2_stderr(&null)?;
         Ok(())
     });
-    drop((report, log));
+    drop(report);
+    crate::diag::log_lazily_to(dir.join(crate::protocol::SHIM_LOG));
     if let Err(error) = wired {
-        eprintln!("wrangle shim: cannot set up stdio: {error}");
+        diag!("wrangle shim: cannot set up stdio: {error}");
         std::process::exit(1);
     }
     if let Some(title) = title {
@@ -250,14 +251,14 @@ fn become_shim(
     let spec = match spec.map(serde_json::from_slice::<ShimSpec>).transpose() {
         Ok(spec) => spec,
         Err(error) => {
-            eprintln!("wrangle shim: the spec it was sent is not one: {error}");
+            diag!("wrangle shim: the spec it was sent is not one: {error}");
             std::process::exit(1);
         }
     };
     let code = match supervise::run(dir, zygote, spec) {
         Ok(()) => 0,
         Err(error) => {
-            eprintln!("wrangle shim: {error}");
+            diag!("wrangle shim: {error}");
             1
         }
     };
