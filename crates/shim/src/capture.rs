@@ -19,9 +19,11 @@ const PENDING_CAP: usize = 8 * 1024 * 1024;
 /// One of the agent's output pipes and where it is recorded.
 pub struct Capture {
     pipe: Option<File>,
-    log: File,
-    /// Opened with the first output: most agents of a fleet print little
-    /// or nothing, and a file fewer makes a start cheaper.
+    /// The log and its index are made with the first output: an agent
+    /// that has printed nothing has no files yet (readers take a missing
+    /// log as an empty one), and a start makes fewer inodes.
+    log: Option<File>,
+    log_path: PathBuf,
     index: Option<File>,
     index_path: PathBuf,
     offset: u64,
@@ -31,24 +33,21 @@ pub struct Capture {
 }
 
 impl Capture {
-    /// Opens (appending) the log at `log_path` and its index for the pipe's
-    /// read end `pipe`, which must be non-blocking.
-    pub fn open(pipe: OwnedFd, log_path: &Path, index_path: &Path) -> io::Result<Capture> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)?;
-        let offset = log.metadata()?.len();
-        Ok(Capture {
+    /// Records the pipe's read end `pipe` (non-blocking) into the log at
+    /// `log_path` with its index at `index_path`, both made (or appended
+    /// to) with the first output.
+    pub fn new(pipe: OwnedFd, log_path: &Path, index_path: &Path) -> Capture {
+        Capture {
             pipe: Some(File::from(pipe)),
-            log,
+            log: None,
+            log_path: log_path.to_path_buf(),
             index: None,
             index_path: index_path.to_path_buf(),
-            offset,
+            offset: 0,
             pending: Vec::new(),
             pending_since_nanos: 0,
             last_error: None,
-        })
+        }
     }
 
     /// The pipe to poll, while it is open and there is room to read into.
@@ -117,7 +116,10 @@ impl Capture {
             offset: self.offset,
             unix_nanos: now_nanos,
         };
-        let (written, error) = write_some(&mut self.log, data);
+        let (written, error) = match self.log() {
+            Ok(log) => write_some(log, data),
+            Err(error) => (0, Some(error)),
+        };
         if written > 0 {
             // A lost index record only costs that chunk its exact time.
             if let Some(index) = self.index() {
@@ -140,6 +142,21 @@ impl Capture {
 }
 
 impl Capture {
+    /// The log, opened (appending) on first use, which also finds where
+    /// the next record starts; an error while it cannot be opened (tried
+    /// again with the next output, the bytes kept meanwhile).
+    fn log(&mut self) -> io::Result<&mut File> {
+        if self.log.is_none() {
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log_path)?;
+            self.offset = log.metadata()?.len();
+            self.log = Some(log);
+        }
+        Ok(self.log.as_mut().expect("opened above"))
+    }
+
     /// The index, opened (appending) on first use; `None` while it cannot
     /// be opened (tried again with the next output).
     fn index(&mut self) -> Option<&mut File> {
@@ -183,7 +200,8 @@ mod tests {
         .unwrap();
         let log = dir.path().join("stdout.log");
         let index = dir.path().join("stdout.log.idx");
-        let mut capture = Capture::open(read, &log, &index).unwrap();
+        let mut capture = Capture::new(read, &log, &index);
+        assert!(!log.exists() && !index.exists(), "no file before output");
         let mut writer = File::from(write);
         writer.write_all(b"one\ntwo\n").unwrap();
         capture.read_available(1_000);
@@ -207,5 +225,30 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn output_waits_while_its_log_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let (read, write) = rustix::pipe::pipe_with(
+            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+        )
+        .unwrap();
+        let missing = dir.path().join("not-yet");
+        let log = missing.join("stdout.log");
+        let mut capture = Capture::new(read, &log, &missing.join("stdout.log.idx"));
+        let mut writer = File::from(write);
+        writer.write_all(b"kept\n").unwrap();
+        capture.read_available(1_000);
+        assert!(capture.has_pending());
+        assert!(capture
+            .last_error()
+            .is_some_and(|e| e.contains("writing the log")));
+
+        std::fs::create_dir(&missing).unwrap();
+        capture.retry_pending();
+        assert!(!capture.has_pending());
+        assert_eq!(capture.last_error(), None);
+        assert_eq!(std::fs::read(&log).unwrap(), b"kept\n");
     }
 }

@@ -99,8 +99,8 @@ pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
 
     let (stdout_read, stdout_write) = output_pipe()?;
     let (stderr_read, stderr_write) = output_pipe()?;
-    let stdout = open_capture(dir, STDOUT_LOG, stdout_read)?;
-    let stderr = open_capture(dir, STDERR_LOG, stderr_read)?;
+    let stdout = capture(dir, STDOUT_LOG, stdout_read);
+    let stderr = capture(dir, STDERR_LOG, stderr_read);
     let control_path = dir.join(CONTROL_FIFO);
     match files::make_fifo(&control_path) {
         Ok(()) => {}
@@ -227,8 +227,8 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-fn open_capture(dir: &Path, log: &str, pipe: OwnedFd) -> io::Result<Capture> {
-    Capture::open(
+fn capture(dir: &Path, log: &str, pipe: OwnedFd) -> Capture {
+    Capture::new(
         pipe,
         &dir.join(log),
         &dir.join(format!("{log}{INDEX_SUFFIX}")),
