@@ -4,7 +4,7 @@ use crate::{Result, StoreError};
 use rusqlite::Connection;
 
 /// Each entry takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: agents, runs, events.
     "CREATE TABLE agents (
         id TEXT PRIMARY KEY,
@@ -47,6 +47,49 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         max_running INTEGER NOT NULL
     ) STRICT;",
+    // 3: fewer pages written per state change. Runs are kept by their key
+    // alone (no second tree for a rowid), and events are numbered without
+    // AUTOINCREMENT, whose `sqlite_sequence` row was written in every
+    // transaction (a number may come again only after the newest events
+    // went with their agent).
+    "CREATE TABLE runs_by_key (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        dir TEXT NOT NULL,
+        shim_pid INTEGER,
+        shim_start_time INTEGER,
+        pid INTEGER,
+        pid_start_time INTEGER,
+        cgroup TEXT,
+        started_at TEXT,
+        ended_at TEXT,
+        exit_code INTEGER,
+        signal INTEGER,
+        reason TEXT,
+        PRIMARY KEY (agent_id, run)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO runs_by_key (agent_id, run, state, dir, shim_pid, shim_start_time, pid,
+            pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason)
+        SELECT agent_id, run, state, dir, shim_pid, shim_start_time, pid,
+            pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_by_key RENAME TO runs;
+    CREATE TABLE events_numbered (
+        seq INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT
+    ) STRICT;
+    INSERT INTO events_numbered (seq, at, agent_id, run, state, reason)
+        SELECT seq, at, agent_id, run, state, reason FROM events;
+    DROP TABLE events;
+    DELETE FROM sqlite_sequence WHERE name = 'events';
+    ALTER TABLE events_numbered RENAME TO events;
+    CREATE INDEX events_by_agent ON events (agent_id, seq);",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -162,3 +162,48 @@ fn group_limits_are_kept_changed_and_removed() {
         vec![("builds".to_string(), 3)]
     );
 }
+
+#[test]
+fn a_store_of_the_schema_before_keeps_its_agents_runs_and_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    {
+        // A store as the version before this one left it.
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..2] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 2).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO agents VALUES ('a1', 'build', '{}', 'running', NULL, 1, '2026-11-24 07:00:00+00:00', '2026-11-24 07:00:01+00:00');
+                 INSERT INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time, pid,
+                     pid_start_time, started_at)
+                     VALUES ('a1', 1, 'running', '/tmp/runs/a1/1', 100, 5000, 101, 5001, '2026-11-24 07:00:01+00:00');
+                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:00+00:00', 'a1', 1, 'starting');
+                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:01+00:00', 'a1', 1, 'running');",
+            )
+            .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.len(), 1);
+    let (mut a, r) = loaded.into_iter().next().unwrap();
+    let mut r = r.expect("the run is kept");
+    assert_eq!(a.state, State::Running);
+    assert_eq!((r.shim, r.process), (Some((100, 5000)), Some((101, 5001))));
+    let seqs: Vec<i64> = store.events("a1").unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2]);
+
+    // Changes go on from there: the run is updated, events numbered on.
+    a.state = State::Failed;
+    r.exit_code = Some(3);
+    store.record(&a, &r, Utc::now()).unwrap();
+    let events = store.events("a1").unwrap();
+    assert_eq!(
+        events.last().map(|e| (e.seq, e.state)),
+        Some((3, State::Failed))
+    );
+    assert_eq!(store.runs("a1").unwrap().len(), 1);
+    assert_eq!(store.runs("a1").unwrap()[0].exit_code, Some(3));
+}
