@@ -36,19 +36,12 @@ impl Answer {
     /// The body as JSON, if the status is `expected`; an error naming the
     /// request otherwise.
     pub fn json(&self, expected: StatusCode, what: &str) -> Result<Value> {
-        if self.status != expected {
-            bail!(
-                "{what}: the daemon answered {} {}",
-                self.status,
-                String::from_utf8_lossy(&self.body)
-            );
-        }
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("{what}: the answer is not JSON"))
+        self.parse(expected, what)
     }
 
     /// The body read straight into `T` (fields it does not name are
-    /// skipped, not built), if the status is `expected`.
+    /// skipped, not built), if the status is `expected`; an error naming
+    /// the request otherwise.
     pub fn parse<T: serde::de::DeserializeOwned>(
         &self,
         expected: StatusCode,

@@ -17,7 +17,7 @@ mod process;
 
 pub use cgroup::{parse_cpu_usage, WatchedCgroup};
 pub use dir::{FileStamp, WatchedDir};
-pub use notify::{DirChange, DirChanges, DirWatch};
+pub use notify::{max_queued_events, DirChange, DirChanges, DirWatch};
 pub use process::{parse_stat, ProcCounters, WatchedProcess};
 
 use std::fs::File;

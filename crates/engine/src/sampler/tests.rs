@@ -212,11 +212,7 @@ fn runs_watched_and_runs_looked_at_every_tick_see_the_same() {
 
 #[test]
 fn changes_lost_from_a_full_queue_are_looked_for() {
-    let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let limit = wrangle_os::sample::max_queued_events().unwrap();
     if limit > 1 << 20 {
         eprintln!("max_queued_events is {limit}: too many changes to fill the queue in a test");
         return;

@@ -61,6 +61,15 @@ pub enum DirChange<'a> {
     Lost,
 }
 
+/// How many changes the kernel queues for one inotify instance before it
+/// drops them and reports an overflow (`fs.inotify.max_queued_events`).
+pub fn max_queued_events() -> io::Result<usize> {
+    std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")?
+        .trim()
+        .parse()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+}
+
 impl DirChanges {
     /// A new instance, watching nothing yet. Fails where the kernel has no
     /// inotify or no instance is left (`max_user_instances`).
@@ -201,11 +210,7 @@ mod tests {
 
     #[test]
     fn a_full_queue_is_told() {
-        let limit: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
+        let limit = max_queued_events().unwrap();
         if limit > 1 << 20 {
             eprintln!("max_queued_events is {limit}: too many events to fill the queue in a test");
             return;
