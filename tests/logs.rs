@@ -22,7 +22,7 @@ fn ordered_output(lines: &[&str]) -> String {
             _ => (" >&2", "stderr.log"),
         };
         script.push_str(&format!(
-            "echo {text}{redirect}; until grep -qx {text} \"$dir/{log}\"; do sleep 0.01; done; "
+            "echo {text}{redirect}; until grep -sqx {text} \"$dir/{log}\"; do sleep 0.01; done; "
         ));
     }
     script
