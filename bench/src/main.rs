@@ -50,11 +50,13 @@ struct Args {
     /// Fleet sizes to measure, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [100, 1000])]
     agents: Vec<usize>,
-    /// The wrangle binary; by default target/release/wrangle of this
-    /// workspace, built first.
+    /// The wrangle binary; by default this workspace's, built first as
+    /// `cargo install` builds it (static on glibc, see `.cargo/static.toml`)
+    /// into target/<host triple>/release/wrangle.
     #[arg(long, value_name = "PATH")]
     wrangle: Option<PathBuf>,
-    /// Do not run `cargo build --release -p wrangle` first.
+    /// Do not run `cargo build --release -p wrangle --config
+    /// .cargo/static.toml` first.
     #[arg(long)]
     no_build: bool,
     /// Parallel connections for the API start.

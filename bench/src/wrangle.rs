@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use wrangle_wire::AgentView;
 
 /// Returns the wrangle binary to measure: `explicit` if given, else the
-/// workspace's `target/release/wrangle`, built first with `cargo build
-/// --release -p wrangle` unless `no_build`.
+/// workspace's wrangle as `cargo install` builds it (with
+/// `.cargo/static.toml`), built first unless `no_build`.
 pub fn locate(explicit: Option<PathBuf>, no_build: bool) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return std::path::absolute(&path)
@@ -23,7 +23,7 @@ pub fn locate(explicit: Option<PathBuf>, no_build: bool) -> Result<PathBuf> {
         .to_path_buf();
     if !no_build {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("building wrangle: cargo build --release -p wrangle");
+        eprintln!("building wrangle: cargo build --release -p wrangle --config .cargo/static.toml");
         let status = Command::new(cargo)
             .args([
                 "build",
@@ -34,6 +34,7 @@ pub fn locate(explicit: Option<PathBuf>, no_build: bool) -> Result<PathBuf> {
                 "--bin",
                 "wrangle",
             ])
+            .args(["--config", ".cargo/static.toml"])
             .current_dir(&workspace)
             .status()
             .context("cannot run cargo to build wrangle")?;
@@ -51,14 +52,30 @@ pub fn locate(explicit: Option<PathBuf>, no_build: bool) -> Result<PathBuf> {
             }
         })
         .unwrap_or_else(|| workspace.join("target"));
-    let binary = target.join("release/wrangle");
+    // The config names the target (the host's triple), so the build lands
+    // in a directory of that name.
+    let binary = target.join(host_triple()?).join("release/wrangle");
     if !binary.is_file() {
         bail!(
-            "{} does not exist: build it with `cargo build --release` or pass --wrangle PATH",
+            "{} does not exist: build it with `cargo build --release --config .cargo/static.toml` or pass --wrangle PATH",
             binary.display()
         );
     }
     Ok(binary)
+}
+
+/// The triple of this machine, as rustc names it (`host: ...` of `rustc -vV`).
+fn host_triple() -> Result<String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .context("cannot run rustc -vV")?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV names no host")
 }
 
 /// One daemon in one fresh home, driven through the `wrangle` CLI.

@@ -14,9 +14,10 @@ impl Engine {
     /// Creates an agent and starts it; answers once the exec is confirmed
     /// (`running`) or has failed (`failed`, with the reason).
     pub async fn create(&self, request: CreateAgent) -> Result<AgentView, EngineError> {
-        let spec = AgentSpec::from_request(&request, &self.inner.cwd)?;
+        let requested_name = request.name.clone();
+        let spec = AgentSpec::from_owned_request(request, &self.inner.cwd)?;
         self.check_limits(&spec.limits)?;
-        if let Some(name) = &request.name {
+        if let Some(name) = &requested_name {
             parse::validate_name(name).map_err(EngineError::invalid)?;
         }
         let spec_json =
@@ -33,7 +34,7 @@ impl Engine {
         let queued = self.queue_reason(spec.group.as_deref(), spec.priority);
         {
             let mut registry = self.registry();
-            let name = match &request.name {
+            let name = match &requested_name {
                 Some(name) => {
                     if let Some(existing) = registry.id_of_name(name) {
                         return Err(EngineError::new(

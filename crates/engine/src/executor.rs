@@ -128,7 +128,7 @@ impl LocalShims {
     }
 
     fn spawn(&self, dir: &Path, spec: &ShimSpec) -> io::Result<(PidFd, OwnedFd)> {
-        fs::create_dir_all(dir)?;
+        make_run_dir(dir)?;
         let spec_json = serde_json::to_vec(spec).map_err(io::Error::other)?;
         if let Some(zygote) = &self.zygote {
             // The spec travels with the request, which saves a file per
@@ -291,4 +291,20 @@ fn shim_failure(dir: &Path) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "it exited without a word".into())
+}
+
+/// Makes a run's directory (`runs/<agent>/<run>`) and its agent's: two
+/// `mkdir`s where `create_dir_all` would first try the run's and fail.
+fn make_run_dir(dir: &Path) -> io::Result<()> {
+    let exists_already = |made: io::Result<()>| match made {
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    };
+    if let Some(agent_dir) = dir.parent() {
+        match fs::create_dir(agent_dir) {
+            Err(error) if error.kind() == io::ErrorKind::NotFound => fs::create_dir_all(agent_dir)?,
+            made => exists_already(made)?,
+        }
+    }
+    exists_already(fs::create_dir(dir))
 }

@@ -75,6 +75,24 @@ impl AgentSpec {
         request: &CreateAgent,
         daemon_cwd: &Path,
     ) -> Result<AgentSpec, EngineError> {
+        AgentSpec::checked(request, request.inherit_env.clone(), daemon_cwd)
+    }
+
+    /// [`AgentSpec::from_request`] of a request that is not needed after:
+    /// the base environment (often the largest part) is moved, not copied.
+    pub fn from_owned_request(
+        mut request: CreateAgent,
+        daemon_cwd: &Path,
+    ) -> Result<AgentSpec, EngineError> {
+        let base_env = request.inherit_env.take();
+        AgentSpec::checked(&request, base_env, daemon_cwd)
+    }
+
+    fn checked(
+        request: &CreateAgent,
+        base_env: Option<BTreeMap<String, String>>,
+        daemon_cwd: &Path,
+    ) -> Result<AgentSpec, EngineError> {
         if request.command.is_empty() || request.command[0].is_empty() {
             return Err(EngineError::invalid(
                 "the command is empty: give the program to run after `--`, e.g. `wrangle run -- sleep 60`",
@@ -85,10 +103,7 @@ impl AgentSpec {
                 "command argument {arg:?} contains a NUL byte"
             )));
         }
-        let environments = request
-            .env
-            .iter()
-            .chain(request.inherit_env.iter().flatten());
+        let environments = request.env.iter().chain(base_env.iter().flatten());
         for (key, value) in environments {
             parse::validate_env_key(key).map_err(EngineError::invalid)?;
             if value.contains('\0') {
@@ -123,7 +138,7 @@ impl AgentSpec {
         Ok(AgentSpec {
             command: request.command.clone(),
             env: request.env.clone(),
-            base_env: request.inherit_env.clone(),
+            base_env,
             cwd,
             stop_signal,
             stop_timeout_ms: stop_timeout.as_millis() as u64,
@@ -172,18 +187,29 @@ impl AgentSpec {
         run: u32,
         status_file: &Path,
     ) -> Vec<(String, String)> {
-        let mut env: BTreeMap<String, String> = match &self.base_env {
-            Some(base) => base.clone(),
-            None => std::env::vars().collect(),
+        let own = [
+            ("WRANGLE_AGENT_ID", agent_id.to_string()),
+            ("WRANGLE_RUN", run.to_string()),
+            ("WRANGLE_STATUS_FILE", status_file.display().to_string()),
+        ];
+        let replaced =
+            |key: &str| self.env.contains_key(key) || own.iter().any(|(name, _)| *name == key);
+        let mut env: Vec<(String, String)> = match &self.base_env {
+            Some(base) => base
+                .iter()
+                .filter(|(key, _)| !replaced(key))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+            None => std::env::vars().filter(|(key, _)| !replaced(key)).collect(),
         };
-        env.extend(self.env.clone());
-        env.insert("WRANGLE_AGENT_ID".into(), agent_id.into());
-        env.insert("WRANGLE_RUN".into(), run.to_string());
-        env.insert(
-            "WRANGLE_STATUS_FILE".into(),
-            status_file.display().to_string(),
+        env.reserve(self.env.len() + own.len());
+        env.extend(
+            self.env
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
         );
-        env.into_iter().collect()
+        env.extend(own.into_iter().map(|(key, value)| (key.to_string(), value)));
+        env
     }
 }
 
@@ -505,13 +531,13 @@ mod tests {
         req.inherit_env = Some(BTreeMap::from([
             ("PATH".into(), "/bin".into()),
             ("A".into(), "base".into()),
+            ("WRANGLE_RUN".into(), "from the caller's own run".into()),
         ]));
         req.env = BTreeMap::from([("A".into(), "explicit".into())]);
-        let spec = AgentSpec::from_request(&req, Path::new("/")).unwrap();
-        let env: BTreeMap<_, _> = spec
-            .environment("abc", 2, Path::new("/x/status.json"))
-            .into_iter()
-            .collect();
+        let spec = AgentSpec::from_owned_request(req, Path::new("/")).unwrap();
+        let pairs = spec.environment("abc", 2, Path::new("/x/status.json"));
+        let env: BTreeMap<_, _> = pairs.iter().cloned().collect();
+        assert_eq!(pairs.len(), env.len(), "a variable twice: {pairs:?}");
         assert_eq!(env["A"], "explicit");
         assert_eq!(env["PATH"], "/bin");
         assert_eq!(env["WRANGLE_AGENT_ID"], "abc");
