@@ -112,8 +112,15 @@ pub fn remove_runtime_files(home: &Path) {
     let _ = fs::remove_file(home.join(PID_FILE));
 }
 
-/// Raises the soft limit of open files to the hard limit: the daemon holds
-/// a pidfd per run, and thousands of runs are the point.
+/// Descriptors the daemon's table is sized for at start-up: a pidfd per
+/// run and a few per run being started, for fleets of several thousand.
+const FD_TABLE_SIZE: u64 = 16384;
+
+/// Raises the soft limit of open files to the hard limit (the daemon holds
+/// a pidfd per run, and thousands of runs are the point), and sizes the
+/// descriptor table for it now, while the daemon has one thread: growing
+/// it later stalls the daemon for an RCU grace period each time (see
+/// `wrangle_os::fdtable`).
 pub fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut limit = getrlimit(Resource::Nofile);
@@ -122,5 +129,8 @@ pub fn raise_fd_limit() {
         if let Err(error) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!("cannot raise the open-file limit: {error}");
         }
+    }
+    if let Err(error) = wrangle_os::fdtable::reserve(FD_TABLE_SIZE) {
+        tracing::warn!("cannot size the descriptor table: {error}");
     }
 }

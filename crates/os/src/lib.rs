@@ -8,6 +8,7 @@
 pub mod cgroup;
 pub mod exits;
 pub mod fdpass;
+pub mod fdtable;
 pub mod features;
 pub mod files;
 pub mod fork;
