@@ -10,6 +10,7 @@ use hyper::body::Bytes;
 use hyper::{header, Request};
 use hyper_util::rt::TokioIo;
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -83,11 +84,26 @@ impl Target {
     }
 }
 
-/// Connects to `address` (resolving a host name first).
+/// Connects to `address` (resolving a host name first). `localhost` is the
+/// loopback address without asking the resolver (RFC 6761): the usual
+/// probe target then needs no name service, which a static wrangle loads
+/// from the system's glibc.
 async fn connect(address: &HostPort) -> Result<TcpStream, String> {
-    TcpStream::connect((address.host.as_str(), address.port))
-        .await
-        .map_err(|error| io_reason(&error))
+    let connected = match loopback(address) {
+        Some(loopback) => TcpStream::connect(&loopback[..]).await,
+        None => TcpStream::connect((address.host.as_str(), address.port)).await,
+    };
+    connected.map_err(|error| io_reason(&error))
+}
+
+/// The loopback addresses (IPv4 first) when `address` names `localhost`.
+fn loopback(address: &HostPort) -> Option<[SocketAddr; 2]> {
+    address.host.eq_ignore_ascii_case("localhost").then(|| {
+        [
+            SocketAddr::from((Ipv4Addr::LOCALHOST, address.port)),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, address.port)),
+        ]
+    })
 }
 
 /// GETs `url` over HTTP/1.1; well on a 2xx or 3xx status. The body is not
@@ -304,6 +320,32 @@ mod tests {
             refused_soon(&target).await,
             Err("connection refused".into())
         );
+    }
+
+    #[test]
+    fn localhost_is_the_loopback_without_the_resolver() {
+        let named = |text: &str| loopback(&parse::parse_host_port(text).unwrap());
+        assert_eq!(
+            named("LocalHost:80")
+                .unwrap()
+                .map(|address| address.to_string()),
+            ["127.0.0.1:80", "[::1]:80"]
+        );
+        assert_eq!(named("example.com:80"), None);
+        assert_eq!(named("127.0.0.1:80"), None);
+    }
+
+    #[tokio::test]
+    async fn localhost_is_the_loopback_on_either_family() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(listener) = TcpListener::bind(bind) else {
+                continue; // no IPv6 loopback on this machine
+            };
+            let port = listener.local_addr().unwrap().port();
+            let address = parse::parse_host_port(&format!("LocalHost:{port}")).unwrap();
+            let target = Target::Tcp(address);
+            assert_eq!(target.check(Duration::from_secs(5)).await, Ok(()), "{bind}");
+        }
     }
 
     /// Serves one connection per answer on 127.0.0.1, each answered with
