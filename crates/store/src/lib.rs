@@ -8,6 +8,7 @@
 //! across a crash of the process (not across a power cut, which the
 //! agents do not survive either).
 
+mod checkpoint;
 mod schema;
 
 use chrono::{DateTime, Utc};
@@ -127,6 +128,8 @@ pub struct EventRow {
 pub struct Store {
     connection: Connection,
     path: String,
+    /// Ends its thread when the store is dropped.
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -134,17 +137,22 @@ impl Store {
     /// up to date.
     pub fn open(path: &Path) -> Result<Store> {
         let display = path.display().to_string();
-        let connection = Connection::open(path)?;
+        let mut connection = Connection::open(path)?;
         connection.busy_timeout(BUSY_TIMEOUT)?;
         let locked = |error: rusqlite::Error| explain_busy(error.into(), &display);
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(locked)?;
         connection.pragma_update(None, "synchronous", "NORMAL")?;
+        // A burst can make the log long before a checkpoint catches up;
+        // past this it is cut back once checkpointed.
+        connection.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
         connection.pragma_update(None, "foreign_keys", true)?;
+        let checkpointer = checkpoint_in_background(&mut connection, path);
         let mut store = Store {
             connection,
             path: display.clone(),
+            _checkpointer: checkpointer,
         };
         schema::migrate(&mut store.connection, &display)
             .map_err(|error| explain_busy(error, &display))?;
@@ -384,6 +392,9 @@ impl Store {
 /// with [`StoreError::Locked`].
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Bytes of write-ahead log kept after a checkpoint (64 MiB).
+const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
+
 /// Turns SQLite's "database is locked" into [`StoreError::Locked`], which
 /// names the file and the likely culprit.
 fn explain_busy(error: StoreError, path: &str) -> StoreError {
@@ -448,6 +459,27 @@ fn write_run_and_event(
             agent.reason
         ])?;
     Ok(())
+}
+
+/// Moves the log's checkpoints to a thread of their own (see
+/// `checkpoint`): commits past the threshold wake it, and only a log far
+/// past it is checkpointed by the committing connection itself.
+fn checkpoint_in_background(
+    connection: &mut Connection,
+    path: &Path,
+) -> Option<checkpoint::Checkpointer> {
+    let checkpointer = checkpoint::Checkpointer::start(path)?;
+    let wake = checkpointer.waker();
+    let hooked = connection.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages| {
+        if pages >= checkpoint::INLINE_AT_PAGES {
+            // Best effort: a failure leaves the pages in the log.
+            let _ = wal.checkpoint();
+        } else if pages >= checkpoint::WAKE_AT_PAGES {
+            let _ = wake.try_send(());
+        }
+        Ok(())
+    }));
+    hooked.ok().map(|()| checkpointer)
 }
 
 fn parse_state(text: &str) -> Result<State> {

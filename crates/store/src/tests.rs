@@ -207,3 +207,49 @@ fn a_store_of_the_schema_before_keeps_its_agents_runs_and_events() {
     assert_eq!(store.runs("a1").unwrap().len(), 1);
     assert_eq!(store.runs("a1").unwrap()[0].exit_code, Some(3));
 }
+
+/// Names of this process's threads.
+fn thread_names() -> Vec<String> {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_log_is_checkpointed_by_a_thread_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let checkpointers = || {
+        thread_names()
+            .iter()
+            .filter(|name| *name == "wal-checkpoint")
+            .count()
+    };
+    let mut store = Store::open(&path).unwrap();
+    // Other tests of this binary run stores of their own meanwhile.
+    assert!(checkpointers() >= 1);
+    let database_bytes = || std::fs::metadata(&path).unwrap().len();
+    let before = database_bytes();
+    // Each start writes some pages to the log; this is well past the
+    // threshold at which the thread is woken.
+    for index in 0..400 {
+        let id = format!("agent{index}");
+        let mut a = agent(&id, &format!("name{index}"));
+        a.spec = "x".repeat(2000);
+        store.create(&a, &run(&id), Utc::now()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while database_bytes() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint: the database file stayed at {before} bytes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing was lost on the way.
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.load().unwrap().len(), 400);
+}
