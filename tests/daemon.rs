@@ -383,3 +383,62 @@ fn the_socket_is_0600_in_a_0700_directory() {
     let dir = fs::metadata(home.path()).unwrap();
     assert_eq!(dir.permissions().mode() & 0o7777, 0o700);
 }
+
+/// SIGCHLD's number on Linux.
+const SIGCHLD: u32 = 17;
+
+/// Whether SIGCHLD is among the ignored signals of `status` (the text of a
+/// `/proc/PID/status`).
+fn ignores_sigchld(status: &str) -> bool {
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .map(|mask| u64::from_str_radix(mask.trim(), 16).unwrap())
+        .unwrap();
+    mask & (1 << (SIGCHLD - 1)) != 0
+}
+
+#[test]
+fn exit_statuses_are_kept_when_wrangle_starts_with_sigchld_ignored() {
+    // bash passes a signal it was told to ignore on to what it execs; an
+    // ignored SIGCHLD makes the kernel reap children as they exit.
+    let ignoring = "trap '' CHLD; exec \"$@\"";
+    let probe = std::process::Command::new("bash")
+        .args(["-c", ignoring, "bash", "cat", "/proc/self/status"])
+        .output()
+        .expect("run bash");
+    assert!(
+        ignores_sigchld(&String::from_utf8_lossy(&probe.stdout)),
+        "bash did not pass SIGCHLD on ignored: this test would test nothing"
+    );
+
+    let home = Home::new();
+    let mut daemon = std::process::Command::new("bash")
+        .args([
+            "-c",
+            ignoring,
+            "bash",
+            common::WRANGLE,
+            "daemon",
+            "--foreground",
+        ])
+        .env("WRANGLE_HOME", home.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start a daemon with SIGCHLD ignored");
+    wait_until(SOON, "the daemon has written its pid file", || {
+        home.daemon_pid().is_some()
+    });
+
+    let failed = home.run(&["--", "sh", "-c", "exit 3"]);
+    let output = home.wrangle(&["wait", &failed]);
+    assert_eq!(output.status.code(), Some(3), "{output:?}");
+    let agent = home.inspect(&failed);
+    assert_eq!(agent["state"], "failed");
+    assert_eq!(agent["exit_code"], 3);
+
+    home.ok(&["daemon", "stop"]);
+    daemon.wait().unwrap();
+}

@@ -81,6 +81,11 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
     };
     init_tracing();
     daemon::raise_fd_limit();
+    // The daemon waits for its own children too (the zygote, command
+    // probes): their exit statuses must not be reaped away.
+    if let Err(error) = wrangle_os::signals::wait_for_children_again() {
+        tracing::warn!("cannot restore SIGCHLD: {error}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("wrangle-daemon")

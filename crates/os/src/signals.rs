@@ -56,10 +56,22 @@ pub struct ChildExits {
     fd: SignalFd,
 }
 
+/// Sets SIGCHLD back to its default disposition. Whoever started this
+/// process may have left it ignored, and an ignored SIGCHLD survives exec:
+/// the kernel then reaps every child the moment it exits, and its exit
+/// status is gone before anyone can wait for it.
+pub fn wait_for_children_again() -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler code.
+    unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map_err(io::Error::from)?;
+    Ok(())
+}
+
 impl ChildExits {
     /// Blocks SIGCHLD for the calling thread and opens a non-blocking
-    /// signalfd for it.
+    /// signalfd for it, with SIGCHLD's disposition back to the default
+    /// (see [`wait_for_children_again`]).
     pub fn new() -> io::Result<ChildExits> {
+        wait_for_children_again()?;
         let mut mask = SigSet::empty();
         mask.add(Signal::SIGCHLD);
         signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(io::Error::from)?;
