@@ -50,12 +50,6 @@ pub fn ignore_termination_signals() -> io::Result<()> {
     Ok(())
 }
 
-/// Child exits as a pollable file descriptor: SIGCHLD is blocked and
-/// delivered through a signalfd instead of a handler.
-pub struct ChildExits {
-    fd: SignalFd,
-}
-
 /// Sets SIGCHLD back to its default disposition. Whoever started this
 /// process may have left it ignored, and an ignored SIGCHLD survives exec:
 /// the kernel then reaps every child the moment it exits, and its exit
@@ -64,6 +58,12 @@ pub fn wait_for_children_again() -> io::Result<()> {
     // SAFETY: SIG_DFL installs no handler code.
     unsafe { signal::signal(Signal::SIGCHLD, SigHandler::SigDfl) }.map_err(io::Error::from)?;
     Ok(())
+}
+
+/// Child exits as a pollable file descriptor: SIGCHLD is blocked and
+/// delivered through a signalfd instead of a handler.
+pub struct ChildExits {
+    fd: SignalFd,
 }
 
 impl ChildExits {
