@@ -184,15 +184,33 @@ pub struct Stop {
     pub answered: Duration,
     /// Until no agent process was left in `/proc`.
     pub agents_gone: Duration,
-    /// Until no shim was left in `/proc` either.
-    pub shims_gone: Duration,
+    /// Until every shim had exited. A zombie counts as exited: after the
+    /// re-attach the shims' parent is init (their zygote died with the
+    /// killed daemon), and how soon init reaps is not wrangle's doing.
+    pub shims_exited: Duration,
 }
 
 /// Waits until none of `processes` is in `/proc`; the time since `since`.
 fn wait_gone(processes: &[ProcessId], since: Instant, what: &str) -> Result<Duration> {
+    wait_until_none(processes, ProcessId::exists, since, what)
+}
+
+/// Waits until each of `processes` has exited (a zombie has); the time
+/// since `since`.
+fn wait_exited(processes: &[ProcessId], since: Instant, what: &str) -> Result<Duration> {
+    wait_until_none(processes, ProcessId::is_running, since, what)
+}
+
+/// Waits until `left_in` holds for none of `processes`.
+fn wait_until_none(
+    processes: &[ProcessId],
+    left_in: fn(&ProcessId) -> bool,
+    since: Instant,
+    what: &str,
+) -> Result<Duration> {
     let mut left: Vec<ProcessId> = processes.to_vec();
     loop {
-        left.retain(ProcessId::exists);
+        left.retain(left_in);
         if left.is_empty() {
             return Ok(since.elapsed());
         }
@@ -218,7 +236,7 @@ pub fn stop_via_cli(wrangle: &Wrangle, fleet: &Fleet) -> Result<Stop> {
     Ok(Stop {
         answered,
         agents_gone: wait_gone(&fleet.agents, started, "agent")?,
-        shims_gone: wait_gone(&fleet.shims, started, "shim")?,
+        shims_exited: wait_exited(&fleet.shims, started, "shim")?,
     })
 }
 
@@ -240,7 +258,7 @@ pub async fn stop_via_api(api: &Api, fleet: &Fleet) -> Result<Stop> {
     Ok(Stop {
         answered,
         agents_gone: wait_gone(&fleet.agents, started, "agent")?,
-        shims_gone: wait_gone(&fleet.shims, started, "shim")?,
+        shims_exited: wait_exited(&fleet.shims, started, "shim")?,
     })
 }
 

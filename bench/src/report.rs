@@ -311,8 +311,8 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
         "**stop, `wrangle stop --all`: no agent left in /proc**",
         &|f| format!("**{}**", time(f.stop_cli.agents_gone)),
     );
-    row("stop: no shim left in /proc", &|f| {
-        time(f.stop_cli.shims_gone)
+    row("stop: every shim has exited", &|f| {
+        time(f.stop_cli.shims_exited)
     });
     row("stop ratio (wrangle stop / floor stop)", &|f| {
         format!("{:.1}x", ratio(f.stop_cli.agents_gone, f.floor_stop()))
