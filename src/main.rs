@@ -23,6 +23,9 @@ fn main() -> ExitCode {
             home: options.home,
             max_running: options.max_running,
             sample_interval: options.sample_interval,
+            events_keep: options.events_keep,
+            events_max: options.events_max,
+            metrics_agents_max: options.metrics_agents_max,
         })
     })
 }

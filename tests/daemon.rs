@@ -87,18 +87,39 @@ fn every_state_change_is_in_the_store_before_the_api_answers() {
     home.ok(&["rm", &quick]);
     assert_eq!(home.stored_state(&quick), None);
 
-    // Each step is an event, in order.
+    // Each step is an event, once, in order; a removed agent's events
+    // stay, with its removal last.
     let database = home.open_database();
     let mut statement = database
-        .prepare("SELECT state FROM events WHERE agent_id = ?1 ORDER BY seq")
+        .prepare("SELECT type FROM events WHERE agent_id = ?1 ORDER BY seq")
         .unwrap();
-    let mut states: Vec<String> = statement
-        .query_map([&id], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    states.dedup();
-    assert_eq!(states, ["starting", "running", "stopping", "stopped"]);
+    let mut types = |agent: &str| -> Vec<String> {
+        statement
+            .query_map([agent], |row| row.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(
+        types(&id),
+        [
+            "agent.created",
+            "agent.starting",
+            "agent.running",
+            "agent.stopping",
+            "agent.exited"
+        ]
+    );
+    assert_eq!(
+        types(&quick),
+        [
+            "agent.created",
+            "agent.starting",
+            "agent.running",
+            "agent.exited",
+            "agent.removed"
+        ]
+    );
     let (exit_signal, reason): (Option<i64>, Option<String>) = database
         .query_row(
             "SELECT r.signal, a.reason FROM agents a JOIN runs r ON r.agent_id = a.id AND r.run = a.run WHERE a.id = ?1",

@@ -3,6 +3,8 @@
 
 mod daemon;
 mod error;
+mod events;
+mod metrics;
 mod routes;
 
 use anyhow::Context;
@@ -10,6 +12,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+use wrangle_engine::events::EventsConfig;
+use wrangle_engine::Retention;
 use wrangle_engine::{Engine, EngineConfig};
 use wrangle_os::Containment;
 
@@ -23,13 +27,27 @@ pub struct Options {
     /// The sampler's tick (`wrangle daemon --sample-interval`); the
     /// default when absent.
     pub sample_interval: Option<Duration>,
+    /// How long events are kept (`--events-keep`); 7 days when absent.
+    pub events_keep: Option<Duration>,
+    /// Most events kept (`--events-max`); 500,000 when absent.
+    pub events_max: Option<u64>,
+    /// Most agents with series of their own on `/metrics`
+    /// (`--metrics-agents-max`); 1000 when absent.
+    pub metrics_agents_max: Option<usize>,
 }
+
+/// How long events are kept when no `--events-keep` is given.
+pub const DEFAULT_EVENTS_KEEP: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Most events kept when no `--events-max` is given.
+pub const DEFAULT_EVENTS_MAX: u64 = 500_000;
 
 /// What every request handler shares.
 #[derive(Clone)]
 pub struct AppState {
     engine: Engine,
     shutdown: Arc<Notify>,
+    metrics: Arc<metrics::Metrics>,
 }
 
 /// The OpenAPI document, served at `/openapi.json`.
@@ -57,6 +75,7 @@ pub struct AppState {
         routes::set_group,
         routes::stop_agents,
         routes::summary,
+        events::events,
     )
 )]
 pub struct ApiDoc;
@@ -109,15 +128,27 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
         sample_interval: options
             .sample_interval
             .unwrap_or(wrangle_engine::sampler::DEFAULT_INTERVAL),
+        events: EventsConfig::default(),
+        retention: Retention {
+            max_age: Some(options.events_keep.unwrap_or(DEFAULT_EVENTS_KEEP)),
+            max_events: Some(options.events_max.unwrap_or(DEFAULT_EVENTS_MAX)),
+        },
     })
     .await
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;
     let listener = daemon::bind_socket(&home)?;
     daemon::write_pid_file(&home)?;
     let shutdown = Arc::new(Notify::new());
+    let metrics = Arc::new(metrics::Metrics::new(
+        engine.clone(),
+        options
+            .metrics_agents_max
+            .unwrap_or(metrics::DEFAULT_AGENTS_MAX),
+    ));
     let state = AppState {
-        engine,
+        engine: engine.clone(),
         shutdown: shutdown.clone(),
+        metrics,
     };
     let asked_to_stop = {
         let shutdown = shutdown.clone();
@@ -126,10 +157,14 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
             let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
             let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
             tokio::select! {
+                // `daemon stop` has said so already.
                 _ = shutdown.notified() => {}
-                _ = terminate.recv() => {}
-                _ = interrupt.recv() => {}
+                _ = terminate.recv() => engine.shutting_down(false),
+                _ = interrupt.recv() => engine.shutting_down(false),
             }
+            // Streams end now, after what they have queued, so that their
+            // clients go on to the next daemon.
+            engine.close_streams();
         }
     };
     tracing::info!(pid = std::process::id(), "ready");

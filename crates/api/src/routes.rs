@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
-    AgentView, CreateAgent, DaemonInfo, DaemonStopRequest, DoctorReport, ErrorBody, GroupView,
-    KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest, StopResult,
-    Summary,
+    AgentView, Cause, CreateAgent, DaemonInfo, DaemonStopRequest, DoctorReport, ErrorBody,
+    GroupView, KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest,
+    StopResult, Summary, EVENT_ID_HEADER,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -26,8 +26,9 @@ pub struct JsonBody<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryArgs<T>(pub T);
 
-/// Every route of the API.
+/// Every route of the API, each request counted for `/metrics`.
 pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/v1/daemon", get(daemon_info))
         .route("/v1/daemon/stop", post(daemon_stop))
@@ -47,9 +48,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", put(set_group))
         .route("/v1/summary", get(summary))
+        .route("/v1/events", get(crate::events::events))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state)
+        .merge(
+            Router::new()
+                .route("/metrics", get(crate::metrics::scrape))
+                .with_state(metrics.clone()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::count_requests,
+        ))
 }
 
 /// Who answers.
@@ -76,26 +87,33 @@ pub async fn daemon_stop(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<DaemonStopRequest>,
 ) -> Result<StatusCode, ApiError> {
+    state.engine.shutting_down(request.stop_agents);
     if request.stop_agents {
         state
             .engine
-            .stop(StopRequest {
-                all: true,
-                ..StopRequest::default()
-            })
+            .stop(
+                StopRequest {
+                    all: true,
+                    ..StopRequest::default()
+                },
+                Cause::Shutdown,
+            )
             .await?;
     }
     state.shutdown.notify_one();
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Lists agents (ended ones too with `all=true`), oldest first.
-#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>)))]
+/// Lists agents (ended ones too with `all=true`), oldest first. The
+/// header `wrangle-event-id` is the last event the list reflects: follow
+/// `/v1/events?since=` it to miss no change.
+#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects")))))]
 pub async fn list_agents(
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> Json<Vec<AgentView>> {
-    Json(state.engine.list(query.all))
+) -> impl IntoResponse {
+    let (event_id, agents) = state.engine.list_with_event_id(query.all);
+    ([(EVENT_ID_HEADER, event_id.to_string())], Json(agents))
 }
 
 /// Creates an agent and starts it; answers once its exec is confirmed or
@@ -123,13 +141,14 @@ pub async fn create_agent(
     get,
     path = "/v1/agents/{agent}",
     params(("agent" = String, Path, description = "id, name or unique id prefix")),
-    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
+    responses((status = 200, body = AgentView, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects"))), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody))
 )]
 pub async fn inspect_agent(
     State(state): State<AppState>,
     Path(agent): Path<String>,
-) -> Result<Json<AgentView>, ApiError> {
-    Ok(Json(state.engine.inspect(&agent)?))
+) -> Result<impl IntoResponse, ApiError> {
+    let (event_id, view) = state.engine.inspect_with_event_id(&agent)?;
+    Ok(([(EVENT_ID_HEADER, event_id.to_string())], Json(view)))
 }
 
 /// Checks an agent's declaration as `POST /v1/agents` would (all but the
@@ -283,7 +302,7 @@ pub async fn stop_agents(
     State(state): State<AppState>,
     JsonBody(request): JsonBody<StopRequest>,
 ) -> Result<Json<Vec<StopResult>>, ApiError> {
-    Ok(Json(state.engine.stop(request).await?))
+    Ok(Json(state.engine.stop(request, Cause::User).await?))
 }
 
 /// The fleet at a glance: counts by state and health, what the running

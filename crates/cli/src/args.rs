@@ -463,6 +463,19 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "DURATION", value_parser = sample_interval)]
     pub sample_interval: Option<String>,
 
+    /// How long events are kept for `wrangle events --since`, e.g. 30d
+    /// [default: 7d]
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    pub events_keep: Option<String>,
+
+    /// Most events kept; the oldest past it are pruned [default: 500000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_max: Option<u64>,
+
+    /// Most agents with series of their own on /metrics [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub metrics_agents_max: Option<usize>,
+
     /// What to do with the daemon; start it when absent.
     #[command(subcommand)]
     pub action: Option<DaemonAction>,

@@ -16,6 +16,7 @@ mod commands;
 mod declaration;
 mod format;
 mod home;
+mod lines;
 mod output;
 mod routes;
 mod table;
@@ -38,6 +39,13 @@ pub struct DaemonOptions {
     pub max_running: Option<u32>,
     /// The sampler's tick (`--sample-interval`).
     pub sample_interval: Option<std::time::Duration>,
+    /// How long events are kept (`--events-keep`).
+    pub events_keep: Option<std::time::Duration>,
+    /// Most events kept (`--events-max`).
+    pub events_max: Option<u64>,
+    /// Most agents with series of their own on `/metrics`
+    /// (`--metrics-agents-max`).
+    pub metrics_agents_max: Option<usize>,
 }
 
 /// Runs the CLI with the process's arguments; `serve` runs a daemon in this
@@ -63,12 +71,20 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
             foreground: true,
             max_running,
             sample_interval,
+            events_keep,
+            events_max,
+            metrics_agents_max,
             ..
         }) => {
-            // Checked by clap already, with the same parser.
+            // Checked by clap already, with the same parsers.
             let sample_interval = sample_interval
                 .as_deref()
                 .map(wrangle_wire::parse::parse_sample_interval)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            let events_keep = events_keep
+                .as_deref()
+                .map(wrangle_wire::parse::parse_positive_duration)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             run_foreground(
@@ -76,6 +92,9 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
                     home,
                     max_running,
                     sample_interval,
+                    events_keep,
+                    events_max,
+                    metrics_agents_max,
                 },
                 serve,
             )

@@ -1,14 +1,15 @@
 //! `POST /v1/agents`: create an agent and start its first run.
 
 use crate::error::EngineError;
+use crate::events::{self, Draft};
 use crate::executor::Started;
-use crate::model::{Agent, AgentSpec, Identity, Run, Status};
+use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::{names, Engine};
 use chrono::Utc;
 use std::sync::Arc;
 use wrangle_os::PidFd;
 use wrangle_shim::protocol::ShimSpec;
-use wrangle_wire::{parse, AgentView, CreateAgent, ErrorCode, State};
+use wrangle_wire::{parse, AgentView, Cause, CreateAgent, ErrorCode, EventKind, State};
 
 impl Engine {
     /// Creates an agent and starts it; answers once the exec is confirmed
@@ -65,11 +66,24 @@ impl Engine {
                     },
                     reason: queued.clone(),
                     run: run.clone(),
+                    restart_at: None,
                 },
                 probe: Default::default(),
+                health: Assessment::UNKNOWN,
+                reported: Default::default(),
             };
-            self.store()
-                .create(&agent.row(), &run.row(&id), Utc::now())?;
+            let now = Utc::now();
+            let created = EventKind::Created {
+                command: agent.identity.spec.command.clone(),
+                labels: agent.identity.spec.labels.clone(),
+            };
+            let drafts = vec![
+                Draft::about(&agent, created, now),
+                Draft::about(&agent, events::of_state(&agent), now),
+            ];
+            let (row, run_row) = (agent.row(), run.row(&id));
+            self.inner
+                .write_with_events(drafts, |store, events| store.create(&row, &run_row, events))?;
             registry.insert(agent);
         }
         drop(admission);
@@ -131,7 +145,6 @@ impl Engine {
                 });
                 self.watch_run(id, number, shim);
                 self.watch_timeout(id, number);
-                self.watch_hang(id, number);
                 self.start_probing(id, number);
                 recorded.map(drop)
             }
@@ -140,6 +153,7 @@ impl Engine {
                     status.state = State::Failed;
                     status.reason = Some(reason);
                     status.run.ended_at = Some(Utc::now());
+                    status.run.cause = Some(Cause::SpawnError);
                 });
                 if let Some(shim) = shim {
                     self.watch_run(id, number, shim);

@@ -9,7 +9,7 @@ use crate::Engine;
 use chrono::Utc;
 use std::time::Duration;
 use wrangle_shim::protocol::ShimState;
-use wrangle_wire::{ErrorCode, State};
+use wrangle_wire::{Cause, ErrorCode, State};
 
 /// First pause before an end the store refused is recorded again; it
 /// doubles up to [`RECORD_RETRY_MAX`].
@@ -34,6 +34,7 @@ impl Engine {
                 Ending {
                     state: State::Failed,
                     reason: format!("the shim ended and its state cannot be read: {error}"),
+                    cause: Cause::Lost,
                     exit_code: None,
                     signal: None,
                     ended_at: Some(Utc::now()),
@@ -106,6 +107,12 @@ impl Engine {
         }
         let (ending, decision) = self.apply_policies(&agent, ending)?;
         let mut recorded = false;
+        let restart_at = match &decision {
+            Decision::Restart { delay, .. } => chrono::Duration::from_std(*delay)
+                .ok()
+                .map(|delay| Utc::now() + delay),
+            _ => None,
+        };
         self.transition(id, |status| {
             if !is_current(status.state, status.run.number, run) {
                 return;
@@ -115,6 +122,8 @@ impl Engine {
             status.run.exit_code = ending.exit_code;
             status.run.signal = ending.signal;
             status.run.ended_at = ending.ended_at;
+            status.run.cause = Some(ending.cause);
+            status.restart_at = restart_at;
             recorded = true;
         })?;
         match decision {

@@ -2,22 +2,28 @@
 //! hold them. The API layer calls it; it calls the store and the OS layer.
 //!
 //! Every state change goes through one function, [`Engine::transition`]
-//! (private), which writes the store first and only then changes memory
-//! and wakes whoever waits. Each verb of the API has its own module
+//! (private), which writes the store first (with the change's event) and
+//! only then changes memory, announces the event and wakes whoever waits.
+//! Health changes go through `assess`, once per sampler tick and on each
+//! probe result; both publish through [`events`]. Each verb of the API has
+//! its own module
 //! (`create`, `stop`, `kill`, `remove`, `wait`, `follow`), `recover`
 //! re-attaches to the shims that outlived a previous daemon, and `probe`
 //! runs the agents' health probes.
 
+mod assess;
 mod create;
 mod doctor;
 mod ended;
 pub mod error;
+pub mod events;
 pub mod executor;
 mod follow;
 pub mod health;
 mod kill;
 pub mod limits;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 mod names;
 pub mod outcome;
@@ -36,8 +42,9 @@ mod zygote;
 
 use chrono::{DateTime, Utc};
 use error::EngineError;
+use events::{Draft, EventBus, EventsConfig};
 use executor::LocalShims;
-use model::{Agent, Status};
+use model::{Agent, Assessment, Status};
 use registry::Registry;
 use sampler::Snapshot;
 use std::path::PathBuf;
@@ -46,8 +53,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use wrangle_os::limits::LimitSupport;
 use wrangle_os::Containment;
-use wrangle_store::Store;
-use wrangle_wire::{AgentView, DaemonInfo};
+pub use wrangle_store::Retention;
+use wrangle_store::{EventRecord, Store};
+use wrangle_wire::{AgentView, DaemonInfo, EventKind};
 
 /// Where the engine keeps things and how it runs agents.
 #[derive(Debug, Clone)]
@@ -62,7 +70,14 @@ pub struct EngineConfig {
     pub max_running: Option<u32>,
     /// Tick of the sampler (see [`sampler::DEFAULT_INTERVAL`]).
     pub sample_interval: Duration,
+    /// How the event stream runs.
+    pub events: EventsConfig,
+    /// How long events are kept.
+    pub retention: Retention,
 }
+
+/// How often old events are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// The engine; cheap to clone, shared by every request.
 #[derive(Clone)]
@@ -86,9 +101,34 @@ struct Inner {
     limits: Mutex<queue::Limits>,
     /// Held from counting slots to recording a start (see `queue`).
     admission: tokio::sync::Mutex<()>,
+    /// Events announced to subscribers.
+    events: EventBus,
 }
 
 impl Inner {
+    fn lock_store(&self) -> MutexGuard<'_, Store> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes a change with its events in one transaction (`write` gets
+    /// the events, numbered on from the store's last), and announces the
+    /// events once it is committed, with the store still held so that
+    /// they go out in the order of their ids. A failed write announces
+    /// nothing.
+    fn write_with_events<T>(
+        &self,
+        drafts: Vec<Draft>,
+        write: impl FnOnce(&mut Store, &[EventRecord]) -> wrangle_store::Result<T>,
+    ) -> Result<T, EngineError> {
+        let mut store = self.lock_store();
+        let batch = events::number(store.next_event_id(), drafts);
+        let value = write(&mut store, &batch.records)?;
+        self.events.announce(batch);
+        Ok(value)
+    }
+
     fn lock_registry(&self) -> MutexGuard<'_, Registry> {
         self.registry
             .lock()
@@ -107,8 +147,10 @@ impl Engine {
     /// to the shims of those that were running: agents keep running, and
     /// runs that ended meanwhile get their real exit status.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
-        let store = Store::open(&config.home.join("wrangle.db"))?;
+        let mut store = Store::open(&config.home.join("wrangle.db"))?;
+        store.start_pruning(config.retention, PRUNE_EVERY)?;
         let loaded = store.load()?;
+        let last_event = store.next_event_id() - 1;
         let limits = queue::Limits {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
@@ -120,6 +162,7 @@ impl Engine {
                         EngineError::internal(format!("cannot start the exit watcher: {e}"))
                     })?,
                 limit_support: LimitSupport::detect(&config.containment),
+                events: EventBus::new(config.events.clone(), last_event),
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),
@@ -130,7 +173,13 @@ impl Engine {
                 admission: tokio::sync::Mutex::new(()),
             }),
         };
-        engine.recover(loaded).await?;
+        let reattached = engine.recover(loaded).await?;
+        engine.publish(EventKind::DaemonStarted {
+            pid: std::process::id() as i32,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            reattached,
+            agents: engine.registry().len() as u32,
+        })?;
         let interval = engine.inner.config.sample_interval;
         sampler::start(Arc::downgrade(&engine.inner), interval)
             .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
@@ -139,8 +188,17 @@ impl Engine {
 
     /// Every agent (ended ones only with `all`), oldest first.
     pub fn list(&self, all: bool) -> Vec<AgentView> {
+        self.list_with_event_id(all).1
+    }
+
+    /// [`Engine::list`], with the id of the last event it reflects: events
+    /// after it are changes after the list.
+    pub fn list_with_event_id(&self, all: bool) -> (u64, Vec<AgentView>) {
         let now = Utc::now();
         let registry = self.registry();
+        // Changes of agents are written and announced with the registry
+        // held: under it, the last id and the agents agree.
+        let event_id = self.inner.events.last_id();
         let mut agents: Vec<&Agent> = registry
             .agents()
             .filter(|agent| all || !agent.status.state.is_ended())
@@ -149,16 +207,52 @@ impl Engine {
             (a.identity.created_at, &a.identity.id).cmp(&(b.identity.created_at, &b.identity.id))
         });
         let observations = self.inner.lock_observations();
-        agents
+        let views = agents
             .into_iter()
             .map(|agent| agent.view(now, observations.of(agent)))
-            .collect()
+            .collect();
+        (event_id, views)
     }
 
     /// One agent by id, name or unique id prefix.
     pub fn inspect(&self, reference: &str) -> Result<AgentView, EngineError> {
-        let id = self.registry().resolve(reference)?;
-        self.current_view(&id)
+        self.inspect_with_event_id(reference).map(|(_, view)| view)
+    }
+
+    /// [`Engine::inspect`], with the id of the last event it reflects.
+    pub fn inspect_with_event_id(&self, reference: &str) -> Result<(u64, AgentView), EngineError> {
+        let registry = self.registry();
+        let id = registry.resolve(reference)?;
+        let event_id = self.inner.events.last_id();
+        let agent = registry.get(&id)?;
+        let observations = self.inner.lock_observations();
+        Ok((event_id, agent.view(Utc::now(), observations.of(agent))))
+    }
+
+    /// The event bus: its last id and what it counted.
+    pub fn event_bus(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Records and announces an event about no agent (the daemon).
+    fn publish(&self, kind: EventKind) -> Result<(), EngineError> {
+        self.inner
+            .write_with_events(vec![Draft::general(kind, Utc::now())], |store, events| {
+                store.append_events(events)
+            })
+    }
+
+    /// Announces that the daemon is going away (`daemon.stopping`), and
+    /// ends every event stream once it is sent.
+    pub fn shutting_down(&self, stop_agents: bool) {
+        if let Err(error) = self.publish(EventKind::DaemonStopping { stop_agents }) {
+            tracing::warn!("cannot record daemon.stopping: {error}");
+        }
+    }
+
+    /// Ends every event stream (after the events already queued).
+    pub fn close_streams(&self) {
+        self.inner.events.close();
     }
 
     /// Who answers: pid, version, home, containment, counts.
@@ -184,10 +278,12 @@ impl Engine {
     }
 
     fn store(&self) -> MutexGuard<'_, Store> {
-        self.inner
-            .store
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.lock_store()
+    }
+
+    /// The store's database file.
+    fn database(&self) -> PathBuf {
+        self.inner.config.home.join("wrangle.db")
     }
 
     fn runs_dir(&self, agent_id: &str) -> PathBuf {
@@ -225,8 +321,10 @@ impl Engine {
 
     /// The one place an agent's status changes. `change` edits a copy; if
     /// it changed anything, the copy is written to the store (state, run
-    /// and an event in one transaction) and only then becomes the agent's
-    /// status, and waiters are woken. A failed write changes nothing.
+    /// and the event of a new state in one transaction) and only then
+    /// becomes the agent's status; then the event is announced and
+    /// waiters are woken. A failed write changes nothing. A run's health
+    /// starts `healthy` with its exec and is `unknown` once it ended.
     fn transition(&self, id: &str, change: impl FnOnce(&mut Status)) -> Result<Agent, EngineError> {
         let mut registry = self.registry();
         let current = registry.get(id)?;
@@ -235,13 +333,24 @@ impl Engine {
         if status == current.status {
             return Ok(current.clone());
         }
+        let health = match (current.status.is_live(), status.is_live()) {
+            (false, true) => Assessment::HEALTHY,
+            (_, false) => Assessment::UNKNOWN,
+            (true, true) => current.health.clone(),
+        };
         let updated = Agent {
             identity: current.identity.clone(),
             status,
             probe: current.probe.clone(),
+            health,
+            reported: current.reported.clone(),
         };
-        self.store()
-            .record(&updated.row(), &updated.status.run.row(id), Utc::now())?;
+        let now = Utc::now();
+        let drafts = events::of_transition(current, &updated, now);
+        let (row, run) = (updated.row(), updated.status.run.row(id));
+        self.inner.write_with_events(drafts, |store, events| {
+            store.record(&row, &run, now, events)
+        })?;
         registry.replace(updated.clone());
         Ok(updated)
     }

@@ -18,7 +18,7 @@ use wrangle_os::ProcessId;
 use wrangle_shim::protocol::LimitPlan;
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::parse::{self, signal_name};
-use wrangle_wire::{AgentView, CreateAgent, Health, State};
+use wrangle_wire::{AgentView, Cause, CreateAgent, Health, State};
 
 /// Stop signal when none is given.
 pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
@@ -266,6 +266,8 @@ pub struct Run {
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
+    /// Why it is being stopped (while `stopping`), or why it ended.
+    pub cause: Option<Cause>,
     /// How the run enforces the agent's limits, as its shim reported
     /// (kept in memory only: empty for runs that ended before a restart).
     pub limits: LimitPlan,
@@ -309,6 +311,7 @@ impl Run {
             ended_at: self.ended_at,
             exit_code: self.exit_code,
             signal: self.signal,
+            cause: self.cause,
         }
     }
 
@@ -326,6 +329,7 @@ impl Run {
             ended_at: row.ended_at,
             exit_code: row.exit_code,
             signal: row.signal,
+            cause: row.cause,
             limits: LimitPlan::default(),
         }
     }
@@ -341,6 +345,51 @@ pub struct Status {
     pub reason: Option<String>,
     /// The current (or last) run.
     pub run: Run,
+    /// In `backoff`: when the next run starts.
+    pub restart_at: Option<DateTime<Utc>>,
+}
+
+impl Status {
+    /// True while a run's process lives: the states that have a health.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, State::Running | State::Stopping)
+    }
+}
+
+/// Health as last assessed (once per sampler tick, and on each probe
+/// result; see `assess`), with the reason for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// The health.
+    pub health: Health,
+    /// Why, for people.
+    pub reason: Option<String>,
+}
+
+impl Assessment {
+    /// Nothing is known: the agent does not run.
+    pub const UNKNOWN: Assessment = Assessment {
+        health: Health::Unknown,
+        reason: None,
+    };
+
+    /// A run whose exec was just confirmed: nothing says otherwise yet.
+    pub const HEALTHY: Assessment = Assessment {
+        health: Health::Healthy,
+        reason: None,
+    };
+}
+
+/// What an agent reported last in its status file, as published in an
+/// `agent.progress` event (at most one a second per agent).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reported {
+    /// The run the report is of.
+    pub run: u32,
+    /// The progress and message published last.
+    pub published: Option<(Option<f64>, Option<String>)>,
+    /// When.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// An agent: identity plus status.
@@ -352,6 +401,10 @@ pub struct Agent {
     pub status: Status,
     /// What its health probe found of the current run (see [`crate::probe`]).
     pub probe: ProbeStatus,
+    /// Its health as last assessed.
+    pub health: Assessment,
+    /// Its last report published as progress.
+    pub reported: Reported,
 }
 
 impl Agent {
@@ -365,12 +418,27 @@ impl Agent {
             reason: self.status.reason.clone(),
             run: self.status.run.number,
             created_at: self.identity.created_at,
+            health: self.health.health,
+            health_reason: self.health.reason.clone(),
+            probe: (self.probe.run != 0)
+                .then(|| serde_json::to_string(&self.probe).ok())
+                .flatten(),
+            restart_at: self.status.restart_at,
         }
     }
 
-    /// Health, separate from state, and why; `observed` is what the
-    /// sampler saw of the current run.
-    pub fn health(
+    /// Its health now, as last assessed: `unknown` unless a run lives.
+    pub fn current_health(&self) -> (Health, Option<&str>) {
+        if self.status.is_live() {
+            (self.health.health, self.health.reason.as_deref())
+        } else {
+            (Health::Unknown, None)
+        }
+    }
+
+    /// Assesses health, separate from state, and why; `observed` is what
+    /// the sampler saw of the current run.
+    pub fn assess(
         &self,
         now: DateTime<Utc>,
         observed: Option<&Observation>,
@@ -398,13 +466,13 @@ impl Agent {
         let identity = &self.identity;
         let run = &self.status.run;
         let runtime = run.runtime_seconds(now);
-        let (health, health_reason) = self.health(now, observed);
+        let (health, health_reason) = self.current_health();
         AgentView {
             id: identity.id.clone(),
             name: identity.name.clone(),
             state: self.status.state,
             health,
-            health_reason,
+            health_reason: health_reason.map(str::to_owned),
             run: run.number,
             restarts: run.number.saturating_sub(1),
             restart: identity.spec.restart.policy,
@@ -431,6 +499,8 @@ impl Agent {
             exit_code: run.exit_code,
             signal: run.signal.map(signal_name),
             reason: self.status.reason.clone(),
+            cause: run.cause,
+            restart_at: self.status.restart_at,
             runtime_seconds: runtime,
             containment: Some(match &run.cgroup {
                 Some(cgroup) => format!("cgroup {}", cgroup.display()),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use std::time::Duration;
 use wrangle_shim::protocol::{Escalation, ShimState};
 use wrangle_wire::parse::{format_seconds, signal_name};
-use wrangle_wire::State;
+use wrangle_wire::{Cause, State};
 
 /// The end of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,10 @@ pub struct Ending {
     pub state: State,
     /// Why, in words: `exited with code 3`, `stopped by SIGTERM in 0.02s`.
     pub reason: String,
+    /// Why, as a value. A stop the shim ran is [`Cause::User`] here; the
+    /// engine puts the cause recorded when the stop was asked for in its
+    /// place.
+    pub cause: Cause,
     /// Exit code, when the main process exited.
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
@@ -28,6 +32,7 @@ pub fn classify(shim: &ShimState) -> Ending {
         return Ending {
             state: State::Failed,
             reason: error.clone(),
+            cause: Cause::SpawnError,
             exit_code: None,
             signal: None,
             ended_at: shim.finished_at,
@@ -37,14 +42,15 @@ pub fn classify(shim: &ShimState) -> Ending {
         return Ending {
             state: State::Failed,
             reason: "the shim ended without recording the agent's exit".into(),
+            cause: Cause::Lost,
             exit_code: None,
             signal: None,
             ended_at: shim.finished_at,
         };
     };
     let ended_at = shim.ended_at;
-    let (state, mut reason) = if let Some(outcome) = stop_outcome(shim) {
-        (State::Stopped, outcome)
+    let (state, mut reason, cause) = if let Some(outcome) = stop_outcome(shim) {
+        (State::Stopped, outcome, Cause::User)
     } else if let Some(kill) = shim
         .kill
         .as_ref()
@@ -53,11 +59,12 @@ pub fn classify(shim: &ShimState) -> Ending {
         (
             State::Stopped,
             format!("killed by {} (wrangle kill)", signal_name(kill.signal)),
+            Cause::Kill,
         )
     } else if let Some(reason) = crate::limits::memory_exceeded(shim, exit) {
-        (State::Failed, reason)
+        (State::Failed, reason, Cause::Memory)
     } else {
-        match (exit.code, exit.signal) {
+        let (state, reason) = match (exit.code, exit.signal) {
             (Some(0), _) => (State::Completed, "exited with code 0".to_string()),
             (Some(code), _) => (State::Failed, format!("exited with code {code}")),
             (None, Some(signal)) => (
@@ -65,7 +72,8 @@ pub fn classify(shim: &ShimState) -> Ending {
                 format!("killed by signal {}", signal_name(signal)),
             ),
             (None, None) => (State::Failed, "ended in an unknown way".to_string()),
-        }
+        };
+        (state, reason, Cause::Exit)
     };
     if shim.leftovers > 0 {
         let plural = if shim.leftovers == 1 {
@@ -78,7 +86,7 @@ pub fn classify(shim: &ShimState) -> Ending {
             shim.leftovers
         ));
     }
-    if !reason.starts_with(crate::limits::MEMORY_EXCEEDED) {
+    if cause != Cause::Memory {
         reason.push_str(&crate::limits::oom_note(shim).unwrap_or_default());
     }
     if let Some(error) = &shim.log_error {
@@ -87,6 +95,7 @@ pub fn classify(shim: &ShimState) -> Ending {
     Ending {
         state,
         reason,
+        cause,
         exit_code: exit.code,
         signal: exit.signal,
         ended_at,

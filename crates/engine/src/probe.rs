@@ -177,9 +177,9 @@ impl HealthCheck {
 }
 
 /// What the probes of an agent's current run have found so far. Kept on
-/// the agent beside its status; not stored, since a restarted daemon
-/// probes again.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// the agent beside its status, and stored whenever a failure count
+/// changes: a restarted daemon goes on counting where the last one was.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProbeStatus {
     /// The run these findings are about.
     pub run: u32,
@@ -245,10 +245,13 @@ impl Engine {
         let Ok(states) = self.subscribe(id) else {
             return;
         };
+        // Findings of this run stored by an earlier daemon count on.
         self.update_probe(id, run, |found| {
-            *found = ProbeStatus {
-                run,
-                ..ProbeStatus::default()
+            if found.run != run {
+                *found = ProbeStatus {
+                    run,
+                    ..ProbeStatus::default()
+                }
             }
         });
         let engine = self.clone();
@@ -320,45 +323,55 @@ impl Engine {
         }
     }
 
-    /// Adds one probe's outcome to the run's findings and logs a change of
-    /// verdict.
+    /// Adds one probe's outcome to the run's findings, logs a change of
+    /// verdict and has the health assessed again (which stores findings
+    /// that changed: a restarted daemon counts on from them).
     fn record_probe(&self, id: &str, run: u32, outcome: Result<(), String>) {
-        let mut registry = self.registry();
-        let Ok(agent) = registry.get(id) else {
-            return;
-        };
-        let before = agent.probe_failure();
-        registry.update_probe(id, |status, found| {
-            if status.run.number != run || found.run != run {
+        let (before, after, changed) = {
+            let mut registry = self.registry();
+            let Ok(agent) = registry.get(id) else {
                 return;
-            }
-            match outcome {
-                Ok(()) => {
-                    found.failures = 0;
-                    found.last_success = Some(Utc::now());
+            };
+            let before = agent.probe_failure();
+            let mut changed = false;
+            registry.update_findings(id, |found| {
+                let probe = found.probe;
+                if found.status.run.number != run || probe.run != run {
+                    return;
                 }
-                Err(error) => {
-                    found.failures = found.failures.saturating_add(1);
-                    found.last_error = Some(error);
+                let was = probe.clone();
+                match outcome {
+                    Ok(()) => {
+                        probe.failures = 0;
+                        probe.last_success = Some(Utc::now());
+                    }
+                    Err(error) => {
+                        probe.failures = probe.failures.saturating_add(1);
+                        probe.last_error = Some(error);
+                    }
                 }
-            }
-        });
-        let Ok(agent) = registry.get(id) else {
-            return;
+                // A success after a success changes nothing worth a write.
+                changed = (probe.failures, &probe.last_error) != (was.failures, &was.last_error);
+            });
+            let Ok(agent) = registry.get(id) else {
+                return;
+            };
+            (before, agent.probe_failure(), changed)
         };
-        match (before, agent.probe_failure()) {
+        match (before, after) {
             (None, Some(failure)) => tracing::warn!("agent {id} is unhealthy: {failure}"),
             (Some(_), None) => tracing::info!("agent {id} is healthy again"),
             _ => {}
         }
+        self.assess_one(id, changed);
     }
 
     /// Edits the findings of run `run`'s probe, if that is still the
     /// agent's run.
     fn update_probe(&self, id: &str, run: u32, change: impl FnOnce(&mut ProbeStatus)) {
-        self.registry().update_probe(id, |status, found| {
-            if status.run.number == run {
-                change(found);
+        self.registry().update_findings(id, |found| {
+            if found.status.run.number == run {
+                change(found.probe);
             }
         });
     }
@@ -367,7 +380,7 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AgentSpec, Identity, Run, Status};
+    use crate::model::{AgentSpec, Assessment, Identity, Run, Status};
     use std::path::Path;
     use std::sync::Arc;
 
@@ -508,8 +521,11 @@ mod tests {
                     number: 1,
                     ..Run::default()
                 },
+                restart_at: None,
             },
             probe: found,
+            health: Assessment::HEALTHY,
+            reported: Default::default(),
         }
     }
 

@@ -5,10 +5,12 @@
 //! `starting`, so two starts never take the same slot.
 
 use crate::error::EngineError;
+use crate::events::Draft;
 use crate::model::Agent;
 use crate::Engine;
+use chrono::Utc;
 use std::collections::BTreeMap;
-use wrangle_wire::{parse, GroupView, SetGroup, State};
+use wrangle_wire::{parse, EventKind, GroupView, SetGroup, State};
 
 /// The limits in force.
 #[derive(Debug, Default, Clone)]
@@ -223,7 +225,17 @@ impl Engine {
         }
         {
             let _admission = self.inner.admission.lock().await;
-            self.store().set_group_limit(name, request.max_running)?;
+            let changed = Draft::general(
+                EventKind::GroupChanged {
+                    group: name.to_string(),
+                    max_running: request.max_running,
+                },
+                Utc::now(),
+            );
+            self.inner
+                .write_with_events(vec![changed], |store, events| {
+                    store.set_group_limit(name, request.max_running, events)
+                })?;
             let mut limits = self.inner.limits.lock().unwrap_or_else(|e| e.into_inner());
             match request.max_running {
                 Some(max) => limits.groups.insert(name.to_string(), max),

@@ -6,25 +6,27 @@
 
 use crate::error::EngineError;
 use crate::executor::{kill_leftovers, kill_tree, read_state, Found};
-use crate::model::{Agent, AgentSpec, Identity, Run, Status};
+use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::outcome::Ending;
 use crate::Engine;
+use chrono::Utc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrangle_os::PidFd;
 use wrangle_shim::protocol::{Phase, ShimState};
 use wrangle_store::{AgentRow, RunRow};
-use wrangle_wire::State;
+use wrangle_wire::{Cause, State};
 
 /// How long a shim found in `starting` is given to report its exec.
 const STARTING_GRACE: Duration = Duration::from_secs(30);
 
 impl Engine {
-    /// Loads the stored agents and re-attaches those that had not ended.
+    /// Loads the stored agents and re-attaches those that had not ended;
+    /// returns how many runs were found alive and re-attached.
     pub(crate) async fn recover(
         &self,
         loaded: Vec<(AgentRow, Option<RunRow>)>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<u32, EngineError> {
         let mut active = Vec::new();
         {
             let mut registry = self.registry();
@@ -46,6 +48,13 @@ impl Engine {
                 if !row.state.is_ended() {
                     active.push(row.id.clone());
                 }
+                // Findings of a probe stored by an older wrangle, or
+                // unreadable, start afresh: the probe runs again.
+                let probe = row
+                    .probe
+                    .as_deref()
+                    .and_then(|json| serde_json::from_str(json).ok())
+                    .unwrap_or_default();
                 registry.insert(Agent {
                     identity: Arc::new(Identity {
                         id: row.id,
@@ -58,11 +67,18 @@ impl Engine {
                         state: row.state,
                         reason: row.reason,
                         run,
+                        restart_at: row.restart_at,
                     },
-                    probe: Default::default(),
+                    probe,
+                    health: Assessment {
+                        health: row.health,
+                        reason: row.health_reason,
+                    },
+                    reported: Default::default(),
                 });
             }
         }
+        let mut reattached = 0;
         for id in active {
             let agent = self.snapshot(&id)?;
             if agent.status.state == State::Queued {
@@ -70,28 +86,33 @@ impl Engine {
                 continue;
             }
             if agent.status.state == State::Backoff {
-                // The delay left is not stored: wait the first one again.
-                let delay = Duration::from_millis(agent.identity.spec.restart.backoff_initial_ms);
+                // What is left of the delay (the first one again for an
+                // agent stored before the time was).
+                let delay = match agent.status.restart_at {
+                    Some(at) => (at - Utc::now()).to_std().unwrap_or_default(),
+                    None => Duration::from_millis(agent.identity.spec.restart.backoff_initial_ms),
+                };
                 self.schedule_restart(&id, agent.status.run.number + 1, delay);
                 continue;
             }
-            self.reattach(&id)?;
+            reattached += u32::from(self.reattach(&id)?);
         }
         self.admit_queued();
-        Ok(())
+        Ok(reattached)
     }
 
-    /// Finds the shim of one agent's current run and takes it back.
-    fn reattach(&self, id: &str) -> Result<(), EngineError> {
+    /// Finds the shim of one agent's current run and takes it back; true
+    /// when it was alive.
+    fn reattach(&self, id: &str) -> Result<bool, EngineError> {
         let agent = self.snapshot(id)?;
         let run = agent.status.run.clone();
         match self.inner.shims.find(&run.dir, run.shim) {
-            Found::Alive { shim, state } => self.adopt(id, &agent, shim, state),
+            Found::Alive { shim, state } => self.adopt(id, &agent, shim, state).map(|()| true),
             Found::Ended { state } => {
                 let ending = self.ending_of(&state);
                 self.record_run_facts(id, &state)?;
                 self.record_ending(id, run.number, ending);
-                Ok(())
+                Ok(false)
             }
             Found::Lost { state, why } => {
                 match &state {
@@ -110,12 +131,13 @@ impl Engine {
                     Ending {
                         state: State::Failed,
                         reason: format!("lost while the daemon was down: {why}"),
+                        cause: Cause::Lost,
                         exit_code: None,
                         signal: None,
                         ended_at: None,
                     },
                 );
-                Ok(())
+                Ok(false)
             }
         }
     }
@@ -136,14 +158,14 @@ impl Engine {
                 self.await_start(id, number);
             }
             // The daemon died between recording `stopping` and telling the
-            // shim: tell it now, so the stop completes.
+            // shim: tell it now, so the stop completes (with its own
+            // signal and grace: a `--timeout` of the stop was not kept).
             if agent.status.state == State::Stopping && state.stop.is_none() {
                 self.send_to_shim(&agent.status.run.dir, agent.identity.spec.stop_command())?;
             }
         }
         self.watch_run(id, number, shim);
         self.watch_timeout(id, number);
-        self.watch_hang(id, number);
         self.start_probing(id, number);
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! that `stop` and `wait` can sleep until an agent ends.
 
 use crate::error::EngineError;
-use crate::model::{Agent, Status};
+use crate::model::{Agent, Assessment, Reported, Status};
 use crate::probe::ProbeStatus;
 use std::collections::HashMap;
 use tokio::sync::watch;
@@ -11,6 +11,18 @@ use wrangle_wire::{ErrorCode, State};
 struct Entry {
     agent: Agent,
     state: watch::Sender<State>,
+}
+
+/// What of an agent may change outside a transition, beside its status.
+pub struct Findings<'a> {
+    /// The agent's status, to check the findings against.
+    pub status: &'a Status,
+    /// What its health probe found.
+    pub probe: &'a mut ProbeStatus,
+    /// Its assessed health.
+    pub health: &'a mut Assessment,
+    /// Its last published report.
+    pub reported: &'a mut Reported,
 }
 
 /// Every known agent.
@@ -37,11 +49,18 @@ impl Registry {
         }
     }
 
-    /// Lets `change` edit what the agent's health probe found. That is not
-    /// part of its status, which only `Engine::transition` changes.
-    pub fn update_probe(&mut self, id: &str, change: impl FnOnce(&Status, &mut ProbeStatus)) {
+    /// Lets `change` edit what is found of the agent apart from its
+    /// status (which only `Engine::transition` changes): its probe's
+    /// findings, its assessed health, its last published report.
+    pub fn update_findings(&mut self, id: &str, change: impl FnOnce(Findings<'_>)) {
         if let Some(entry) = self.agents.get_mut(id) {
-            change(&entry.agent.status, &mut entry.agent.probe);
+            let agent = &mut entry.agent;
+            change(Findings {
+                status: &agent.status,
+                probe: &mut agent.probe,
+                health: &mut agent.health,
+                reported: &mut agent.reported,
+            });
         }
     }
 
@@ -140,7 +159,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AgentSpec, Identity, Run, Status};
+    use crate::model::{AgentSpec, Identity, Run};
     use std::sync::Arc;
 
     fn agent(id: &str, name: &str) -> Agent {
@@ -170,8 +189,11 @@ mod tests {
                 state: State::Running,
                 reason: None,
                 run: Run::default(),
+                restart_at: None,
             },
             probe: Default::default(),
+            health: Assessment::HEALTHY,
+            reported: Default::default(),
         }
     }
 

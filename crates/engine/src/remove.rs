@@ -1,8 +1,10 @@
 //! `DELETE /v1/agents/{agent}`: forget an ended agent and delete its logs.
 
 use crate::error::EngineError;
+use crate::events::Draft;
 use crate::Engine;
-use wrangle_wire::AgentView;
+use chrono::Utc;
+use wrangle_wire::{AgentView, Cause, EventKind};
 
 impl Engine {
     /// Forgets an agent and deletes its run directories; with `force`, an
@@ -17,12 +19,23 @@ impl Engine {
                     agent.identity.name, agent.status.state
                 )));
             }
-            self.stop_one(&id, None).await?;
+            self.stop_one(&id, None, Cause::Remove).await?;
         }
         let view = self.current_view(&id)?;
         {
             let mut registry = self.registry();
-            self.store().delete_agent(&id)?;
+            let agent = registry.get(&id)?;
+            let removed = Draft::about(
+                agent,
+                EventKind::Removed {
+                    state: agent.status.state,
+                },
+                Utc::now(),
+            );
+            self.inner
+                .write_with_events(vec![removed], |store, events| {
+                    store.delete_agent(&id, events)
+                })?;
             registry.remove(&id);
         }
         let dir = self.runs_dir(&id);

@@ -10,14 +10,7 @@ use crate::Engine;
 use chrono::Utc;
 use std::time::Duration;
 use wrangle_wire::parse::{format_seconds, signal_name};
-use wrangle_wire::{AgentView, OnHang, RestartPolicy, RunView, State};
-
-/// How the reason of a run stopped for its timeout begins, in the store
-/// too: a daemon that restarts mid-stop still knows why it stops.
-pub(crate) const TIMEOUT_REASON: &str = "timeout";
-
-/// How the reason of a run stopped because it hung begins (see `--on-hang`).
-pub(crate) const HUNG_REASON: &str = "hung";
+use wrangle_wire::{AgentView, Cause, OnHang, RestartPolicy, RunView, State};
 
 impl Engine {
     /// What an ending becomes under the agent's policies: a timeout is a
@@ -30,31 +23,27 @@ impl Engine {
     ) -> Result<(Ending, Decision), EngineError> {
         let mut ending = ending.clone();
         let spec = &agent.identity.spec.restart;
-        let timed_out = agent.status.state == State::Stopping
-            && agent
-                .status
-                .reason
-                .as_deref()
-                .is_some_and(|reason| reason.starts_with(TIMEOUT_REASON));
-        if timed_out {
+        // Why the stop under way was asked for, stored with the run: a
+        // daemon that restarts mid-stop still knows.
+        let asked = match agent.status.state {
+            State::Stopping => agent.status.run.cause,
+            _ => None,
+        };
+        if let (Cause::User, Some(asked)) = (ending.cause, asked) {
+            ending.cause = asked;
+        }
+        if asked == Some(Cause::Timeout) {
             let limit = spec.timeout().map(format_seconds).unwrap_or_default();
             ending.state = State::Failed;
-            ending.reason = format!(
-                "{TIMEOUT_REASON}: ran longer than {limit}; {}",
-                ending.reason
-            );
+            ending.cause = Cause::Timeout;
+            ending.reason = format!("timeout: ran longer than {limit}; {}", ending.reason);
         }
-        let hung = agent.status.state == State::Stopping
-            && agent
-                .status
-                .reason
-                .as_deref()
-                .is_some_and(|reason| reason.starts_with(HUNG_REASON));
         let mut spec = spec.clone();
-        if hung {
-            let why = agent.status.reason.as_deref().unwrap_or(HUNG_REASON);
+        if asked == Some(Cause::Hang) {
+            let why = agent.status.reason.as_deref().unwrap_or("hung");
             let why = why.strip_suffix(", stopping").unwrap_or(why);
             ending.state = State::Failed;
+            ending.cause = Cause::Hang;
             ending.reason = format!("{why}; {}", ending.reason);
             // `--on-hang restart` restarts whatever `--restart` says, within
             // the same limits.
@@ -149,7 +138,7 @@ impl Engine {
     pub async fn restart(&self, reference: &str) -> Result<AgentView, EngineError> {
         let id = self.registry().resolve(reference)?;
         if !self.snapshot(&id)?.status.state.is_ended() {
-            self.stop_one(&id, None).await?;
+            self.stop_one(&id, None, Cause::Restart).await?;
         }
         let queued = {
             let _admission = self.inner.admission.lock().await;
@@ -169,6 +158,7 @@ impl Engine {
                         State::Starting
                     };
                     status.reason = queued.clone();
+                    status.restart_at = None;
                     status.run = Run {
                         number: next,
                         dir,
@@ -211,6 +201,7 @@ impl Engine {
             if status.state == State::Backoff && status.run.number + 1 == next {
                 status.state = State::Starting;
                 status.reason = None;
+                status.restart_at = None;
                 status.run = Run {
                     number: next,
                     dir,
@@ -250,65 +241,28 @@ impl Engine {
         });
     }
 
-    /// Watches run `run` for being hung while the agent asks for an action
-    /// (`--on-hang stop|restart`), and starts the staged stop when it is.
-    /// Checks as often as the health can change: a few times per idle
-    /// timeout, at most every second.
-    pub(crate) fn watch_hang(&self, id: &str, run: u32) {
-        let Ok(agent) = self.snapshot(id) else { return };
-        let (OnHang::Stop | OnHang::Restart, Some(idle)) = (
-            agent.identity.spec.restart.on_hang,
-            agent.identity.spec.idle_timeout(),
-        ) else {
-            return;
-        };
-        let every = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        let engine = self.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let Ok(agent) = engine.snapshot(&id) else {
-                    return;
-                };
-                if agent.status.run.number != run || agent.status.state != State::Running {
-                    return;
-                }
-                let Ok(view) = engine.current_view(&id) else {
-                    return;
-                };
-                if view.health != wrangle_wire::Health::Hung {
-                    continue;
-                }
-                let why = view.health_reason.unwrap_or_default();
-                if let Err(error) = engine.stop_for(&id, run, format!("{HUNG_REASON} ({why})")) {
-                    tracing::error!("cannot stop hung agent {id}: {error}");
-                }
-                return;
-            }
-        });
-    }
-
     fn time_out(&self, id: &str, run: u32, limit: Duration) -> Result<(), EngineError> {
-        self.stop_for(
-            id,
-            run,
-            format!(
-                "{TIMEOUT_REASON}: ran longer than {}",
-                format_seconds(limit)
-            ),
-        )
+        let why = format!("timeout: ran longer than {}", format_seconds(limit));
+        self.stop_for(id, run, Cause::Timeout, why)
     }
 
-    /// Starts the staged stop of run `run`, if it still runs, recording
-    /// `why` (with `, stopping`) as the reason: the ending is then taken
-    /// for a failure (see `apply_policies`).
-    fn stop_for(&self, id: &str, run: u32, why: String) -> Result<(), EngineError> {
+    /// Starts the staged stop of run `run`, if it still runs, for `cause`
+    /// (a timeout, a hang), recording `why` (with `, stopping`) as the
+    /// reason: the ending is then taken for a failure (see
+    /// `apply_policies`).
+    pub(crate) fn stop_for(
+        &self,
+        id: &str,
+        run: u32,
+        cause: Cause,
+        why: String,
+    ) -> Result<(), EngineError> {
         let mut stopping = false;
         let agent = match self.transition(id, |status| {
             if status.run.number == run && status.state == State::Running {
                 status.state = State::Stopping;
                 status.reason = Some(format!("{why}, stopping"));
+                status.run.cause = Some(cause);
                 stopping = true;
             }
         }) {

@@ -20,14 +20,14 @@ mod tests;
 pub use snapshot::{Observation, Snapshot};
 
 use crate::registry::Registry;
-use crate::Inner;
+use crate::{Engine, Inner};
 use changes::Changes;
 use chrono::Utc;
 use run::{RunSampler, Scratch, Target};
 use std::collections::HashMap;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 use wrangle_wire::State;
@@ -95,8 +95,9 @@ impl Sampler {
     }
 
     /// One tick: takes the runs to watch from the registry, samples each
-    /// (holding no lock) and publishes the observations.
-    fn tick(&mut self, engine: &Inner) {
+    /// (holding no lock), publishes the observations, and has the agents'
+    /// health assessed from them.
+    fn tick(&mut self, engine: &Arc<Inner>) {
         let started = Instant::now();
         // The registry is only read under its lock; the new runs' files
         // are set up after, so that requests are not kept waiting.
@@ -111,6 +112,10 @@ impl Sampler {
             |id| runs.contains_key(id),
             runs.iter().map(|(id, run)| (id, &run.observation)),
         );
+        Engine {
+            inner: engine.clone(),
+        }
+        .assess_all();
         tracing::debug!(
             runs = runs.len(),
             watched = self.changes.watched(),

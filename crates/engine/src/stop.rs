@@ -7,13 +7,18 @@ use std::io;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use wrangle_shim::protocol::ControlCommand;
-use wrangle_wire::{parse, State, StopRequest, StopResult};
+use wrangle_wire::{parse, Cause, State, StopRequest, StopResult};
 
 impl Engine {
-    /// Stops the named agents (or all that have not ended) and waits until
-    /// each has ended. Every reference is checked before anything is
-    /// stopped: one bad name stops nothing.
-    pub async fn stop(&self, request: StopRequest) -> Result<Vec<StopResult>, EngineError> {
+    /// Stops the named agents (or all that have not ended) for `cause` (a
+    /// user's stop, the daemon's shutdown) and waits until each has ended.
+    /// Every reference is checked before anything is stopped: one bad
+    /// name stops nothing.
+    pub async fn stop(
+        &self,
+        request: StopRequest,
+        cause: Cause,
+    ) -> Result<Vec<StopResult>, EngineError> {
         let timeout = request
             .timeout
             .as_deref()
@@ -41,7 +46,7 @@ impl Engine {
         let mut stops = JoinSet::new();
         for (position, id) in ids.into_iter().enumerate() {
             let engine = self.clone();
-            stops.spawn(async move { (position, engine.stop_one(&id, timeout).await) });
+            stops.spawn(async move { (position, engine.stop_one(&id, timeout, cause).await) });
         }
         let mut results = Vec::new();
         while let Some(joined) = stops.join_next().await {
@@ -52,12 +57,13 @@ impl Engine {
         Ok(results.into_iter().map(|(_, result)| result).collect())
     }
 
-    /// Stops one agent with its stop signal and `timeout` (or its own stop
-    /// timeout), and waits until it has ended.
+    /// Stops one agent for `cause` with its stop signal and `timeout` (or
+    /// its own stop timeout), and waits until it has ended.
     pub(crate) async fn stop_one(
         &self,
         id: &str,
         timeout: Option<Duration>,
+        cause: Cause,
     ) -> Result<StopResult, EngineError> {
         let mut states = self.subscribe(id)?;
         if self.snapshot(id)?.status.state.is_ended() {
@@ -70,10 +76,13 @@ impl Engine {
             State::Backoff => {
                 status.state = State::Stopped;
                 status.reason = Some("stopped while waiting to restart".into());
+                status.restart_at = None;
+                status.run.cause = Some(cause);
             }
             State::Queued => {
                 status.state = State::Stopped;
                 status.reason = Some("stopped while queued".into());
+                status.run.cause = Some(cause);
             }
             _ => {}
         })?;
@@ -86,7 +95,8 @@ impl Engine {
         let agent = self.transition(id, |status| {
             if status.state == State::Running {
                 status.state = State::Stopping;
-                status.reason = Some("stop requested".into());
+                status.reason = Some(stop_reason(cause).into());
+                status.run.cause = Some(cause);
             }
         })?;
         if agent.status.state.is_ended() {
@@ -141,5 +151,15 @@ impl Engine {
             already_ended,
             outcome,
         })
+    }
+}
+
+/// The reason of `stopping`, in words.
+fn stop_reason(cause: Cause) -> &'static str {
+    match cause {
+        Cause::Shutdown => "stop requested: the daemon shuts down",
+        Cause::Restart => "stop requested to restart",
+        Cause::Remove => "stop requested to remove it",
+        _ => "stop requested",
     }
 }

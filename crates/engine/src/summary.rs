@@ -2,7 +2,6 @@
 //! sampler's last tick.
 
 use crate::Engine;
-use chrono::Utc;
 use std::cmp::Ordering;
 use wrangle_wire::{Health, State, Summary, SummaryEntry};
 
@@ -13,7 +12,6 @@ impl Engine {
     /// Counts by state and health, what the running trees use together,
     /// and the agents that use the most.
     pub fn summary(&self) -> Summary {
-        let now = Utc::now();
         let registry = self.registry();
         let observations = self.inner.lock_observations();
         let mut summary = Summary {
@@ -30,7 +28,7 @@ impl Engine {
                 continue;
             }
             let observed = observations.of(agent);
-            let (health, _) = agent.health(now, observed);
+            let (health, _) = agent.current_health();
             *summary.by_health.entry(health).or_default() += 1;
             let Some(tree) = observed.and_then(|seen| seen.tree.as_ref()) else {
                 continue;

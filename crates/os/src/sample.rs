@@ -116,3 +116,35 @@ mod tests {
         assert_eq!(out, [1, 12, 345, 6789]);
     }
 }
+
+/// What this process uses, for its own `process_*` metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OwnUsage {
+    /// CPU time, user and system, in seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory in bytes.
+    pub resident_bytes: u64,
+    /// Virtual memory in bytes.
+    pub virtual_bytes: u64,
+    /// Threads.
+    pub threads: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// Most file descriptors it may open (the soft limit), if limited.
+    pub max_fds: Option<u64>,
+}
+
+/// What this process uses now, from `/proc/self`.
+pub fn own_usage() -> io::Result<OwnUsage> {
+    let to_io = |error: procfs::ProcError| io::Error::other(error.to_string());
+    let myself = procfs::process::Process::myself().map_err(to_io)?;
+    let stat = myself.stat().map_err(to_io)?;
+    Ok(OwnUsage {
+        cpu_seconds: (stat.utime + stat.stime) as f64 / ticks_per_second() as f64,
+        resident_bytes: stat.rss * page_size(),
+        virtual_bytes: stat.vsize,
+        threads: stat.num_threads.max(0) as u64,
+        open_fds: myself.fd_count().map_err(to_io)? as u64,
+        max_fds: open_file_limit(),
+    })
+}

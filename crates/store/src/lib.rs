@@ -1,21 +1,26 @@
 //! wrangle's persistence: one SQLite file (WAL) with the agents, their
-//! runs, and an append-only log of every state change.
+//! runs, and an append-only log of events (see [`events`]).
 //!
 //! The engine writes through this store before it answers: a state change
-//! is one transaction that updates the agent, its run and appends the
-//! event, so a daemon killed at any moment leaves a consistent file.
+//! is one transaction that updates the agent, its run and appends its
+//! events, so a daemon killed at any moment leaves a consistent file.
 //! `synchronous=NORMAL` in WAL mode keeps every committed transaction
 //! across a crash of the process (not across a power cut, which the
 //! agents do not survive either).
 
 mod checkpoint;
+pub mod events;
+pub mod prune;
 mod schema;
 
+pub use events::{AgentMatch, EventReader, EventRecord, Kept};
+pub use prune::Retention;
+
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::path::Path;
 use std::time::Duration;
-use wrangle_wire::State;
+use wrangle_wire::{Cause, Health, State};
 
 /// What can go wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,9 @@ pub enum StoreError {
     /// A value in the file cannot be understood.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The system refused something the store needs (a thread).
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// Result of a store operation.
@@ -68,6 +76,15 @@ pub struct AgentRow {
     pub run: u32,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Health as last assessed.
+    pub health: Health,
+    /// Why, as last assessed.
+    pub health_reason: Option<String>,
+    /// What the health probe found of the current run, as JSON the engine
+    /// defines.
+    pub probe: Option<String>,
+    /// In `backoff`: when the next run starts.
+    pub restart_at: Option<DateTime<Utc>>,
 }
 
 /// One run of an agent as stored.
@@ -93,6 +110,8 @@ pub struct RunRow {
     pub exit_code: Option<i32>,
     /// Signal number, when a signal ended it.
     pub signal: Option<i32>,
+    /// Why it is being stopped, or why it ended.
+    pub cause: Option<Cause>,
 }
 
 /// A run as the store last recorded it, with the agent's state and reason
@@ -107,29 +126,29 @@ pub struct RunRecord {
     pub reason: Option<String>,
 }
 
-/// One recorded state change.
+/// An agent's health as assessed, to be stored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventRow {
-    /// Position in the log, increasing.
-    pub seq: i64,
-    /// When it happened.
-    pub at: DateTime<Utc>,
+pub struct HealthRow {
     /// The agent.
     pub agent_id: String,
-    /// The run.
-    pub run: u32,
-    /// The state entered.
-    pub state: State,
+    /// Its health.
+    pub health: Health,
     /// Why.
     pub reason: Option<String>,
+    /// What its probe found, as JSON the engine defines.
+    pub probe: Option<String>,
 }
 
 /// The SQLite store of one wrangle home.
 pub struct Store {
     connection: Connection,
     path: String,
+    /// The id of the next event.
+    next_event: u64,
     /// Ends its thread when the store is dropped.
     _checkpointer: Option<checkpoint::Checkpointer>,
+    /// Ends its thread when the store is dropped.
+    pruner: Option<prune::Pruner>,
 }
 
 impl Store {
@@ -152,10 +171,13 @@ impl Store {
         let mut store = Store {
             connection,
             path: display.clone(),
+            next_event: 1,
             _checkpointer: checkpointer,
+            pruner: None,
         };
         schema::migrate(&mut store.connection, &display)
             .map_err(|error| explain_busy(error, &display))?;
+        store.next_event = events::next_id(&store.connection)?;
         // Reading works while another process holds the write lock, so a
         // daemon could start, list its agents and then fail to record any
         // change, even the end of a run it re-attached: say it now.
@@ -171,94 +193,164 @@ impl Store {
         &self.path
     }
 
-    /// Records a new agent with its first run and the event of its first
-    /// state, in one transaction. Fails with [`StoreError::NameTaken`] if
-    /// the name is in use, and then changes nothing.
-    pub fn create(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
-        self.create_in_transaction(agent, run, at)
-            .map_err(|error| explain_busy(error, &self.path))
+    /// Prunes the event log on a thread of its own, now and every `every`,
+    /// keeping what `retention` says; replaces an earlier pruner.
+    pub fn start_pruning(&mut self, retention: Retention, every: Duration) -> Result<()> {
+        self.pruner = None;
+        self.pruner = Some(prune::Pruner::start(
+            Path::new(&self.path),
+            retention,
+            every,
+        )?);
+        Ok(())
     }
 
-    fn create_in_transaction(
+    /// The id the next event gets. Events handed to the writing methods
+    /// below are numbered from it, in order.
+    pub fn next_event_id(&self) -> u64 {
+        self.next_event
+    }
+
+    /// Runs `write` in a transaction that also appends `events`; the
+    /// next event id moves on only once it is committed.
+    fn write_with_events<T>(
         &mut self,
-        agent: &AgentRow,
-        run: &RunRow,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
-        let transaction = self.connection.transaction()?;
-        let inserted = transaction
-            .prepare_cached(
-                "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-            )?
-            .execute(params![
-                agent.id,
-                agent.name,
-                agent.spec,
-                agent.state.as_str(),
-                agent.reason,
-                agent.run,
-                agent.created_at,
-            ]);
-        match inserted {
-            Ok(_) => {}
-            Err(error)
-                if error.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
-                    && error.to_string().contains("agents.name") =>
-            {
-                return Err(StoreError::NameTaken(agent.name.clone()));
-            }
-            Err(error) => return Err(error.into()),
+        events: &[EventRecord],
+        write: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if let Some((index, event)) = events
+            .iter()
+            .enumerate()
+            .find(|(index, event)| event.id != self.next_event + *index as u64)
+        {
+            return Err(StoreError::Corrupt(format!(
+                "event {index} of a write has id {}, expected {}",
+                event.id,
+                self.next_event + index as u64
+            )));
         }
-        write_run_and_event(&transaction, agent, run, at)?;
-        transaction.commit()?;
-        Ok(())
+        let path = self.path.clone();
+        let written = (|| {
+            let transaction = self.connection.transaction()?;
+            let value = write(&transaction)?;
+            events::insert(&transaction, events)?;
+            transaction.commit()?;
+            Ok(value)
+        })()
+        .map_err(|error| explain_busy(error, &path))?;
+        self.next_event += events.len() as u64;
+        Ok(written)
     }
 
-    /// Writes a state change in one transaction: the agent's state, reason
-    /// and current run number, the run's row (inserted or updated), and an
-    /// event in the log.
-    pub fn record(&mut self, agent: &AgentRow, run: &RunRow, at: DateTime<Utc>) -> Result<()> {
-        self.record_in_transaction(agent, run, at)
-            .map_err(|error| explain_busy(error, &self.path))
+    /// Appends events that change nothing else (daemon events, progress).
+    pub fn append_events(&mut self, events: &[EventRecord]) -> Result<()> {
+        self.write_with_events(events, |_| Ok(()))
     }
 
-    fn record_in_transaction(
+    /// Records assessed healths (and probe findings) with their events,
+    /// in one transaction.
+    pub fn record_health(&mut self, updates: &[HealthRow], events: &[EventRecord]) -> Result<()> {
+        self.write_with_events(events, |transaction| {
+            let mut statement = transaction.prepare_cached(
+                "UPDATE agents SET health = ?2, health_reason = ?3, probe = ?4 WHERE id = ?1",
+            )?;
+            for update in updates {
+                statement.execute(params![
+                    update.agent_id,
+                    update.health.as_str(),
+                    update.reason,
+                    update.probe
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records a new agent with its first run and its events, in one
+    /// transaction. Fails with [`StoreError::NameTaken`] if the name is in
+    /// use, and then changes nothing.
+    pub fn create(&mut self, agent: &AgentRow, run: &RunRow, events: &[EventRecord]) -> Result<()> {
+        self.write_with_events(events, |transaction| {
+            let inserted = transaction
+                .prepare_cached(
+                    "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at,
+                         health, health_reason, probe, restart_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
+                )?
+                .execute(params![
+                    agent.id,
+                    agent.name,
+                    agent.spec,
+                    agent.state.as_str(),
+                    agent.reason,
+                    agent.run,
+                    agent.created_at,
+                    agent.health.as_str(),
+                    agent.health_reason,
+                    agent.probe,
+                    agent.restart_at,
+                ]);
+            match inserted {
+                Ok(_) => {}
+                Err(error)
+                    if error.sqlite_error_code()
+                        == Some(rusqlite::ErrorCode::ConstraintViolation)
+                        && error.to_string().contains("agents.name") =>
+                {
+                    return Err(StoreError::NameTaken(agent.name.clone()));
+                }
+                Err(error) => return Err(error.into()),
+            }
+            write_run(transaction, agent, run)
+        })
+    }
+
+    /// Writes a change of an agent in one transaction: its state, reason,
+    /// health and current run number, the run's row (inserted or
+    /// updated), and its events.
+    pub fn record(
         &mut self,
         agent: &AgentRow,
         run: &RunRow,
         at: DateTime<Utc>,
+        events: &[EventRecord],
     ) -> Result<()> {
-        let transaction = self.connection.transaction()?;
-        transaction
-            .prepare_cached(
-                "UPDATE agents SET state = ?2, reason = ?3, run = ?4, updated_at = ?5 WHERE id = ?1",
-            )?
-            .execute(params![
-                agent.id,
-                agent.state.as_str(),
-                agent.reason,
-                agent.run,
-                at
-            ])?;
-        write_run_and_event(&transaction, agent, run, at)?;
-        transaction.commit()?;
-        Ok(())
+        self.write_with_events(events, |transaction| {
+            transaction
+                .prepare_cached(
+                    "UPDATE agents SET state = ?2, reason = ?3, run = ?4, updated_at = ?5,
+                         health = ?6, health_reason = ?7, probe = ?8, restart_at = ?9
+                     WHERE id = ?1",
+                )?
+                .execute(params![
+                    agent.id,
+                    agent.state.as_str(),
+                    agent.reason,
+                    agent.run,
+                    at,
+                    agent.health.as_str(),
+                    agent.health_reason,
+                    agent.probe,
+                    agent.restart_at,
+                ])?;
+            write_run(transaction, agent, run)
+        })
     }
 
     /// Every agent with its current run (if it has one), oldest first.
     pub fn load(&self) -> Result<Vec<(AgentRow, Option<RunRow>)>> {
         let mut statement = self.connection.prepare(
             "SELECT a.id, a.name, a.spec, a.state, a.reason, a.run, a.created_at,
+                    a.health, a.health_reason, a.probe, a.restart_at,
                     r.agent_id, r.run, r.dir, r.shim_pid, r.shim_start_time, r.pid, r.pid_start_time,
-                    r.cgroup, r.started_at, r.ended_at, r.exit_code, r.signal
+                    r.cgroup, r.started_at, r.ended_at, r.exit_code, r.signal, r.cause
              FROM agents a LEFT JOIN runs r ON r.agent_id = a.id AND r.run = a.run
              ORDER BY a.created_at, a.id",
         )?;
         let rows = statement.query_map([], |row| {
             let agent = agent_from(row)?;
-            let run = match row.get::<_, Option<String>>(7)? {
-                Some(_) => Some(run_from(row, 7)?),
+            let run = match row.get::<_, Option<String>>(11)? {
+                Some(_) => Some(run_from(row, 11)?),
                 None => None,
             };
             Ok((agent, run))
@@ -266,7 +358,7 @@ impl Store {
         let mut loaded = Vec::new();
         for row in rows {
             let (agent, run) = row?;
-            loaded.push((agent?, run));
+            loaded.push((agent?, run.transpose()?));
         }
         Ok(loaded)
     }
@@ -285,21 +377,21 @@ impl Store {
     pub fn run_history(&self, agent_id: &str) -> Result<Vec<RunRecord>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT agent_id, run, dir, shim_pid, shim_start_time, pid, pid_start_time, cgroup,
-                    started_at, ended_at, exit_code, signal, state, reason
+                    started_at, ended_at, exit_code, signal, cause, state, reason
              FROM runs WHERE agent_id = ?1 ORDER BY run",
         )?;
         let rows = statement.query_map([agent_id], |row| {
             Ok((
                 run_from(row, 0)?,
-                row.get::<_, String>(12)?,
-                row.get::<_, Option<String>>(13)?,
+                row.get::<_, String>(13)?,
+                row.get::<_, Option<String>>(14)?,
             ))
         })?;
         let mut records = Vec::new();
         for row in rows {
             let (row, state, reason) = row?;
             records.push(RunRecord {
-                row,
+                row: row?,
                 state: parse_state(&state)?,
                 reason,
             });
@@ -307,52 +399,25 @@ impl Store {
         Ok(records)
     }
 
-    /// The state changes of one agent, oldest first.
-    pub fn events(&self, agent_id: &str) -> Result<Vec<EventRow>> {
-        let mut statement = self.connection.prepare_cached(
-            "SELECT seq, at, agent_id, run, state, reason FROM events WHERE agent_id = ?1 ORDER BY seq",
-        )?;
-        let rows = statement.query_map([agent_id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get::<_, String>(4)?,
-                row.get(5)?,
-            ))
-        })?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, at, agent_id, run, state, reason) = row?;
-            events.push(EventRow {
-                seq,
-                at,
-                agent_id,
-                run,
-                state: parse_state(&state)?,
-                reason,
-            });
-        }
-        Ok(events)
-    }
-
-    /// Sets the most agents of group `name` that may run at once; `None`
-    /// removes the limit.
-    pub fn set_group_limit(&mut self, name: &str, max_running: Option<u32>) -> Result<()> {
-        let result = match max_running {
-            Some(max) => self.connection.execute(
-                "INSERT INTO groups (name, max_running) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET max_running = ?2",
-                params![name, max],
-            ),
-            None => self
-                .connection
-                .execute("DELETE FROM groups WHERE name = ?1", params![name]),
-        };
-        result
-            .map(drop)
-            .map_err(|error| explain_busy(error.into(), &self.path))
+    /// Sets the most agents of group `name` that may run at once (`None`
+    /// removes the limit), with its events.
+    pub fn set_group_limit(
+        &mut self,
+        name: &str,
+        max_running: Option<u32>,
+        events: &[EventRecord],
+    ) -> Result<()> {
+        self.write_with_events(events, |transaction| {
+            match max_running {
+                Some(max) => transaction.execute(
+                    "INSERT INTO groups (name, max_running) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET max_running = ?2",
+                    params![name, max],
+                )?,
+                None => transaction.execute("DELETE FROM groups WHERE name = ?1", params![name])?,
+            };
+            Ok(())
+        })
     }
 
     /// Every group with a limit, by name.
@@ -365,17 +430,14 @@ impl Store {
             .map_err(Into::into)
     }
 
-    /// Forgets an agent, its runs and its events. Returns false if it was
-    /// not there.
-    pub fn delete_agent(&mut self, agent_id: &str) -> Result<bool> {
-        let delete = |connection: &mut Connection| -> Result<bool> {
-            let transaction = connection.transaction()?;
-            transaction.execute("DELETE FROM events WHERE agent_id = ?1", [agent_id])?;
+    /// Forgets an agent and its runs, and appends `events` (its removal);
+    /// its earlier events stay in the log until retention takes them.
+    /// Returns false if it was not there.
+    pub fn delete_agent(&mut self, agent_id: &str, events: &[EventRecord]) -> Result<bool> {
+        self.write_with_events(events, |transaction| {
             let deleted = transaction.execute("DELETE FROM agents WHERE id = ?1", [agent_id])?;
-            transaction.commit()?;
             Ok(deleted > 0)
-        };
-        delete(&mut self.connection).map_err(|error| explain_busy(error, &self.path))
+        })
     }
 
     /// The id of the agent with this exact name, if any.
@@ -390,7 +452,7 @@ impl Store {
 
 /// How long a write waits for another process's lock before it fails
 /// with [`StoreError::Locked`].
-const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Bytes of write-ahead log kept after a checkpoint (64 MiB).
 const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
@@ -413,23 +475,19 @@ fn explain_busy(error: StoreError, path: &str) -> StoreError {
     }
 }
 
-fn write_run_and_event(
-    transaction: &rusqlite::Transaction<'_>,
-    agent: &AgentRow,
-    run: &RunRow,
-    at: DateTime<Utc>,
-) -> Result<()> {
+fn write_run(transaction: &Transaction<'_>, agent: &AgentRow, run: &RunRow) -> Result<()> {
     transaction
         .prepare_cached(
             // An upsert, not INSERT OR REPLACE: the row is updated where
             // it is instead of deleted and inserted again (fewer pages
             // written per state change).
             "INSERT INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time,
-                 pid, pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 pid, pid_start_time, cgroup, started_at, ended_at, exit_code, signal, reason, cause)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
              ON CONFLICT (agent_id, run) DO UPDATE SET state = ?3, dir = ?4, shim_pid = ?5,
                  shim_start_time = ?6, pid = ?7, pid_start_time = ?8, cgroup = ?9,
-                 started_at = ?10, ended_at = ?11, exit_code = ?12, signal = ?13, reason = ?14",
+                 started_at = ?10, ended_at = ?11, exit_code = ?12, signal = ?13, reason = ?14,
+                 cause = ?15",
         )?
         .execute(params![
             run.agent_id,
@@ -446,17 +504,7 @@ fn write_run_and_event(
             run.exit_code,
             run.signal,
             agent.reason,
-        ])?;
-    transaction
-        .prepare_cached(
-            "INSERT INTO events (at, agent_id, run, state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?
-        .execute(params![
-            at,
-            agent.id,
-            run.run,
-            agent.state.as_str(),
-            agent.reason
+            run.cause.map(Cause::as_str),
         ])?;
     Ok(())
 }
@@ -489,6 +537,7 @@ fn parse_state(text: &str) -> Result<State> {
 
 fn agent_from(row: &Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
     let state: String = row.get(3)?;
+    let health: String = row.get(7)?;
     let (id, name, spec, reason, run, created_at) = (
         row.get(0)?,
         row.get(1)?,
@@ -497,24 +546,39 @@ fn agent_from(row: &Row<'_>) -> rusqlite::Result<Result<AgentRow>> {
         row.get(5)?,
         row.get(6)?,
     );
-    Ok(parse_state(&state).map(|state| AgentRow {
-        id,
-        name,
-        spec,
-        state,
-        reason,
-        run,
-        created_at,
-    }))
+    let (health_reason, probe, restart_at) = (row.get(8)?, row.get(9)?, row.get(10)?);
+    Ok((|| {
+        Ok(AgentRow {
+            id,
+            name,
+            spec,
+            state: parse_state(&state)?,
+            reason,
+            run,
+            created_at,
+            health: parse_health(&health)?,
+            health_reason,
+            probe,
+            restart_at,
+        })
+    })())
 }
 
-fn run_from(row: &Row<'_>, first: usize) -> rusqlite::Result<RunRow> {
+fn parse_health(text: &str) -> Result<Health> {
+    Health::ALL
+        .into_iter()
+        .find(|health| health.as_str() == text)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown health {text:?}")))
+}
+
+fn run_from(row: &Row<'_>, first: usize) -> rusqlite::Result<Result<RunRow>> {
     let pair = |pid: usize| -> rusqlite::Result<Option<(i32, u64)>> {
         let pid_value: Option<i32> = row.get(first + pid)?;
         let start: Option<i64> = row.get(first + pid + 1)?;
         Ok(pid_value.zip(start).map(|(pid, start)| (pid, start as u64)))
     };
-    Ok(RunRow {
+    let cause: Option<String> = row.get(first + 12)?;
+    let mut run = RunRow {
         agent_id: row.get(first)?,
         run: row.get(first + 1)?,
         dir: row.get(first + 2)?,
@@ -525,7 +589,17 @@ fn run_from(row: &Row<'_>, first: usize) -> rusqlite::Result<RunRow> {
         ended_at: row.get(first + 9)?,
         exit_code: row.get(first + 10)?,
         signal: row.get(first + 11)?,
-    })
+        cause: None,
+    };
+    Ok(
+        match cause.as_deref().map(str::parse::<Cause>).transpose() {
+            Ok(cause) => {
+                run.cause = cause;
+                Ok(run)
+            }
+            Err(error) => Err(StoreError::Corrupt(error)),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -90,6 +90,50 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DELETE FROM sqlite_sequence WHERE name = 'events';
     ALTER TABLE events_numbered RENAME TO events;
     CREATE INDEX events_by_agent ON events (agent_id, seq);",
+    // 4: every change an event of its own type, as clients get it; health
+    // and probe findings kept across restarts; the cause of a stop as a
+    // value. An event is its whole JSON plus the columns readers filter
+    // on, and outlives its agent (only retention prunes it); `meta` keeps
+    // the highest id pruned, so ids are never handed out twice. Events of
+    // before are kept under the type of the state they recorded.
+    "ALTER TABLE agents ADD COLUMN health TEXT NOT NULL DEFAULT 'unknown';
+    ALTER TABLE agents ADD COLUMN health_reason TEXT;
+    ALTER TABLE agents ADD COLUMN probe TEXT;
+    ALTER TABLE agents ADD COLUMN restart_at TEXT;
+    ALTER TABLE runs ADD COLUMN cause TEXT;
+    UPDATE runs SET cause = CASE
+            WHEN reason LIKE 'timeout%' THEN 'timeout'
+            WHEN reason LIKE 'hung%' THEN 'hang'
+            ELSE 'user' END
+        WHERE state = 'stopping';
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    CREATE TABLE events_typed (
+        seq INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        agent_id TEXT,
+        agent_name TEXT,
+        agent_group TEXT,
+        run INTEGER,
+        body TEXT NOT NULL
+    ) STRICT;
+    INSERT INTO events_typed (seq, at, type, agent_id, agent_name, agent_group, run, body)
+        SELECT seq, at, type, agent_id, name, grp, run,
+            json_object('id', seq, 'time', strftime('%Y-%m-%dT%H:%M:%fZ', at_text), 'type', type,
+                'state', state, 'reason', reason,
+                'agent', json_object('id', agent_id, 'name', name, 'group', grp), 'run', run)
+        FROM (SELECT e.seq, e.at AS at_text, CAST(unixepoch(e.at, 'subsec') * 1000000 AS INTEGER) AS at,
+                CASE WHEN e.state IN ('completed', 'failed', 'stopped') THEN 'agent.exited'
+                    ELSE 'agent.' || e.state END AS type,
+                e.agent_id, coalesce(a.name, e.agent_id) AS name,
+                json_extract(a.spec, '$.group') AS grp, e.run, e.state, e.reason
+            FROM events e LEFT JOIN agents a ON a.id = e.agent_id);
+    DROP TABLE events;
+    ALTER TABLE events_typed RENAME TO events;
+    CREATE INDEX events_by_agent ON events (agent_id, seq);",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

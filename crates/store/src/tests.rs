@@ -10,7 +10,44 @@ fn agent(id: &str, name: &str) -> AgentRow {
         reason: None,
         run: 1,
         created_at: Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap(),
+        health: Health::Unknown,
+        health_reason: None,
+        probe: None,
+        restart_at: None,
     }
+}
+
+/// Events of `kind` about agent `id`, numbered on from the store's next
+/// id, at `at`.
+fn events(store: &Store, id: &str, kinds: &[&str], at: DateTime<Utc>) -> Vec<EventRecord> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(index, kind)| {
+            let number = store.next_event_id() + index as u64;
+            EventRecord {
+                id: number,
+                at,
+                kind: kind.to_string(),
+                agent_id: Some(id.to_string()),
+                agent_name: Some(format!("name-of-{id}")),
+                group: None,
+                run: Some(1),
+                body: format!(r#"{{"id":{number},"type":"{kind}"}}"#),
+            }
+        })
+        .collect()
+}
+
+/// Every event kept, oldest first, as (id, type).
+fn kept(path: &std::path::Path) -> Vec<(u64, String)> {
+    EventReader::open(path)
+        .unwrap()
+        .after(0, None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|event| (event.id, event.kind))
+        .collect()
 }
 
 fn run(agent_id: &str) -> RunRow {
@@ -23,53 +60,86 @@ fn run(agent_id: &str) -> RunRow {
 }
 
 #[test]
-fn a_state_change_survives_reopening_with_its_event() {
+fn a_state_change_survives_reopening_with_its_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     {
         let mut store = Store::open(&path).unwrap();
         let mut a = agent("a1", "build");
         let mut r = run("a1");
-        store.create(&a, &r, Utc::now()).unwrap();
+        let created = events(
+            &store,
+            "a1",
+            &["agent.created", "agent.starting"],
+            Utc::now(),
+        );
+        store.create(&a, &r, &created).unwrap();
         r.shim = Some((100, 5000));
         r.process = Some((101, 5001));
         r.started_at = Some(Utc::now());
         a.state = State::Running;
-        store.record(&a, &r, Utc::now()).unwrap();
+        a.health = Health::Healthy;
+        let running = events(&store, "a1", &["agent.running"], Utc::now());
+        store.record(&a, &r, Utc::now(), &running).unwrap();
         a.state = State::Failed;
         a.reason = Some("exited with code 3".into());
         r.exit_code = Some(3);
         r.ended_at = Some(Utc::now());
-        store.record(&a, &r, Utc::now()).unwrap();
+        r.cause = Some(Cause::Exit);
+        let exited = events(&store, "a1", &["agent.exited"], Utc::now());
+        store.record(&a, &r, Utc::now(), &exited).unwrap();
     }
     let store = Store::open(&path).unwrap();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.len(), 1);
     let (a, r) = &loaded[0];
     assert_eq!(a.state, State::Failed);
+    assert_eq!(a.health, Health::Healthy);
     assert_eq!(a.reason.as_deref(), Some("exited with code 3"));
     let r = r.as_ref().unwrap();
     assert_eq!(r.exit_code, Some(3));
+    assert_eq!(r.cause, Some(Cause::Exit));
     assert_eq!(r.shim, Some((100, 5000)));
     assert_eq!(r.process, Some((101, 5001)));
-    let states: Vec<State> = store
-        .events("a1")
-        .unwrap()
-        .iter()
-        .map(|e| e.state)
-        .collect();
-    assert_eq!(states, [State::Starting, State::Running, State::Failed]);
+    assert_eq!(
+        kept(&path),
+        [
+            (1, "agent.created".to_string()),
+            (2, "agent.starting".to_string()),
+            (3, "agent.running".to_string()),
+            (4, "agent.exited".to_string())
+        ]
+    );
+    assert_eq!(store.next_event_id(), 5);
+}
+
+#[test]
+fn events_must_follow_on_from_the_next_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let mut skipping = events(&store, "a1", &["agent.created"], Utc::now());
+    skipping[0].id += 1;
+    let error = store
+        .create(&agent("a1", "build"), &run("a1"), &skipping)
+        .unwrap_err();
+    assert!(error.to_string().contains("expected 1"), "{error}");
+    assert!(store.load().unwrap().is_empty());
+    assert_eq!(store.next_event_id(), 1);
 }
 
 #[test]
 fn a_duplicate_name_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let first = events(&store, "a1", &["agent.created"], Utc::now());
     store
-        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .create(&agent("a1", "build"), &run("a1"), &first)
         .unwrap();
+    let second = events(&store, "a2", &["agent.created"], Utc::now());
     let error = store
-        .create(&agent("a2", "build"), &run("a2"), Utc::now())
+        .create(&agent("a2", "build"), &run("a2"), &second)
         .unwrap_err();
     assert!(
         matches!(error, StoreError::NameTaken(ref name) if name == "build"),
@@ -77,19 +147,158 @@ fn a_duplicate_name_is_refused_and_changes_nothing() {
     );
     assert_eq!(store.load().unwrap().len(), 1);
     assert_eq!(store.id_by_name("build").unwrap().as_deref(), Some("a1"));
+    // No event of the refused agent, and its id is handed out next.
+    assert_eq!(kept(&path), [(1, "agent.created".to_string())]);
+    assert_eq!(store.next_event_id(), 2);
 }
 
 #[test]
-fn deleting_an_agent_takes_its_runs_and_events() {
+fn deleting_an_agent_takes_its_runs_but_keeps_its_events() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
     let a = agent("a1", "build");
-    store.create(&a, &run("a1"), Utc::now()).unwrap();
-    assert!(store.delete_agent("a1").unwrap());
-    assert!(!store.delete_agent("a1").unwrap());
+    let created = events(&store, "a1", &["agent.created"], Utc::now());
+    store.create(&a, &run("a1"), &created).unwrap();
+    let removed = events(&store, "a1", &["agent.removed"], Utc::now());
+    assert!(store.delete_agent("a1", &removed).unwrap());
+    assert!(!store.delete_agent("a1", &[]).unwrap());
     assert!(store.load().unwrap().is_empty());
     assert!(store.runs("a1").unwrap().is_empty());
-    assert!(store.events("a1").unwrap().is_empty());
+    assert_eq!(
+        kept(&path),
+        [
+            (1, "agent.created".to_string()),
+            (2, "agent.removed".to_string())
+        ]
+    );
+}
+
+#[test]
+fn event_ids_are_never_reused_even_after_everything_was_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let long_ago = Utc::now() - chrono::Duration::days(30);
+    let old = events(
+        &store,
+        "a1",
+        &["agent.created", "agent.starting", "agent.running"],
+        long_ago,
+    );
+    store.append_events(&old).unwrap();
+    let mut pruner = Connection::open(&path).unwrap();
+    let retention = Retention {
+        max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+        max_events: None,
+    };
+    assert_eq!(prune::prune(&mut pruner, retention, Utc::now()).unwrap(), 3);
+    assert!(kept(&path).is_empty());
+    let reader = EventReader::open(&path).unwrap();
+    assert_eq!(
+        reader.kept().unwrap(),
+        Kept {
+            pruned_through: 3,
+            oldest: None,
+            oldest_at: None,
+            newest: None
+        }
+    );
+    drop(store);
+    // A new daemon numbers on from the highest id ever handed out.
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.next_event_id(), 4);
+    let new = events(&store, "a1", &["agent.exited"], Utc::now());
+    store.append_events(&new).unwrap();
+    assert_eq!(kept(&path), [(4, "agent.exited".to_string())]);
+}
+
+#[test]
+fn retention_takes_the_oldest_by_age_and_by_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let now = Utc::now();
+    let old = events(
+        &store,
+        "a1",
+        &["agent.created"; 700],
+        now - chrono::Duration::hours(2),
+    );
+    store.append_events(&old).unwrap();
+    let recent = events(&store, "a1", &["agent.running"; 600], now);
+    store.append_events(&recent).unwrap();
+    let mut pruner = Connection::open(&path).unwrap();
+    // By age: the 700 older than an hour go, in batches.
+    let by_age = Retention {
+        max_age: Some(Duration::from_secs(3600)),
+        max_events: None,
+    };
+    assert_eq!(prune::prune(&mut pruner, by_age, now).unwrap(), 700);
+    let left = kept(&path);
+    assert_eq!(left.len(), 600);
+    assert_eq!(left[0].0, 701);
+    // By count: the oldest past 100 go, whatever their age.
+    let by_count = Retention {
+        max_age: None,
+        max_events: Some(100),
+    };
+    assert_eq!(prune::prune(&mut pruner, by_count, now).unwrap(), 500);
+    let left = kept(&path);
+    assert_eq!((left.len(), left[0].0, left[99].0), (100, 1201, 1300));
+    assert_eq!(
+        EventReader::open(&path)
+            .unwrap()
+            .kept()
+            .unwrap()
+            .pruned_through,
+        1200
+    );
+    // Nothing more to do.
+    assert_eq!(prune::prune(&mut pruner, by_count, now).unwrap(), 0);
+}
+
+#[test]
+fn a_reader_finds_events_by_agent_and_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap();
+    for minute in 0..10 {
+        let id = if minute % 2 == 0 { "even" } else { "odd" };
+        let at = start + chrono::Duration::minutes(minute);
+        let event = events(&store, id, &["agent.running"], at);
+        store.append_events(&event).unwrap();
+    }
+    let reader = EventReader::open(&path).unwrap();
+    let ids = |agent: &AgentMatch, after| -> Vec<u64> {
+        reader
+            .after(after, Some(agent), 3)
+            .unwrap()
+            .iter()
+            .map(|event| event.id)
+            .collect()
+    };
+    assert_eq!(ids(&AgentMatch::Id("odd".into()), 0), [2, 4, 6]);
+    assert_eq!(ids(&AgentMatch::Id("odd".into()), 6), [8, 10]);
+    assert_eq!(
+        ids(&AgentMatch::IdOrName("name-of-even".into()), 4),
+        [5, 7, 9]
+    );
+    let first = |minutes: i64, seconds: i64| {
+        reader
+            .first_at_or_after(
+                start + chrono::Duration::minutes(minutes) + chrono::Duration::seconds(seconds),
+            )
+            .unwrap()
+    };
+    assert_eq!(first(-5, 0), Some(1));
+    assert_eq!(first(0, 0), Some(1));
+    assert_eq!(first(0, 1), Some(2));
+    assert_eq!(first(4, 0), Some(5));
+    assert_eq!(first(8, 30), Some(10));
+    assert_eq!(first(9, 0), Some(10));
+    assert_eq!(first(9, 1), None);
 }
 
 #[test]
@@ -129,15 +338,16 @@ fn a_store_another_process_holds_for_writing_is_refused_and_says_why() {
 
     let error = Store::open(&path).err().unwrap();
     assert!(matches!(error, StoreError::Locked { .. }), "{error}");
+    let created = events(&store, "a1", &["agent.created"], Utc::now());
     let error = store
-        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .create(&agent("a1", "build"), &run("a1"), &created)
         .unwrap_err();
     assert!(matches!(error, StoreError::Locked { .. }), "{error}");
     assert!(error.to_string().contains("wrangle.db"), "{error}");
 
     holder.execute_batch("ROLLBACK;").unwrap();
     store
-        .create(&agent("a1", "build"), &run("a1"), Utc::now())
+        .create(&agent("a1", "build"), &run("a1"), &created)
         .unwrap();
     assert_eq!(store.load().unwrap().len(), 1);
 }
@@ -147,16 +357,18 @@ fn group_limits_are_kept_changed_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     let mut store = Store::open(&path).unwrap();
-    store.set_group_limit("builds", Some(2)).unwrap();
-    store.set_group_limit("agents", Some(8)).unwrap();
-    store.set_group_limit("builds", Some(3)).unwrap();
+    store.set_group_limit("builds", Some(2), &[]).unwrap();
+    store.set_group_limit("agents", Some(8), &[]).unwrap();
+    let changed = events(&store, "builds", &["group.changed"], Utc::now());
+    store.set_group_limit("builds", Some(3), &changed).unwrap();
     drop(store);
     let mut store = Store::open(&path).unwrap();
     assert_eq!(
         store.group_limits().unwrap(),
         vec![("agents".to_string(), 8), ("builds".to_string(), 3)]
     );
-    store.set_group_limit("agents", None).unwrap();
+    assert_eq!(kept(&path), [(1, "group.changed".to_string())]);
+    store.set_group_limit("agents", None, &[]).unwrap();
     assert_eq!(
         store.group_limits().unwrap(),
         vec![("builds".to_string(), 3)]
@@ -164,11 +376,11 @@ fn group_limits_are_kept_changed_and_removed() {
 }
 
 #[test]
-fn a_store_of_the_schema_before_keeps_its_agents_runs_and_events() {
+fn a_store_of_an_earlier_schema_keeps_its_agents_runs_and_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     {
-        // A store as the version before this one left it.
+        // A store as schema 2 left it (schema 3 and 4 convert it).
         let connection = rusqlite::Connection::open(&path).unwrap();
         for migration in &schema::MIGRATIONS[..2] {
             connection.execute_batch(migration).unwrap();
@@ -176,12 +388,13 @@ fn a_store_of_the_schema_before_keeps_its_agents_runs_and_events() {
         connection.pragma_update(None, "user_version", 2).unwrap();
         connection
             .execute_batch(
-                "INSERT INTO agents VALUES ('a1', 'build', '{}', 'running', NULL, 1, '2026-11-24 07:00:00+00:00', '2026-11-24 07:00:01+00:00');
+                r#"INSERT INTO agents VALUES ('a1', 'build', '{"group":"ci"}', 'stopping', 'timeout: ran longer than 2s, stopping', 1, '2026-11-24 07:00:00+00:00', '2026-11-24 07:00:01+00:00');
                  INSERT INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time, pid,
-                     pid_start_time, started_at)
-                     VALUES ('a1', 1, 'running', '/tmp/runs/a1/1', 100, 5000, 101, 5001, '2026-11-24 07:00:01+00:00');
-                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:00+00:00', 'a1', 1, 'starting');
-                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:01+00:00', 'a1', 1, 'running');",
+                     pid_start_time, started_at, reason)
+                     VALUES ('a1', 1, 'stopping', '/tmp/runs/a1/1', 100, 5000, 101, 5001, '2026-11-24 07:00:01+00:00', 'timeout: ran longer than 2s, stopping');
+                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:00.25+00:00', 'a1', 1, 'starting');
+                 INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:01+00:00', 'a1', 1, 'running');
+                 INSERT INTO events (at, agent_id, run, state, reason) VALUES ('2026-11-24 07:00:03+00:00', 'a1', 1, 'stopping', 'timeout: ran longer than 2s, stopping');"#,
             )
             .unwrap();
     }
@@ -190,20 +403,39 @@ fn a_store_of_the_schema_before_keeps_its_agents_runs_and_events() {
     assert_eq!(loaded.len(), 1);
     let (mut a, r) = loaded.into_iter().next().unwrap();
     let mut r = r.expect("the run is kept");
-    assert_eq!(a.state, State::Running);
+    assert_eq!(a.state, State::Stopping);
+    assert_eq!(a.health, Health::Unknown);
+    // The stop's cause, once only in words, is a value now.
+    assert_eq!(r.cause, Some(Cause::Timeout));
     assert_eq!((r.shim, r.process), (Some((100, 5000)), Some((101, 5001))));
-    let seqs: Vec<i64> = store.events("a1").unwrap().iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, [1, 2]);
+    let reader = EventReader::open(&path).unwrap();
+    let old = reader.after(0, None, 10).unwrap();
+    let kinds: Vec<(u64, &str)> = old.iter().map(|e| (e.id, e.kind.as_str())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "agent.starting"),
+            (2, "agent.running"),
+            (3, "agent.stopping")
+        ]
+    );
+    let body: serde_json::Value = serde_json::from_str(&old[0].body).unwrap();
+    assert_eq!(body["id"], 1);
+    assert_eq!(body["time"], "2026-11-24T07:00:00.250Z");
+    assert_eq!(body["agent"]["name"], "build");
+    assert_eq!(body["agent"]["group"], "ci");
+    assert_eq!(old[0].group.as_deref(), Some("ci"));
+    assert_eq!(
+        old[0].at,
+        Utc.with_ymd_and_hms(2026, 11, 24, 7, 0, 0).unwrap() + chrono::Duration::milliseconds(250)
+    );
 
     // Changes go on from there: the run is updated, events numbered on.
     a.state = State::Failed;
     r.exit_code = Some(3);
-    store.record(&a, &r, Utc::now()).unwrap();
-    let events = store.events("a1").unwrap();
-    assert_eq!(
-        events.last().map(|e| (e.seq, e.state)),
-        Some((3, State::Failed))
-    );
+    let exited = events(&store, "a1", &["agent.exited"], Utc::now());
+    assert_eq!(exited[0].id, 4);
+    store.record(&a, &r, Utc::now(), &exited).unwrap();
     assert_eq!(store.runs("a1").unwrap().len(), 1);
     assert_eq!(store.runs("a1").unwrap()[0].exit_code, Some(3));
 }
@@ -238,7 +470,8 @@ fn the_log_is_checkpointed_by_a_thread_of_the_store() {
         let id = format!("agent{index}");
         let mut a = agent(&id, &format!("name{index}"));
         a.spec = "x".repeat(2000);
-        store.create(&a, &run(&id), Utc::now()).unwrap();
+        let created = events(&store, &id, &["agent.created"], Utc::now());
+        store.create(&a, &run(&id), &created).unwrap();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while database_bytes() == before {

@@ -66,6 +66,10 @@ pub struct AgentView {
     pub signal: Option<String>,
     /// Why the agent is in its state, in words a person can read.
     pub reason: Option<String>,
+    /// Why the current run ended, or why it is being stopped, as a value.
+    pub cause: Option<crate::events::Cause>,
+    /// In `backoff`: when the next run starts.
+    pub restart_at: Option<DateTime<Utc>>,
     /// Seconds the current run has run (until it ended, if it did).
     pub runtime_seconds: Option<f64>,
     /// How the run's process tree is contained: `cgroup <path>` or

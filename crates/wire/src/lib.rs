@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod group;
 pub mod limits;
 pub mod logs;
@@ -21,6 +22,7 @@ pub mod state;
 pub use agent::AgentView;
 pub use doctor::DoctorReport;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use events::{Cause, Event, EventAgent, EventKind, EventsQuery, Notice, StreamMessage};
 pub use group::{GroupView, SetGroup};
 pub use limits::{Enforcement, LimitsView};
 pub use logs::{LogLine, LogStream};
@@ -31,3 +33,8 @@ pub use state::{Health, State};
 
 /// Path prefix of every versioned API route.
 pub const API_PREFIX: &str = "/v1";
+
+/// Response header of `GET /v1/agents` and `GET /v1/agents/{agent}`: the
+/// id of the last event the answer reflects. Following `/v1/events` with
+/// `since` set to it misses no change and repeats none.
+pub const EVENT_ID_HEADER: &str = "wrangle-event-id";

@@ -23,6 +23,10 @@ pub struct ProcessMetrics {
 pub struct TreeMetrics {
     /// CPU over the last tick, summed over the tree; 100 is one core.
     pub cpu_percent: f64,
+    /// CPU time the tree has used since the run started, in seconds
+    /// (processes that ended included, where they could be counted).
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// Resident memory in bytes, summed over the tree.
     pub rss_bytes: u64,
     /// Threads in the tree.

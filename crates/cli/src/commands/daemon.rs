@@ -25,6 +25,15 @@ pub async fn start(home: &Path, args: &DaemonArgs) -> Result<u8> {
     if let Some(interval) = &args.sample_interval {
         daemon_args.extend(["--sample-interval".into(), interval.clone()]);
     }
+    if let Some(keep) = &args.events_keep {
+        daemon_args.extend(["--events-keep".into(), keep.clone()]);
+    }
+    if let Some(max) = args.events_max {
+        daemon_args.extend(["--events-max".into(), max.to_string()]);
+    }
+    if let Some(max) = args.metrics_agents_max {
+        daemon_args.extend(["--metrics-agents-max".into(), max.to_string()]);
+    }
     let (client, started) = match Client::connect_running(home).await? {
         Some(client) => (client, false),
         None => (Client::start(home, &daemon_args).await?, true),

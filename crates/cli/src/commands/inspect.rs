@@ -56,6 +56,8 @@ fn describe(agent: &AgentView) -> String {
         exit_code,
         signal,
         reason,
+        cause,
+        restart_at,
         runtime_seconds,
         containment,
         process,
@@ -81,7 +83,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 39] = [
+    let fields: [(&str, String); 41] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -136,6 +138,8 @@ fn describe(agent: &AgentView) -> String {
         ("exit_code", or_dash(exit_code.as_ref())),
         ("signal", or_dash(signal.as_ref())),
         ("reason", or_dash(reason.as_ref())),
+        ("cause", or_dash(cause.as_ref())),
+        ("restart_at", time(restart_at)),
         ("runtime", uptime(*runtime_seconds)),
         ("containment", or_dash(containment.as_ref())),
         (
@@ -165,8 +169,10 @@ fn describe(agent: &AgentView) -> String {
                 || "-".to_owned(),
                 |t| {
                     format!(
-                        "cpu {} rss {} threads {} fds {} processes {} zombies {}",
+                        "cpu {} ({} in all) rss {} threads {} fds {} processes {} zombies {}",
                         cpu_percent(t.cpu_percent),
+                        Duration::try_from_secs_f64(t.cpu_seconds)
+                            .map_or_else(|_| "-".to_owned(), format_seconds),
                         bytes(t.rss_bytes),
                         t.threads,
                         t.fds,
@@ -245,6 +251,7 @@ mod tests {
             }),
             tree: Some(wrangle_wire::TreeMetrics {
                 cpu_percent: 150.0,
+                cpu_seconds: 42.5,
                 rss_bytes: 300 << 20,
                 threads: 7,
                 fds: 20,
@@ -285,11 +292,13 @@ ended_at:            -
 exit_code:           -
 signal:              -
 reason:              -
+cause:               -
+restart_at:          -
 runtime:             5m12s
 containment:         process group + subreaper
 limits:              -
 process:             cpu 12.5% rss 3.0M threads 4 fds 9
-tree:                cpu 150% rss 300M threads 7 fds 20 processes 3 zombies 1
+tree:                cpu 150% (42s in all) rss 300M threads 7 fds 20 processes 3 zombies 1
 progress:            40%
 message:             running tests
 details:             -

@@ -4,6 +4,7 @@
 use crate::args::LogsArgs;
 use crate::client::{lost, Client};
 use crate::format::timestamp_micros;
+use crate::lines::LineBuffer;
 use crate::{output, routes};
 use anyhow::{anyhow, Result};
 use http_body_util::BodyExt;
@@ -80,33 +81,6 @@ fn parse(line: &[u8]) -> Result<LogLine> {
         .map_err(|error| anyhow!("the daemon sent a log line wrangle cannot read: {error}"))
 }
 
-/// Cuts a body that arrives in arbitrary pieces into NDJSON lines.
-#[derive(Debug, Default)]
-struct LineBuffer {
-    /// The start of a line whose newline has not arrived yet.
-    pending: Vec<u8>,
-}
-
-impl LineBuffer {
-    /// Adds a piece; returns the lines it completed, blank ones left out.
-    fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
-        self.pending.extend_from_slice(data);
-        let mut lines = Vec::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).take(end).collect();
-            if !line.trim_ascii().is_empty() {
-                lines.push(line);
-            }
-        }
-        lines
-    }
-
-    /// What is left when the body ends without a final newline.
-    fn finish(self) -> Option<Vec<u8>> {
-        (!self.pending.trim_ascii().is_empty()).then_some(self.pending)
-    }
-}
-
 /// Writes log lines to the CLI's own stdout and stderr.
 struct LogWriter<O: Write, E: Write> {
     /// Where the agent's stdout lines go.
@@ -172,20 +146,6 @@ mod tests {
             text: text.into(),
             complete,
         }
-    }
-
-    #[test]
-    fn lines_are_cut_wherever_the_pieces_end() {
-        let mut buffer = LineBuffer::default();
-        assert!(buffer.push(b"{\"a\":").is_empty());
-        assert_eq!(buffer.push(b"1}\n\n{\"b\""), [b"{\"a\":1}".to_vec()]);
-        assert_eq!(
-            buffer.push(b":2}\n{\"c\":3}\r\n"),
-            [b"{\"b\":2}".to_vec(), b"{\"c\":3}\r".to_vec()]
-        );
-        assert_eq!(buffer.push(b"{\"d\":4}"), Vec::<Vec<u8>>::new());
-        assert_eq!(buffer.finish(), Some(b"{\"d\":4}".to_vec()));
-        assert_eq!(LineBuffer::default().finish(), None);
     }
 
     #[test]

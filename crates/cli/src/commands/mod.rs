@@ -82,6 +82,8 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         exit_code: None,
         signal: None,
         reason: None,
+        cause: None,
+        restart_at: None,
         runtime_seconds: Some(312.4),
         containment: Some("process group + subreaper".into()),
         process: None,

@@ -112,6 +112,10 @@ pub struct RunSampler {
     /// Those of this tick, while it is walked.
     walked: HashMap<i32, WatchedProcess>,
     tree_cpu: CpuMeter,
+    /// The most CPU time the tree was seen to have used, in microseconds:
+    /// a counter that never goes back, though processes that ended may
+    /// take their time with them where there is no cgroup.
+    tree_usec: u64,
     main_cpu: CpuMeter,
     status_file: StatusFile,
     /// The kernel's watch on the run's directory; without one, its files
@@ -152,6 +156,7 @@ impl RunSampler {
             processes: HashMap::new(),
             walked: HashMap::new(),
             tree_cpu: CpuMeter::default(),
+            tree_usec: 0,
             main_cpu: CpuMeter::default(),
             marked: true,
         }
@@ -206,6 +211,8 @@ impl RunSampler {
             .and_then(|started| (wall - started).to_std().ok())
             .unwrap_or_default();
         tree.cpu_percent = self.tree_cpu.percent(tree_usec, now, counting_for);
+        self.tree_usec = self.tree_usec.max(tree_usec);
+        tree.cpu_seconds = self.tree_usec as f64 / 1e6;
         let observation = &mut self.observation;
         (observation.main, observation.process) = match main {
             Some((counters, fds)) => (

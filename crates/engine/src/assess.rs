@@ -1,0 +1,164 @@
+//! Health's moment of change: once per sampler tick (and after each probe
+//! result), each running agent's health is assessed from what the sampler
+//! saw, its probe and its silence, and compared with the last. A change is
+//! stored and published as `agent.health`, with the probe's findings, in
+//! one transaction for the whole tick. Status-file reports are published
+//! as `agent.progress` in the same pass, at most one a second per agent.
+//! A hung agent whose `--on-hang` says so is stopped from here.
+
+use crate::events::Draft;
+use crate::health::MainProcess;
+use crate::model::{Agent, Assessment};
+use crate::sampler::Observation;
+use crate::Engine;
+use chrono::{DateTime, Utc};
+use wrangle_store::HealthRow;
+use wrangle_wire::{Cause, EventKind, Health, OnHang, State};
+
+/// Shortest time between two progress events of one agent.
+const PROGRESS_EVERY: chrono::Duration = chrono::Duration::seconds(1);
+
+/// What one pass found to change about one agent.
+struct Found {
+    id: String,
+    health: Assessment,
+    /// Progress and message to record as published.
+    progress: Option<(Option<f64>, Option<String>)>,
+}
+
+impl Engine {
+    /// Assesses every running agent (after a sampler tick).
+    pub(crate) fn assess_all(&self) {
+        self.assess(None, false);
+    }
+
+    /// Assesses one agent after a probe result; `probe_changed` when its
+    /// findings changed and are to be stored.
+    pub(crate) fn assess_one(&self, id: &str, probe_changed: bool) {
+        self.assess(Some(id), probe_changed);
+    }
+
+    fn assess(&self, only: Option<&str>, probe_changed: bool) {
+        let now = Utc::now();
+        let mut hung = Vec::new();
+        {
+            let mut registry = self.registry();
+            let observations = self.inner.lock_observations();
+            let agents: Vec<&Agent> = match only {
+                Some(id) => registry.get(id).ok().into_iter().collect(),
+                None => registry.agents().collect(),
+            };
+            let mut drafts = Vec::new();
+            let mut rows = Vec::new();
+            let mut found = Vec::new();
+            for agent in agents {
+                if !agent.status.is_live() {
+                    continue;
+                }
+                let observed = observations.of(agent);
+                let assessed = assessment(agent, now, observed);
+                let changed = assessed.health != agent.health.health;
+                if changed {
+                    let kind = EventKind::Health {
+                        from: agent.health.health,
+                        to: assessed.health,
+                        reason: assessed.reason.clone(),
+                    };
+                    drafts.push(Draft::about(agent, kind, now));
+                }
+                if changed || probe_changed {
+                    rows.push(HealthRow {
+                        agent_id: agent.identity.id.clone(),
+                        health: assessed.health,
+                        reason: assessed.reason.clone(),
+                        probe: serde_json::to_string(&agent.probe).ok(),
+                    });
+                }
+                if assessed.health == Health::Hung
+                    && agent.status.state == State::Running
+                    && agent.identity.spec.restart.on_hang != OnHang::None
+                {
+                    let why = assessed.reason.clone().unwrap_or_default();
+                    hung.push((agent.identity.id.clone(), agent.status.run.number, why));
+                }
+                let progress = observed.and_then(|seen| progress(agent, seen, now));
+                if let Some((progress, message)) = &progress {
+                    let kind = EventKind::Progress {
+                        progress: *progress,
+                        message: message.clone(),
+                    };
+                    drafts.push(Draft::about(agent, kind, now));
+                }
+                if assessed != agent.health || progress.is_some() {
+                    found.push(Found {
+                        id: agent.identity.id.clone(),
+                        health: assessed,
+                        progress,
+                    });
+                }
+            }
+            if !drafts.is_empty() || !rows.is_empty() {
+                let written = self
+                    .inner
+                    .write_with_events(drafts, |store, events| store.record_health(&rows, events));
+                if let Err(error) = written {
+                    // Memory keeps the health of before: the next pass
+                    // finds the change again and tries again.
+                    tracing::warn!("cannot record changes of health: {error}");
+                    return;
+                }
+            }
+            for Found {
+                id,
+                health,
+                progress,
+            } in found
+            {
+                registry.update_findings(&id, |findings| {
+                    *findings.health = health;
+                    if let Some(published) = progress {
+                        findings.reported.run = findings.status.run.number;
+                        findings.reported.published = Some(published);
+                        findings.reported.at = Some(now);
+                    }
+                });
+            }
+        }
+        for (id, run, why) in hung {
+            if let Err(error) = self.stop_for(&id, run, Cause::Hang, format!("hung ({why})")) {
+                tracing::error!("cannot stop hung agent {id}: {error}");
+            }
+        }
+    }
+}
+
+/// The agent's health now. A main process the sampler did not find has
+/// just ended (its end is being recorded): that says nothing new.
+fn assessment(agent: &Agent, now: DateTime<Utc>, observed: Option<&Observation>) -> Assessment {
+    if observed.is_some_and(|seen| seen.main == MainProcess::Missing) {
+        return agent.health.clone();
+    }
+    let (health, reason) = agent.assess(now, observed);
+    Assessment { health, reason }
+}
+
+/// The report to publish as progress, if it changed since the last one
+/// published and that was long enough ago (a report that comes sooner is
+/// published at a later pass, the latest one then).
+fn progress(
+    agent: &Agent,
+    seen: &Observation,
+    now: DateTime<Utc>,
+) -> Option<(Option<f64>, Option<String>)> {
+    let report = (seen.report.progress, seen.report.message.clone());
+    let reported = &agent.reported;
+    let same_run = reported.run == agent.status.run.number;
+    let last = reported.published.as_ref().filter(|_| same_run);
+    match last {
+        Some(last) if *last == report => return None,
+        None if report == (None, None) => return None,
+        _ => {}
+    }
+    let recent = same_run && reported.at.is_some_and(|at| now - at < PROGRESS_EVERY);
+    (!recent).then_some(report)
+}
