@@ -293,3 +293,31 @@ fn top_needs_a_terminal_and_a_sane_interval() {
     assert_eq!(output.code(), 2);
     assert!(output.stderr.contains("too short"), "{}", output.stderr);
 }
+
+#[test]
+fn top_shows_a_change_as_it_happens_not_at_its_next_refresh() {
+    let home = Home::new();
+    let seconds = marker();
+    home.run(&["--name", "steady", "--", "sleep", &seconds]);
+    let tmux = Tmux::start(&home, 80, 24, "sh");
+    tmux.wait_for("the shell prompts", |s| !s.trim().is_empty());
+    // An hour between refreshes: only the event stream can update it.
+    tmux.type_text(&format!("{WRANGLE} top --all --interval 1h"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("top lists the agent", |s| {
+        row(s, "steady").is_some_and(|r| r.contains("running"))
+    });
+    home.run(&["--name", "newcomer", "--", "sleep", &seconds]);
+    tmux.wait_for("top lists the new agent", |s| {
+        row(s, "newcomer").is_some_and(|r| r.contains("running"))
+    });
+    home.ok(&["stop", "steady"]);
+    let screen = tmux.wait_for("top shows the stop", |s| {
+        row(s, "steady").is_some_and(|r| r.contains("stopped"))
+    });
+    assert!(screen.contains("1 of 2 running"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for("top has quit", |_| {
+        tmux.pane("#{pane_current_command}") != "wrangle"
+    });
+}

@@ -44,14 +44,25 @@ pub fn request(
     content_type: Option<&str>,
     body: &str,
 ) -> Response {
+    let content_type = content_type.map(|value| format!("Content-Type: {value}"));
+    let headers: Vec<&str> = content_type.iter().map(String::as_str).collect();
+    send(socket, method, path, &headers, body)
+}
+
+/// Sends one request without a body but with `headers` (`Name: value`).
+pub fn request_with_headers(socket: &Path, method: &str, path: &str, headers: &[&str]) -> Response {
+    send(socket, method, path, headers, "")
+}
+
+fn send(socket: &Path, method: &str, path: &str, headers: &[&str], body: &str) -> Response {
     let mut stream = UnixStream::connect(socket)
         .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", socket.display()));
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .expect("read timeout");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: wrangle\r\nConnection: close\r\n");
-    if let Some(content_type) = content_type {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    for header in headers {
+        request.push_str(&format!("{header}\r\n"));
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream

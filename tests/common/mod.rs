@@ -14,6 +14,7 @@
 #![allow(dead_code)]
 
 pub mod crash;
+pub mod events;
 pub mod http;
 pub mod procfs;
 pub mod tmux;

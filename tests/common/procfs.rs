@@ -136,3 +136,17 @@ pub fn fd_target(pid: i32, fd: i32) -> Option<String> {
         .ok()
         .map(|path| path.display().to_string())
 }
+
+/// The resident memory of `pid` in bytes (`VmRSS` of `/proc/PID/status`).
+pub fn rss_bytes(pid: i32) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -12,12 +12,12 @@ use crate::routes::QueryArgs;
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_engine::events::stream::Item;
-use wrangle_wire::EventsQuery;
+use wrangle_wire::{EventsQuery, EVENT_ID_HEADER};
 
 /// How the stream is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,8 @@ impl Format {
     path = "/v1/events",
     params(EventsQuery, ("Last-Event-ID" = Option<String>, Header, description = "resume after this event id (wins over since)")),
     responses(
-        (status = 200, description = "Server-Sent Events, or one JSON Event (or Notice) per line with Accept: application/x-ndjson", content_type = "text/event-stream", body = wrangle_wire::Event),
+        (status = 200, description = "Server-Sent Events, or one JSON Event (or Notice) per line with Accept: application/x-ndjson", content_type = "text/event-stream", body = wrangle_wire::Event,
+            headers(("wrangle-event-id" = u64, description = "the id the stream starts after, when known before its first event"))),
         (status = 400, body = wrangle_wire::ErrorBody),
         (status = 503, body = wrangle_wire::ErrorBody, description = "too many streams are open")
     )
@@ -99,17 +100,24 @@ pub async fn events(
         .transpose()?;
     let format = Format::of(&headers);
     let subscription = state.engine.events(&query, last_event_id)?;
+    let after = subscription.after;
     let frames = ReceiverStream::new(subscription.items)
         .chain(ReceiverStream::new(subscription.last))
         .map(move |item| Ok::<_, std::convert::Infallible>(format.frame(&item)));
-    Ok((
+    let mut response = (
         [
             (header::CONTENT_TYPE, format.content_type()),
             (header::CACHE_CONTROL, "no-cache"),
         ],
         Body::from_stream(frames),
     )
-        .into_response())
+        .into_response();
+    if let Some(after) = after {
+        response
+            .headers_mut()
+            .insert(EVENT_ID_HEADER, HeaderValue::from(after));
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

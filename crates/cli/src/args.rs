@@ -65,6 +65,8 @@ pub enum Command {
     Rm(RmArgs),
     /// Wait until agents have ended; exit with the last one's status
     Wait(WaitArgs),
+    /// Print every change as it happens (follows until interrupted)
+    Events(EventsArgs),
     /// Watch agents live in the terminal, like htop: sort, filter, logs, stop
     Top(TopArgs),
     /// Start the daemon (in the background unless --foreground), or stop it
@@ -421,6 +423,38 @@ pub struct WaitArgs {
     pub agents: Vec<String>,
 }
 
+/// `wrangle events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Start after this event id, or with the events since a time (RFC
+    /// 3339) or a duration ago (10m, 2h) [default: new events only; with
+    /// --no-follow, all that are kept]
+    #[arg(long, value_name = "ID|TIME|DURATION", value_parser = since)]
+    pub since: Option<String>,
+
+    /// Only this agent's events: id, name or unique id prefix (an agent
+    /// that is gone, or still to come, by its exact id or name)
+    #[arg(long, value_name = "AGENT", value_parser = agent_ref)]
+    pub agent: Option<String>,
+
+    /// Only events of agents in this group (and of the group itself)
+    #[arg(long, value_name = "GROUP", value_parser = agent_name)]
+    pub group: Option<String>,
+
+    /// Only events whose type starts with this: agent.exited, agent.health,
+    /// daemon. ... (repeat it, or separate with commas)
+    #[arg(long = "type", value_name = "TYPE", value_parser = event_type)]
+    pub kinds: Vec<String>,
+
+    /// Print the events recorded so far and end, instead of following
+    #[arg(long)]
+    pub no_follow: bool,
+
+    /// One JSON object per line, each event as the daemon sends it
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// The keys of `top`, for `wrangle top --help`.
 const TOP_KEYS: &str = "\
 Keys:
@@ -508,6 +542,20 @@ impl std::fmt::Display for InvalidInput {
 }
 
 impl std::error::Error for InvalidInput {}
+
+/// `--since` of `events`: an id, a time or a duration ago.
+fn since(text: &str) -> Result<String, InvalidInput> {
+    wrangle_wire::events::parse_since(text, chrono::Utc::now())
+        .map(|_| text.trim().to_owned())
+        .map_err(InvalidInput)
+}
+
+/// `--type` of `events`: known type prefixes.
+fn event_type(text: &str) -> Result<String, InvalidInput> {
+    wrangle_wire::events::parse_type_filter(text)
+        .map(|prefixes| prefixes.join(","))
+        .map_err(InvalidInput)
+}
 
 /// `--name`: the daemon's name rule.
 fn agent_name(text: &str) -> Result<String, InvalidInput> {

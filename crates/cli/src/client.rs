@@ -145,6 +145,27 @@ impl Client {
         decode(&Method::GET, path, &body)
     }
 
+    /// `GET path`, answer decoded from JSON, with the id of the last event
+    /// it reflects (the `wrangle-event-id` header): following the events
+    /// after it misses no change.
+    pub async fn get_with_event_id<T: DeserializeOwned>(&self, path: &str) -> Result<(T, u64)> {
+        let response = self.send(Method::GET, path, None, None).await?;
+        let status = response.status();
+        let event_id = response
+            .headers()
+            .get(wrangle_wire::EVENT_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
+        let body = collect(&Method::GET, path, response).await?;
+        if !status.is_success() {
+            return Err(api_error(status, &body));
+        }
+        let event_id = event_id.ok_or_else(|| {
+            anyhow!("the daemon's answer to GET {path} has no event id: is it an older wrangle?")
+        })?;
+        Ok((decode(&Method::GET, path, &body)?, event_id))
+    }
+
     /// `GET path`, the answer's body as it came.
     pub async fn get_raw(&self, path: &str) -> Result<Bytes> {
         self.call(Method::GET, path, None).await
@@ -178,10 +199,29 @@ impl Client {
 
     /// `GET path` whose body is read as it arrives (logs).
     pub async fn get_stream(&self, path: &str) -> Result<Incoming> {
-        let response = self.send(Method::GET, path, None).await?;
+        Ok(self.get_stream_of(path, None).await?.into_body())
+    }
+
+    /// `GET path` whose body is JSON lines read as they arrive (events),
+    /// with the `wrangle-event-id` header if the answer has one.
+    pub async fn get_json_lines(&self, path: &str) -> Result<(Incoming, Option<u64>)> {
+        let response = self
+            .get_stream_of(path, Some("application/x-ndjson"))
+            .await?;
+        let event_id = response
+            .headers()
+            .get(wrangle_wire::EVENT_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
+        Ok((response.into_body(), event_id))
+    }
+
+    /// A successful answer to `GET path`, its body still to be read.
+    async fn get_stream_of(&self, path: &str, accept: Option<&str>) -> Result<Response<Incoming>> {
+        let response = self.send(Method::GET, path, None, accept).await?;
         let status = response.status();
         if status.is_success() {
-            Ok(response.into_body())
+            Ok(response)
         } else {
             let body = collect(&Method::GET, path, response).await?;
             Err(api_error(status, &body))
@@ -191,7 +231,7 @@ impl Client {
     /// Sends a request and reads the whole answer; an error answer becomes
     /// the daemon's message.
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes> {
-        let response = self.send(method.clone(), path, body).await?;
+        let response = self.send(method.clone(), path, body, None).await?;
         let status = response.status();
         let body = collect(&method, path, response).await?;
         if status.is_success() {
@@ -211,10 +251,14 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        accept: Option<&str>,
     ) -> Result<Response<Incoming>> {
         let mut attempt = 1;
         loop {
-            let error = match self.send_once(method.clone(), path, body.clone()).await {
+            let error = match self
+                .send_once(method.clone(), path, body.clone(), accept)
+                .await
+            {
                 Ok(response) => return Ok(response),
                 Err(error) => error,
             };
@@ -243,6 +287,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        accept: Option<&str>,
     ) -> Result<Response<Incoming>, SendError> {
         let stream = try_connect(&self.socket)
             .await
@@ -266,6 +311,9 @@ impl Client {
             .uri(path)
             // HTTP/1.1 wants a Host; a Unix socket has no host name.
             .header(header::HOST, "localhost");
+        if let Some(accept) = accept {
+            request = request.header(header::ACCEPT, accept);
+        }
         let body = match body {
             Some(json) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");

@@ -14,6 +14,7 @@ mod autostart;
 mod client;
 mod commands;
 mod declaration;
+mod follow;
 mod format;
 mod home;
 mod lines;

@@ -3,7 +3,7 @@
 //! segment.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use wrangle_wire::{LogsQuery, API_PREFIX};
+use wrangle_wire::{EventsQuery, LogsQuery, API_PREFIX};
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved
 /// ones. Everything else, `/` and `?` included, is encoded.
@@ -54,11 +54,6 @@ pub fn remove(reference: &str, force: bool) -> String {
 /// `POST /v1/agents/{agent}/kill`.
 pub fn kill(reference: &str) -> String {
     format!("{}/kill", agent(reference))
-}
-
-/// `GET /v1/agents/{agent}/wait`.
-pub fn wait(reference: &str) -> String {
-    format!("{}/wait", agent(reference))
 }
 
 /// `GET /v1/agents/{agent}/logs?...`, with only the parameters that are
@@ -120,6 +115,37 @@ pub fn summary() -> String {
     format!("{API_PREFIX}/summary")
 }
 
+/// `GET /v1/events?...`, with only the parameters that are set, each
+/// value percent-encoded.
+pub fn events(query: &EventsQuery) -> String {
+    let value = |text: &str| utf8_percent_encode(text, SEGMENT).to_string();
+    let mut params = Vec::new();
+    if let Some(since) = &query.since {
+        params.push(format!("since={}", value(since)));
+    }
+    if let Some(agent) = &query.agent {
+        params.push(format!("agent={}", value(agent)));
+    }
+    if let Some(group) = &query.group {
+        params.push(format!("group={}", value(group)));
+    }
+    if let Some(kind) = &query.kind {
+        params.push(format!("type={}", value(kind)));
+    }
+    if let Some(follow) = query.follow {
+        params.push(format!("follow={follow}"));
+    }
+    if let Some(heartbeat) = query.heartbeat {
+        params.push(format!("heartbeat={heartbeat}"));
+    }
+    let path = format!("{API_PREFIX}/events");
+    if params.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", params.join("&"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +171,6 @@ mod tests {
         assert_eq!(remove("a b", true), "/v1/agents/a%20b?force=true");
         assert_eq!(remove("x", false), "/v1/agents/x?force=false");
         assert_eq!(kill("x"), "/v1/agents/x/kill");
-        assert_eq!(wait("x"), "/v1/agents/x/wait");
         assert_eq!(runs("a b"), "/v1/agents/a%20b/runs");
     }
 
@@ -161,6 +186,22 @@ mod tests {
         assert_eq!(
             logs("x", &query),
             "/v1/agents/x/logs?stream=stderr&tail=20&follow=true"
+        );
+    }
+
+    #[test]
+    fn event_queries_are_encoded() {
+        assert_eq!(events(&EventsQuery::default()), "/v1/events");
+        let query = EventsQuery {
+            since: Some("2026-12-06T10:00:00+01:00".into()),
+            agent: Some("a b".into()),
+            kind: Some("agent.exited,agent.removed".into()),
+            follow: Some(false),
+            ..EventsQuery::default()
+        };
+        assert_eq!(
+            events(&query),
+            "/v1/events?since=2026-12-06T10%3A00%3A00%2B01%3A00&agent=a%20b&type=agent.exited%2Cagent.removed&follow=false"
         );
     }
 }

@@ -4,6 +4,7 @@
 mod control;
 mod daemon;
 mod doctor;
+mod events;
 mod group;
 mod inspect;
 mod logs;
@@ -42,6 +43,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Kill(args) => control::kill(&Client::connect(home).await?, &args).await,
         Command::Rm(args) => control::rm(&Client::connect(home).await?, &args).await,
         Command::Wait(args) => wait::wait(&Client::connect(home).await?, &args).await,
+        Command::Events(args) => events::events(Client::connect(home).await?, &args).await,
         Command::Top(args) => top::top(home, &args).await,
         Command::Doctor(args) => doctor::doctor(&Client::connect(home).await?, &args).await,
         Command::Summary(args) => summary::summary(&Client::connect(home).await?, &args).await,

@@ -57,6 +57,10 @@ pub struct Subscription {
     pub items: mpsc::Receiver<Item>,
     /// The last message, when the stream was cut.
     pub last: mpsc::Receiver<Item>,
+    /// The id the stream starts after, when it is known before the first
+    /// event (it is unless a time was asked for, or the oldest kept):
+    /// resuming from it misses nothing, even before an event came.
+    pub after: Option<u64>,
 }
 
 /// Which events a client wants.
@@ -183,6 +187,10 @@ impl Engine {
         Ok(Subscription {
             items: items_receiver,
             last: last_receiver,
+            after: match start {
+                Start::After(id) => Some(id),
+                Start::At(_) | Start::Oldest => None,
+            },
         })
     }
 

@@ -15,6 +15,7 @@ mod view;
 use super::{control, logs};
 use crate::args::TopArgs;
 use crate::client::Client;
+use crate::follow::Events;
 use crate::routes;
 use anyhow::{bail, Context, Result};
 use app::{App, Effect, Target, Update};
@@ -27,7 +28,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
-use wrangle_wire::{AgentView, KillRequest, StopRequest, StopResult};
+use wrangle_wire::{AgentView, EventsQuery, KillRequest, StopRequest, StopResult};
 
 /// How often the input thread looks whether `top` has ended.
 const INPUT_POLL: Duration = Duration::from_millis(200);
@@ -54,6 +55,9 @@ pub async fn top(home: &Path, args: &TopArgs) -> Result<u8> {
 #[derive(Debug, Default)]
 struct InFlight {
     agents: bool,
+    /// Something changed while the list was being fetched: fetch it again
+    /// once it is in.
+    agents_again: bool,
     logs: bool,
 }
 
@@ -67,6 +71,7 @@ async fn run(screen: &mut Screen, app: &mut App, client: &Client) -> Result<()> 
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch for SIGHUP")?;
     let mut tasks: JoinSet<Update> = JoinSet::new();
     let mut in_flight = InFlight::default();
+    let mut changes = follow_changes(client.clone());
     loop {
         screen.draw(|frame| view::draw(frame, app))?;
         tokio::select! {
@@ -90,6 +95,14 @@ async fn run(screen: &mut Screen, app: &mut App, client: &Client) -> Result<()> 
                     }
                 }
             }
+            Some(()) = changes.recv() => {
+                if in_flight.agents {
+                    in_flight.agents_again = true;
+                } else {
+                    in_flight.agents = true;
+                    tasks.spawn(agents(client.clone(), app.all));
+                }
+            }
             _ = ticker.tick() => {
                 if !in_flight.agents {
                     in_flight.agents = true;
@@ -105,6 +118,9 @@ async fn run(screen: &mut Screen, app: &mut App, client: &Client) -> Result<()> 
                 // terminal back already; end with the error.
                 let update = joined.context("a request to the daemon failed")?;
                 match &update {
+                    Update::Agents(_) if std::mem::take(&mut in_flight.agents_again) => {
+                        tasks.spawn(agents(client.clone(), app.all));
+                    }
                     Update::Agents(_) => in_flight.agents = false,
                     Update::Logs { .. } => in_flight.logs = false,
                     // Show what the stop or kill did at once.
@@ -133,6 +149,29 @@ fn read_events() -> mpsc::UnboundedReceiver<io::Result<Event>> {
         let failed = event.is_err();
         if sender.send(event).is_err() || failed {
             return;
+        }
+    });
+    receiver
+}
+
+/// Follows the daemon's events about agents and says when any came (a
+/// burst of them is one message): the table is then fetched again. The
+/// stream resumes by itself when the daemon comes back.
+fn follow_changes(client: Client) -> mpsc::Receiver<()> {
+    let (sender, receiver) = mpsc::channel(1);
+    tokio::spawn(async move {
+        let query = EventsQuery {
+            kind: Some("agent.".into()),
+            ..EventsQuery::default()
+        };
+        let mut events = Events::new(client, query);
+        // An error here is the daemon's refusal, which will not change:
+        // the timer still refreshes the table.
+        while let Ok(Some(_)) = events.next().await {
+            match sender.try_send(()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Full(())) => {}
+                Err(mpsc::error::TrySendError::Closed(())) => return,
+            }
         }
     });
     receiver
