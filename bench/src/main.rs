@@ -10,17 +10,21 @@
 //!    below); the floor runs and the start runs take turns, so that a
 //!    slow drift of the machine hits both alike; and, once, with a loop
 //!    of `wrangle run`;
-//! 3. `wrangle ps --json`, `GET /v1/agents` and `wrangle summary --json`
-//!    with N running;
+//! 3. `wrangle ps --json`, `GET /v1/agents`, `wrangle summary --json`
+//!    and `GET /metrics` with N running;
 //! 4. the daemon's (and the shims') idle CPU and memory, with the sampler
 //!    on at its default tick (2 s);
-//! 5. stop all until `/proc` shows none left.
+//! 5. stop all until `/proc` shows none left;
+//! 6. start N again over the API while `--subscribers` processes of
+//!    `wrangle events --json` follow the event stream: how fast every one
+//!    of them has every event of the start, none lost, none twice.
 //!
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
 //! (see BENCHMARKS.md).
 
 mod cleanup;
 mod client;
+mod events;
 mod floor;
 mod measure;
 mod procinfo;
@@ -75,6 +79,10 @@ struct Args {
     /// Runs of each status call.
     #[arg(long, default_value_t = 20)]
     status_runs: usize,
+    /// `wrangle events` processes that follow the stream during a start of
+    /// its own (0 to skip that phase).
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
     /// Seconds to watch the idle daemon.
     #[arg(long, default_value_t = 10)]
     idle_seconds: u64,
@@ -320,6 +328,10 @@ async fn bench_one(
     let summary_cli = measure::time_summary_cli(&wrangle, args.status_runs, n)
         .map_err(|error| eprintln!("note: summary not measured: {error:#}"))
         .ok();
+    let metrics = measure::time_metrics_api(&api, args.status_runs, n)
+        .await
+        .map_err(|error| eprintln!("note: /metrics not measured: {error:#}"))
+        .ok();
     eprintln!("N = {n}: SIGKILL the daemon, time the re-attach");
     let reattach = measure::reattach(&wrangle, daemon, &api_start.fleet)?;
     let daemon = reattach.daemon;
@@ -342,6 +354,31 @@ async fn bench_one(
         (None, None)
     };
 
+    let events = if args.subscribers > 0 {
+        eprintln!(
+            "N = {n}: start over the API with {} `wrangle events` subscribers",
+            args.subscribers
+        );
+        let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "e"), tag)?;
+        let (api, daemon, _) = start_daemon(&wrangle).await?;
+        let delivery = events::start_with_subscribers(
+            &wrangle,
+            daemon,
+            &api,
+            n,
+            args.connections,
+            &argv,
+            &env,
+            args.subscribers,
+        )
+        .await?;
+        measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
+        wrangle.stop_daemon(daemon)?;
+        Some(delivery)
+    } else {
+        None
+    };
+
     Ok(Figures {
         n,
         busy_before: busy,
@@ -353,6 +390,8 @@ async fn bench_one(
         ps_cli,
         ps_api,
         summary_cli,
+        metrics,
+        events,
         idle,
         reattach,
         stop_cli,

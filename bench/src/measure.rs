@@ -113,6 +113,31 @@ pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
     })
 }
 
+/// Sends `GET /metrics` `runs` times, each on a new connection as a
+/// scraper does, and checks it counts `n` running agents.
+pub async fn time_metrics_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
+    let expected = format!("wrangle_agents{{state=\"running\"}} {n}\n");
+    let mut samples = Vec::with_capacity(runs);
+    let mut bytes = 0;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let answer = api.call(Method::GET, "/metrics", None).await?;
+        samples.push(started.elapsed());
+        if answer.status != StatusCode::OK {
+            bail!("GET /metrics answered {}", answer.status);
+        }
+        let text = String::from_utf8_lossy(&answer.body);
+        if !text.contains(&expected) {
+            bail!("GET /metrics does not count {n} running agents");
+        }
+        bytes = answer.body.len();
+    }
+    Ok(Status {
+        samples: Samples::new(samples),
+        bytes,
+    })
+}
+
 /// What the daemon and the shims cost while nothing happens.
 #[derive(Debug, Clone, Copy)]
 pub struct Idle {

@@ -2,6 +2,7 @@
 //! a table of figures per N, the targets with pass/fail, and a row in the
 //! peers' format (PEERS.md).
 
+use crate::events::Delivery;
 use crate::floor::FloorRun;
 use crate::measure::{Idle, Reattach, Status, Stop};
 use crate::procinfo::Machine;
@@ -55,6 +56,10 @@ pub struct Figures {
     pub ps_api: Status,
     /// `wrangle summary --json`, the CLI process, where the binary has it.
     pub summary_cli: Option<Status>,
+    /// `GET /metrics`, one connection per scrape, where the binary has it.
+    pub metrics: Option<Status>,
+    /// A start with `wrangle events` subscribers following, if measured.
+    pub events: Option<Delivery>,
     /// Idle cost with N running.
     pub idle: Idle,
     /// Re-attach after a SIGKILL of the daemon with N running.
@@ -126,6 +131,11 @@ pub struct Targets {
     pub idle_cpu: f64,
     /// A new daemon re-attached every agent within this after a SIGKILL.
     pub reattach: Duration,
+    /// `GET /metrics` (median) under this.
+    pub scrape: Duration,
+    /// Start with the event stream followed at most this many times the
+    /// floor's spawn time.
+    pub start_with_stream_ratio: f64,
 }
 
 impl Default for Targets {
@@ -136,6 +146,8 @@ impl Default for Targets {
             stop: Duration::from_secs(1),
             idle_cpu: 1.0,
             reattach: Duration::from_secs(1),
+            scrape: Duration::from_millis(20),
+            start_with_stream_ratio: 1.8,
         }
     }
 }
@@ -300,6 +312,53 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
             .as_ref()
             .map_or("not measured".into(), status_cell)
     });
+    row("**`GET /metrics`, new connection each**", &|f| {
+        f.metrics
+            .as_ref()
+            .map_or("not measured".into(), |m| format!("**{}**", status_cell(m)))
+    });
+    row("size of the scrape", &|f| {
+        f.metrics.as_ref().map_or("–".into(), |m| {
+            format!("{:.0} KiB", m.bytes as f64 / 1024.0)
+        })
+    });
+    row(
+        "**start, API, with `wrangle events` subscribers following: until all running**",
+        &|f| {
+            f.events.as_ref().map_or("not measured".into(), |e| {
+                format!(
+                    "**{}** ({:.1}x the floor, {} subscribers)",
+                    time(e.start.all_running),
+                    ratio(e.start.all_running, f.floor_spawn()),
+                    e.subscribers
+                )
+            })
+        },
+    );
+    row(
+        "events of that start: each subscriber got every one by (after all ran)",
+        &|f| {
+            f.events.as_ref().map_or("–".into(), |e| {
+                format!(
+                    "{} events: {} ({} after)",
+                    e.events,
+                    time(e.all_delivered),
+                    time(e.lag)
+                )
+            })
+        },
+    );
+    row(
+        "**events delivered per second, all subscribers together; lost, twice**",
+        &|f| {
+            f.events.as_ref().map_or("–".into(), |e| {
+                format!(
+                    "**{:.0}/s**; {} lost, {} twice",
+                    e.per_second, e.lost, e.twice
+                )
+            })
+        },
+    );
     row(
         "**re-attach: SIGKILL the daemon until a new one lists all running**",
         &|f| format!("**{}**", time(f.reattach.took)),
@@ -411,6 +470,49 @@ fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
                 format!("{:.2}x the target", ratio(stop, targets.stop))
             )
         );
+        if let Some(metrics) = &f.metrics {
+            let scrape = metrics.samples.median();
+            let _ = writeln!(
+                out,
+                "| `GET /metrics` under {} | {} | {} | {} |",
+                time(targets.scrape),
+                f.n,
+                time(scrape),
+                verdict(
+                    scrape < targets.scrape,
+                    format!("{:.2}x the target", ratio(scrape, targets.scrape))
+                )
+            );
+        }
+        if let Some(events) = &f.events {
+            let start = ratio(events.start.all_running, f.floor_spawn());
+            let _ = writeln!(
+                out,
+                "| start within {:.1}x of the floor with {} subscribers | {} | {:.1}x ({}) | {} |",
+                targets.start_with_stream_ratio,
+                events.subscribers,
+                f.n,
+                start,
+                time(events.start.all_running),
+                verdict(
+                    start <= targets.start_with_stream_ratio,
+                    format!("{:.2}x the target", start / targets.start_with_stream_ratio)
+                )
+            );
+            let _ = writeln!(
+                out,
+                "| every subscriber gets every event, once | {} | {} lost, {} twice of {} x {} | {} |",
+                f.n,
+                events.lost,
+                events.twice,
+                events.subscribers,
+                events.events,
+                verdict(
+                    events.lost == 0 && events.twice == 0,
+                    format!("{} lost, {} twice", events.lost, events.twice)
+                )
+            );
+        }
         let _ = writeln!(
             out,
             "| idle daemon below {:.0}% of a core | {} | {:.2}% | {} |",

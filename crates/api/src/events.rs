@@ -14,6 +14,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use std::fmt::Write as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_engine::events::stream::Item;
@@ -51,15 +52,25 @@ impl Format {
     /// One message as it goes on the wire.
     fn frame(self, item: &Item) -> Bytes {
         match (self, item) {
-            (Format::Sse, Item::Event(event)) => Bytes::from(format!(
-                "id: {}\nevent: {}\ndata: {}\n\n",
-                event.id, event.kind, event.body
-            )),
-            (Format::JsonLines, Item::Event(event)) => {
-                let mut line = String::with_capacity(event.body.len() + 1);
-                line.push_str(&event.body);
-                line.push('\n');
-                Bytes::from(line)
+            (format, Item::Events(events)) => {
+                let size: usize = events.iter().map(|event| event.body.len() + 64).sum();
+                let mut text = String::with_capacity(size);
+                for event in events {
+                    match format {
+                        Format::Sse => {
+                            let _ = write!(
+                                text,
+                                "id: {}\nevent: {}\ndata: {}\n\n",
+                                event.id, event.kind, event.body
+                            );
+                        }
+                        Format::JsonLines => {
+                            text.push_str(&event.body);
+                            text.push('\n');
+                        }
+                    }
+                }
+                Bytes::from(text)
             }
             (format, Item::Notice(notice)) => {
                 let json = serde_json::to_string(notice).unwrap_or_default();
@@ -129,23 +140,27 @@ mod tests {
 
     #[test]
     fn frames_follow_each_format() {
-        let event = Item::Event(Arc::new(EventRecord {
-            id: 12,
-            at: chrono::Utc::now(),
-            kind: "agent.running".into(),
-            agent_id: None,
-            agent_name: None,
-            group: None,
-            run: None,
-            body: r#"{"id":12,"type":"agent.running"}"#.into(),
-        }));
+        let event = |id: u64| {
+            Arc::new(EventRecord {
+                id,
+                at: chrono::Utc::now(),
+                kind: "agent.running".into(),
+                agent_id: None,
+                agent_name: None,
+                group: None,
+                run: None,
+                body: format!(r#"{{"id":{id},"type":"agent.running"}}"#),
+            })
+        };
+        let events = Item::Events(vec![event(12), event(13)]);
         assert_eq!(
-            Format::Sse.frame(&event),
-            "id: 12\nevent: agent.running\ndata: {\"id\":12,\"type\":\"agent.running\"}\n\n"
+            Format::Sse.frame(&events),
+            "id: 12\nevent: agent.running\ndata: {\"id\":12,\"type\":\"agent.running\"}\n\n\
+             id: 13\nevent: agent.running\ndata: {\"id\":13,\"type\":\"agent.running\"}\n\n"
         );
         assert_eq!(
-            Format::JsonLines.frame(&event),
-            "{\"id\":12,\"type\":\"agent.running\"}\n"
+            Format::JsonLines.frame(&events),
+            "{\"id\":12,\"type\":\"agent.running\"}\n{\"id\":13,\"type\":\"agent.running\"}\n"
         );
         let lagged = Item::Notice(Notice::Lagged { last_id: 12 });
         assert_eq!(

@@ -14,7 +14,7 @@ use hyper::Method;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::time::Duration;
-use wrangle_wire::{ErrorBody, EventsQuery, Notice, StreamMessage};
+use wrangle_wire::{ErrorBody, EventsQuery, StreamMessage};
 
 /// First pause before the stream is opened again; it doubles up to
 /// [`RECONNECT_MAX`].
@@ -23,13 +23,32 @@ const RECONNECT_FIRST: Duration = Duration::from_millis(50);
 /// Longest pause between two attempts at opening the stream.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
-/// One message of the stream, as it came and as read.
+/// One message of the stream, as it came. Only what a follower needs to
+/// resume is read of every one ([`Head`]); the rest when it is asked for.
 #[derive(Debug, Clone)]
 pub struct Message {
     /// The line as the daemon sent it.
     pub raw: String,
-    /// What it says.
-    pub message: StreamMessage,
+}
+
+impl Message {
+    /// What it says, read whole.
+    pub fn read(&self) -> Result<StreamMessage> {
+        serde_json::from_str(&self.raw)
+            .map_err(|error| anyhow!("the daemon sent an event wrangle cannot read: {error}"))
+    }
+}
+
+/// What a follower reads of every message.
+#[derive(Debug, Clone, serde::Deserialize)]
+struct Head {
+    /// An event's id (a notice has none).
+    id: Option<u64>,
+    /// The event's type, or `gap` or `lagged`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// A `lagged` notice's last event sent.
+    last_id: Option<u64>,
 }
 
 /// A stream of events being followed.
@@ -66,6 +85,12 @@ impl Events {
         self
     }
 
+    /// Whether messages read from the daemon wait to be taken: a writer
+    /// of them flushes when none does.
+    pub fn buffered(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     fn follows(&self) -> bool {
         self.query.follow != Some(false)
     }
@@ -78,21 +103,23 @@ impl Events {
             if let Some(line) = self.pending.pop_front() {
                 let raw = String::from_utf8(line)
                     .map_err(|_| anyhow!("the daemon sent an event that is not UTF-8"))?;
-                let message: StreamMessage = serde_json::from_str(&raw).map_err(|error| {
+                let head: Head = serde_json::from_str(&raw).map_err(|error| {
                     anyhow!("the daemon sent an event wrangle cannot read: {error}")
                 })?;
-                match &message {
-                    StreamMessage::Event(event) => self.query.since = Some(event.id.to_string()),
+                match (head.id, head.kind.as_str()) {
+                    (Some(id), _) => self.query.since = Some(id.to_string()),
                     // Cut off for being slow: resume after the last event
                     // the daemon says it sent (the same as the last seen).
-                    StreamMessage::Notice(Notice::Lagged { last_id }) => {
-                        self.query.since = Some(last_id.to_string());
-                        self.body = None;
+                    (None, "lagged") => {
+                        if let Some(last_id) = head.last_id {
+                            self.query.since = Some(last_id.to_string());
+                        }
+                        self.reset();
                         continue;
                     }
-                    StreamMessage::Notice(Notice::Gap { .. }) => {}
+                    _ => {}
                 }
-                return Ok(Some(Message { raw, message }));
+                return Ok(Some(Message { raw }));
             }
             let Some(body) = self.body.as_mut() else {
                 match self.open().await {

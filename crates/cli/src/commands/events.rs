@@ -9,6 +9,7 @@ use crate::format::{command_line, timestamp_millis};
 use crate::output;
 use anyhow::Result;
 use std::fmt::Write as _;
+use std::io::{self, BufWriter, Write as _};
 use wrangle_wire::{Event, EventKind, EventsQuery, Notice, StreamMessage};
 
 /// Prints events until the stream ends (with `--no-follow`) or the user
@@ -28,18 +29,28 @@ pub async fn events(client: Client, args: &EventsArgs) -> Result<u8> {
     if !args.json {
         events = events.announcing();
     }
+    // Lines that came together are written together: a burst of events
+    // is one write, not one each.
+    let mut stdout = BufWriter::new(io::stdout());
     while let Some(message) = events.next().await? {
         if args.json {
-            output::print_line(&message.raw)?;
-            continue;
-        }
-        match &message.message {
-            StreamMessage::Event(event) => output::print_line(&describe(event))?,
-            StreamMessage::Notice(notice) => {
-                output::print_error(&anyhow::anyhow!("{}", describe_notice(notice)))
+            output::check(writeln!(stdout, "{}", message.raw))?;
+        } else {
+            match message.read()? {
+                StreamMessage::Event(event) => {
+                    output::check(writeln!(stdout, "{}", describe(&event)))?
+                }
+                StreamMessage::Notice(notice) => {
+                    output::check(stdout.flush())?;
+                    output::print_error(&anyhow::anyhow!("{}", describe_notice(&notice)));
+                }
             }
         }
+        if !events.buffered() {
+            output::check(stdout.flush())?;
+        }
     }
+    output::check(stdout.flush())?;
     Ok(0)
 }
 

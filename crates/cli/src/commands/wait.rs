@@ -52,7 +52,7 @@ async fn wait_one(client: &Client, reference: &str) -> Result<u8> {
     };
     let mut events = Events::new(client.clone(), query);
     while let Some(message) = events.next().await? {
-        match message.message {
+        match message.read()? {
             StreamMessage::Event(event) => match event.kind {
                 EventKind::Exited {
                     state,

@@ -25,10 +25,12 @@ use wrangle_store::{AgentMatch, EventReader, EventRecord, Kept};
 use wrangle_wire::events::{parse_since, parse_type_filter, Since};
 use wrangle_wire::{parse, ErrorCode, EventsQuery, Notice};
 
-/// Events a client's queue holds before its stream waits for it.
-const QUEUE: usize = 256;
+/// Batches of events a client's queue holds before its stream waits for
+/// it.
+const QUEUE: usize = 16;
 
-/// Events read from the store at a time.
+/// Most events read from the store, or taken from the bus, at a time: a
+/// burst goes to a client as one batch (one write), not one by one.
 const BATCH: usize = 256;
 
 /// Longest keep-alive interval a client may ask for.
@@ -40,8 +42,8 @@ const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
 /// One message for the client.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
-    /// An event.
-    Event(Arc<EventRecord>),
+    /// Events, one or more, in the order of their ids.
+    Events(Vec<Arc<EventRecord>>),
     /// A gap or lagged notice.
     Notice(Notice),
     /// Nothing happened for a while; the connection is alive.
@@ -292,13 +294,14 @@ impl Subscriber {
         loop {
             tokio::select! {
                 received = bus.recv() => match received {
-                    Ok(event) => self.offer(event).await?,
-                    // Behind the bus: the store has what it dropped.
-                    Err(RecvError::Lagged(_)) => {
-                        bus = bus.resubscribe();
-                        self.check_gap(None).await?;
-                        self.catch_up().await?;
+                    Ok(event) => {
+                        let (batch, behind) = burst(event, &mut bus);
+                        self.offer(batch).await?;
+                        if behind {
+                            bus = self.catch_up_from_store(bus).await?;
+                        }
                     }
+                    Err(RecvError::Lagged(_)) => bus = self.catch_up_from_store(bus).await?,
                     Err(RecvError::Closed) => return Ok(()),
                 },
                 () = &mut idle => {
@@ -311,6 +314,18 @@ impl Subscriber {
             }
             idle.as_mut().reset(Instant::now() + self.heartbeat);
         }
+    }
+
+    /// Behind the bus: takes a new place on it, then reads what was
+    /// dropped from the store, where every event is.
+    async fn catch_up_from_store(
+        &mut self,
+        bus: broadcast::Receiver<Arc<EventRecord>>,
+    ) -> Result<broadcast::Receiver<Arc<EventRecord>>, End> {
+        let bus = bus.resubscribe();
+        self.check_gap(None).await?;
+        self.catch_up().await?;
+        Ok(bus)
     }
 
     /// Sets the cursor where the stream starts, saying so first when
@@ -383,12 +398,16 @@ impl Subscriber {
             let Some(newest) = batch.last().map(|event| event.id) else {
                 break;
             };
-            for event in batch {
-                if self.until.is_some_and(|until| event.id > until) {
-                    self.reader = None;
-                    return Ok(());
-                }
-                self.offer(Arc::new(event)).await?;
+            let until = self.until.unwrap_or(u64::MAX);
+            let past_the_end = newest > until;
+            let events = batch
+                .into_iter()
+                .filter(|event| event.id <= until)
+                .map(Arc::new)
+                .collect();
+            self.offer(events).await?;
+            if past_the_end {
+                break;
             }
             self.cursor = self.cursor.max(newest);
         }
@@ -396,23 +415,30 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Sends `event` if it is new to this stream and wanted.
-    async fn offer(&mut self, event: Arc<EventRecord>) -> Result<(), End> {
-        if event.id <= self.cursor {
+    /// Sends those of `events` that are new to this stream and wanted, as
+    /// one batch.
+    async fn offer(&mut self, events: Vec<Arc<EventRecord>>) -> Result<(), End> {
+        let mut wanted = Vec::with_capacity(events.len());
+        for event in events {
+            if event.id <= self.cursor {
+                continue;
+            }
+            self.cursor = event.id;
+            if self.filter.matches(&event) {
+                wanted.push(event);
+            }
+        }
+        if wanted.is_empty() {
             return Ok(());
         }
-        self.cursor = event.id;
-        if self.filter.matches(&event) {
-            self.send(Item::Event(event)).await?;
-        }
-        Ok(())
+        self.send(Item::Events(wanted)).await
     }
 
     /// Queues an item for the client, waiting for room at most the lag
     /// timeout; past it the client is cut off with a last `lagged`.
     async fn send(&mut self, item: Item) -> Result<(), End> {
         let id = match &item {
-            Item::Event(event) => Some(event.id),
+            Item::Events(events) => events.last().map(|event| event.id),
             _ => None,
         };
         match tokio::time::timeout(self.lag_timeout, self.items.send(item)).await {
@@ -458,6 +484,24 @@ impl Subscriber {
             Err(error) => Err(End::Failed(error.to_string())),
         }
     }
+}
+
+/// `first` and what else the bus holds already (at most a batch): a
+/// burst goes out together. True as well when the bus dropped events this
+/// subscriber had not taken yet.
+fn burst(
+    first: Arc<EventRecord>,
+    bus: &mut broadcast::Receiver<Arc<EventRecord>>,
+) -> (Vec<Arc<EventRecord>>, bool) {
+    let mut batch = vec![first];
+    while batch.len() < BATCH {
+        match bus.try_recv() {
+            Ok(event) => batch.push(event),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return (batch, true),
+            Err(_) => break,
+        }
+    }
+    (batch, false)
 }
 
 #[cfg(test)]
