@@ -36,6 +36,8 @@ pub struct Delivery {
     pub lost: u64,
     /// Events some subscriber got twice, in all (must be 0).
     pub twice: u64,
+    /// CPU the subscriber processes used, all together, in seconds.
+    pub subscribers_cpu: f64,
 }
 
 /// What one subscriber got: each event's id, and when the last came.
@@ -159,6 +161,12 @@ pub async fn start_with_subscribers(
         last_at = last_at.max(received.last_at.unwrap_or(started));
     }
     let all_delivered = last_at - started;
+    let hz = crate::procinfo::ticks_per_second() as f64;
+    let subscribers_cpu = followers
+        .iter()
+        .filter_map(|follower| crate::procinfo::cpu_ticks(follower.child.id() as i32))
+        .sum::<u64>() as f64
+        / hz;
     Ok(Delivery {
         subscribers,
         events,
@@ -168,5 +176,6 @@ pub async fn start_with_subscribers(
         per_second: total as f64 / all_delivered.as_secs_f64().max(1e-9),
         lost,
         twice,
+        subscribers_cpu,
     })
 }

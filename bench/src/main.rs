@@ -15,9 +15,10 @@
 //! 4. the daemon's (and the shims') idle CPU and memory, with the sampler
 //!    on at its default tick (2 s);
 //! 5. stop all until `/proc` shows none left;
-//! 6. start N again over the API while `--subscribers` processes of
-//!    `wrangle events --json` follow the event stream: how fast every one
-//!    of them has every event of the start, none lost, none twice.
+//! 6. start N over the API while `--subscribers` processes of `wrangle
+//!    events --json` follow the event stream (taking turns with the floor
+//!    and the plain starts): how fast every one of them has every event of
+//!    the start, none lost, none twice.
 //!
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
 //! (see BENCHMARKS.md).
@@ -79,8 +80,9 @@ struct Args {
     /// Runs of each status call.
     #[arg(long, default_value_t = 20)]
     status_runs: usize,
-    /// `wrangle events` processes that follow the stream during a start of
-    /// its own (0 to skip that phase).
+    /// `wrangle events` processes that follow the stream during starts of
+    /// their own, as many as `--start-runs` and taking turns with them (0
+    /// to skip).
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
     /// Seconds to watch the idle daemon.
@@ -279,6 +281,7 @@ async fn bench_one(
     // that a slow drift of the machine hits both alike.
     let mut floor_runs = Vec::new();
     let mut api_start_runs = Vec::new();
+    let mut events = Vec::new();
     let mut kept = None;
     for round in 0..args.floor_runs.max(args.start_runs) {
         if round < args.floor_runs {
@@ -305,6 +308,32 @@ async fn bench_one(
                 started.wrangle.stop_daemon(started.daemon)?;
                 std::thread::sleep(Duration::from_millis(200));
             }
+        }
+        if round < args.start_runs && args.subscribers > 0 {
+            eprintln!(
+                "N = {n}: start over the API with {} `wrangle events` subscribers, run {} of {}",
+                args.subscribers,
+                round + 1,
+                args.start_runs
+            );
+            let phase = format!("e{}", round + 1);
+            let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, &phase), tag)?;
+            let (api, daemon, _) = start_daemon(&wrangle).await?;
+            let delivery = events::start_with_subscribers(
+                &wrangle,
+                daemon,
+                &api,
+                n,
+                args.connections,
+                &argv,
+                &env,
+                args.subscribers,
+            )
+            .await?;
+            measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
+            wrangle.stop_daemon(daemon)?;
+            events.push(delivery);
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
     let Started {
@@ -352,31 +381,6 @@ async fn bench_one(
         (Some(start), Some(stop))
     } else {
         (None, None)
-    };
-
-    let events = if args.subscribers > 0 {
-        eprintln!(
-            "N = {n}: start over the API with {} `wrangle events` subscribers",
-            args.subscribers
-        );
-        let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "e"), tag)?;
-        let (api, daemon, _) = start_daemon(&wrangle).await?;
-        let delivery = events::start_with_subscribers(
-            &wrangle,
-            daemon,
-            &api,
-            n,
-            args.connections,
-            &argv,
-            &env,
-            args.subscribers,
-        )
-        .await?;
-        measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
-        wrangle.stop_daemon(daemon)?;
-        Some(delivery)
-    } else {
-        None
     };
 
     Ok(Figures {

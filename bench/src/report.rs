@@ -58,8 +58,9 @@ pub struct Figures {
     pub summary_cli: Option<Status>,
     /// `GET /metrics`, one connection per scrape, where the binary has it.
     pub metrics: Option<Status>,
-    /// A start with `wrangle events` subscribers following, if measured.
-    pub events: Option<Delivery>,
+    /// Starts with `wrangle events` subscribers following (none if not
+    /// measured).
+    pub events: Vec<Delivery>,
     /// Idle cost with N running.
     pub idle: Idle,
     /// Re-attach after a SIGKILL of the daemon with N running.
@@ -93,6 +94,17 @@ impl Figures {
     /// Median time of the API start until all were running.
     pub fn start_all_running(&self) -> Duration {
         self.start_samples(|run| run.all_running).median()
+    }
+
+    /// The starts with subscribers, until all were running.
+    fn events_samples(&self) -> Samples {
+        Samples::new(self.events.iter().map(|e| e.start.all_running).collect())
+    }
+
+    /// The start with subscribers of median time, if any was measured.
+    fn median_delivery(&self) -> Option<&Delivery> {
+        let median = self.events_samples().median();
+        self.events.iter().find(|e| e.start.all_running == median)
     }
 
     /// Median time of the API start until the last request had answered.
@@ -324,21 +336,20 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     });
     row(
         "**start, API, with `wrangle events` subscribers following: until all running**",
-        &|f| {
-            f.events.as_ref().map_or("not measured".into(), |e| {
-                format!(
-                    "**{}** ({:.1}x the floor, {} subscribers)",
-                    time(e.start.all_running),
-                    ratio(e.start.all_running, f.floor_spawn()),
-                    e.subscribers
-                )
-            })
+        &|f| match f.median_delivery() {
+            None => "not measured".into(),
+            Some(e) => format!(
+                "**{}** ({:.1}x the floor, {} subscribers)",
+                range_cell(&f.events_samples()),
+                ratio(e.start.all_running, f.floor_spawn()),
+                e.subscribers
+            ),
         },
     );
     row(
-        "events of that start: each subscriber got every one by (after all ran)",
+        "events of that start (median run): every subscriber had every one by (after all ran)",
         &|f| {
-            f.events.as_ref().map_or("–".into(), |e| {
+            f.median_delivery().map_or("–".into(), |e| {
                 format!(
                     "{} events: {} ({} after)",
                     e.events,
@@ -349,13 +360,24 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
         },
     );
     row(
-        "**events delivered per second, all subscribers together; lost, twice**",
+        "CPU during that start: machine busy, daemon (+ zygote), shims, agents, all subscribers",
         &|f| {
-            f.events.as_ref().map_or("–".into(), |e| {
+            f.median_delivery().map_or("–".into(), |e| {
+                let cpu = &e.start.cpu;
                 format!(
-                    "**{:.0}/s**; {} lost, {} twice",
-                    e.per_second, e.lost, e.twice
+                    "{:.0}%, {:.2} s, {:.2} s, {:.2} s, {:.2} s",
+                    cpu.machine_busy, cpu.daemon, cpu.shims, cpu.agents, e.subscribers_cpu
                 )
+            })
+        },
+    );
+    row(
+        "**events delivered per second, all subscribers together; lost, twice (all runs)**",
+        &|f| {
+            f.median_delivery().map_or("–".into(), |e| {
+                let lost: u64 = f.events.iter().map(|e| e.lost).sum();
+                let twice: u64 = f.events.iter().map(|e| e.twice).sum();
+                format!("**{:.0}/s**; {lost} lost, {twice} twice", e.per_second)
             })
         },
     );
@@ -484,8 +506,10 @@ fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
                 )
             );
         }
-        if let Some(events) = &f.events {
+        if let Some(events) = f.median_delivery() {
             let start = ratio(events.start.all_running, f.floor_spawn());
+            let lost: u64 = f.events.iter().map(|e| e.lost).sum();
+            let twice: u64 = f.events.iter().map(|e| e.twice).sum();
             let _ = writeln!(
                 out,
                 "| start within {:.1}x of the floor with {} subscribers | {} | {:.1}x ({}) | {} |",
@@ -501,15 +525,14 @@ fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
             );
             let _ = writeln!(
                 out,
-                "| every subscriber gets every event, once | {} | {} lost, {} twice of {} x {} | {} |",
+                "| every subscriber gets every event, once | {} | {lost} lost, {twice} twice of {} runs x {} x {} | {} |",
                 f.n,
-                events.lost,
-                events.twice,
+                f.events.len(),
                 events.subscribers,
                 events.events,
                 verdict(
-                    events.lost == 0 && events.twice == 0,
-                    format!("{} lost, {} twice", events.lost, events.twice)
+                    lost == 0 && twice == 0,
+                    format!("{lost} lost, {twice} twice")
                 )
             );
         }

@@ -13,12 +13,18 @@ impl LineBuffer {
     pub fn push(&mut self, data: &[u8]) -> Vec<Vec<u8>> {
         self.pending.extend_from_slice(data);
         let mut lines = Vec::new();
-        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = self.pending.drain(..=end).take(end).collect();
+        let mut start = 0;
+        // Lines are copied out as they are found, and what is left moved
+        // to the front once: a piece of many lines costs no quadratic
+        // shifting.
+        while let Some(length) = self.pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &self.pending[start..start + length];
             if !line.trim_ascii().is_empty() {
-                lines.push(line);
+                lines.push(line.to_vec());
             }
+            start += length + 1;
         }
+        self.pending.drain(..start);
         lines
     }
 

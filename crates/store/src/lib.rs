@@ -17,7 +17,7 @@ pub use events::{AgentMatch, EventReader, EventRecord, Kept};
 pub use prune::Retention;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
 use std::path::Path;
 use std::time::Duration;
 use wrangle_wire::{Cause, Health, State};
@@ -230,8 +230,14 @@ impl Store {
             )));
         }
         let path = self.path.clone();
+        // IMMEDIATE: the write lock is taken first, so that a write that
+        // waits for the pruner's (see `prune`) waits in the busy handler;
+        // a deferred one that read before the pruner committed would fail
+        // at once (SQLITE_BUSY_SNAPSHOT).
         let written = (|| {
-            let transaction = self.connection.transaction()?;
+            let transaction = self
+                .connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = write(&transaction)?;
             events::insert(&transaction, events)?;
             transaction.commit()?;

@@ -9,7 +9,7 @@
 use crate::events::{micros, PRUNED_THROUGH};
 use crate::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, TransactionBehavior};
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread;
@@ -26,6 +26,9 @@ pub struct Retention {
 
 /// Events deleted per transaction: a few milliseconds of the write lock.
 const BATCH: usize = 500;
+
+/// Pause before a failed prune is tried again.
+const RETRY: Duration = Duration::from_secs(1);
 
 /// Pause between two batches, which lets other writers in.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(5);
@@ -68,7 +71,7 @@ pub fn prune(connection: &mut Connection, retention: Retention, now: DateTime<Ut
             }
         }
         let Some(last) = last else { break };
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction.execute("DELETE FROM events WHERE seq <= ?1", [last])?;
         transaction.execute(
             "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -100,11 +103,15 @@ impl Pruner {
             .name("event-prune".into())
             .spawn(move || loop {
                 // A failed prune (the store locked a while, a full disk)
-                // is tried again next time; nothing is lost by waiting.
-                if let Err(error) = prune(&mut connection, retention, Utc::now()) {
-                    tracing::warn!("cannot prune old events (will retry): {error}");
-                }
-                match stopped.recv_timeout(every) {
+                // is tried again soon; nothing is lost by waiting.
+                let next = match prune(&mut connection, retention, Utc::now()) {
+                    Ok(_) => every,
+                    Err(error) => {
+                        tracing::warn!("cannot prune old events (will retry): {error}");
+                        every.min(RETRY)
+                    }
+                };
+                match stopped.recv_timeout(next) {
                     Err(RecvTimeoutError::Timeout) => {}
                     _ => return,
                 }

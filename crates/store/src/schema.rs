@@ -1,7 +1,7 @@
 //! The schema and its migrations, numbered by SQLite's `user_version`.
 
 use crate::{Result, StoreError};
-use rusqlite::Connection;
+use rusqlite::{Connection, TransactionBehavior};
 
 /// Each entry takes the schema from version `index` to `index + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -148,7 +148,7 @@ pub fn migrate(connection: &mut Connection, path: &str) -> Result<()> {
         });
     }
     for (version, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let transaction = connection.transaction()?;
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         transaction.execute_batch(migration)?;
         transaction.pragma_update(None, "user_version", version as i64 + 1)?;
         transaction.commit()?;

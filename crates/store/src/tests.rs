@@ -486,3 +486,35 @@ fn the_log_is_checkpointed_by_a_thread_of_the_store() {
     let store = Store::open(&path).unwrap();
     assert_eq!(store.load().unwrap().len(), 400);
 }
+
+#[test]
+fn writes_and_prunes_at_the_same_time_both_go_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruning = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut connection = Connection::open(&path).unwrap();
+            connection.busy_timeout(Duration::from_secs(2)).unwrap();
+            let keep_few = Retention {
+                max_age: None,
+                max_events: Some(50),
+            };
+            let mut pruned = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                pruned += prune::prune(&mut connection, keep_few, Utc::now()).unwrap();
+            }
+            pruned
+        })
+    };
+    for _ in 0..2000 {
+        let event = events(&store, "a1", &["agent.progress"], Utc::now());
+        store.append_events(&event).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pruned = pruning.join().unwrap();
+    assert!(pruned > 0);
+    assert_eq!(store.next_event_id(), 2001);
+}

@@ -33,6 +33,12 @@ const QUEUE: usize = 16;
 /// burst goes to a client as one batch (one write), not one by one.
 const BATCH: usize = 256;
 
+/// Least time between two writes to one client while events keep coming:
+/// the first event after a quiet spell goes out at once, those of a busy
+/// spell in batches, so that a start of a thousand agents is a hundred
+/// writes and wake-ups per client, not three thousand.
+const COALESCE: Duration = Duration::from_millis(50);
+
 /// Longest keep-alive interval a client may ask for.
 const MAX_HEARTBEAT: Duration = Duration::from_secs(3600);
 
@@ -180,6 +186,7 @@ impl Engine {
             until: (!follow).then_some(newest),
             cursor: 0,
             last_sent: 0,
+            last_write: None,
             reader: None,
             items,
             last,
@@ -250,6 +257,8 @@ struct Subscriber {
     cursor: u64,
     /// The last event sent.
     last_sent: u64,
+    /// When events were last sent.
+    last_write: Option<Instant>,
     /// Open while the backlog is read.
     reader: Option<EventReader>,
     items: mpsc::Sender<Item>,
@@ -295,6 +304,9 @@ impl Subscriber {
             tokio::select! {
                 received = bus.recv() => match received {
                     Ok(event) => {
+                        if let Some(ready) = self.last_write.map(|at| at + COALESCE) {
+                            tokio::time::sleep_until(ready).await;
+                        }
                         let (batch, behind) = burst(event, &mut bus);
                         self.offer(batch).await?;
                         if behind {
@@ -445,6 +457,7 @@ impl Subscriber {
             Ok(Ok(())) => {
                 if let Some(id) = id {
                     self.last_sent = id;
+                    self.last_write = Some(Instant::now());
                 }
                 Ok(())
             }
