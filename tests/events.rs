@@ -20,6 +20,24 @@ fn fast_home() -> Home {
     home
 }
 
+/// Runs a sleeping agent named `name` whose health is `probe`, tried every
+/// 100 ms, unhealthy after two failures; returns its id.
+fn probed(home: &Home, name: &str, probe: &str) -> String {
+    home.run(&[
+        "--name",
+        name,
+        "--health-cmd",
+        probe,
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--",
+        "sleep",
+        &marker(),
+    ])
+}
+
 #[test]
 fn one_lifecycle_gives_each_event_once_in_order() {
     let home = fast_home();
@@ -29,19 +47,7 @@ fn one_lifecycle_gives_each_event_once_in_order() {
     let probe = format!("test -e {}", ready.display());
     // Healthy while `ready` exists; it is removed once the agent runs.
     std::fs::write(&ready, "").unwrap();
-    let id = home.run(&[
-        "--name",
-        "web",
-        "--health-cmd",
-        &probe,
-        "--health-interval",
-        "100ms",
-        "--health-retries",
-        "2",
-        "--",
-        "sleep",
-        &marker(),
-    ]);
+    let id = probed(&home, "web", &probe);
     std::fs::remove_file(&ready).unwrap();
     follower.wait_for("the agent is unhealthy", |messages| {
         types(messages).contains(&"agent.health".to_string())
@@ -513,19 +519,7 @@ fn an_idle_stream_gets_keep_alives_and_last_event_id_wins_over_since() {
 #[test]
 fn health_and_probe_findings_survive_a_daemon_sigkill() {
     let home = fast_home();
-    home.run(&[
-        "--name",
-        "sick",
-        "--health-cmd",
-        "false",
-        "--health-interval",
-        "100ms",
-        "--health-retries",
-        "2",
-        "--",
-        "sleep",
-        &marker(),
-    ]);
+    probed(&home, "sick", "false");
     wait_until(SOON, "the agent is unhealthy", || {
         home.inspect("sick")["health"] == "unhealthy"
     });

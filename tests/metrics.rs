@@ -8,7 +8,7 @@ use common::{marker, procfs, wait_until, Home, SOON};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// One sample: the metric's name and its labels, as written.
 type Series = (String, BTreeMap<String, String>);
@@ -62,29 +62,40 @@ fn agents_of(samples: &BTreeMap<Series, f64>, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `program ARGS` with `input` on its stdin; `None` when it cannot
+/// be started (it is not installed).
+fn run_with_input(program: &str, args: &[&str], input: &str) -> Option<Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+/// What a command said on stdout and stderr.
+fn said(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Checks the exposition with a real parser: `promtool check metrics`
 /// (Debian's `prometheus` package, which `.ci/run` installs), else
 /// Python's `prometheus_client`.
 fn check_with_a_real_parser(text: &str) {
-    let promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    if let Ok(mut child) = promtool {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+    if let Some(output) = run_with_input("promtool", &["check", "metrics"], text) {
+        let said = said(&output);
         assert!(
             output.status.success(),
             "promtool refused the metrics: {said}"
@@ -94,25 +105,12 @@ fn check_with_a_real_parser(text: &str) {
         return;
     }
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nprint(len(list(parse(sys.stdin.read()))))";
-    let mut python = Command::new("python3")
-        .args(["-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3");
-    python
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let output = python.wait_with_output().unwrap();
+    let output = run_with_input("python3", &["-c", script], text).expect("python3");
     assert!(
         output.status.success(),
         "no parser of the Prometheus format could check the metrics: install promtool \
          (apt-get install prometheus) or prometheus_client (pip install prometheus-client): {}",
-        String::from_utf8_lossy(&output.stderr)
+        said(&output)
     );
 }
 

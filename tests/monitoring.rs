@@ -166,16 +166,7 @@ fn the_tree_memory_counts_every_process() {
         let tail = descendants_in_proc(pid)
             .into_iter()
             .find(|p| p.comm == "tail")?;
-        let status = fs::read_to_string(format!("/proc/{}/status", tail.pid)).ok()?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|line| line.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse()
-            .ok()?;
-        Some(kib * 1024)
+        procfs::rss_bytes(tail.pid)
     };
     const HELD: u64 = 200 << 20;
     common::wait_until(PATIENCE, "tail holds 200 MiB", || {

@@ -30,6 +30,9 @@ pub struct Answer {
     pub status: StatusCode,
     /// The whole body.
     pub body: Bytes,
+    /// The id of the last event the answer reflects (its
+    /// `wrangle-event-id` header), if it has one.
+    pub event_id: Option<u64>,
 }
 
 impl Answer {
@@ -87,39 +90,6 @@ impl Api {
         Ok(Connection { sender })
     }
 
-    /// `GET path` on a connection of its own: the status and the id in
-    /// its `wrangle-event-id` header, if it has one.
-    pub async fn event_id_of(&self, path: &str) -> Result<(StatusCode, Option<u64>)> {
-        let mut connection = self.connect().await?;
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(path)
-            .header(header::HOST, "localhost")
-            .body(Full::new(Bytes::new()))?;
-        connection
-            .sender
-            .ready()
-            .await
-            .context("the connection to the daemon closed")?;
-        let response = connection
-            .sender
-            .send_request(request)
-            .await
-            .with_context(|| format!("GET {path} failed"))?;
-        let status = response.status();
-        let id = response
-            .headers()
-            .get("wrangle-event-id")
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.parse().ok());
-        response
-            .into_body()
-            .collect()
-            .await
-            .with_context(|| format!("cannot read the answer to GET {path}"))?;
-        Ok((status, id))
-    }
-
     /// One request on a connection of its own, as a CLI process sends it.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<Answer> {
         let body = body.map(json_body).transpose()?;
@@ -156,12 +126,21 @@ impl Connection {
             .await
             .with_context(|| format!("{method} {path} failed"))?;
         let status = response.status();
+        let event_id = response
+            .headers()
+            .get("wrangle-event-id")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse().ok());
         let body = response
             .into_body()
             .collect()
             .await
             .with_context(|| format!("cannot read the answer to {method} {path}"))?
             .to_bytes();
-        Ok(Answer { status, body })
+        Ok(Answer {
+            status,
+            body,
+            event_id,
+        })
     }
 }

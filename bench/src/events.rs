@@ -4,12 +4,11 @@
 //! every event of the start, once and in order; the figures are how long
 //! until the last of them had the last event, and deliveries per second.
 
-use crate::start::{self, Start, PHASE_TIMEOUT};
+use crate::start::{self, ApiStart, Start, PHASE_TIMEOUT};
 use crate::wrangle::Wrangle;
-use crate::{cleanup, client::Api, procinfo::ProcessId};
+use crate::{cleanup, client::Api};
 use anyhow::{bail, Context, Result};
-use hyper::StatusCode;
-use std::collections::BTreeMap;
+use hyper::{Method, StatusCode};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -68,11 +67,13 @@ struct Id {
 
 /// The id of the newest event, from the `wrangle-event-id` header.
 async fn newest_event(api: &Api) -> Result<u64> {
-    let (status, id) = api.event_id_of("/v1/agents?all=true").await?;
-    if status != StatusCode::OK {
-        bail!("GET /v1/agents answered {status}");
+    let answer = api.call(Method::GET, "/v1/agents?all=true", None).await?;
+    if answer.status != StatusCode::OK {
+        bail!("GET /v1/agents answered {}", answer.status);
     }
-    id.context("the daemon sends no wrangle-event-id: is it an older wrangle?")
+    answer
+        .event_id
+        .context("the daemon sends no wrangle-event-id: is it an older wrangle?")
 }
 
 fn subscribe(wrangle: &Wrangle, since: u64) -> Result<Subscriber> {
@@ -99,19 +100,11 @@ fn subscribe(wrangle: &Wrangle, since: u64) -> Result<Subscriber> {
     Ok(Subscriber { child, received })
 }
 
-/// Starts `n` agents over the API (as [`start::start_via_api`]) with
-/// `subscribers` followers of the event stream, and checks what each got.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_with_subscribers(
-    wrangle: &Wrangle,
-    daemon: ProcessId,
-    api: &Api,
-    n: usize,
-    connections: usize,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    subscribers: usize,
-) -> Result<Delivery> {
+/// Starts agents over the API as `how` says (see [`start::start_via_api`])
+/// with `subscribers` followers of the event stream, and checks what each
+/// got.
+pub async fn start_with_subscribers(how: ApiStart<'_>, subscribers: usize) -> Result<Delivery> {
+    let (wrangle, api) = (how.wrangle, how.api);
     let since = newest_event(api).await?;
     let followers: Vec<Subscriber> = (0..subscribers)
         .map(|_| subscribe(wrangle, since))
@@ -119,7 +112,7 @@ pub async fn start_with_subscribers(
     // Each is connected (and so costs what it costs) before the start.
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    let start = start::start_via_api(wrangle, daemon, api, n, connections, argv, env).await?;
+    let start = start::start_via_api(how).await?;
     let running = Instant::now();
     let newest = newest_event(api).await?;
     let deadline = Instant::now() + PHASE_TIMEOUT;

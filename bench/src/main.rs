@@ -253,8 +253,16 @@ async fn start_fleet(
     let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, phase), tag)?;
     let (api, daemon, info) = start_daemon(&wrangle).await?;
     machine.containment = info.containment.clone();
-    let start =
-        start::start_via_api(&wrangle, daemon, &api, n, args.connections, &argv, &env).await?;
+    let start = start::start_via_api(start::ApiStart {
+        wrangle: &wrangle,
+        daemon,
+        api: &api,
+        n,
+        connections: args.connections,
+        argv: &argv,
+        env: &env,
+    })
+    .await?;
     Ok(Started {
         wrangle,
         api,
@@ -319,17 +327,16 @@ async fn bench_one(
             let phase = format!("e{}", round + 1);
             let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, &phase), tag)?;
             let (api, daemon, _) = start_daemon(&wrangle).await?;
-            let delivery = events::start_with_subscribers(
-                &wrangle,
+            let how = start::ApiStart {
+                wrangle: &wrangle,
                 daemon,
-                &api,
+                api: &api,
                 n,
-                args.connections,
-                &argv,
-                &env,
-                args.subscribers,
-            )
-            .await?;
+                connections: args.connections,
+                argv: &argv,
+                env: &env,
+            };
+            let delivery = events::start_with_subscribers(how, args.subscribers).await?;
             measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
             wrangle.stop_daemon(daemon)?;
             events.push(delivery);

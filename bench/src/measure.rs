@@ -93,19 +93,25 @@ pub fn time_summary_cli(wrangle: &Wrangle, runs: usize, n: usize) -> Result<Stat
     })
 }
 
-/// Sends `GET /v1/agents?all=false` `runs` times, each on a new connection
-/// as a CLI would: connect, request, whole answer read.
-pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
+/// Sends `GET path` `runs` times, each on a new connection as a CLI or a
+/// scraper does: connect, request, whole answer read; `check` looks at
+/// each answer's body and gives its size.
+async fn time_api(
+    api: &Api,
+    path: &str,
+    runs: usize,
+    check: impl Fn(&[u8]) -> Result<usize>,
+) -> Result<Status> {
     let mut samples = Vec::with_capacity(runs);
     let mut bytes = 0;
     for _ in 0..runs {
         let started = Instant::now();
-        let answer = api.call(Method::GET, "/v1/agents?all=false", None).await?;
+        let answer = api.call(Method::GET, path, None).await?;
         samples.push(started.elapsed());
         if answer.status != StatusCode::OK {
-            bail!("GET /v1/agents answered {}", answer.status);
+            bail!("GET {path} answered {}", answer.status);
         }
-        bytes = check_listed(&answer.body, n, "GET /v1/agents")?;
+        bytes = check(&answer.body)?;
     }
     Ok(Status {
         samples: Samples::new(samples),
@@ -113,29 +119,24 @@ pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
     })
 }
 
-/// Sends `GET /metrics` `runs` times, each on a new connection as a
-/// scraper does, and checks it counts `n` running agents.
+/// Times `GET /v1/agents?all=false` and checks it lists `n`.
+pub async fn time_list_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
+    time_api(api, "/v1/agents?all=false", runs, |body| {
+        check_listed(body, n, "GET /v1/agents")
+    })
+    .await
+}
+
+/// Times `GET /metrics` and checks it counts `n` running agents.
 pub async fn time_metrics_api(api: &Api, runs: usize, n: usize) -> Result<Status> {
     let expected = format!("wrangle_agents{{state=\"running\"}} {n}\n");
-    let mut samples = Vec::with_capacity(runs);
-    let mut bytes = 0;
-    for _ in 0..runs {
-        let started = Instant::now();
-        let answer = api.call(Method::GET, "/metrics", None).await?;
-        samples.push(started.elapsed());
-        if answer.status != StatusCode::OK {
-            bail!("GET /metrics answered {}", answer.status);
-        }
-        let text = String::from_utf8_lossy(&answer.body);
-        if !text.contains(&expected) {
+    time_api(api, "/metrics", runs, |body| {
+        if !String::from_utf8_lossy(body).contains(&expected) {
             bail!("GET /metrics does not count {n} running agents");
         }
-        bytes = answer.body.len();
-    }
-    Ok(Status {
-        samples: Samples::new(samples),
-        bytes,
+        Ok(body.len())
     })
+    .await
 }
 
 /// What the daemon and the shims cost while nothing happens.

@@ -182,19 +182,39 @@ fn fleet_of(agents: &[Listed]) -> Result<Fleet> {
     Ok(fleet)
 }
 
+/// A start over the API: what it starts, and through which daemon.
+#[derive(Clone, Copy)]
+pub struct ApiStart<'a> {
+    /// The home and its CLI.
+    pub wrangle: &'a Wrangle,
+    /// Its daemon, whose CPU is measured.
+    pub daemon: ProcessId,
+    /// Its API.
+    pub api: &'a Api,
+    /// How many agents.
+    pub n: usize,
+    /// Parallel keep-alive connections.
+    pub connections: usize,
+    /// The agents' argv.
+    pub argv: &'a [String],
+    /// Their base environment.
+    pub env: &'a BTreeMap<String, String>,
+}
+
 /// Starts `n` agents running `argv` over the API: `connections` keep-alive
 /// connections, each sending `POST /v1/agents` one after another until all
 /// `n` are asked for. Each request carries `env` as the base environment,
 /// as `wrangle run` sends the caller's.
-pub async fn start_via_api(
-    wrangle: &Wrangle,
-    daemon: ProcessId,
-    api: &Api,
-    n: usize,
-    connections: usize,
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-) -> Result<Start> {
+pub async fn start_via_api(how: ApiStart<'_>) -> Result<Start> {
+    let ApiStart {
+        wrangle,
+        daemon,
+        api,
+        n,
+        connections,
+        argv,
+        env,
+    } = how;
     let bodies: Vec<_> = (0..n)
         .map(|index| {
             let request = CreateAgent {
