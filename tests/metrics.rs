@@ -317,4 +317,10 @@ fn openmetrics_is_sent_to_who_asks_for_it() {
     assert!(!plain.body.contains("# EOF"));
     let json: Value = home.json(&["summary", "--json"]);
     assert_eq!(json["agents"], 0);
+    // Both are in the OpenAPI document, with the event stream.
+    let document = home.http("GET", "/openapi.json", None, "").json();
+    for path in ["/metrics", "/v1/events"] {
+        assert!(document["paths"][path]["get"].is_object(), "{path}");
+    }
+    assert!(document["components"]["schemas"]["EventKind"].is_object());
 }

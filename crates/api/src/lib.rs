@@ -76,6 +76,7 @@ pub struct AppState {
         routes::stop_agents,
         routes::summary,
         events::events,
+        metrics::scrape,
     )
 )]
 pub struct ApiDoc;

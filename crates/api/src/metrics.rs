@@ -80,7 +80,14 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
+/// The fleet, the daemon and each agent in Prometheus' text format
+/// (OpenMetrics with `Accept: application/openmetrics-text`), from the
+/// sampler's last tick.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain", body = String))
+)]
 pub async fn scrape(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
     let openmetrics = headers
         .get(header::ACCEPT)
