@@ -573,3 +573,107 @@ fn wait_gets_the_exit_that_came_while_the_daemon_was_killed() {
     assert_eq!(output.code(), 7, "{output:?}");
     assert_eq!(home.state("slow"), "failed");
 }
+
+#[test]
+fn progress_is_published_at_most_once_a_second_the_latest_report_last() {
+    let home = fast_home();
+    let since = last_id(&home);
+    let script = "for p in 10 20 30; do \
+                  printf '{\"progress\": %s, \"message\": \"step %s\"}' $p $p > \"$WRANGLE_STATUS_FILE\"; \
+                  sleep 0.2; done; exec sleep 600";
+    home.run(&["--name", "reporter", "--", "sh", "-c", script]);
+    let follower = Follower::start(
+        &home,
+        &["--since", &since.to_string(), "--type", "agent.progress"],
+    );
+    let events = follower.wait_for("the last report is published", |messages| {
+        messages.last().is_some_and(|last| last["progress"] == 30.0)
+    });
+    assert_eq!(events[0]["progress"], 10.0, "{events:#?}");
+    assert_eq!(events.last().unwrap()["message"], "step 30");
+    let times: Vec<_> = events
+        .iter()
+        .map(|event| common::rfc3339(&event["time"], "time"))
+        .collect();
+    for pair in times.windows(2) {
+        assert!(
+            (pair[1] - pair[0]).num_milliseconds() >= 1000,
+            "two progress events within a second: {events:#?}"
+        );
+    }
+    // Nothing more while the report stays the same.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(follower.messages().len(), events.len());
+}
+
+#[test]
+fn a_timeout_and_a_restart_say_their_cause_and_when_the_next_run_starts() {
+    let home = fast_home();
+    let since = last_id(&home).to_string();
+    home.run(&[
+        "--name",
+        "slow",
+        "--timeout",
+        "500ms",
+        "--",
+        "sleep",
+        &marker(),
+    ]);
+    home.run(&[
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure",
+        "--max-restarts",
+        "1",
+        "--backoff-initial",
+        "300ms",
+        "--",
+        "sh",
+        "-c",
+        "exit 4",
+    ]);
+    home.wrangle(&["wait", "slow", "flaky"]);
+    let events = stored(&home, since.parse().unwrap());
+    let of = |name: &str, kind: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e["agent"]["name"] == name && e["type"] == kind)
+            .cloned()
+            .collect()
+    };
+    let stopping = &of("slow", "agent.stopping")[0];
+    assert_eq!(stopping["cause"], "timeout", "{stopping}");
+    let exited = &of("slow", "agent.exited")[0];
+    assert_eq!(
+        (exited["state"].as_str(), exited["cause"].as_str()),
+        (Some("failed"), Some("timeout"))
+    );
+    assert!(exited["reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("timeout: ran longer than"));
+    assert_eq!(home.inspect("slow")["cause"], "timeout");
+
+    let backoff = &of("flaky", "agent.backoff")[0];
+    assert_eq!(
+        (backoff["exit_code"].as_i64(), backoff["cause"].as_str()),
+        (Some(4), Some("exit"))
+    );
+    let restart_at = common::rfc3339(&backoff["restart_at"], "restart_at");
+    let time = common::rfc3339(&backoff["time"], "time");
+    let delay = (restart_at - time).num_milliseconds();
+    assert!(
+        (200..=400).contains(&delay),
+        "restart {delay} ms after the backoff"
+    );
+    let starts = of("flaky", "agent.running");
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[1]["run"], 2);
+    let last = &of("flaky", "agent.exited")[0];
+    assert_eq!(last["run"], 2);
+    assert!(
+        last["reason"].as_str().unwrap().contains("crash-looping"),
+        "{last}"
+    );
+}
