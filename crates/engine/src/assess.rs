@@ -150,15 +150,20 @@ fn progress(
     seen: &Observation,
     now: DateTime<Utc>,
 ) -> Option<(Option<f64>, Option<String>)> {
-    let report = (seen.report.progress, seen.report.message.clone());
+    let (progress, message) = (seen.report.progress, seen.report.message.as_deref());
     let reported = &agent.reported;
     let same_run = reported.run == agent.status.run.number;
     let last = reported.published.as_ref().filter(|_| same_run);
     match last {
-        Some(last) if *last == report => return None,
-        None if report == (None, None) => return None,
+        // Compared without a copy: this runs for every agent every tick.
+        Some((last_progress, last_message))
+            if *last_progress == progress && last_message.as_deref() == message =>
+        {
+            return None
+        }
+        None if progress.is_none() && message.is_none() => return None,
         _ => {}
     }
     let recent = same_run && reported.at.is_some_and(|at| now - at < PROGRESS_EVERY);
-    (!recent).then_some(report)
+    (!recent).then(|| (progress, message.map(str::to_owned)))
 }
