@@ -191,6 +191,18 @@ fn encode_daemon(encoder: &mut DescriptorEncoder, fleet: &FleetMetrics) -> Resul
     }
     gauge(
         encoder,
+        "wrangle_event_streams",
+        "Event streams open (GET /v1/events)",
+        fleet.subscribers as u64,
+    )?;
+    counter(
+        encoder,
+        "wrangle_event_streams_lagged",
+        "Event streams cut off for not keeping up, since the daemon started",
+        counters.lagged,
+    )?;
+    gauge(
+        encoder,
         "wrangle_agent_series_omitted",
         "Agents left without series of their own (past --metrics-agents-max)",
         fleet.omitted as u64,

@@ -21,6 +21,8 @@ pub struct FleetMetrics {
     pub omitted: usize,
     /// When the daemon started.
     pub started_at: DateTime<Utc>,
+    /// Event streams open now.
+    pub subscribers: usize,
 }
 
 /// One agent for a scrape.
@@ -80,6 +82,7 @@ impl Engine {
             agents,
             omitted,
             started_at: self.inner.started_at,
+            subscribers: self.inner.events.subscribers(),
         }
     }
 }

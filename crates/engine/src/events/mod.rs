@@ -141,6 +141,8 @@ pub struct Counters {
     pub restarts: u64,
     /// Runs that ended, by cause.
     pub exits: std::collections::BTreeMap<Cause, u64>,
+    /// Event streams cut off for not keeping up.
+    pub lagged: u64,
 }
 
 /// Counts of one batch, added to [`Counters`] once it is written.
@@ -178,6 +180,8 @@ pub struct EventBus {
     /// Becomes true when the daemon shuts down: streams end.
     closing: watch::Sender<bool>,
     subscribers: AtomicUsize,
+    /// Streams cut off for not keeping up.
+    lagged: AtomicU64,
     config: EventsConfig,
 }
 
@@ -192,6 +196,7 @@ impl EventBus {
             counters: Mutex::new(Counters::default()),
             closing,
             subscribers: AtomicUsize::new(0),
+            lagged: AtomicU64::new(0),
             config,
         }
     }
@@ -228,10 +233,13 @@ impl EventBus {
 
     /// What was counted since the daemon started.
     pub fn counters(&self) -> Counters {
-        self.counters
+        let mut counters = self
+            .counters
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        counters.lagged = self.lagged.load(Ordering::Relaxed);
+        counters
     }
 
     /// Ends every stream: the daemon is going away.

@@ -273,7 +273,14 @@ impl Subscriber {
         closing: tokio::sync::watch::Receiver<bool>,
     ) {
         match self.serve(start, bus, closing).await {
-            Ok(()) | Err(End::Gone) | Err(End::Lagged) => {}
+            Ok(()) | Err(End::Gone) => {}
+            Err(End::Lagged) => {
+                self.engine
+                    .inner
+                    .events
+                    .lagged
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Err(End::Failed(error)) => {
                 tracing::warn!("an event stream ended: cannot read the store: {error}")
             }
