@@ -11,6 +11,7 @@
 //! re-attaches to the shims that outlived a previous daemon, and `probe`
 //! runs the agents' health probes.
 
+pub mod adapters;
 mod assess;
 mod create;
 mod doctor;

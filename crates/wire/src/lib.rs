@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod parse;
 pub mod policy;
 pub mod request;
+pub mod session;
 pub mod state;
 
 pub use agent::AgentView;
@@ -29,6 +30,7 @@ pub use logs::{LogLine, LogStream};
 pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use policy::{OnHang, RestartPolicy, RunView};
 pub use request::*;
+pub use session::{AdapterKind, SessionView, TokenCounts};
 pub use state::{Health, State};
 
 /// Path prefix of every versioned API route.
