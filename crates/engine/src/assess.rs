@@ -98,9 +98,9 @@ impl Engine {
                 }
             }
             if !drafts.is_empty() || !rows.is_empty() {
-                let written = self
-                    .inner
-                    .write_with_events(drafts, |store, events| store.record_health(&rows, events));
+                let written = self.inner.write_with_events(drafts, |store, events| {
+                    store.record_findings(&rows, &[], events)
+                });
                 if let Err(error) = written {
                     // Memory keeps the health of before: the next pass
                     // finds the change again and tries again.

@@ -139,6 +139,19 @@ pub struct HealthRow {
     pub probe: Option<String>,
 }
 
+/// What an adapter has read of a run's output, to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    /// The agent.
+    pub agent_id: String,
+    /// Its run.
+    pub run: u32,
+    /// The offset in the run's stdout up to which it has read.
+    pub read_to: u64,
+    /// What it counted up to there, as JSON the engine defines.
+    pub reader: String,
+}
+
 /// The SQLite store of one wrangle home.
 pub struct Store {
     connection: Connection,
@@ -253,14 +266,21 @@ impl Store {
         self.write_with_events(events, |_| Ok(()))
     }
 
-    /// Records assessed healths (and probe findings) with their events,
-    /// in one transaction.
-    pub fn record_health(&mut self, updates: &[HealthRow], events: &[EventRecord]) -> Result<()> {
+    /// Records assessed healths (and probe findings) and what adapters
+    /// read of runs' output, with their events, in one transaction. A
+    /// session is only moved forward: a row that has read less than the
+    /// one stored changes nothing.
+    pub fn record_findings(
+        &mut self,
+        healths: &[HealthRow],
+        sessions: &[SessionRow],
+        events: &[EventRecord],
+    ) -> Result<()> {
         self.write_with_events(events, |transaction| {
             let mut statement = transaction.prepare_cached(
                 "UPDATE agents SET health = ?2, health_reason = ?3, probe = ?4 WHERE id = ?1",
             )?;
-            for update in updates {
+            for update in healths {
                 statement.execute(params![
                     update.agent_id,
                     update.health.as_str(),
@@ -268,8 +288,39 @@ impl Store {
                     update.probe
                 ])?;
             }
+            let mut statement = transaction.prepare_cached(
+                "INSERT INTO sessions (agent_id, run, read_to, reader) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (agent_id, run) DO UPDATE SET read_to = ?3, reader = ?4
+                 WHERE excluded.read_to > sessions.read_to",
+            )?;
+            for session in sessions {
+                statement.execute(params![
+                    session.agent_id,
+                    session.run,
+                    session.read_to as i64,
+                    session.reader
+                ])?;
+            }
             Ok(())
         })
+    }
+
+    /// What an adapter has read of run `run` of the agent, if anything.
+    pub fn session(&self, agent_id: &str, run: u32) -> Result<Option<SessionRow>> {
+        self.connection
+            .prepare_cached(
+                "SELECT read_to, reader FROM sessions WHERE agent_id = ?1 AND run = ?2",
+            )?
+            .query_row(params![agent_id, run], |row| {
+                Ok(SessionRow {
+                    agent_id: agent_id.to_string(),
+                    run,
+                    read_to: row.get::<_, i64>(0)? as u64,
+                    reader: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(Into::into)
     }
 
     /// Records a new agent with its first run and its events, in one

@@ -134,6 +134,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE events;
     ALTER TABLE events_typed RENAME TO events;
     CREATE INDEX events_by_agent ON events (agent_id, seq);",
+    // 5: what an adapter has read of a run's output: the offset up to
+    // which it has read, with what it counted there (the engine's JSON).
+    // A run's row goes with its agent.
+    "CREATE TABLE sessions (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        read_to INTEGER NOT NULL,
+        reader TEXT NOT NULL,
+        PRIMARY KEY (agent_id, run)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

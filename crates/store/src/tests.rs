@@ -518,3 +518,37 @@ fn writes_and_prunes_at_the_same_time_both_go_through() {
     assert!(pruned > 0);
     assert_eq!(store.next_event_id(), 2001);
 }
+
+#[test]
+fn a_session_only_moves_forward_and_goes_with_its_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), &[])
+        .unwrap();
+    let row = |read_to: u64, reader: &str| SessionRow {
+        agent_id: "a1".into(),
+        run: 1,
+        read_to,
+        reader: reader.into(),
+    };
+    store
+        .record_findings(&[], &[row(100, "at 100")], &[])
+        .unwrap();
+    // A reader that is behind (a tick that read before the run's end was
+    // read to the end) does not undo what was stored.
+    store
+        .record_findings(&[], &[row(40, "at 40")], &[])
+        .unwrap();
+    assert_eq!(store.session("a1", 1).unwrap(), Some(row(100, "at 100")));
+    store
+        .record_findings(&[], &[row(250, "at 250")], &[])
+        .unwrap();
+    drop(store);
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.session("a1", 1).unwrap(), Some(row(250, "at 250")));
+    assert_eq!(store.session("a1", 2).unwrap(), None);
+    store.delete_agent("a1", &[]).unwrap();
+    assert_eq!(store.session("a1", 1).unwrap(), None);
+}

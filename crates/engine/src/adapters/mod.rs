@@ -17,9 +17,11 @@ mod jsonl;
 mod opencode;
 pub mod prices;
 mod session;
+mod tail;
 
 pub use prices::Prices;
 pub use session::Session;
+pub use tail::Tail;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -43,6 +45,14 @@ impl Changed {
     /// Whether anything changed.
     pub fn any(self) -> bool {
         self.session || self.usage || self.attention || self.result
+    }
+
+    /// Adds what `other` changed.
+    pub fn merge(&mut self, other: Changed) {
+        self.session |= other.session;
+        self.usage |= other.usage;
+        self.attention |= other.attention;
+        self.result |= other.result;
     }
 }
 
