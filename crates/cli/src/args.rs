@@ -123,6 +123,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "ACTION", value_parser = on_hang, requires = "idle_timeout")]
     pub on_hang: Option<String>,
 
+    /// What reads the agent's output into its session (tokens, cost,
+    /// waiting, result): auto (by the program and its output flag), claude,
+    /// codex, gemini, opencode, jsonl or none [default: auto]
+    #[arg(long, value_name = "ADAPTER", value_parser = adapter)]
+    pub adapter: Option<String>,
+
     /// Start the agent again when it ends: never, on-failure (non-zero exit,
     /// fatal signal, timeout) or always [default: never]
     #[arg(long, value_name = "POLICY", value_parser = restart_policy)]
@@ -542,6 +548,13 @@ impl std::fmt::Display for InvalidInput {
 }
 
 impl std::error::Error for InvalidInput {}
+
+/// `--adapter`: `auto` or an adapter's name.
+fn adapter(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_adapter(text)
+        .map(|_| text.trim().to_owned())
+        .map_err(InvalidInput)
+}
 
 /// `--since` of `events`: an id, a time or a duration ago.
 fn since(text: &str) -> Result<String, InvalidInput> {

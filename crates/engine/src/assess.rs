@@ -10,8 +10,10 @@ use crate::events::Draft;
 use crate::health::MainProcess;
 use crate::model::{Agent, Assessment};
 use crate::sampler::Observation;
+use crate::sessions::{session_row, Published, SessionRead};
 use crate::Engine;
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use wrangle_store::HealthRow;
 use wrangle_wire::{Cause, EventKind, Health, OnHang, State};
 
@@ -24,6 +26,8 @@ struct Found {
     health: Assessment,
     /// Progress and message to record as published.
     progress: Option<(Option<f64>, Option<String>)>,
+    /// What its adapter read (when it read more) and what its events said.
+    session: Option<(Option<Arc<SessionRead>>, Published)>,
 }
 
 impl Engine {
@@ -50,12 +54,15 @@ impl Engine {
             };
             let mut drafts = Vec::new();
             let mut rows = Vec::new();
+            let mut session_rows = Vec::new();
             let mut found = Vec::new();
             for agent in agents {
                 if !agent.status.is_live() {
                     continue;
                 }
                 let observed = observations.of(agent);
+                // What the agent said comes before what wrangle makes of it.
+                let session = self.session_findings(agent, observed, now, &mut drafts);
                 let assessed = assessment(agent, now, observed);
                 let changed = assessed.health != agent.health.health;
                 if changed {
@@ -89,17 +96,25 @@ impl Engine {
                     };
                     drafts.push(Draft::about(agent, kind, now));
                 }
-                if assessed != agent.health || progress.is_some() {
+                if let Some((Some(read), _)) = &session {
+                    session_rows.extend(session_row(
+                        &agent.identity.id,
+                        agent.status.run.number,
+                        read,
+                    ));
+                }
+                if assessed != agent.health || progress.is_some() || session.is_some() {
                     found.push(Found {
                         id: agent.identity.id.clone(),
                         health: assessed,
                         progress,
+                        session,
                     });
                 }
             }
-            if !drafts.is_empty() || !rows.is_empty() {
+            if !drafts.is_empty() || !rows.is_empty() || !session_rows.is_empty() {
                 let written = self.inner.write_with_events(drafts, |store, events| {
-                    store.record_findings(&rows, &[], events)
+                    store.record_findings(&rows, &session_rows, events)
                 });
                 if let Err(error) = written {
                     // Memory keeps the health of before: the next pass
@@ -112,10 +127,17 @@ impl Engine {
                 id,
                 health,
                 progress,
+                session,
             } in found
             {
                 registry.update_findings(&id, |findings| {
                     *findings.health = health;
+                    if let Some((read, published)) = session {
+                        if let Some(read) = read {
+                            findings.session.read = Some(read);
+                        }
+                        findings.session.published = published;
+                    }
                     if let Some(published) = progress {
                         findings.reported.run = findings.status.run.number;
                         findings.reported.published = Some(published);
@@ -129,6 +151,35 @@ impl Engine {
                 tracing::error!("cannot stop hung agent {id}: {error}");
             }
         }
+    }
+}
+
+impl Engine {
+    /// What the agent's adapter read that is newer than what is stored,
+    /// and the events of it (added to `drafts`); also the usage events
+    /// that were too soon to go out before. `None` when nothing changed.
+    fn session_findings(
+        &self,
+        agent: &Agent,
+        observed: Option<&Observation>,
+        now: DateTime<Utc>,
+        drafts: &mut Vec<Draft>,
+    ) -> Option<(Option<Arc<SessionRead>>, Published)> {
+        let findings = &agent.session;
+        if findings.run != agent.status.run.number {
+            return None;
+        }
+        let stored = findings.read.as_ref()?;
+        let newer = observed
+            .and_then(|seen| seen.session.clone())
+            .filter(|seen| !Arc::ptr_eq(seen, stored) && seen.read_to >= stored.read_to);
+        if newer.is_none() && !findings.published.pending {
+            return None;
+        }
+        let read = newer.as_ref().unwrap_or(stored);
+        let mut published = findings.published.clone();
+        drafts.extend(self.session_drafts(agent, read, &mut published, now, false));
+        Some((newer, published))
     }
 }
 

@@ -71,6 +71,7 @@ impl Engine {
                 probe: Default::default(),
                 health: Assessment::UNKNOWN,
                 reported: Default::default(),
+                session: Default::default(),
             };
             let now = Utc::now();
             let created = EventKind::Created {
@@ -107,6 +108,11 @@ impl Engine {
     /// `running` or `failed`, and watches the shim for the run's end.
     pub(crate) async fn start_run(&self, id: &str) -> Result<(), EngineError> {
         let agent = self.snapshot(id)?;
+        // Before the sampler can see the run running, so that its adapter
+        // reads from the first line.
+        if let Err(error) = self.begin_session(id, agent.status.run.number) {
+            tracing::warn!("agent {id}: its output is not read for a session: {error}");
+        }
         let run = &agent.status.run;
         let identity = &agent.identity;
         let status_file = run.status_file();

@@ -101,11 +101,17 @@ impl Engine {
     /// Records the end under the agent's policies (see `apply_policies`)
     /// and schedules the restart they ask for.
     fn try_record_ending(&self, id: &str, run: u32, ending: &Ending) -> Result<(), EngineError> {
-        let agent = self.snapshot(id)?;
-        if !is_current(agent.status.state, agent.status.run.number, run) {
+        if !self
+            .snapshot(id)
+            .is_ok_and(|agent| is_current(agent.status.state, agent.status.run.number, run))
+        {
             return Ok(());
         }
-        let (ending, decision) = self.apply_policies(&agent, ending)?;
+        // The last lines of its output, its final result among them.
+        self.finish_session(id, run);
+        let agent = self.snapshot(id)?;
+        let ending = with_agents_result(&agent, run, ending);
+        let (ending, decision) = self.apply_policies(&agent, &ending)?;
         let mut recorded = false;
         let restart_at = match &decision {
             Decision::Restart { delay, .. } => chrono::Duration::from_std(*delay)
@@ -136,6 +142,30 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A run whose agent reported an error as its final result has failed,
+/// whatever its exit code, with the agent's message as the reason. A stop
+/// or a kill stays what it was.
+fn with_agents_result(agent: &crate::model::Agent, run: u32, ending: &Ending) -> Ending {
+    let mut ending = ending.clone();
+    let result = agent
+        .session
+        .read
+        .as_ref()
+        .filter(|_| agent.session.run == run)
+        .and_then(|read| read.reader.session().result.clone());
+    if let Some(result) = result.filter(|result| !result.success) {
+        if ending.cause == Cause::Exit {
+            let message = result.message.unwrap_or_else(|| "an error".into());
+            ending.state = State::Failed;
+            ending.reason = format!(
+                "{message} (the agent's result is an error; {})",
+                ending.reason
+            );
+        }
+    }
+    ending
 }
 
 /// True while run `run` is the agent's current run and its end is not

@@ -38,11 +38,17 @@ pub struct HealthInputs<'a> {
     pub probe_failure: Option<&'a str>,
     /// Why the status file was not taken, when it was not.
     pub status_file_error: Option<&'a str>,
+    /// What the agent waits for a person for, as its adapter read.
+    pub waiting: Option<&'a str>,
+    /// What explains a silence, as its adapter read: a tool that runs, an
+    /// API call retried, a rate limit.
+    pub explained: Option<String>,
 }
 
 /// Health and the reason for it, from the inputs. The worst finding
-/// decides: zombie, then a failing probe, then hung; a bad status file is
-/// only mentioned, since the agent itself may be fine.
+/// decides: zombie, then a failing probe, then waiting for a person, then
+/// hung (a silence nothing explains); a bad status file is only
+/// mentioned, since the agent itself may be fine.
 pub fn assess(inputs: &HealthInputs<'_>) -> (Health, Option<String>) {
     if !matches!(inputs.state, State::Running | State::Stopping) {
         return (Health::Unknown, None);
@@ -59,10 +65,17 @@ pub fn assess(inputs: &HealthInputs<'_>) -> (Health, Option<String>) {
         // Before the first sample the exec is just confirmed: nothing says
         // otherwise, and probes and the idle timeout already count.
         MainProcess::NotSampled | MainProcess::Alive => {
-            match (inputs.probe_failure, hung(inputs)) {
-                (Some(failure), _) => (Health::Unhealthy, Some(failure.to_owned())),
-                (None, Some(hung)) => (Health::Hung, Some(hung)),
-                (None, None) => (Health::Healthy, None),
+            match (inputs.probe_failure, inputs.waiting, hung(inputs)) {
+                (Some(failure), _, _) => (Health::Unhealthy, Some(failure.to_owned())),
+                (None, Some(waiting), _) => (
+                    Health::Waiting,
+                    Some(format!("waiting for a person: {waiting}")),
+                ),
+                (None, None, Some(hung)) => match &inputs.explained {
+                    Some(explained) => (Health::Healthy, Some(format!("{hung}, but {explained}"))),
+                    None => (Health::Hung, Some(hung)),
+                },
+                (None, None, None) => (Health::Healthy, None),
             }
         }
     };
@@ -116,6 +129,8 @@ mod tests {
             idle_timeout: None,
             probe_failure: None,
             status_file_error: None,
+            waiting: None,
+            explained: None,
         }
     }
 
@@ -205,6 +220,41 @@ mod tests {
             ..inputs
         };
         assert_eq!(assess(&no_timeout).0, Health::Healthy);
+    }
+
+    #[test]
+    fn a_person_awaited_is_waiting_and_an_explained_silence_is_not_hung() {
+        let silent = HealthInputs {
+            silence: Some(Duration::from_secs(40)),
+            idle_timeout: Some(Duration::from_secs(30)),
+            ..running(MainProcess::Alive)
+        };
+        assert_eq!(assess(&silent).0, Health::Hung);
+        let retrying = HealthInputs {
+            explained: Some("retrying the API (attempt 2 of 10)".into()),
+            ..silent.clone()
+        };
+        assert_eq!(
+            assess(&retrying),
+            (
+                Health::Healthy,
+                Some(
+                    "no output or heartbeat for 40s (idle timeout 30s), but retrying the API (attempt 2 of 10)"
+                        .into()
+                )
+            )
+        );
+        let waiting = HealthInputs {
+            waiting: Some("permission to use Bash: rm -rf build"),
+            ..silent
+        };
+        assert_eq!(
+            assess(&waiting),
+            (
+                Health::Waiting,
+                Some("waiting for a person: permission to use Bash: rm -rf build".into())
+            )
+        );
     }
 
     #[test]

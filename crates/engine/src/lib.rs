@@ -36,6 +36,7 @@ mod registry;
 mod remove;
 mod restart;
 pub mod sampler;
+mod sessions;
 mod stop;
 mod summary;
 mod wait;
@@ -104,6 +105,8 @@ struct Inner {
     admission: tokio::sync::Mutex<()>,
     /// Events announced to subscribers.
     events: EventBus,
+    /// The price table of costs agents do not report.
+    prices: Arc<adapters::Prices>,
 }
 
 impl Inner {
@@ -164,6 +167,12 @@ impl Engine {
                     })?,
                 limit_support: LimitSupport::detect(&config.containment),
                 events: EventBus::new(config.events.clone(), last_event),
+                prices: Arc::new(adapters::Prices::for_home(&config.home).unwrap_or_else(
+                    |error| {
+                        tracing::warn!("the home's price table is not used: {error}");
+                        adapters::Prices::shipped()
+                    },
+                )),
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),
@@ -210,7 +219,7 @@ impl Engine {
         let observations = self.inner.lock_observations();
         let views = agents
             .into_iter()
-            .map(|agent| agent.view(now, observations.of(agent)))
+            .map(|agent| agent.view(now, observations.of(agent), &self.inner.prices))
             .collect();
         (event_id, views)
     }
@@ -227,7 +236,10 @@ impl Engine {
         let event_id = self.inner.events.last_id();
         let agent = registry.get(&id)?;
         let observations = self.inner.lock_observations();
-        Ok((event_id, agent.view(Utc::now(), observations.of(agent))))
+        Ok((
+            event_id,
+            agent.view(Utc::now(), observations.of(agent), &self.inner.prices),
+        ))
     }
 
     /// The event bus: its last id and what it counted.
@@ -312,7 +324,7 @@ impl Engine {
     fn current_view(&self, id: &str) -> Result<AgentView, EngineError> {
         let agent = self.snapshot(id)?;
         let observations = self.inner.lock_observations();
-        Ok(agent.view(Utc::now(), observations.of(&agent)))
+        Ok(agent.view(Utc::now(), observations.of(&agent), &self.inner.prices))
     }
 
     /// Waits for state changes of an agent.
@@ -345,6 +357,7 @@ impl Engine {
             probe: current.probe.clone(),
             health,
             reported: current.reported.clone(),
+            session: current.session.clone(),
         };
         let now = Utc::now();
         let drafts = events::of_transition(current, &updated, now);

@@ -18,7 +18,7 @@ use wrangle_os::ProcessId;
 use wrangle_shim::protocol::LimitPlan;
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::parse::{self, signal_name};
-use wrangle_wire::{AgentView, Cause, CreateAgent, Health, State};
+use wrangle_wire::{AdapterKind, AgentView, Cause, CreateAgent, Health, State};
 
 /// Stop signal when none is given.
 pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
@@ -66,6 +66,9 @@ pub struct AgentSpec {
     /// milliseconds; never when absent (and in specs stored before it).
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// The adapter asked for; chosen by the command when absent (`auto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<AdapterKind>,
 }
 
 impl AgentSpec {
@@ -157,6 +160,13 @@ impl AgentSpec {
             health_check: HealthCheck::from_request(request)?,
             limits: SpecLimits::from_request(request)?,
             idle_timeout_ms: idle_timeout.map(|timeout| timeout.as_millis() as u64),
+            adapter: request
+                .adapter
+                .as_deref()
+                .map(parse::parse_adapter)
+                .transpose()
+                .map_err(EngineError::invalid)?
+                .flatten(),
         })
     }
 
@@ -405,6 +415,8 @@ pub struct Agent {
     pub health: Assessment,
     /// Its last report published as progress.
     pub reported: Reported,
+    /// What its adapter read of its current run.
+    pub session: crate::sessions::SessionFindings,
 }
 
 impl Agent {
@@ -443,7 +455,15 @@ impl Agent {
         now: DateTime<Utc>,
         observed: Option<&Observation>,
     ) -> (Health, Option<String>) {
+        // What the adapter read: the sampler's latest, else what is stored.
+        let session = observed
+            .and_then(|seen| seen.session.as_deref())
+            .or(self.session.read.as_deref())
+            .filter(|_| self.session.run == self.status.run.number)
+            .map(|read| read.reader.session());
         health::assess(&HealthInputs {
+            waiting: session.and_then(|session| session.waiting.as_deref()),
+            explained: session.and_then(|session| session.busy(now)),
             state: self.status.state,
             main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
             silence: health::silence(
@@ -462,7 +482,12 @@ impl Agent {
 
     /// The agent as the API shows it, `now` being the time of the answer
     /// and `observed` what the sampler saw of the current run.
-    pub fn view(&self, now: DateTime<Utc>, observed: Option<&Observation>) -> AgentView {
+    pub fn view(
+        &self,
+        now: DateTime<Utc>,
+        observed: Option<&Observation>,
+        prices: &crate::adapters::Prices,
+    ) -> AgentView {
         let identity = &self.identity;
         let run = &self.status.run;
         let runtime = run.runtime_seconds(now);
@@ -521,6 +546,12 @@ impl Agent {
                 .as_ref()
                 .map(HealthCheck::describe),
             limits: crate::limits::view(&identity.spec.limits, &run.limits),
+            session: self
+                .session
+                .read
+                .as_ref()
+                .filter(|_| self.session.run == run.number)
+                .map(|read| read.reader.view(prices)),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

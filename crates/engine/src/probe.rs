@@ -526,6 +526,7 @@ mod tests {
             probe: found,
             health: Assessment::HEALTHY,
             reported: Default::default(),
+            session: Default::default(),
         }
     }
 

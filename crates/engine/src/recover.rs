@@ -75,6 +75,7 @@ impl Engine {
                         reason: row.health_reason,
                     },
                     reported: Default::default(),
+                    session: Default::default(),
                 });
             }
         }
@@ -106,6 +107,11 @@ impl Engine {
     fn reattach(&self, id: &str) -> Result<bool, EngineError> {
         let agent = self.snapshot(id)?;
         let run = agent.status.run.clone();
+        // What its adapter stored, to go on from (and to read the rest of
+        // a run that ended meanwhile).
+        if let Err(error) = self.begin_session(id, run.number) {
+            tracing::warn!("agent {id}: its output is not read for a session: {error}");
+        }
         match self.inner.shims.find(&run.dir, run.shim) {
             Found::Alive { shim, state } => self.adopt(id, &agent, shim, state).map(|()| true),
             Found::Ended { state } => {

@@ -23,6 +23,8 @@ pub struct Findings<'a> {
     pub health: &'a mut Assessment,
     /// Its last published report.
     pub reported: &'a mut Reported,
+    /// What its adapter read.
+    pub session: &'a mut crate::sessions::SessionFindings,
 }
 
 /// Every known agent.
@@ -60,6 +62,7 @@ impl Registry {
                 probe: &mut agent.probe,
                 health: &mut agent.health,
                 reported: &mut agent.reported,
+                session: &mut agent.session,
             });
         }
     }
@@ -181,6 +184,7 @@ mod tests {
                     health_check: None,
                     limits: Default::default(),
                     idle_timeout_ms: None,
+                    adapter: None,
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),
@@ -194,6 +198,7 @@ mod tests {
             probe: Default::default(),
             health: Assessment::HEALTHY,
             reported: Default::default(),
+            session: Default::default(),
         }
     }
 

@@ -159,6 +159,11 @@ impl Sampler {
                         cgroup: run.cgroup.clone(),
                         dir: run.dir.clone(),
                         started_at: run.started_at,
+                        session: agent
+                            .session
+                            .read
+                            .clone()
+                            .filter(|_| agent.session.run == run.number),
                     },
                 )),
             }

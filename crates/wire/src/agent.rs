@@ -96,6 +96,10 @@ pub struct AgentView {
     pub health_check: Option<String>,
     /// The resource limits, when any was given, and how each is enforced.
     pub limits: Option<crate::limits::LimitsView>,
+    /// What the agent's own output says about its work, read by its
+    /// adapter; absent when no adapter reads it.
+    #[serde(default)]
+    pub session: Option<crate::session::SessionView>,
     /// Path of the current run's stdout log.
     pub stdout_log: String,
     /// Path of the current run's stderr log.

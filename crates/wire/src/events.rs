@@ -141,6 +141,43 @@ pub enum EventKind {
         /// What it is doing.
         message: Option<String>,
     },
+    /// The agent's adapter learnt who the session is: its id, its models.
+    #[serde(rename = "agent.session")]
+    Session {
+        /// The adapter.
+        adapter: crate::AdapterKind,
+        /// The agent's own session (or thread) id.
+        session_id: Option<String>,
+        /// The models it used so far.
+        models: Vec<String>,
+    },
+    /// What the agent used so far (at most one event a second per agent).
+    #[serde(rename = "agent.usage")]
+    Usage {
+        /// Tokens so far.
+        tokens: crate::TokenCounts,
+        /// Cost so far in USD, where it can be had.
+        cost_usd: Option<f64>,
+    },
+    /// The agent waits for a person (`waiting` says for what), or no
+    /// longer does (`waiting` is null).
+    #[serde(rename = "agent.waiting")]
+    Waiting {
+        /// What it waits for.
+        waiting: Option<String>,
+    },
+    /// The agent gave its final result.
+    #[serde(rename = "agent.result")]
+    Result {
+        /// Whether it succeeded, in its own words.
+        success: bool,
+        /// Its final message, or what went wrong.
+        message: Option<String>,
+        /// Tokens of the run.
+        tokens: crate::TokenCounts,
+        /// Cost of the run in USD, where it can be had.
+        cost_usd: Option<f64>,
+    },
     /// A group's concurrency limit was set or removed.
     #[serde(rename = "group.changed")]
     GroupChanged {
@@ -186,6 +223,10 @@ impl EventKind {
             EventKind::Removed { .. } => "agent.removed",
             EventKind::Health { .. } => "agent.health",
             EventKind::Progress { .. } => "agent.progress",
+            EventKind::Session { .. } => "agent.session",
+            EventKind::Usage { .. } => "agent.usage",
+            EventKind::Waiting { .. } => "agent.waiting",
+            EventKind::Result { .. } => "agent.result",
             EventKind::GroupChanged { .. } => "group.changed",
             EventKind::DaemonStarted { .. } => "daemon.started",
             EventKind::DaemonStopping { .. } => "daemon.stopping",
@@ -195,7 +236,7 @@ impl EventKind {
 }
 
 /// Every event type, for filters and for counting.
-pub const EVENT_TYPES: [&str; 13] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "agent.created",
     "agent.queued",
     "agent.starting",
@@ -206,6 +247,10 @@ pub const EVENT_TYPES: [&str; 13] = [
     "agent.removed",
     "agent.health",
     "agent.progress",
+    "agent.session",
+    "agent.usage",
+    "agent.waiting",
+    "agent.result",
     "group.changed",
     "daemon.started",
     "daemon.stopping",
@@ -491,7 +536,7 @@ mod tests {
         let starting = r#"{"id":1,"time":"2026-12-06T10:00:00Z","type":"agent.starting","run":1}"#;
         let event: Event = serde_json::from_str(starting).unwrap();
         assert_eq!(event.kind, EventKind::Starting {});
-        let newer = r#"{"id":2,"time":"2026-12-06T10:00:00Z","type":"agent.session","tokens":5}"#;
+        let newer = r#"{"id":2,"time":"2026-12-06T10:00:00Z","type":"agent.telemetry","spans":5}"#;
         let event: Event = serde_json::from_str(newer).unwrap();
         assert_eq!(event.kind, EventKind::Unknown);
         for kind in EVENT_TYPES {

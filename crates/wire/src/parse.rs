@@ -455,6 +455,14 @@ fn parse_port(text: &str) -> Result<u16, String> {
     }
 }
 
+/// Parses an adapter choice: `auto` (`None`) or an adapter's name.
+pub fn parse_adapter(text: &str) -> Result<Option<crate::AdapterKind>, String> {
+    match text.trim() {
+        "auto" => Ok(None),
+        name => name.parse().map(Some),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

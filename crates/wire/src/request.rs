@@ -111,6 +111,11 @@ pub struct CreateAgent {
     /// Most open files per process (RLIMIT_NOFILE).
     #[serde(default)]
     pub nofile: Option<u64>,
+    /// Which adapter reads the agent's output into its session: `auto`
+    /// (the default: by the program and its output flag), `claude`,
+    /// `codex`, `gemini`, `opencode`, `jsonl` or `none`.
+    #[serde(default)]
+    pub adapter: Option<String>,
 }
 
 /// `GET /v1/agents`: which agents to list.

@@ -111,7 +111,12 @@ pub enum Health {
     Healthy,
     /// A health probe fails.
     Unhealthy,
-    /// No output and no heartbeat for longer than the idle timeout.
+    /// The agent needs a person: a permission, a question (its adapter
+    /// says so).
+    Waiting,
+    /// No output and no heartbeat for longer than the idle timeout, while
+    /// nothing explains the silence (a tool running, an API retry, a rate
+    /// limit).
     Hung,
     /// The agent's main process is a zombie.
     Zombie,
@@ -121,9 +126,10 @@ pub enum Health {
 
 impl Health {
     /// Every health, from best to worst known.
-    pub const ALL: [Health; 5] = [
+    pub const ALL: [Health; 6] = [
         Health::Healthy,
         Health::Unhealthy,
+        Health::Waiting,
         Health::Hung,
         Health::Zombie,
         Health::Unknown,
@@ -134,6 +140,7 @@ impl Health {
         match self {
             Health::Healthy => "healthy",
             Health::Unhealthy => "unhealthy",
+            Health::Waiting => "waiting",
             Health::Hung => "hung",
             Health::Zombie => "zombie",
             Health::Unknown => "unknown",

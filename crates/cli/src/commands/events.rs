@@ -93,10 +93,13 @@ pub fn describe(event: &Event) -> String {
 
 /// What an event says beyond its type and agent.
 fn details(kind: &EventKind) -> String {
+    // One line per event: text of many lines (an agent's message) is
+    // folded and cut.
     let why = |reason: &Option<String>| {
-        reason
-            .as_deref()
-            .map_or_else(String::new, |reason| format!(": {reason}"))
+        reason.as_deref().map_or_else(String::new, |reason| {
+            let folded = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+            format!(": {}", crate::format::truncate(&folded, 200))
+        })
     };
     let cause = |cause: &Option<wrangle_wire::Cause>| {
         cause.map_or_else(String::new, |cause| format!(" (cause {cause})"))
@@ -138,6 +141,33 @@ fn details(kind: &EventKind) -> String {
             }
             text
         }
+        EventKind::Session {
+            adapter,
+            session_id,
+            models,
+        } => {
+            let id = session_id.as_deref().unwrap_or("-");
+            format!("{adapter} session {id}, models {}", models.join(", "))
+        }
+        EventKind::Usage { tokens, cost_usd } => {
+            format!("{}{}", describe_tokens(tokens), describe_cost(*cost_usd))
+        }
+        EventKind::Waiting { waiting } => match waiting {
+            Some(what) => format!("waits for {what}"),
+            None => "no longer waits".into(),
+        },
+        EventKind::Result {
+            success,
+            message,
+            tokens,
+            cost_usd,
+        } => format!(
+            "{}{}: {}{}",
+            if *success { "success" } else { "error" },
+            why(message),
+            describe_tokens(tokens),
+            describe_cost(*cost_usd)
+        ),
         EventKind::GroupChanged { group, max_running } => match max_running {
             Some(max) => format!("group {group}: max-running {max}"),
             None => format!("group {group}: no limit"),
@@ -158,6 +188,19 @@ fn details(kind: &EventKind) -> String {
             }
         }
     }
+}
+
+/// `tokens in 12, out 932, cache read 80746, cache write 8982`.
+pub fn describe_tokens(tokens: &wrangle_wire::TokenCounts) -> String {
+    format!(
+        "tokens in {}, out {}, cache read {}, cache write {}",
+        tokens.input, tokens.output, tokens.cache_read, tokens.cache_write
+    )
+}
+
+/// `, $0.0745` where a cost is known.
+fn describe_cost(cost: Option<f64>) -> String {
+    cost.map_or_else(String::new, |cost| format!(", ${cost:.4}"))
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ fn describe(agent: &AgentView) -> String {
         idle_timeout_seconds,
         health_check,
         limits,
+        session,
         stdout_log,
         stderr_log,
     } = agent;
@@ -83,7 +84,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 41] = [
+    let fields: [(&str, String); 46] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -196,6 +197,69 @@ fn describe(agent: &AgentView) -> String {
                     .as_ref(),
             ),
         ),
+        (
+            "session",
+            session.as_ref().map_or_else(
+                || "-".to_owned(),
+                |s| {
+                    format!(
+                        "{} {} ({}), {} turns, {} tool calls{}",
+                        s.adapter,
+                        s.session_id.as_deref().unwrap_or("-"),
+                        if s.models.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            s.models.join(", ")
+                        },
+                        s.turns,
+                        s.tool_calls,
+                        s.tool
+                            .as_ref()
+                            .map_or_else(String::new, |tool| format!(", running {}", tool.name))
+                    )
+                },
+            ),
+        ),
+        (
+            "tokens",
+            session.as_ref().map_or_else(
+                || "-".to_owned(),
+                |s| super::events::describe_tokens(&s.tokens).replacen("tokens ", "", 1),
+            ),
+        ),
+        (
+            "cost",
+            session.as_ref().map_or_else(
+                || "-".to_owned(),
+                |s| match (s.cost_usd, s.cost_source, &s.cost_note) {
+                    (Some(cost), Some(source), _) => {
+                        format!("${cost:.4} ({source:?})").to_lowercase()
+                    }
+                    (_, _, Some(note)) => format!("unknown: {note}"),
+                    _ => "-".to_owned(),
+                },
+            ),
+        ),
+        (
+            "waiting",
+            or_dash(session.as_ref().and_then(|s| s.waiting.as_ref())),
+        ),
+        (
+            "result",
+            session
+                .as_ref()
+                .and_then(|s| s.result.as_ref())
+                .map_or_else(
+                    || "-".to_owned(),
+                    |r| {
+                        let word = if r.success { "success" } else { "error" };
+                        match &r.message {
+                            Some(message) => format!("{word}: {message}"),
+                            None => word.to_owned(),
+                        }
+                    },
+                ),
+        ),
         ("last_output_at", time(last_output_at)),
         ("last_heartbeat_at", time(last_heartbeat_at)),
         ("stdout_log", stdout_log.clone()),
@@ -302,6 +366,11 @@ tree:                cpu 150% (42s in all) rss 300M threads 7 fds 20 processes 3
 progress:            40%
 message:             running tests
 details:             -
+session:             -
+tokens:              -
+cost:                -
+waiting:             -
+result:              -
 last_output_at:      -
 last_heartbeat_at:   -
 stdout_log:          /h/runs/worker-1/1/stdout.log

@@ -98,6 +98,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         idle_timeout_seconds: None,
         health_check: None,
         limits: None,
+        session: None,
         stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
         stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
     }

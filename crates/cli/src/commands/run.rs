@@ -68,6 +68,7 @@ fn create_request(
         nofile: args.nofile,
         idle_timeout: args.idle_timeout.clone(),
         on_hang: args.on_hang.clone(),
+        adapter: args.adapter.clone(),
         ..CreateAgent::default()
     })
 }

@@ -27,6 +27,8 @@ pub struct Tail {
     partial: Vec<u8>,
     /// Passing over a line longer than [`MAX_LINE`] until its end.
     skipping: bool,
+    /// Lines are stderr's (see [`Reader::stderr_line`]).
+    stderr: bool,
     buffer: Vec<u8>,
 }
 
@@ -35,6 +37,15 @@ impl Tail {
     pub fn at(read_to: u64) -> Tail {
         Tail {
             read_to,
+            ..Tail::default()
+        }
+    }
+
+    /// A tail of a run's stderr from `read_to` on.
+    pub fn stderr_at(read_to: u64) -> Tail {
+        Tail {
+            read_to,
+            stderr: true,
             ..Tail::default()
         }
     }
@@ -77,13 +88,22 @@ impl Tail {
     pub fn finish(&mut self, reader: &mut Reader, at: DateTime<Utc>) -> Changed {
         let mut changed = Changed::default();
         if std::mem::take(&mut self.skipping) {
-            changed.merge(reader.line(b"", at));
+            changed.merge(self.give(reader, b"", at));
         } else if !self.partial.is_empty() {
             let line = std::mem::take(&mut self.partial);
-            changed.merge(reader.line(&line, at));
+            changed.merge(self.give(reader, &line, at));
             self.read_to += line.len() as u64;
         }
         changed
+    }
+
+    /// Gives one line to the reader, as stdout's or stderr's.
+    fn give(&self, reader: &mut Reader, line: &[u8], at: DateTime<Utc>) -> Changed {
+        if self.stderr {
+            reader.stderr_line(line, at)
+        } else {
+            reader.line(line, at)
+        }
     }
 
     /// Cuts `data` (what follows `read_to` and `partial` in the file) into
@@ -94,19 +114,19 @@ impl Tail {
             let end = start + length;
             if std::mem::take(&mut self.skipping) {
                 // The end of an overlong line: it counts as one line.
-                changed.merge(reader.line(b"", at));
+                changed.merge(self.give(reader, b"", at));
                 self.read_to += (end + 1 - start) as u64;
             } else if self.partial.is_empty() {
-                changed.merge(reader.line(&data[start..end], at));
+                changed.merge(self.give(reader, &data[start..end], at));
                 self.read_to += (end + 1 - start) as u64;
             } else if self.partial.len() + length > MAX_LINE {
-                changed.merge(reader.line(b"", at));
+                changed.merge(self.give(reader, b"", at));
                 self.read_to += (self.partial.len() + length + 1) as u64;
                 self.partial.clear();
             } else {
                 self.partial.extend_from_slice(&data[start..end]);
                 let line = std::mem::take(&mut self.partial);
-                changed.merge(reader.line(&line, at));
+                changed.merge(self.give(reader, &line, at));
                 self.read_to += line.len() as u64 + 1;
             }
             start = end + 1;

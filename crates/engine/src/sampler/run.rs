@@ -16,17 +16,20 @@ use super::changes::Dirty;
 use super::cpu::CpuMeter;
 use super::snapshot::Observation;
 use super::status_file::{self, StatusFile};
+use crate::adapters::{Reader, Tail};
 use crate::health::MainProcess;
 use crate::model::STATUS_FILE;
+use crate::sessions::SessionRead;
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
 use std::mem;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use wrangle_os::sample::{self, DirWatch, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
 use wrangle_os::ProcessId;
 use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
-use wrangle_wire::{ProcessMetrics, TreeMetrics};
+use wrangle_wire::{AdapterKind, ProcessMetrics, TreeMetrics};
 
 /// What to watch of a run, from the engine's record of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +46,19 @@ pub struct Target {
     pub dir: PathBuf,
     /// When the exec was confirmed.
     pub started_at: Option<DateTime<Utc>>,
+    /// What the run's adapter has read so far (stored), if one reads it.
+    pub session: Option<Arc<SessionRead>>,
+}
+
+/// A run's adapter as the sampler drives it: it reads on from where the
+/// stored session stops, and the engine stores what it publishes.
+#[derive(Debug)]
+struct LiveSession {
+    reader: Reader,
+    stdout: Tail,
+    /// Only Gemini says anything on stderr (its retries); it is followed
+    /// from where it was when the run was first watched.
+    stderr: Option<Tail>,
 }
 
 /// What the runs of one tick share: buffers reused from tick to tick, and
@@ -129,6 +145,8 @@ pub struct RunSampler {
     stderr_at: Option<DateTime<Utc>>,
     /// Still to be watched, as found by the latest look at the registry.
     marked: bool,
+    /// Its adapter, if one reads it.
+    session: Option<LiveSession>,
     /// What the last tick saw.
     pub observation: Observation,
 }
@@ -139,7 +157,16 @@ impl RunSampler {
     /// that a run watched anew (after a restart of the daemon) shows the
     /// right times at once.
     pub fn new(target: Target, watch: Option<DirWatch>) -> RunSampler {
+        let session = target.session.as_ref().map(|read| LiveSession {
+            stderr: (read.reader.kind() == AdapterKind::Gemini).then(|| {
+                let length = std::fs::metadata(target.dir.join(STDERR_LOG)).map_or(0, |m| m.len());
+                Tail::stderr_at(length)
+            }),
+            reader: read.reader.clone(),
+            stdout: Tail::at(read.read_to),
+        });
         RunSampler {
+            session,
             status_file: StatusFile::default(),
             watch,
             dirty: Dirty::ALL,
@@ -235,7 +262,7 @@ impl RunSampler {
             None => (MainProcess::Missing, None),
         };
         observation.tree = Some(tree);
-        self.look_at_files(scratch);
+        self.look_at_files(scratch, wall);
     }
 
     /// Walks the tree once: its metrics (CPU % aside), the main process's
@@ -296,7 +323,7 @@ impl RunSampler {
     /// Reads the status file if it changed, and when the logs last grew:
     /// of the files that may have changed, or of all of them when the
     /// directory is not watched.
-    fn look_at_files(&mut self, scratch: &mut Scratch) {
+    fn look_at_files(&mut self, scratch: &mut Scratch, wall: DateTime<Utc>) {
         let dirty = match self.watch {
             Some(_) => mem::take(&mut self.dirty),
             None => Dirty::ALL,
@@ -334,8 +361,38 @@ impl RunSampler {
             self.stderr_at = status_file::last_write(&dir, STDERR_LOG);
         }
         observation.last_output_at = self.stdout_at.max(self.stderr_at);
+        if dirty.stdout || dirty.stderr {
+            self.read_session(dirty, wall);
+        }
         if scratch.keep(1) {
             self.dir = Some(dir);
+        }
+    }
+
+    /// Lets the run's adapter read what is new in its output; publishes
+    /// what it read when it read anything.
+    fn read_session(&mut self, dirty: Dirty, wall: DateTime<Utc>) {
+        let Some(live) = &mut self.session else {
+            return;
+        };
+        let before = (live.stdout.read_to(), live.reader.session().lines);
+        let mut read = |tail: &mut Tail, log: &str| {
+            if let Err(error) = tail.read(&self.target.dir.join(log), &mut live.reader, wall) {
+                tracing::debug!(%error, "cannot read a run's {log} for its adapter");
+            }
+        };
+        if dirty.stdout {
+            read(&mut live.stdout, STDOUT_LOG);
+        }
+        if let (true, Some(stderr)) = (dirty.stderr, live.stderr.as_mut()) {
+            read(stderr, STDERR_LOG);
+        }
+        let after = (live.stdout.read_to(), live.reader.session().lines);
+        if after != before || live.stderr.is_some() {
+            self.observation.session = Some(Arc::new(SessionRead {
+                reader: live.reader.clone(),
+                read_to: live.stdout.read_to(),
+            }));
         }
     }
 

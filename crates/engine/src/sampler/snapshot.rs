@@ -27,6 +27,9 @@ pub struct Observation {
     pub last_output_at: Option<DateTime<Utc>>,
     /// When the status file was last written.
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    /// What the run's adapter has read of its output so far, when one
+    /// reads it (a new value each time it read more).
+    pub session: Option<Arc<crate::sessions::SessionRead>>,
 }
 
 /// Every watched run's observation, by agent id.

@@ -30,6 +30,7 @@ fn target(dir: &Path, run: u32) -> Target {
         cgroup: None,
         dir: dir.to_owned(),
         started_at: None,
+        session: None,
     }
 }
 

@@ -279,10 +279,12 @@ fn state_style(state: State) -> Style {
     Style::new().fg(color)
 }
 
-/// Green when healthy, red when something is wrong.
+/// Green when healthy, yellow when it waits for a person, red when
+/// something is wrong.
 fn health_style(health: Health) -> Style {
     match health {
         Health::Healthy => Style::new().fg(Color::Green),
+        Health::Waiting => Style::new().fg(Color::Yellow).bold(),
         Health::Unhealthy | Health::Hung | Health::Zombie => Style::new().fg(Color::Red).bold(),
         Health::Unknown => Style::new().fg(Color::DarkGray),
     }

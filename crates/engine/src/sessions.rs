@@ -1,0 +1,225 @@
+//! Agents' sessions in the daemon: which adapter reads a run (chosen when
+//! it starts), what it has read (the sampler reads on as output comes,
+//! see `sampler::run`), storing it with the offset it read to, the events
+//! it makes, and the last read of a run that has ended.
+//!
+//! A session is stored in the same transaction as its events and moves
+//! only forward (`Store::record_findings`), so a daemon killed at any
+//! moment goes on from a consistent point and counts nothing twice.
+
+use crate::adapters::{self, Reader, Tail};
+use crate::error::EngineError;
+use crate::events::Draft;
+use crate::model::Agent;
+use crate::Engine;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use wrangle_store::SessionRow;
+use wrangle_wire::{AdapterKind, EventKind, TokenCounts};
+
+/// Shortest time between two `agent.usage` events of one agent.
+const USAGE_EVERY: chrono::Duration = chrono::Duration::seconds(1);
+
+/// What an adapter has read of a run, and up to where in its stdout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRead {
+    /// The adapter with what it counted.
+    pub reader: Reader,
+    /// The end of the last line it read.
+    pub read_to: u64,
+}
+
+/// An agent's session as the engine keeps it, beside its status.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionFindings {
+    /// The run they are of.
+    pub run: u32,
+    /// What was read, as last stored; none when no adapter reads the run.
+    pub read: Option<Arc<SessionRead>>,
+    /// What was last published as events.
+    pub published: Published,
+}
+
+/// What the events of a session have said so far.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    session_id: Option<String>,
+    models: Vec<String>,
+    usage: Option<(TokenCounts, Option<f64>)>,
+    usage_at: Option<DateTime<Utc>>,
+    waiting: Option<String>,
+    result: bool,
+    /// Usage changed after the last `agent.usage`, too soon to say so yet.
+    pub pending: bool,
+}
+
+impl Engine {
+    /// Chooses the adapter of run `run` and takes what was stored of it (a
+    /// daemon that restarts goes on from there). Call before the sampler
+    /// can see the run running.
+    pub(crate) fn begin_session(&self, id: &str, run: u32) -> Result<(), EngineError> {
+        let agent = self.snapshot(id)?;
+        let spec = &agent.identity.spec;
+        let (kind, reason, model) = adapters::choose(spec.adapter, &spec.command);
+        let read = if kind == AdapterKind::None {
+            None
+        } else {
+            let stored = self.store().session(id, run)?;
+            let resumed = stored.and_then(|row| {
+                let reader: Reader = serde_json::from_str(&row.reader)
+                    .map_err(|error| {
+                        tracing::warn!("agent {id} run {run}: its stored session cannot be read ({error}); it is read again from the start");
+                    })
+                    .ok()?;
+                Some(SessionRead {
+                    reader,
+                    read_to: row.read_to,
+                })
+            });
+            Some(Arc::new(resumed.unwrap_or(SessionRead {
+                reader: Reader::new(kind, reason, model),
+                read_to: 0,
+            })))
+        };
+        let published = read
+            .as_ref()
+            .map(|read| published_of(&read.reader))
+            .unwrap_or_default();
+        self.registry().update_findings(id, |findings| {
+            *findings.session = SessionFindings {
+                run,
+                read,
+                published,
+            };
+        });
+        Ok(())
+    }
+
+    /// Reads what is left of run `run`'s output once it has ended (the
+    /// sampler stops looking at a run that ended, and a final result is
+    /// often its last line), stores it and publishes its events.
+    pub(crate) fn finish_session(&self, id: &str, run: u32) {
+        let Ok(agent) = self.snapshot(id) else { return };
+        let findings = &agent.session;
+        let Some(read) = findings.read.as_ref().filter(|_| findings.run == run) else {
+            return;
+        };
+        let mut reader = read.reader.clone();
+        let mut tail = Tail::at(read.read_to);
+        let now = Utc::now();
+        if let Err(error) = tail.read(&agent.status.run.stdout_log(), &mut reader, now) {
+            tracing::warn!("agent {id} run {run}: cannot read the rest of its output: {error}");
+        }
+        tail.finish(&mut reader, now);
+        let read = Arc::new(SessionRead {
+            reader,
+            read_to: tail.read_to(),
+        });
+        let mut registry = self.registry();
+        let Ok(agent) = registry.get(id) else { return };
+        let mut published = agent.session.published.clone();
+        let drafts = self.session_drafts(agent, &read, &mut published, now, true);
+        let row = session_row(id, run, &read);
+        let written = self.inner.write_with_events(drafts, |store, events| {
+            store.record_findings(&[], &row.into_iter().collect::<Vec<_>>(), events)
+        });
+        match written {
+            Ok(()) => registry.update_findings(id, |findings| {
+                if findings.session.run == run {
+                    findings.session.read = Some(read);
+                    findings.session.published = published;
+                }
+            }),
+            Err(error) => tracing::warn!("agent {id} run {run}: cannot store its session: {error}"),
+        }
+    }
+
+    /// The events of a session that moved on from what `published` says,
+    /// which is brought up to date. Usage goes out at most once a second,
+    /// unless `flush`.
+    pub(crate) fn session_drafts(
+        &self,
+        agent: &Agent,
+        read: &SessionRead,
+        published: &mut Published,
+        now: DateTime<Utc>,
+        flush: bool,
+    ) -> Vec<Draft> {
+        let session = read.reader.session();
+        let mut kinds = Vec::new();
+        if (session.session_id.as_ref(), &session.models)
+            != (published.session_id.as_ref(), &published.models)
+        {
+            published.session_id = session.session_id.clone();
+            published.models = session.models.clone();
+            kinds.push(EventKind::Session {
+                adapter: read.reader.kind(),
+                session_id: session.session_id.clone(),
+                models: session.models.clone(),
+            });
+        }
+        if session.waiting != published.waiting {
+            published.waiting = session.waiting.clone();
+            kinds.push(EventKind::Waiting {
+                waiting: session.waiting.clone(),
+            });
+        }
+        let view = read.reader.view(&self.inner.prices);
+        let usage = (view.tokens, view.cost_usd);
+        if let Some(result) = session.result.as_ref().filter(|_| !published.result) {
+            published.result = true;
+            published.usage = Some(usage);
+            published.usage_at = Some(now);
+            kinds.push(EventKind::Result {
+                success: result.success,
+                message: result.message.clone(),
+                tokens: view.tokens,
+                cost_usd: view.cost_usd,
+            });
+        }
+        let due = flush || published.usage_at.is_none_or(|at| now - at >= USAGE_EVERY);
+        let used = view.tokens.total() > 0 || view.cost_usd.is_some();
+        let moved = published.usage != Some(usage) && used;
+        published.pending = moved && !due;
+        if moved && due {
+            published.usage = Some(usage);
+            published.usage_at = Some(now);
+            kinds.push(EventKind::Usage {
+                tokens: view.tokens,
+                cost_usd: view.cost_usd,
+            });
+        }
+        kinds
+            .into_iter()
+            .map(|kind| Draft::about(agent, kind, now))
+            .collect()
+    }
+}
+
+/// The row that stores `read` for run `run` of agent `id` (none if it
+/// cannot be serialized, which plain data always can).
+pub(crate) fn session_row(id: &str, run: u32, read: &SessionRead) -> Option<SessionRow> {
+    serde_json::to_string(&read.reader)
+        .ok()
+        .map(|reader| SessionRow {
+            agent_id: id.to_string(),
+            run,
+            read_to: read.read_to,
+            reader,
+        })
+}
+
+/// What the events of a stored session have said already: a daemon that
+/// restarts does not say it again.
+fn published_of(reader: &Reader) -> Published {
+    let session = reader.session();
+    Published {
+        session_id: session.session_id.clone(),
+        models: session.models.clone(),
+        usage: None,
+        usage_at: None,
+        waiting: session.waiting.clone(),
+        result: session.result.is_some(),
+        pending: false,
+    }
+}
