@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
-use wrangle_wire::parse;
+use wrangle_wire::options::cli::{self as checks, InvalidInput};
+use wrangle_wire::{parse, RunOptions};
 
 /// A process supervisor for fleets of long-running agents.
 #[derive(Debug, Parser)]
@@ -77,7 +78,7 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Name of the agent (a-z, 0-9, '.', '_', '-'); one is made up when absent
-    #[arg(long, value_parser = agent_name)]
+    #[arg(long, value_parser = checks::name)]
     pub name: Option<String>,
 
     /// Set an environment variable on top of this shell's environment
@@ -88,115 +89,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
 
-    /// Signal that starts the staged stop [default: SIGTERM]
-    #[arg(long, value_name = "SIGNAL", value_parser = signal)]
-    pub stop_signal: Option<String>,
-
-    /// Grace period after the stop signal, e.g. 500ms, 10s, 2m [default: 10s]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub stop_timeout: Option<String>,
-
-    /// Memory limit of the agent's whole tree, e.g. 512K, 64M, 1.5G; going
-    /// over it ends the agent `failed` (memory limit exceeded)
-    #[arg(long, value_name = "SIZE", value_parser = memory_max, allow_hyphen_values = true)]
-    pub memory_max: Option<String>,
-
-    /// CPU limit of the agent's whole tree in cores, e.g. 0.5 or 2
-    #[arg(long, value_name = "CORES", value_parser = cpu_max, allow_hyphen_values = true)]
-    pub cpu_max: Option<String>,
-
-    /// Most processes (threads included) the agent's tree may hold at once
-    #[arg(long, value_name = "N", value_parser = pids_max, allow_hyphen_values = true)]
-    pub pids_max: Option<u64>,
-
-    /// Most open files per process of the agent (RLIMIT_NOFILE)
-    #[arg(long, value_name = "N", value_parser = nofile, allow_hyphen_values = true)]
-    pub nofile: Option<u64>,
-
-    /// Call the agent hung after this long without output or a write to its
-    /// status file, e.g. 5m [default: never]
-    #[arg(long, value_name = "DURATION", value_parser = idle_timeout)]
-    pub idle_timeout: Option<String>,
-
-    /// What to do when the agent is hung (needs --idle-timeout): none, stop
-    /// (the run ends failed) or restart [default: none]
-    #[arg(long, value_name = "ACTION", value_parser = on_hang, requires = "idle_timeout")]
-    pub on_hang: Option<String>,
-
-    /// What reads the agent's output into its session (tokens, cost,
-    /// waiting, result): auto (by the program and its output flag), claude,
-    /// codex, gemini, opencode, jsonl or none [default: auto]
-    #[arg(long, value_name = "ADAPTER", value_parser = adapter)]
-    pub adapter: Option<String>,
-
-    /// Start the agent again when it ends: never, on-failure (non-zero exit,
-    /// fatal signal, timeout) or always [default: never]
-    #[arg(long, value_name = "POLICY", value_parser = restart_policy)]
-    pub restart: Option<String>,
-
-    /// Most restarts within --restart-window; one more end and the agent is
-    /// failed as crash-looping [default: 5]
-    #[arg(long, value_name = "N")]
-    pub max_restarts: Option<u32>,
-
-    /// The window restarts are counted in [default: 60s]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub restart_window: Option<String>,
-
-    /// First delay before a restart; it doubles with each one [default: 1s]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub backoff_initial: Option<String>,
-
-    /// Longest delay before a restart [default: 60s]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub backoff_max: Option<String>,
-
-    /// A run that ends sooner counts as a failed start [default: 1s]
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub min_uptime: Option<String>,
-
-    /// Wall-clock limit of each run: then the staged stop runs and the run
-    /// ends failed with reason timeout
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
-    pub timeout: Option<String>,
-    /// A shell command (sh -c, in the agent's directory and environment);
-    /// healthy when it exits 0
-    #[arg(
-        long,
-        value_name = "CMD",
-        group = "probe",
-        help_heading = "Health probe"
-    )]
-    pub health_cmd: Option<String>,
-
-    /// An http:// URL; healthy when it answers 2xx or 3xx
-    #[arg(long, value_name = "URL", group = "probe", value_parser = http_url, help_heading = "Health probe")]
-    pub health_http: Option<String>,
-
-    /// HOST:PORT; healthy when it accepts a TCP connection
-    #[arg(long, value_name = "HOST:PORT", group = "probe", value_parser = host_port, help_heading = "Health probe")]
-    pub health_tcp: Option<String>,
-
-    /// Time between probes, e.g. 500ms, 10s [default: 10s]
-    #[arg(long, value_name = "DURATION", requires = "probe", value_parser = positive_duration, help_heading = "Health probe")]
-    pub health_interval: Option<String>,
-
-    /// Time a probe may take before it counts as failed [default: 5s]
-    #[arg(long, value_name = "DURATION", requires = "probe", value_parser = positive_duration, help_heading = "Health probe")]
-    pub health_timeout: Option<String>,
-
-    /// Failed probes in a row that make the agent unhealthy [default: 3]
-    #[arg(long, value_name = "N", requires = "probe", value_parser = retries, help_heading = "Health probe")]
-    pub health_retries: Option<u32>,
-
-    /// Concurrency group: its limit (`wrangle group set`) caps how many of
-    /// its agents run at once; the others wait, queued
-    #[arg(long, value_name = "GROUP", value_parser = agent_name)]
-    pub group: Option<String>,
-
-    /// Queued agents start highest priority first, then in order [default: 0]
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
-    pub priority: Option<i32>,
+    /// How it runs: stop, health, restarts, limits, session, budget.
+    #[command(flatten)]
+    pub options: RunOptions,
 
     /// Print the agent as JSON instead of its id
     #[arg(long)]
@@ -321,7 +216,7 @@ pub struct GroupLsArgs {
 #[derive(Debug, Args)]
 pub struct GroupSetArgs {
     /// The group's name
-    #[arg(value_name = "GROUP", value_parser = agent_name)]
+    #[arg(value_name = "GROUP", value_parser = checks::name)]
     pub name: String,
 
     /// Most of its agents that run at once (at least 1), or `none` for no limit
@@ -393,7 +288,7 @@ pub struct StopArgs {
     pub all: bool,
 
     /// Grace period instead of each agent's own stop timeout
-    #[arg(short, long, value_name = "DURATION", value_parser = duration)]
+    #[arg(short, long, value_name = "DURATION", value_parser = checks::duration)]
     pub timeout: Option<String>,
 }
 
@@ -405,7 +300,7 @@ pub struct KillArgs {
     pub agent: String,
 
     /// Signal to send, e.g. TERM, SIGINT, 9 [default: SIGKILL to the whole tree]
-    #[arg(short, long, value_name = "SIGNAL", value_parser = signal)]
+    #[arg(short, long, value_name = "SIGNAL", value_parser = checks::signal)]
     pub signal: Option<String>,
 }
 
@@ -444,7 +339,7 @@ pub struct EventsArgs {
     pub agent: Option<String>,
 
     /// Only events of agents in this group (and of the group itself)
-    #[arg(long, value_name = "GROUP", value_parser = agent_name)]
+    #[arg(long, value_name = "GROUP", value_parser = checks::name)]
     pub group: Option<String>,
 
     /// Only events whose type starts with this: agent.exited, agent.health,
@@ -505,7 +400,7 @@ pub struct DaemonArgs {
 
     /// How long events are kept for `wrangle events --since`, e.g. 30d
     /// [default: 7d]
-    #[arg(long, value_name = "DURATION", value_parser = positive_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = checks::positive_duration)]
     pub events_keep: Option<String>,
 
     /// Most events kept; the oldest past it are pruned [default: 500000]
@@ -536,26 +431,6 @@ pub struct DaemonStopArgs {
     pub stop_agents: bool,
 }
 
-/// A value one of wrangle's own parsers rejected, with the parser's
-/// message; told apart from clap's errors so it is printed as it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidInput(pub String);
-
-impl std::fmt::Display for InvalidInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InvalidInput {}
-
-/// `--adapter`: `auto` or an adapter's name.
-fn adapter(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_adapter(text)
-        .map(|_| text.trim().to_owned())
-        .map_err(InvalidInput)
-}
-
 /// `--since` of `events`: an id, a time or a duration ago.
 fn since(text: &str) -> Result<String, InvalidInput> {
     wrangle_wire::events::parse_since(text, chrono::Utc::now())
@@ -570,54 +445,9 @@ fn event_type(text: &str) -> Result<String, InvalidInput> {
         .map_err(InvalidInput)
 }
 
-/// `--name`: the daemon's name rule.
-fn agent_name(text: &str) -> Result<String, InvalidInput> {
-    parse::validate_name(text)
-        .map(|()| text.to_owned())
-        .map_err(InvalidInput)
-}
-
 /// `--env KEY=VALUE`.
 fn env_pair(text: &str) -> Result<(String, String), InvalidInput> {
     parse::parse_env_pair(text).map_err(InvalidInput)
-}
-
-/// `--stop-timeout`, `--timeout`: checked, kept as typed.
-fn duration(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_duration(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--memory-max`: checked, kept as typed.
-fn memory_max(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_memory_max(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--cpu-max`: checked, kept as typed.
-fn cpu_max(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_cpu_max(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--pids-max`.
-fn pids_max(text: &str) -> Result<u64, InvalidInput> {
-    parse::parse_count_limit("process limit", text).map_err(InvalidInput)
-}
-
-/// `--nofile`.
-fn nofile(text: &str) -> Result<u64, InvalidInput> {
-    parse::parse_count_limit("open-file limit", text).map_err(InvalidInput)
-}
-
-/// `--idle-timeout`: checked, kept as typed.
-fn idle_timeout(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_idle_timeout(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
 }
 
 /// `--sample-interval`: checked, kept as typed.
@@ -625,51 +455,6 @@ fn sample_interval(text: &str) -> Result<String, InvalidInput> {
     parse::parse_sample_interval(text)
         .map(|_| text.to_owned())
         .map_err(InvalidInput)
-}
-
-/// `--on-hang`: checked, kept as typed.
-fn on_hang(text: &str) -> Result<String, InvalidInput> {
-    text.parse::<wrangle_wire::OnHang>()
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--restart`: checked, kept as typed.
-fn restart_policy(text: &str) -> Result<String, InvalidInput> {
-    text.parse::<wrangle_wire::RestartPolicy>()
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--health-interval`, `--health-timeout`: checked, kept as typed.
-fn positive_duration(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_positive_duration(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--health-http`: checked, kept as typed.
-fn http_url(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_http_url(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--health-tcp`: checked, kept as typed.
-fn host_port(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_host_port(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
-}
-
-/// `--health-retries`: a number, at least 1.
-fn retries(text: &str) -> Result<u32, InvalidInput> {
-    let number = text.parse::<u32>().map_err(|_| {
-        InvalidInput(format!(
-            "invalid health retries {text:?}: give a whole number of failed probes, at least 1"
-        ))
-    })?;
-    parse::validate_health_retries(number).map_err(InvalidInput)
 }
 
 /// Shortest `top --interval`: refreshing faster only loads the daemon
@@ -685,13 +470,6 @@ fn interval(text: &str) -> Result<Duration, InvalidInput> {
         )));
     }
     Ok(duration)
-}
-
-/// `--stop-signal`, `--signal`: checked, kept as typed.
-fn signal(text: &str) -> Result<String, InvalidInput> {
-    parse::parse_signal(text)
-        .map(|_| text.to_owned())
-        .map_err(InvalidInput)
 }
 
 /// An agent reference: the daemon resolves it, but an empty one would
@@ -761,8 +539,8 @@ mod tests {
             [("A".into(), "b=c".into()), ("EMPTY".into(), String::new())]
         );
         assert_eq!(run.cwd, Some(PathBuf::from("sub")));
-        assert_eq!(run.stop_signal.as_deref(), Some("int"));
-        assert_eq!(run.stop_timeout.as_deref(), Some("1m30s"));
+        assert_eq!(run.options.stop_signal.as_deref(), Some("int"));
+        assert_eq!(run.options.stop_timeout.as_deref(), Some("1m30s"));
         assert!(run.json);
         assert_eq!(run.command, ["sh", "-c", "echo --json"]);
     }
@@ -817,13 +595,13 @@ mod tests {
             panic!("not run")
         };
         assert_eq!(
-            run.health_http.as_deref(),
+            run.options.health_http.as_deref(),
             Some("http://127.0.0.1:8080/health")
         );
-        assert_eq!(run.health_interval.as_deref(), Some("200ms"));
-        assert_eq!(run.health_timeout.as_deref(), Some("1s"));
-        assert_eq!(run.health_retries, Some(2));
-        assert!(run.health_cmd.is_none() && run.health_tcp.is_none());
+        assert_eq!(run.options.health_interval.as_deref(), Some("200ms"));
+        assert_eq!(run.options.health_timeout.as_deref(), Some("1s"));
+        assert_eq!(run.options.health_retries, Some(2));
+        assert!(run.options.health_cmd.is_none() && run.options.health_tcp.is_none());
 
         let two = ["--health-cmd", "true", "--health-tcp", "127.0.0.1:9"];
         assert_eq!(
@@ -1030,9 +808,9 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.memory_max.as_deref(), Some("1.5G"));
-        assert_eq!(run.cpu_max.as_deref(), Some("0.5"));
-        assert_eq!((run.pids_max, run.nofile), (Some(5), Some(32)));
+        assert_eq!(run.options.memory_max.as_deref(), Some("1.5G"));
+        assert_eq!(run.options.cpu_max.as_deref(), Some("0.5"));
+        assert_eq!((run.options.pids_max, run.options.nofile), (Some(5), Some(32)));
 
         assert_eq!(
             validation_message(&["run", "--memory-max", "lots", "--", "true"]),
@@ -1059,7 +837,7 @@ mod tests {
         let Command::Run(run) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(run.idle_timeout.as_deref(), Some("5m"));
+        assert_eq!(run.options.idle_timeout.as_deref(), Some("5m"));
         assert_eq!(
             validation_message(&["run", "--idle-timeout", "bogus", "--", "true"]),
             parse::parse_idle_timeout("bogus").unwrap_err()

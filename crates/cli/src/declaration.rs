@@ -299,8 +299,8 @@ cwd = "jobs"
         assert_eq!(web.request.name.as_deref(), Some("web"));
         assert_eq!(web.request.command, ["python3", "-m", "http.server"]);
         assert_eq!(web.request.env["PORT"], "8000");
-        assert_eq!(web.request.restart.as_deref(), Some("always"));
-        assert_eq!(web.request.priority, Some(3));
+        assert_eq!(web.request.options.restart.as_deref(), Some("always"));
+        assert_eq!(web.request.options.priority, Some(3));
         assert_eq!(web.request.cwd.as_deref(), Some("/srv/fleet"));
         assert_eq!(web.request.labels[FILE_LABEL], FILE);
         assert_eq!(web.hash().len(), 16);

@@ -2,11 +2,11 @@
 //! stderr, and a quiet exit when the reader of stdout has gone away
 //! (`wrangle logs -f | head`).
 
-use crate::args::InvalidInput;
 use std::error::Error as _;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
+use wrangle_wire::options::cli::InvalidInput;
 
 /// Exit code of a command line clap or a value parser rejected.
 const USAGE_EXIT: u8 = 2;

@@ -7,7 +7,7 @@
 //! A hung agent whose `--on-hang` says so is stopped from here.
 
 use crate::events::Draft;
-use crate::health::MainProcess;
+use crate::health::{self, HealthInputs, MainProcess};
 use crate::model::{Agent, Assessment};
 use crate::sampler::Observation;
 use crate::sessions::{session_row, Published, SessionRead};
@@ -180,6 +180,40 @@ impl Engine {
         let mut published = findings.published.clone();
         drafts.extend(self.session_drafts(agent, read, &mut published, now, false));
         Some((newer, published))
+    }
+}
+
+impl Agent {
+    /// Assesses health, separate from state, and why; `observed` is what
+    /// the sampler saw of the current run.
+    pub fn assess(
+        &self,
+        now: DateTime<Utc>,
+        observed: Option<&Observation>,
+    ) -> (Health, Option<String>) {
+        // What the adapter read: the sampler's latest, else what is stored.
+        let session = observed
+            .and_then(|seen| seen.session.as_deref())
+            .or(self.session.read.as_deref())
+            .filter(|_| self.session.run == self.status.run.number)
+            .map(|read| read.reader.session());
+        health::assess(&HealthInputs {
+            waiting: session.and_then(|session| session.waiting.as_deref()),
+            explained: session.and_then(|session| session.busy(now)),
+            state: self.status.state,
+            main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
+            silence: health::silence(
+                now,
+                [
+                    self.status.run.started_at,
+                    observed.and_then(|seen| seen.last_output_at),
+                    observed.and_then(|seen| seen.last_heartbeat_at),
+                ],
+            ),
+            idle_timeout: self.identity.spec.idle_timeout(),
+            probe_failure: self.probe_failure().as_deref(),
+            status_file_error: observed.and_then(|seen| seen.report_error.as_deref()),
+        })
     }
 }
 

@@ -37,8 +37,10 @@ mod remove;
 mod restart;
 pub mod sampler;
 mod sessions;
+pub mod spec;
 mod stop;
 mod summary;
+mod view;
 mod wait;
 mod zygote;
 

@@ -10,7 +10,7 @@ use wrangle_os::limits::{Controller, ControllerSupport, LimitSupport};
 use wrangle_os::RunCgroup;
 use wrangle_shim::protocol::{Enforce, ExitRecord, Limit, LimitPlan, ShimState};
 use wrangle_wire::parse::{self, format_size};
-use wrangle_wire::{CreateAgent, Enforcement, ErrorCode, LimitsView};
+use wrangle_wire::{Enforcement, ErrorCode, LimitsView, RunOptions};
 
 /// The limits an agent was created with; stored in its spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -30,28 +30,28 @@ pub struct SpecLimits {
 }
 
 impl SpecLimits {
-    /// Checks the limits of a create request with the parsers the CLI uses.
-    pub fn from_request(request: &CreateAgent) -> Result<SpecLimits, EngineError> {
+    /// Checks the limits of the options of a run with the parsers the CLI uses.
+    pub fn from_options(options: &RunOptions) -> Result<SpecLimits, EngineError> {
         let invalid = EngineError::invalid;
         Ok(SpecLimits {
-            memory_max: request
+            memory_max: options
                 .memory_max
                 .as_deref()
                 .map(parse::parse_memory_max)
                 .transpose()
                 .map_err(invalid)?,
-            cpu_max: request
+            cpu_max: options
                 .cpu_max
                 .as_deref()
                 .map(parse::parse_cpu_max)
                 .transpose()
                 .map_err(invalid)?,
-            pids_max: request
+            pids_max: options
                 .pids_max
                 .map(|n| parse::check_count_limit("process limit", n))
                 .transpose()
                 .map_err(invalid)?,
-            nofile: request
+            nofile: options
                 .nofile
                 .map(|n| parse::check_count_limit("open-file limit", n))
                 .transpose()
@@ -225,34 +225,34 @@ mod tests {
 
     #[test]
     fn request_limits_are_parsed_and_checked() {
-        let request = CreateAgent {
+        let request = RunOptions {
             memory_max: Some("1.5G".into()),
             cpu_max: Some("0.5".into()),
             pids_max: Some(5),
             nofile: Some(32),
-            ..CreateAgent::default()
+            ..RunOptions::default()
         };
-        let limits = SpecLimits::from_request(&request).unwrap();
+        let limits = SpecLimits::from_options(&request).unwrap();
         assert_eq!(limits.memory_max, Some(3 << 29));
         assert_eq!(limits.cpu_max, Some(0.5));
-        assert!(SpecLimits::from_request(&CreateAgent::default())
+        assert!(SpecLimits::from_options(&RunOptions::default())
             .unwrap()
             .is_empty());
         for bad in [
-            CreateAgent {
+            RunOptions {
                 memory_max: Some("lots".into()),
-                ..CreateAgent::default()
+                ..RunOptions::default()
             },
-            CreateAgent {
+            RunOptions {
                 cpu_max: Some("0".into()),
-                ..CreateAgent::default()
+                ..RunOptions::default()
             },
-            CreateAgent {
+            RunOptions {
                 pids_max: Some(0),
-                ..CreateAgent::default()
+                ..RunOptions::default()
             },
         ] {
-            let error = SpecLimits::from_request(&bad).unwrap_err();
+            let error = SpecLimits::from_options(&bad).unwrap_err();
             assert_eq!(error.code, ErrorCode::InvalidArgument);
             assert!(error.message.starts_with("invalid"), "{}", error.message);
         }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use wrangle_wire::parse::{self, format_seconds};
-use wrangle_wire::{CreateAgent, OnHang, RestartPolicy, State};
+use wrangle_wire::{OnHang, RestartPolicy, RunOptions, State};
 
 /// How an agent is restarted and limited in time; part of its spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,8 +47,8 @@ impl Default for RestartSpec {
 }
 
 impl RestartSpec {
-    /// The restart options of a create request, checked.
-    pub fn from_request(request: &CreateAgent) -> Result<RestartSpec, EngineError> {
+    /// The restart options of the options of a run, checked.
+    pub fn from_options(options: &RunOptions) -> Result<RestartSpec, EngineError> {
         let defaults = RestartSpec::default();
         let duration = |value: &Option<String>, what: &str, default: u64| match value {
             None => Ok(default),
@@ -63,45 +63,45 @@ impl RestartSpec {
                 Ok(parsed.as_millis() as u64)
             }
         };
-        let policy = match &request.restart {
+        let policy = match &options.restart {
             None => defaults.policy,
             Some(text) => text.parse().map_err(EngineError::invalid)?,
         };
         let spec = RestartSpec {
             policy,
-            max_restarts: request.max_restarts.unwrap_or(defaults.max_restarts),
+            max_restarts: options.max_restarts.unwrap_or(defaults.max_restarts),
             window_ms: duration(
-                &request.restart_window,
+                &options.restart_window,
                 "--restart-window",
                 defaults.window_ms,
             )?,
             backoff_initial_ms: duration(
-                &request.backoff_initial,
+                &options.backoff_initial,
                 "--backoff-initial",
                 defaults.backoff_initial_ms,
             )?,
             backoff_max_ms: duration(
-                &request.backoff_max,
+                &options.backoff_max,
                 "--backoff-max",
                 defaults.backoff_max_ms,
             )?,
-            min_uptime_ms: match &request.min_uptime {
+            min_uptime_ms: match &options.min_uptime {
                 // Zero is allowed here: no run counts as a failed start.
                 Some(text) => parse::parse_duration(text)
                     .map_err(|error| EngineError::invalid(format!("--min-uptime: {error}")))?
                     .as_millis() as u64,
                 None => defaults.min_uptime_ms,
             },
-            timeout_ms: match &request.timeout {
+            timeout_ms: match &options.timeout {
                 None => None,
-                Some(_) => Some(duration(&request.timeout, "--timeout", 0)?),
+                Some(_) => Some(duration(&options.timeout, "--timeout", 0)?),
             },
-            on_hang: match &request.on_hang {
+            on_hang: match &options.on_hang {
                 None => OnHang::None,
                 Some(text) => text.parse().map_err(EngineError::invalid)?,
             },
         };
-        if spec.on_hang != OnHang::None && request.idle_timeout.is_none() {
+        if spec.on_hang != OnHang::None && options.idle_timeout.is_none() {
             return Err(EngineError::invalid(
                 "--on-hang needs --idle-timeout: without it the agent is never hung",
             ));
@@ -371,10 +371,10 @@ mod tests {
 
     #[test]
     fn bad_options_are_refused() {
-        let request = |change: fn(&mut CreateAgent)| {
-            let mut request = CreateAgent::default();
+        let request = |change: fn(&mut RunOptions)| {
+            let mut request = RunOptions::default();
             change(&mut request);
-            RestartSpec::from_request(&request)
+            RestartSpec::from_options(&request)
         };
         let error = request(|r| r.restart = Some("sometimes".into())).unwrap_err();
         assert!(error.message.contains("sometimes"), "{}", error.message);

@@ -19,7 +19,7 @@ use std::fmt;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
-use wrangle_wire::{parse, CreateAgent, State};
+use wrangle_wire::{parse, RunOptions, State};
 
 /// Time between probes when none is given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -76,12 +76,12 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    /// Checks the probe options of a create request; `None` when it asks
+    /// Checks the probe options of the options of a run; `None` when it asks
     /// for no probe. At most one kind of probe, and timing options only
     /// with a probe.
-    pub fn from_request(request: &CreateAgent) -> Result<Option<HealthCheck>, EngineError> {
+    pub fn from_options(options: &RunOptions) -> Result<Option<HealthCheck>, EngineError> {
         let mut probes = Vec::new();
-        if let Some(command) = &request.health_cmd {
+        if let Some(command) = &options.health_cmd {
             if command.trim().is_empty() {
                 return Err(EngineError::invalid(
                     "the --health-cmd is empty: give a shell command that exits 0 when the agent is well, e.g. --health-cmd 'test -e ready'",
@@ -97,11 +97,11 @@ impl HealthCheck {
                 },
             ));
         }
-        if let Some(url) = &request.health_http {
+        if let Some(url) = &options.health_http {
             parse::parse_http_url(url).map_err(EngineError::invalid)?;
             probes.push(("--health-http", Probe::Http { url: url.clone() }));
         }
-        if let Some(address) = &request.health_tcp {
+        if let Some(address) = &options.health_tcp {
             parse::parse_host_port(address).map_err(EngineError::invalid)?;
             probes.push((
                 "--health-tcp",
@@ -113,9 +113,9 @@ impl HealthCheck {
         let probe = match probes.as_slice() {
             [] => {
                 let timing = [
-                    ("--health-interval", request.health_interval.is_some()),
-                    ("--health-timeout", request.health_timeout.is_some()),
-                    ("--health-retries", request.health_retries.is_some()),
+                    ("--health-interval", options.health_interval.is_some()),
+                    ("--health-timeout", options.health_timeout.is_some()),
+                    ("--health-retries", options.health_retries.is_some()),
                 ];
                 return match timing.iter().find(|(_, given)| *given) {
                     Some((option, _)) => Err(EngineError::invalid(format!(
@@ -136,9 +136,9 @@ impl HealthCheck {
             Some(text) => parse::parse_positive_duration(text).map_err(EngineError::invalid),
             None => Ok(default),
         };
-        let interval = period(&request.health_interval, DEFAULT_INTERVAL)?;
-        let timeout = period(&request.health_timeout, DEFAULT_TIMEOUT)?;
-        let retries = match request.health_retries {
+        let interval = period(&options.health_interval, DEFAULT_INTERVAL)?;
+        let timeout = period(&options.health_timeout, DEFAULT_TIMEOUT)?;
+        let retries = match options.health_retries {
             Some(retries) => {
                 parse::validate_health_retries(retries).map_err(EngineError::invalid)?
             }
@@ -384,25 +384,32 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    fn request(change: impl FnOnce(&mut CreateAgent)) -> CreateAgent {
-        let mut request = CreateAgent {
-            command: vec!["sleep".into(), "60".into()],
-            ..CreateAgent::default()
-        };
+    fn request(change: impl FnOnce(&mut RunOptions)) -> RunOptions {
+        let mut request = RunOptions::default();
         change(&mut request);
         request
     }
 
-    fn refused(change: impl FnOnce(&mut CreateAgent)) -> String {
-        HealthCheck::from_request(&request(change))
+    /// The spec of `sleep 60` with `options`.
+    fn spec_of(options: RunOptions) -> Result<AgentSpec, crate::error::EngineError> {
+        let request = wrangle_wire::CreateAgent {
+            command: vec!["sleep".into(), "60".into()],
+            options,
+            ..Default::default()
+        };
+        AgentSpec::from_request(&request, Path::new("/"))
+    }
+
+    fn refused(change: impl FnOnce(&mut RunOptions)) -> String {
+        HealthCheck::from_options(&request(change))
             .unwrap_err()
             .message
     }
 
     #[test]
     fn a_probe_takes_the_defaults() {
-        assert_eq!(HealthCheck::from_request(&request(|_| {})), Ok(None));
-        let check = HealthCheck::from_request(&request(|r| {
+        assert_eq!(HealthCheck::from_options(&request(|_| {})), Ok(None));
+        let check = HealthCheck::from_options(&request(|r| {
             r.health_tcp = Some("127.0.0.1:9".into());
         }))
         .unwrap()
@@ -426,7 +433,7 @@ mod tests {
 
     #[test]
     fn a_probe_keeps_what_was_asked() {
-        let check = HealthCheck::from_request(&request(|r| {
+        let check = HealthCheck::from_options(&request(|r| {
             r.health_http = Some("http://127.0.0.1:8080/health".into());
             r.health_interval = Some("200ms".into());
             r.health_timeout = Some("1.5".into());
@@ -441,7 +448,7 @@ mod tests {
             check.describe(),
             "http http://127.0.0.1:8080/health every 200ms (timeout 1s 500ms, retries 1)"
         );
-        let cmd = HealthCheck::from_request(&request(|r| {
+        let cmd = HealthCheck::from_options(&request(|r| {
             r.health_cmd = Some("test -e ready".into());
         }))
         .unwrap()
@@ -482,29 +489,31 @@ mod tests {
 
     #[test]
     fn a_spec_stored_without_a_probe_still_loads() {
-        let spec = AgentSpec::from_request(&request(|_| {}), Path::new("/")).unwrap();
+        let spec = AgentSpec::from_request(
+            &wrangle_wire::CreateAgent {
+                command: vec!["sleep".into()],
+                options: request(|_| {}),
+                ..Default::default()
+            },
+            Path::new("/"),
+        )
+        .unwrap();
         let mut json: serde_json::Value = serde_json::to_value(&spec).unwrap();
         assert!(json.get("health_check").is_none(), "{json}");
         json.as_object_mut().unwrap().remove("health_check");
         let loaded: AgentSpec = serde_json::from_value(json).unwrap();
         assert_eq!(loaded.health_check, None);
-        let probed = AgentSpec::from_request(
-            &request(|r| r.health_cmd = Some("true".into())),
-            Path::new("/"),
-        )
+        let probed = spec_of(request(|r| r.health_cmd = Some("true".into())))
         .unwrap();
         let text = serde_json::to_string(&probed).unwrap();
         assert_eq!(serde_json::from_str::<AgentSpec>(&text).unwrap(), probed);
     }
 
     fn agent(retries: u32, found: ProbeStatus) -> Agent {
-        let spec = AgentSpec::from_request(
-            &request(|r| {
+        let spec = spec_of(request(|r| {
                 r.health_tcp = Some("127.0.0.1:9".into());
                 r.health_retries = Some(retries);
-            }),
-            Path::new("/"),
-        )
+            }))
         .unwrap();
         Agent {
             identity: Arc::new(Identity {

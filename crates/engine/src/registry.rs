@@ -184,7 +184,7 @@ mod tests {
                     health_check: None,
                     limits: Default::default(),
                     idle_timeout_ms: None,
-                    adapter: None,
+                    session: Default::default(),
                 },
                 spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),

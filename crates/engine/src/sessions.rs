@@ -60,7 +60,7 @@ impl Engine {
     pub(crate) fn begin_session(&self, id: &str, run: u32) -> Result<(), EngineError> {
         let agent = self.snapshot(id)?;
         let spec = &agent.identity.spec;
-        let (kind, reason, model) = adapters::choose(spec.adapter, &spec.command);
+        let (kind, reason, model) = adapters::choose(spec.session.adapter, &spec.command);
         let read = if kind == AdapterKind::None {
             None
         } else {

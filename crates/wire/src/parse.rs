@@ -463,6 +463,55 @@ pub fn parse_adapter(text: &str) -> Result<Option<crate::AdapterKind>, String> {
     }
 }
 
+/// Parses `--linger`: how long an agent may go on after its final result
+/// (a duration), or `never` (`None`).
+pub fn parse_linger(text: &str) -> Result<Option<Duration>, String> {
+    match text.trim() {
+        "never" => Ok(None),
+        _ => parse_duration(text).map(Some).map_err(|_| {
+            format!("invalid linger {text:?}: give a duration like 30s or 2m, or never")
+        }),
+    }
+}
+
+/// Parses `--budget-usd`: a number of US dollars above zero.
+pub fn parse_budget_usd(text: &str) -> Result<f64, String> {
+    let usd = text
+        .trim()
+        .trim_start_matches('$')
+        .parse::<f64>()
+        .map_err(|_| format!("invalid budget {text:?}: give a number of US dollars, e.g. 0.50"))?;
+    check_budget_usd(usd)
+}
+
+/// Checks a budget in US dollars: finite and above zero.
+pub fn check_budget_usd(usd: f64) -> Result<f64, String> {
+    if usd.is_finite() && usd > 0.0 {
+        Ok(usd)
+    } else {
+        Err(format!(
+            "invalid budget {usd}: it must be a number of US dollars above 0"
+        ))
+    }
+}
+
+/// Parses `--budget-tokens`: a whole number of tokens, at least 1.
+pub fn parse_budget_tokens(text: &str) -> Result<u64, String> {
+    let tokens = text.trim().replace('_', "").parse::<u64>().map_err(|_| {
+        format!("invalid token budget {text:?}: give a whole number of tokens, e.g. 200000")
+    })?;
+    check_budget_tokens(tokens)
+}
+
+/// Checks a token budget: at least one token.
+pub fn check_budget_tokens(tokens: u64) -> Result<u64, String> {
+    if tokens == 0 {
+        Err("invalid token budget 0: it must be at least 1 token".to_string())
+    } else {
+        Ok(tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 
 use crate::agent::AgentView;
 use crate::logs::LogStream;
+use crate::options::RunOptions;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -28,94 +29,13 @@ pub struct CreateAgent {
     /// Absolute working directory; when absent, the daemon's.
     #[serde(default)]
     pub cwd: Option<String>,
-    /// Signal that starts the staged stop (`TERM`, `SIGINT`, `15` ...).
-    #[serde(default)]
-    pub stop_signal: Option<String>,
-    /// Grace period after the stop signal (`10s`, `500ms`, `2m`, `5`).
-    #[serde(default)]
-    pub stop_timeout: Option<String>,
-    /// No output and no heartbeat for this long makes the agent `hung`.
-    #[serde(default)]
-    pub idle_timeout: Option<String>,
-    /// Health probe: a shell command that exits 0 when the agent is well
-    /// (run with `sh -c` in the agent's cwd and environment).
-    #[serde(default)]
-    pub health_cmd: Option<String>,
-    /// Health probe: an `http://` URL that answers 2xx or 3xx when well.
-    #[serde(default)]
-    pub health_http: Option<String>,
-    /// Health probe: `HOST:PORT` that accepts a TCP connection when well.
-    #[serde(default)]
-    pub health_tcp: Option<String>,
-    /// Time between probes (default `10s`).
-    #[serde(default)]
-    pub health_interval: Option<String>,
-    /// Time a probe may take before it counts as failed (default `5s`).
-    #[serde(default)]
-    pub health_timeout: Option<String>,
-    /// Failed probes in a row that make the agent `unhealthy` (default 3).
-    #[serde(default)]
-    pub health_retries: Option<u32>,
-    /// When to start the agent again after it ends: `never` (default),
-    /// `on-failure`, `always`.
-    #[serde(default)]
-    pub restart: Option<String>,
-    /// Most restarts within the restart window (default 5); one more end
-    /// and the agent is `failed` as crash-looping.
-    #[serde(default)]
-    pub max_restarts: Option<u32>,
-    /// The window restarts are counted in (default `60s`).
-    #[serde(default)]
-    pub restart_window: Option<String>,
-    /// First delay before a restart (default `1s`); it doubles with each
-    /// restart, with jitter.
-    #[serde(default)]
-    pub backoff_initial: Option<String>,
-    /// Longest delay before a restart (default `60s`).
-    #[serde(default)]
-    pub backoff_max: Option<String>,
-    /// A run that ends sooner than this counts as a failed start (default
-    /// `1s`).
-    #[serde(default)]
-    pub min_uptime: Option<String>,
-    /// Wall-clock limit of a run: when it passes, the staged stop runs and
-    /// the run ends `failed` with reason `timeout`.
-    #[serde(default)]
-    pub timeout: Option<String>,
-    /// What to do when the agent is `hung` (needs `idle_timeout`): `none`
-    /// (default), `stop` or `restart`.
-    #[serde(default)]
-    pub on_hang: Option<String>,
-    /// Concurrency group: its `max_running` limits how many of its agents
-    /// run at once; the others are `queued`.
-    #[serde(default)]
-    pub group: Option<String>,
-    /// Queued agents start highest priority first, then first come first
-    /// served (default 0).
-    #[serde(default)]
-    pub priority: Option<i32>,
     /// Free-form labels, kept and shown; `wrangle up` marks its agents
     /// with the file and a hash of their declaration.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Memory limit of the whole tree: `64M`, `1.5G`, `512K` or bytes; going
-    /// over it ends the agent `failed` with `memory limit exceeded`.
-    #[serde(default)]
-    pub memory_max: Option<String>,
-    /// CPU limit of the whole tree in cores, e.g. `0.5`.
-    #[serde(default)]
-    pub cpu_max: Option<String>,
-    /// Most processes (threads included) the tree may hold at once.
-    #[serde(default)]
-    pub pids_max: Option<u64>,
-    /// Most open files per process (RLIMIT_NOFILE).
-    #[serde(default)]
-    pub nofile: Option<u64>,
-    /// Which adapter reads the agent's output into its session: `auto`
-    /// (the default: by the program and its output flag), `claude`,
-    /// `codex`, `gemini`, `opencode`, `jsonl` or `none`.
-    #[serde(default)]
-    pub adapter: Option<String>,
+    /// How it runs: stop, health, restarts, limits, session, budget.
+    #[serde(flatten)]
+    pub options: RunOptions,
 }
 
 /// `GET /v1/agents`: which agents to list.

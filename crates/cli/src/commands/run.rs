@@ -45,31 +45,8 @@ fn create_request(
         env: args.env.iter().cloned().collect(),
         inherit_env: Some(utf8_environment(environment)),
         cwd: Some(working_directory(args.cwd.as_deref(), current_dir)?),
-        stop_signal: args.stop_signal.clone(),
-        stop_timeout: args.stop_timeout.clone(),
-        restart: args.restart.clone(),
-        max_restarts: args.max_restarts,
-        restart_window: args.restart_window.clone(),
-        backoff_initial: args.backoff_initial.clone(),
-        backoff_max: args.backoff_max.clone(),
-        min_uptime: args.min_uptime.clone(),
-        timeout: args.timeout.clone(),
-        group: args.group.clone(),
-        priority: args.priority,
-        health_cmd: args.health_cmd.clone(),
-        health_http: args.health_http.clone(),
-        health_tcp: args.health_tcp.clone(),
-        health_interval: args.health_interval.clone(),
-        health_timeout: args.health_timeout.clone(),
-        health_retries: args.health_retries,
-        memory_max: args.memory_max.clone(),
-        cpu_max: args.cpu_max.clone(),
-        pids_max: args.pids_max,
-        nofile: args.nofile,
-        idle_timeout: args.idle_timeout.clone(),
-        on_hang: args.on_hang.clone(),
-        adapter: args.adapter.clone(),
-        ..CreateAgent::default()
+        options: args.options.clone(),
+        labels: Default::default(),
     })
 }
 
@@ -176,13 +153,13 @@ mod tests {
             Some(BTreeMap::from([("PATH".into(), "/bin".into())]))
         );
         assert_eq!(request.cwd.as_deref(), Some("/work"));
-        assert_eq!(request.stop_signal.as_deref(), Some("int"));
-        assert_eq!(request.stop_timeout.as_deref(), Some("2m"));
-        assert_eq!(request.health_cmd.as_deref(), Some("test -e ready"));
-        assert_eq!(request.health_interval.as_deref(), Some("1s"));
-        assert_eq!(request.health_timeout, None);
-        assert_eq!(request.health_retries, Some(1));
-        assert_eq!(request.idle_timeout.as_deref(), Some("90s"));
+        assert_eq!(request.options.stop_signal.as_deref(), Some("int"));
+        assert_eq!(request.options.stop_timeout.as_deref(), Some("2m"));
+        assert_eq!(request.options.health_cmd.as_deref(), Some("test -e ready"));
+        assert_eq!(request.options.health_interval.as_deref(), Some("1s"));
+        assert_eq!(request.options.health_timeout, None);
+        assert_eq!(request.options.health_retries, Some(1));
+        assert_eq!(request.options.idle_timeout.as_deref(), Some("90s"));
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! An agent as the API shows it ([`AgentView`]): its spec, its status,
+//! what the sampler last saw of its run and what its session says.
+
+use crate::adapters::Prices;
+use crate::model::Agent;
+use crate::probe::HealthCheck;
+use crate::sampler::Observation;
+use chrono::{DateTime, Utc};
+use wrangle_wire::parse::signal_name;
+use wrangle_wire::AgentView;
+
+impl Agent {
+    /// The agent as the API shows it, `now` being the time of the answer
+    /// and `observed` what the sampler saw of the current run.
+    pub fn view(
+        &self,
+        now: DateTime<Utc>,
+        observed: Option<&Observation>,
+        prices: &Prices,
+    ) -> AgentView {
+        let identity = &self.identity;
+        let run = &self.status.run;
+        let runtime = run.runtime_seconds(now);
+        let (health, health_reason) = self.current_health();
+        AgentView {
+            id: identity.id.clone(),
+            name: identity.name.clone(),
+            state: self.status.state,
+            health,
+            health_reason: health_reason.map(str::to_owned),
+            run: run.number,
+            restarts: run.number.saturating_sub(1),
+            restart: identity.spec.restart.policy,
+            max_restarts: identity.spec.restart.max_restarts,
+            group: identity.spec.group.clone(),
+            priority: identity.spec.priority,
+            labels: identity.spec.labels.clone(),
+            on_hang: identity.spec.restart.on_hang,
+            timeout_seconds: identity
+                .spec
+                .restart
+                .timeout()
+                .map(|timeout| timeout.as_secs_f64()),
+            pid: run.process.map(|p| p.pid),
+            shim_pid: run.shim.map(|p| p.pid),
+            command: identity.spec.command.clone(),
+            cwd: identity.spec.cwd.display().to_string(),
+            env: identity.spec.env.keys().cloned().collect(),
+            stop_signal: signal_name(identity.spec.stop_signal),
+            stop_timeout_seconds: identity.spec.stop_timeout().as_secs_f64(),
+            created_at: identity.created_at,
+            started_at: run.started_at,
+            ended_at: run.ended_at,
+            exit_code: run.exit_code,
+            signal: run.signal.map(signal_name),
+            reason: self.status.reason.clone(),
+            cause: run.cause,
+            restart_at: self.status.restart_at,
+            runtime_seconds: runtime,
+            containment: Some(match &run.cgroup {
+                Some(cgroup) => format!("cgroup {}", cgroup.display()),
+                None => "process group + subreaper".to_string(),
+            })
+            .filter(|_| run.shim.is_some()),
+            process: observed.and_then(|seen| seen.process.clone()),
+            tree: observed.and_then(|seen| seen.tree.clone()),
+            progress: observed.and_then(|seen| seen.report.progress),
+            message: observed.and_then(|seen| seen.report.message.clone()),
+            details: observed.and_then(|seen| seen.report.details.clone()),
+            last_output_at: observed.and_then(|seen| seen.last_output_at),
+            last_heartbeat_at: observed.and_then(|seen| seen.last_heartbeat_at),
+            idle_timeout_seconds: identity.spec.idle_timeout().map(|t| t.as_secs_f64()),
+            health_check: identity
+                .spec
+                .health_check
+                .as_ref()
+                .map(HealthCheck::describe),
+            limits: crate::limits::view(&identity.spec.limits, &run.limits),
+            session: self
+                .session
+                .read
+                .as_ref()
+                .filter(|_| self.session.run == run.number)
+                .map(|read| read.reader.view(prices)),
+            stdout_log: run.stdout_log().display().to_string(),
+            stderr_log: run.stderr_log().display().to_string(),
+        }
+    }
+}
