@@ -7,90 +7,11 @@
 
 mod common;
 
+use common::agents::{fake, fast_home, fixture, replay, tokens, transcript, CLAUDE_ARGS};
 use common::events::stored;
 use common::{crash, marker, wait_until, Home, SOON};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// The replayer (tests/fixtures/agents/replay) installed as `program` in a
-/// directory of its own, so that the adapter choice sees that program.
-struct FakeCli {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn fake(program: &str) -> FakeCli {
-    let dir = tempfile::tempdir().expect("a directory");
-    let path = dir.path().join(program);
-    let replay = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/agents/replay");
-    std::fs::copy(&replay, &path).expect("copy the replayer");
-    FakeCli { _dir: dir, path }
-}
-
-/// A fixture transcript's path.
-fn fixture(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/agents")
-        .join(name)
-        .display()
-        .to_string()
-}
-
-/// A transcript of `lines` written to a file in `home`.
-fn transcript(home: &Home, name: &str, lines: &[&str]) -> String {
-    let path = home.path().join(name);
-    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-    path.display().to_string()
-}
-
-/// A home whose daemon samples (and so reads output) every 100 ms.
-fn fast_home() -> Home {
-    let home = Home::new();
-    home.ok(&["daemon", "--sample-interval", "100ms"]);
-    home
-}
-
-/// Runs `cli ARGS` as agent `name` replaying `file`, `delay` seconds
-/// between lines, with `extra` options of `wrangle run`.
-fn replay(
-    home: &Home,
-    name: &str,
-    cli: &FakeCli,
-    args: &[&str],
-    file: &str,
-    delay: &str,
-    extra: &[&str],
-) -> String {
-    let mut full = vec![
-        "--name".to_string(),
-        name.to_string(),
-        "--env".into(),
-        format!("REPLAY_FILE={file}"),
-        "--env".into(),
-        format!("REPLAY_DELAY={delay}"),
-    ];
-    full.extend(extra.iter().map(|s| s.to_string()));
-    full.push("--".into());
-    full.push(cli.path.display().to_string());
-    full.extend(args.iter().map(|s| s.to_string()));
-    let full: Vec<&str> = full.iter().map(String::as_str).collect();
-    home.run(&full)
-}
-
-const CLAUDE_ARGS: [&str; 5] = [
-    "-p",
-    "review",
-    "--output-format",
-    "stream-json",
-    "--verbose",
-];
-
-fn tokens(view: &Value) -> (u64, u64, u64, u64) {
-    let t = &view["session"]["tokens"];
-    let n = |key: &str| t[key].as_u64().unwrap_or_else(|| panic!("no {key} in {t}"));
-    (n("input"), n("output"), n("cache_read"), n("cache_write"))
-}
 
 #[test]
 fn a_claude_transcript_gives_its_exact_totals_cost_and_result() {
@@ -169,6 +90,11 @@ fn a_daemon_sigkill_mid_transcript_leaves_the_same_totals() {
     assert_eq!(view["session"]["cost_usd"], 0.0745213);
     assert_eq!(view["session"]["lines"], 9, "no line read twice");
     assert_eq!(view["session"]["turns"], 3);
+    // The ledger counted nothing twice either.
+    let ledger = home.json(&["cost", "--json"]);
+    let spent = ledger["total"]["cost_usd"].as_f64().unwrap();
+    assert!((spent - 0.0745213).abs() < 1e-9, "{ledger}");
+    assert_eq!(ledger["total"]["tokens"]["cache_read"], 80746);
 }
 
 #[test]

@@ -13,6 +13,7 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod agents;
 pub mod crash;
 pub mod events;
 pub mod http;

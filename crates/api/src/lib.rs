@@ -75,6 +75,7 @@ pub struct AppState {
         routes::set_group,
         routes::stop_agents,
         routes::summary,
+        routes::cost,
         events::events,
         metrics::scrape,
     )

@@ -19,7 +19,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::fmt::Error;
 use std::sync::Arc;
-use wrangle_engine::metrics::FleetMetrics;
+use wrangle_engine::metrics::{AgentMetrics, FleetMetrics};
 use wrangle_engine::Engine;
 use wrangle_wire::{Cause, Health, State as AgentState};
 
@@ -252,7 +252,22 @@ fn encode_fleet(encoder: &mut DescriptorEncoder, fleet: &FleetMetrics) -> Result
         let count = counters.exits.get(&cause).copied().unwrap_or(0);
         ConstCounter::new(count).encode(exits.encode_family(&[("cause", cause.as_str())])?)?;
     }
-    Ok(())
+    gauge(
+        encoder,
+        "wrangle_agents_waiting",
+        "Agents waiting for a person (a permission, a question)",
+        summary
+            .by_health
+            .get(&Health::Waiting)
+            .copied()
+            .unwrap_or(0),
+    )?;
+    counter(
+        encoder,
+        "wrangle_cost_usd",
+        "What agents' sessions have spent, in US dollars, removed agents included",
+        summary.spent_usd,
+    )
 }
 
 /// Per-agent series: the label `agent` is the name (unique), as people
@@ -347,6 +362,42 @@ fn encode_agents(encoder: &mut DescriptorEncoder, fleet: &FleetMetrics) -> Resul
     )?;
     for (name, tree) in trees() {
         ConstGauge::new(tree.fds).encode(fds.encode_family(&[("agent", name)])?)?;
+    }
+    encode_spend(encoder, agents)
+}
+
+/// What each agent's sessions spent over all its runs: tokens by kind and
+/// US dollars. A CLI's final figures may correct its running estimate
+/// down a little, which Prometheus reads as a counter reset.
+fn encode_spend(encoder: &mut DescriptorEncoder, agents: &[AgentMetrics]) -> Result<(), Error> {
+    let spenders = || agents.iter().filter(|agent| agent.spent.tokens.total() > 0);
+    let mut tokens = encoder.encode_descriptor(
+        "wrangle_agent_tokens",
+        "Tokens the agent's sessions used over all its runs, by kind",
+        None,
+        MetricType::Counter,
+    )?;
+    for agent in spenders() {
+        let used = &agent.spent.tokens;
+        for (kind, count) in [
+            ("input", used.input),
+            ("output", used.output),
+            ("cache_read", used.cache_read),
+            ("cache_write", used.cache_write),
+        ] {
+            let labels = [("agent", agent.name.as_str()), ("kind", kind)];
+            ConstCounter::new(count).encode(tokens.encode_family(&labels)?)?;
+        }
+    }
+    let mut cost = encoder.encode_descriptor(
+        "wrangle_agent_cost_usd",
+        "What the agent's sessions cost over all its runs, in US dollars",
+        None,
+        MetricType::Counter,
+    )?;
+    for agent in spenders() {
+        ConstCounter::new(agent.spent.cost_usd.max(0.0))
+            .encode(cost.encode_family(&[("agent", agent.name.as_str())])?)?;
     }
     Ok(())
 }

@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
-    AgentView, Cause, CreateAgent, DaemonInfo, DaemonStopRequest, DoctorReport, ErrorBody,
-    GroupView, KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView, SetGroup, StopRequest,
-    StopResult, Summary, EVENT_ID_HEADER,
+    AgentView, Cause, CostQuery, CostReport, CreateAgent, DaemonInfo, DaemonStopRequest,
+    DoctorReport, ErrorBody, GroupView, KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView,
+    SetGroup, StopRequest, StopResult, Summary, EVENT_ID_HEADER,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", put(set_group))
         .route("/v1/summary", get(summary))
+        .route("/v1/cost", get(cost))
         .route("/v1/events", get(crate::events::events))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
@@ -310,6 +311,16 @@ pub async fn stop_agents(
 #[utoipa::path(get, path = "/v1/summary", responses((status = 200, body = Summary)))]
 pub async fn summary(State(state): State<AppState>) -> Json<Summary> {
     Json(state.engine.summary())
+}
+
+/// The cost ledger summed by agent, group, model or day, from `since` on:
+/// what agents' sessions spent, removed agents included.
+#[utoipa::path(get, path = "/v1/cost", params(CostQuery), responses((status = 200, body = CostReport), (status = 400, body = ErrorBody)))]
+pub async fn cost(
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<CostQuery>,
+) -> Result<Json<CostReport>, ApiError> {
+    Ok(Json(state.engine.cost(&query)?))
 }
 
 /// The OpenAPI document of this API.

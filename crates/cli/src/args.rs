@@ -48,8 +48,11 @@ pub enum Command {
     Runs(RunsArgs),
     /// Say what wrangle found on this machine and what to do about problems
     Doctor(DoctorArgs),
-    /// Show the fleet at a glance: counts, resource use, top agents
+    /// Show the fleet at a glance: counts, resource use, spend, top agents
     Summary(SummaryArgs),
+    /// Show what agents' sessions spent (tokens and USD), by agent, group,
+    /// model or day; removed agents included
+    Cost(CostArgs),
     /// Show or set concurrency groups
     Group(GroupArgs),
     /// Start what a wrangle.toml declares: what is missing, what changed
@@ -187,6 +190,37 @@ pub struct SummaryArgs {
     pub json: bool,
 }
 
+/// `wrangle cost`.
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Sum by agent, group, model or day (UTC) [default: agent]
+    #[arg(long, value_name = "KEY", value_parser = cost_by)]
+    pub by: Option<String>,
+
+    /// Only what was spent from then on (to the hour): a time, a day
+    /// (2026-12-06), today, or a duration ago (24h, 7d)
+    #[arg(long, value_name = "WHEN", value_parser = cost_since)]
+    pub since: Option<String>,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cost --by`.
+fn cost_by(text: &str) -> Result<String, InvalidInput> {
+    text.parse::<wrangle_wire::CostBy>()
+        .map(|by| by.to_string())
+        .map_err(InvalidInput)
+}
+
+/// `cost --since`: checked, kept as typed (the daemon's clock decides).
+fn cost_since(text: &str) -> Result<String, InvalidInput> {
+    wrangle_wire::cost::parse_cost_since(text, chrono::Utc::now())
+        .map(|_| text.trim().to_owned())
+        .map_err(InvalidInput)
+}
+
 /// `wrangle group`.
 #[derive(Debug, Args)]
 pub struct GroupArgs {
@@ -219,9 +253,26 @@ pub struct GroupSetArgs {
     #[arg(value_name = "GROUP", value_parser = checks::name)]
     pub name: String,
 
-    /// Most of its agents that run at once (at least 1), or `none` for no limit
-    #[arg(long, value_name = "N|none", value_parser = max_running)]
-    pub max_running: MaxRunning,
+    /// Most of its agents that run at once (at least 1), or none for no limit
+    #[arg(long, value_name = "N|none", value_parser = max_running, required_unless_present = "budget_usd")]
+    pub max_running: Option<MaxRunning>,
+
+    /// Most US dollars its agents may spend together (removed ones too),
+    /// or none for no budget; once spent, its running agents are stopped
+    #[arg(long, value_name = "USD|none", value_parser = group_budget)]
+    pub budget_usd: Option<GroupBudget>,
+}
+
+/// A group's budget, or none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupBudget(pub Option<f64>);
+
+/// `group set --budget-usd`: dollars above 0, or `none`.
+fn group_budget(text: &str) -> Result<GroupBudget, InvalidInput> {
+    if text == "none" {
+        return Ok(GroupBudget(None));
+    }
+    checks::budget_usd(text).map(|usd| GroupBudget(Some(usd)))
 }
 
 /// A limit on running agents, or none.
@@ -810,7 +861,10 @@ mod tests {
         };
         assert_eq!(run.options.memory_max.as_deref(), Some("1.5G"));
         assert_eq!(run.options.cpu_max.as_deref(), Some("0.5"));
-        assert_eq!((run.options.pids_max, run.options.nofile), (Some(5), Some(32)));
+        assert_eq!(
+            (run.options.pids_max, run.options.nofile),
+            (Some(5), Some(32))
+        );
 
         assert_eq!(
             validation_message(&["run", "--memory-max", "lots", "--", "true"]),

@@ -1,7 +1,8 @@
 //! The declarative file of `wrangle up` and `down` (`wrangle.toml`): a
 //! table `[agents.NAME]` per agent whose keys are the options of `wrangle
 //! run` in snake_case (`command = ["argv", ...]`, `cwd`, `env`, `restart`,
-//! `timeout`, `group`, ...), and `[groups.NAME]` with `max_running`.
+//! `timeout`, `group`, ...), and `[groups.NAME]` with `max_running` and
+//! `budget_usd`.
 //!
 //! Mistakes are reported with the file, the line and the key. Each agent
 //! becomes exactly the request `wrangle run` would send, so the daemon
@@ -79,7 +80,9 @@ pub struct DeclaredGroup {
     /// Its name.
     pub name: String,
     /// Most of its agents that run at once.
-    pub max_running: u32,
+    pub max_running: Option<u32>,
+    /// Most US dollars its agents may spend together.
+    pub budget_usd: Option<f64>,
 }
 
 /// The whole file.
@@ -134,6 +137,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Declaration, FileError> {
             )
         })?;
         let mut max_running = None;
+        let mut budget_usd = None;
         for (key, value) in table {
             let key_at = key.span().start;
             match key.get_ref().as_str() {
@@ -150,17 +154,40 @@ pub fn parse(path: &Path, text: &str) -> Result<Declaration, FileError> {
                         ))
                     }
                 },
+                "budget_usd" => {
+                    let usd = value
+                        .get_ref()
+                        .as_float()
+                        .or_else(|| value.get_ref().as_integer().map(|usd| usd as f64));
+                    match usd.map(parse::check_budget_usd) {
+                        Some(Ok(usd)) => budget_usd = Some(usd),
+                        _ => {
+                            return Err(error(
+                                key_at,
+                                format!("groups.{name}.budget_usd: give a number of US dollars above 0, e.g. 20.0"),
+                            ))
+                        }
+                    }
+                }
                 other => {
                     return Err(error(
                         key_at,
-                        format!("groups.{name}.{other}: unknown key (a group has max_running)"),
+                        format!("groups.{name}.{other}: unknown key (a group has max_running and budget_usd)"),
                     ))
                 }
             }
         }
-        let max_running = max_running
-            .ok_or_else(|| error(at, format!("groups.{name}: max_running is missing")))?;
-        groups.push(DeclaredGroup { name, max_running });
+        if max_running.is_none() && budget_usd.is_none() {
+            return Err(error(
+                at,
+                format!("groups.{name}: give max_running, budget_usd or both"),
+            ));
+        }
+        groups.push(DeclaredGroup {
+            name,
+            max_running,
+            budget_usd,
+        });
     }
 
     let mut agents = Vec::new();
@@ -288,7 +315,8 @@ cwd = "jobs"
             declaration.groups,
             vec![DeclaredGroup {
                 name: "builds".into(),
-                max_running: 2
+                max_running: Some(2),
+                budget_usd: None,
             }]
         );
         let [web, worker] = &declaration.agents[..] else {

@@ -121,10 +121,27 @@ pub fn cpu_percent(percent: f64) -> String {
     }
 }
 
+/// US dollars for people: four places under a dollar, where single runs
+/// cost (`$0.0523`), two from there on (`$12.34`).
+pub fn usd(amount: f64) -> String {
+    if amount.abs() < 1.0 {
+        format!("${amount:.4}")
+    } else {
+        format!("${amount:.2}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn dollars_show_cents_or_finer() {
+        assert_eq!(usd(0.0523), "$0.0523");
+        assert_eq!(usd(0.0), "$0.0000");
+        assert_eq!(usd(12.345), "$12.35");
+    }
 
     #[test]
     fn uptimes_show_two_units() {

@@ -3,7 +3,7 @@
 //! segment.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use wrangle_wire::{EventsQuery, LogsQuery, API_PREFIX};
+use wrangle_wire::{CostQuery, EventsQuery, LogsQuery, API_PREFIX};
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved
 /// ones. Everything else, `/` and `?` included, is encoded.
@@ -115,6 +115,19 @@ pub fn summary() -> String {
     format!("{API_PREFIX}/summary")
 }
 
+/// `GET /v1/cost?...`, with only the parameters that are set.
+pub fn cost(query: &CostQuery) -> String {
+    let value = |text: &str| utf8_percent_encode(text, SEGMENT).to_string();
+    let mut params = Vec::new();
+    if let Some(by) = &query.by {
+        params.push(format!("by={}", value(by)));
+    }
+    if let Some(since) = &query.since {
+        params.push(format!("since={}", value(since)));
+    }
+    with_query(format!("{API_PREFIX}/cost"), &params)
+}
+
 /// `GET /v1/events?...`, with only the parameters that are set, each
 /// value percent-encoded.
 pub fn events(query: &EventsQuery) -> String {
@@ -138,7 +151,11 @@ pub fn events(query: &EventsQuery) -> String {
     if let Some(heartbeat) = query.heartbeat {
         params.push(format!("heartbeat={heartbeat}"));
     }
-    let path = format!("{API_PREFIX}/events");
+    with_query(format!("{API_PREFIX}/events"), &params)
+}
+
+/// `path`, with `params` after a `?` when there are any.
+fn with_query(path: String, params: &[String]) -> String {
     if params.is_empty() {
         path
     } else {

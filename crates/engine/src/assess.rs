@@ -6,6 +6,7 @@
 //! as `agent.progress` in the same pass, at most one a second per agent.
 //! A hung agent whose `--on-hang` says so is stopped from here.
 
+use crate::adapters;
 use crate::events::Draft;
 use crate::health::{self, HealthInputs, MainProcess};
 use crate::model::{Agent, Assessment};
@@ -13,8 +14,10 @@ use crate::sampler::Observation;
 use crate::sessions::{session_row, Published, SessionRead};
 use crate::Engine;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use wrangle_store::HealthRow;
+use wrangle_store::{HealthRow, Ledgered};
+use wrangle_wire::parse::format_seconds;
 use wrangle_wire::{Cause, EventKind, Health, OnHang, State};
 
 /// Shortest time between two progress events of one agent.
@@ -26,8 +29,17 @@ struct Found {
     health: Assessment,
     /// Progress and message to record as published.
     progress: Option<(Option<f64>, Option<String>)>,
-    /// What its adapter read (when it read more) and what its events said.
-    session: Option<(Option<Arc<SessionRead>>, Published)>,
+    /// What its adapter read (when it read more), what its events said
+    /// and what the ledger holds.
+    session: Option<SessionUpdate>,
+}
+
+/// What changed of an agent's session in one pass.
+struct SessionUpdate {
+    /// What the adapter read, when it read more.
+    read: Option<Arc<SessionRead>>,
+    published: Published,
+    ledgered: BTreeMap<String, Ledgered>,
 }
 
 impl Engine {
@@ -45,6 +57,7 @@ impl Engine {
     fn assess(&self, only: Option<&str>, probe_changed: bool) {
         let now = Utc::now();
         let mut hung = Vec::new();
+        let stops;
         {
             let mut registry = self.registry();
             let observations = self.inner.lock_observations();
@@ -55,6 +68,7 @@ impl Engine {
             let mut drafts = Vec::new();
             let mut rows = Vec::new();
             let mut session_rows = Vec::new();
+            let mut costs = Vec::new();
             let mut found = Vec::new();
             for agent in agents {
                 if !agent.status.is_live() {
@@ -62,7 +76,7 @@ impl Engine {
                 }
                 let observed = observations.of(agent);
                 // What the agent said comes before what wrangle makes of it.
-                let session = self.session_findings(agent, observed, now, &mut drafts);
+                let session = self.session_findings(agent, observed, now, &mut drafts, &mut costs);
                 let assessed = assessment(agent, now, observed);
                 let changed = assessed.health != agent.health.health;
                 if changed {
@@ -96,7 +110,10 @@ impl Engine {
                     };
                     drafts.push(Draft::about(agent, kind, now));
                 }
-                if let Some((Some(read), _)) = &session {
+                if let Some(SessionUpdate {
+                    read: Some(read), ..
+                }) = &session
+                {
                     session_rows.extend(session_row(
                         &agent.identity.id,
                         agent.status.run.number,
@@ -114,7 +131,7 @@ impl Engine {
             }
             if !drafts.is_empty() || !rows.is_empty() || !session_rows.is_empty() {
                 let written = self.inner.write_with_events(drafts, |store, events| {
-                    store.record_findings(&rows, &session_rows, events)
+                    store.record_findings(&rows, &session_rows, &costs, events)
                 });
                 if let Err(error) = written {
                     // Memory keeps the health of before: the next pass
@@ -122,6 +139,7 @@ impl Engine {
                     tracing::warn!("cannot record changes of health: {error}");
                     return;
                 }
+                self.inner.lock_spending().apply(&costs);
             }
             for Found {
                 id,
@@ -132,11 +150,12 @@ impl Engine {
             {
                 registry.update_findings(&id, |findings| {
                     *findings.health = health;
-                    if let Some((read, published)) = session {
-                        if let Some(read) = read {
+                    if let Some(update) = session {
+                        if let Some(read) = update.read {
                             findings.session.read = Some(read);
                         }
-                        findings.session.published = published;
+                        findings.session.published = update.published;
+                        findings.session.ledgered = update.ledgered;
                     }
                     if let Some(published) = progress {
                         findings.reported.run = findings.status.run.number;
@@ -145,26 +164,137 @@ impl Engine {
                     }
                 });
             }
+            stops = self.held_to_account(&registry, only, now);
         }
-        for (id, run, why) in hung {
-            if let Err(error) = self.stop_for(&id, run, Cause::Hang, format!("hung ({why})")) {
-                tracing::error!("cannot stop hung agent {id}: {error}");
+        let mut budget_events = Vec::new();
+        for stop in &stops {
+            if let Some(draft) = &stop.event {
+                budget_events.push(draft.clone());
+            }
+        }
+        if !budget_events.is_empty() {
+            let written = self
+                .inner
+                .write_with_events(budget_events, |store, events| store.append_events(events));
+            if let Err(error) = written {
+                tracing::error!("cannot record budgets exceeded: {error}");
+            }
+        }
+        let hung = hung
+            .into_iter()
+            .map(|(id, run, why)| (id, run, Cause::Hang, format!("hung ({why})")));
+        let others = stops
+            .into_iter()
+            .map(|stop| (stop.id, stop.run, stop.cause, stop.why));
+        for (id, run, cause, why) in hung.chain(others) {
+            if let Err(error) = self.stop_for(&id, run, cause, why) {
+                tracing::error!("cannot stop agent {id} ({cause}): {error}");
             }
         }
     }
+
+    /// The running agents (all, or `only`) to stop for what their session
+    /// says: over a budget (with the event that says so), or lingering
+    /// after their final result.
+    fn held_to_account(
+        &self,
+        registry: &crate::registry::Registry,
+        only: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Vec<Stop> {
+        let spending = self.inner.lock_spending();
+        let mut stops = Vec::new();
+        for agent in registry.agents() {
+            if agent.status.state != State::Running
+                || only.is_some_and(|id| id != agent.identity.id)
+            {
+                continue;
+            }
+            let identity = &agent.identity;
+            let spent = spending.of_agent(&identity.id);
+            let group = identity.spec.group.as_deref();
+            if let Some(exceeded) = spending.exceeded(&identity.spec.session, group, &spent) {
+                let kind = EventKind::BudgetExceeded {
+                    budget: exceeded.budget,
+                    cost_usd: Some(exceeded.cost_usd),
+                    tokens: spent.tokens,
+                };
+                stops.push(Stop {
+                    id: identity.id.clone(),
+                    run: agent.status.run.number,
+                    cause: Cause::Budget,
+                    why: exceeded.why,
+                    event: Some(Draft::about(agent, kind, now)),
+                });
+                continue;
+            }
+            if let Some(why) = lingering(agent, now) {
+                stops.push(Stop {
+                    id: identity.id.clone(),
+                    run: agent.status.run.number,
+                    cause: Cause::Lingered,
+                    why,
+                    event: None,
+                });
+            }
+        }
+        stops
+    }
+}
+
+/// A stop the session calls for.
+struct Stop {
+    id: String,
+    run: u32,
+    cause: Cause,
+    why: String,
+    /// The event to record first.
+    event: Option<Draft>,
+}
+
+/// Why the agent is to be stopped for going on after its final result,
+/// if it is: an agent that ends after its result (or was given
+/// `--linger`) has had longer than its linger since.
+fn lingering(agent: &Agent, now: DateTime<Utc>) -> Option<String> {
+    let findings = &agent.session;
+    let read = findings
+        .read
+        .as_ref()
+        .filter(|_| findings.run == agent.status.run.number)?;
+    let result_at = read.reader.session().result_at?;
+    let spec = &agent.identity.spec;
+    if spec.session.linger_never {
+        return None;
+    }
+    let linger = match spec.session.linger_ms {
+        Some(ms) => std::time::Duration::from_millis(ms),
+        None if adapters::ends_after_result(read.reader.kind(), &spec.command) => {
+            crate::spend::DEFAULT_LINGER
+        }
+        None => return None,
+    };
+    let since = (now - result_at).to_std().ok()?;
+    (since >= linger).then(|| {
+        format!(
+            "lingered: still running {} after its final result",
+            format_seconds(linger)
+        )
+    })
 }
 
 impl Engine {
     /// What the agent's adapter read that is newer than what is stored,
-    /// and the events of it (added to `drafts`); also the usage events
-    /// that were too soon to go out before. `None` when nothing changed.
+    /// with its events (added to `drafts`) and its changes of the ledger
+    /// (added to `costs`); also the usage events that were too soon to go
+    /// out before. `None` when nothing changed.
     fn session_findings(
         &self,
         agent: &Agent,
         observed: Option<&Observation>,
         now: DateTime<Utc>,
         drafts: &mut Vec<Draft>,
-    ) -> Option<(Option<Arc<SessionRead>>, Published)> {
+        costs: &mut Vec<wrangle_store::CostDelta>,
+    ) -> Option<SessionUpdate> {
         let findings = &agent.session;
         if findings.run != agent.status.run.number {
             return None;
@@ -179,7 +309,13 @@ impl Engine {
         let read = newer.as_ref().unwrap_or(stored);
         let mut published = findings.published.clone();
         drafts.extend(self.session_drafts(agent, read, &mut published, now, false));
-        Some((newer, published))
+        let mut ledgered = findings.ledgered.clone();
+        costs.extend(self.ledger_changes(agent, read, &mut ledgered, now));
+        Some(SessionUpdate {
+            read: newer,
+            published,
+            ledgered,
+        })
     }
 }
 

@@ -38,6 +38,7 @@ mod restart;
 pub mod sampler;
 mod sessions;
 pub mod spec;
+pub mod spend;
 mod stop;
 mod summary;
 mod view;
@@ -109,6 +110,8 @@ struct Inner {
     events: EventBus,
     /// The price table of costs agents do not report.
     prices: Arc<adapters::Prices>,
+    /// What agents have spent, and groups' budgets.
+    spending: Mutex<spend::Spending>,
 }
 
 impl Inner {
@@ -141,6 +144,13 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Taken after the registry when both are held, never before it.
+    fn lock_spending(&self) -> MutexGuard<'_, spend::Spending> {
+        self.spending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn lock_observations(&self) -> MutexGuard<'_, Snapshot> {
         self.observations
             .lock()
@@ -157,6 +167,7 @@ impl Engine {
         store.start_pruning(config.retention, PRUNE_EVERY)?;
         let loaded = store.load()?;
         let last_event = store.next_event_id() - 1;
+        let spending = spend::Spending::load(&store)?;
         let limits = queue::Limits {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
@@ -175,6 +186,7 @@ impl Engine {
                         adapters::Prices::shipped()
                     },
                 )),
+                spending: Mutex::new(spending),
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),
@@ -219,9 +231,10 @@ impl Engine {
             (a.identity.created_at, &a.identity.id).cmp(&(b.identity.created_at, &b.identity.id))
         });
         let observations = self.inner.lock_observations();
+        let spending = self.inner.lock_spending();
         let views = agents
             .into_iter()
-            .map(|agent| agent.view(now, observations.of(agent), &self.inner.prices))
+            .map(|agent| self.view_of(agent, &observations, &spending, now))
             .collect();
         (event_id, views)
     }
@@ -238,9 +251,10 @@ impl Engine {
         let event_id = self.inner.events.last_id();
         let agent = registry.get(&id)?;
         let observations = self.inner.lock_observations();
+        let spending = self.inner.lock_spending();
         Ok((
             event_id,
-            agent.view(Utc::now(), observations.of(agent), &self.inner.prices),
+            self.view_of(agent, &observations, &spending, Utc::now()),
         ))
     }
 
@@ -326,7 +340,21 @@ impl Engine {
     fn current_view(&self, id: &str) -> Result<AgentView, EngineError> {
         let agent = self.snapshot(id)?;
         let observations = self.inner.lock_observations();
-        Ok(agent.view(Utc::now(), observations.of(&agent), &self.inner.prices))
+        let spending = self.inner.lock_spending();
+        Ok(self.view_of(&agent, &observations, &spending, Utc::now()))
+    }
+
+    /// The agent as the API shows it at `now`, with what the sampler saw
+    /// and what it has spent.
+    fn view_of(
+        &self,
+        agent: &Agent,
+        observations: &Snapshot,
+        spending: &spend::Spending,
+        now: DateTime<Utc>,
+    ) -> AgentView {
+        let spent = spending.of_agent(&agent.identity.id);
+        agent.view(now, observations.of(agent), &self.inner.prices, spent)
     }
 
     /// Waits for state changes of an agent.

@@ -42,6 +42,8 @@ pub struct AgentMetrics {
     pub last_output_at: Option<DateTime<Utc>>,
     /// Its tree at the sampler's last tick, while it runs.
     pub tree: Option<TreeMetrics>,
+    /// What its sessions spent over all its runs.
+    pub spent: wrangle_store::Ledgered,
 }
 
 impl Engine {
@@ -60,6 +62,7 @@ impl Engine {
         });
         let omitted = agents.len().saturating_sub(max_agents);
         let observations = self.inner.lock_observations();
+        let spending = self.inner.lock_spending();
         let agents = agents
             .into_iter()
             .take(max_agents)
@@ -73,6 +76,7 @@ impl Engine {
                     started_at: agent.status.run.started_at,
                     last_output_at: observed.and_then(|seen| seen.last_output_at),
                     tree: observed.and_then(|seen| seen.tree.clone()),
+                    spent: spending.of_agent(&agent.identity.id),
                 }
             })
             .collect();

@@ -503,17 +503,16 @@ mod tests {
         json.as_object_mut().unwrap().remove("health_check");
         let loaded: AgentSpec = serde_json::from_value(json).unwrap();
         assert_eq!(loaded.health_check, None);
-        let probed = spec_of(request(|r| r.health_cmd = Some("true".into())))
-        .unwrap();
+        let probed = spec_of(request(|r| r.health_cmd = Some("true".into()))).unwrap();
         let text = serde_json::to_string(&probed).unwrap();
         assert_eq!(serde_json::from_str::<AgentSpec>(&text).unwrap(), probed);
     }
 
     fn agent(retries: u32, found: ProbeStatus) -> Agent {
         let spec = spec_of(request(|r| {
-                r.health_tcp = Some("127.0.0.1:9".into());
-                r.health_retries = Some(retries);
-            }))
+            r.health_tcp = Some("127.0.0.1:9".into());
+            r.health_retries = Some(retries);
+        }))
         .unwrap();
         Agent {
             identity: Arc::new(Identity {

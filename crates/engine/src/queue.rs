@@ -7,6 +7,7 @@
 use crate::error::EngineError;
 use crate::events::Draft;
 use crate::model::Agent;
+use crate::spend::Spending;
 use crate::Engine;
 use chrono::Utc;
 use std::collections::BTreeMap;
@@ -187,14 +188,16 @@ impl Engine {
         admitted
     }
 
-    /// Every group that has a limit or an agent, by name.
+    /// Every group that has a limit, a budget or an agent, by name.
     pub fn groups(&self) -> Vec<GroupView> {
         let limits = self.limits();
         let registry = self.registry();
-        let mut groups: BTreeMap<String, GroupView> = limits
-            .groups
-            .iter()
-            .map(|(name, max)| (name.clone(), group_view(name, Some(*max))))
+        let spending = self.inner.lock_spending();
+        let mut names: Vec<&str> = limits.groups.keys().map(String::as_str).collect();
+        names.extend(spending.budgeted_groups());
+        let mut groups: BTreeMap<String, GroupView> = names
+            .into_iter()
+            .map(|name| (name.to_string(), group_view(name, &limits, &spending)))
             .collect();
         for agent in registry.agents() {
             let Some(name) = &agent.identity.spec.group else {
@@ -202,7 +205,7 @@ impl Engine {
             };
             let view = groups
                 .entry(name.clone())
-                .or_insert_with(|| group_view(name, None));
+                .or_insert_with(|| group_view(name, &limits, &spending));
             view.agents += 1;
             if holds_slot(agent.status.state) {
                 view.running += 1;
@@ -213,41 +216,63 @@ impl Engine {
         groups.into_values().collect()
     }
 
-    /// Sets (or with `None` removes) a group's limit, stored first, then
-    /// starts whatever the new limit lets through.
+    /// Sets (or with null removes) a group's limit and budget, stored
+    /// first; then starts whatever the new limit lets through (a budget
+    /// reached stops its running agents at the sampler's next pass).
     pub async fn set_group(&self, name: &str, request: SetGroup) -> Result<GroupView, EngineError> {
         parse::validate_name(name)
             .map_err(|error| EngineError::invalid(error.replace("name", "group name")))?;
-        if request.max_running == Some(0) {
+        if request.max_running == Some(Some(0)) {
             return Err(EngineError::invalid(
                 "max_running must be at least 1 (null removes the limit)",
             ));
         }
+        if let Some(Some(budget)) = request.budget_usd {
+            parse::check_budget_usd(budget).map_err(EngineError::invalid)?;
+        }
+        if request.max_running.is_none() && request.budget_usd.is_none() {
+            return Err(EngineError::invalid(
+                "nothing to set: give max_running, budget_usd or both",
+            ));
+        }
         {
             let _admission = self.inner.admission.lock().await;
+            let limits = self.limits();
+            let max_running = request
+                .max_running
+                .unwrap_or_else(|| limits.groups.get(name).copied());
+            let budget_usd = request
+                .budget_usd
+                .unwrap_or_else(|| self.inner.lock_spending().budget_of(name));
             let changed = Draft::general(
                 EventKind::GroupChanged {
                     group: name.to_string(),
-                    max_running: request.max_running,
+                    max_running,
+                    budget_usd,
                 },
                 Utc::now(),
             );
             self.inner
                 .write_with_events(vec![changed], |store, events| {
-                    store.set_group_limit(name, request.max_running, events)
+                    store.set_group(name, max_running, budget_usd, events)
                 })?;
             let mut limits = self.inner.limits.lock().unwrap_or_else(|e| e.into_inner());
-            match request.max_running {
+            match max_running {
                 Some(max) => limits.groups.insert(name.to_string(), max),
                 None => limits.groups.remove(name),
             };
+            drop(limits);
+            self.inner.lock_spending().set_budget(name, budget_usd);
         }
         self.admit_queued();
         Ok(self
             .groups()
             .into_iter()
             .find(|group| group.name == name)
-            .unwrap_or_else(|| group_view(name, request.max_running)))
+            .unwrap_or_else(|| {
+                let limits = self.limits();
+                group_view(name, &limits, &self.inner.lock_spending())
+            }))
     }
 
     fn limits(&self) -> Limits {
@@ -259,12 +284,15 @@ impl Engine {
     }
 }
 
-fn group_view(name: &str, max_running: Option<u32>) -> GroupView {
+/// A group with no agent counted yet.
+fn group_view(name: &str, limits: &Limits, spending: &Spending) -> GroupView {
     GroupView {
         name: name.to_string(),
-        max_running,
+        max_running: limits.groups.get(name).copied(),
         running: 0,
         queued: 0,
         agents: 0,
+        budget_usd: spending.budget_of(name),
+        spent_usd: spending.of_group(name),
     }
 }

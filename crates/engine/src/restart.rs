@@ -39,17 +39,47 @@ impl Engine {
             ending.reason = format!("timeout: ran longer than {limit}; {}", ending.reason);
         }
         let mut spec = spec.clone();
-        if asked == Some(Cause::Hang) {
-            let why = agent.status.reason.as_deref().unwrap_or("hung");
-            let why = why.strip_suffix(", stopping").unwrap_or(why);
-            ending.state = State::Failed;
-            ending.cause = Cause::Hang;
-            ending.reason = format!("{why}; {}", ending.reason);
-            // `--on-hang restart` restarts whatever `--restart` says, within
-            // the same limits.
-            if spec.on_hang == OnHang::Restart {
-                spec.policy = RestartPolicy::Always;
+        // Why it was stopped, as the stop said it.
+        let why = |default: &'static str| {
+            let why = agent.status.reason.as_deref().unwrap_or(default);
+            why.strip_suffix(", stopping").unwrap_or(why).to_string()
+        };
+        match asked {
+            Some(Cause::Hang) => {
+                ending.state = State::Failed;
+                ending.cause = Cause::Hang;
+                ending.reason = format!("{}; {}", why("hung"), ending.reason);
+                // `--on-hang restart` restarts whatever `--restart` says,
+                // within the same limits.
+                if spec.on_hang == OnHang::Restart {
+                    spec.policy = RestartPolicy::Always;
+                }
             }
+            Some(Cause::Budget) => {
+                ending.state = State::Failed;
+                ending.cause = Cause::Budget;
+                ending.reason = format!("{}; {}", why("over budget"), ending.reason);
+                // Another run would only spend more.
+                spec.policy = RestartPolicy::Never;
+            }
+            Some(Cause::Lingered) => {
+                // Its work was done: the run ends as its result says.
+                let success = agent
+                    .session
+                    .read
+                    .as_ref()
+                    .filter(|_| agent.session.run == agent.status.run.number)
+                    .and_then(|read| read.reader.session().result.as_ref())
+                    .is_none_or(|result| result.success);
+                ending.state = if success {
+                    State::Completed
+                } else {
+                    State::Failed
+                };
+                ending.cause = Cause::Lingered;
+                ending.reason = format!("{}; {}", why("lingered"), ending.reason);
+            }
+            _ => {}
         }
         let history = self.past_runs(agent, &ending)?;
         let now = ending.ended_at.unwrap_or_else(Utc::now);

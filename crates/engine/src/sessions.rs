@@ -13,8 +13,9 @@ use crate::events::Draft;
 use crate::model::Agent;
 use crate::Engine;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use wrangle_store::SessionRow;
+use wrangle_store::{CostDelta, Ledgered, SessionRow};
 use wrangle_wire::{AdapterKind, EventKind, TokenCounts};
 
 /// Shortest time between two `agent.usage` events of one agent.
@@ -38,6 +39,8 @@ pub struct SessionFindings {
     pub read: Option<Arc<SessionRead>>,
     /// What was last published as events.
     pub published: Published,
+    /// What the ledger holds of the run, by model.
+    pub ledgered: BTreeMap<String, Ledgered>,
 }
 
 /// What the events of a session have said so far.
@@ -85,11 +88,16 @@ impl Engine {
             .as_ref()
             .map(|read| published_of(&read.reader))
             .unwrap_or_default();
+        let ledgered = match &read {
+            Some(_) => self.store().ledgered(id, run)?,
+            None => BTreeMap::new(),
+        };
         self.registry().update_findings(id, |findings| {
             *findings.session = SessionFindings {
                 run,
                 read,
                 published,
+                ledgered,
             };
         });
         Ok(())
@@ -119,19 +127,45 @@ impl Engine {
         let Ok(agent) = registry.get(id) else { return };
         let mut published = agent.session.published.clone();
         let drafts = self.session_drafts(agent, &read, &mut published, now, true);
+        let mut ledgered = agent.session.ledgered.clone();
+        let deltas = self.ledger_changes(agent, &read, &mut ledgered, now);
         let row = session_row(id, run, &read);
         let written = self.inner.write_with_events(drafts, |store, events| {
-            store.record_findings(&[], &row.into_iter().collect::<Vec<_>>(), events)
+            store.record_findings(&[], &row.into_iter().collect::<Vec<_>>(), &deltas, events)
         });
         match written {
-            Ok(()) => registry.update_findings(id, |findings| {
-                if findings.session.run == run {
-                    findings.session.read = Some(read);
-                    findings.session.published = published;
-                }
-            }),
+            Ok(()) => {
+                self.inner.lock_spending().apply(&deltas);
+                registry.update_findings(id, |findings| {
+                    if findings.session.run == run {
+                        findings.session.read = Some(read);
+                        findings.session.published = published;
+                        findings.session.ledgered = ledgered;
+                    }
+                })
+            }
             Err(error) => tracing::warn!("agent {id} run {run}: cannot store its session: {error}"),
         }
+    }
+
+    /// The changes of the ledger from what `ledgered` holds of the agent's
+    /// current run to what `read` says (`ledgered` is brought up to date).
+    pub(crate) fn ledger_changes(
+        &self,
+        agent: &Agent,
+        read: &SessionRead,
+        ledgered: &mut BTreeMap<String, Ledgered>,
+        now: DateTime<Utc>,
+    ) -> Vec<CostDelta> {
+        let identity = &agent.identity;
+        let costs = read.reader.session().costs(&self.inner.prices);
+        crate::spend::ledger_deltas(
+            (&identity.id, &identity.name, identity.spec.group.as_deref()),
+            agent.status.run.number,
+            &costs,
+            ledgered,
+            now,
+        )
     }
 
     /// The events of a session that moved on from what `published` says,

@@ -1,8 +1,10 @@
-//! `GET /v1/summary`: the fleet at a glance, from the registry and the
-//! sampler's last tick.
+//! `GET /v1/summary`: the fleet at a glance, from the registry, the
+//! sampler's last tick and the cost ledger.
 
 use crate::Engine;
+use chrono::Utc;
 use std::cmp::Ordering;
+use wrangle_wire::metrics::CostEntry;
 use wrangle_wire::{Health, State, Summary, SummaryEntry};
 
 /// Longest top list.
@@ -45,7 +47,32 @@ impl Engine {
         }
         summary.top_cpu = top(&using, |entry| entry.cpu_percent);
         summary.top_memory = top(&using, |entry| entry.rss_bytes as f64);
+        summary.top_cost = self.costliest(&registry);
+        drop(observations);
+        drop(registry);
+        let midnight = Utc::now()
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or_else(Utc::now, |midnight| midnight.and_utc());
+        (summary.spent_today_usd, summary.spent_usd) = self.spent_since(midnight);
         summary
+    }
+
+    /// The (at most) [`TOP`] agents whose runs cost the most together.
+    fn costliest(&self, registry: &crate::registry::Registry) -> Vec<CostEntry> {
+        let spending = self.inner.lock_spending();
+        let mut costs: Vec<CostEntry> = registry
+            .agents()
+            .map(|agent| CostEntry {
+                id: agent.identity.id.clone(),
+                name: agent.identity.name.clone(),
+                cost_usd: spending.of_agent(&agent.identity.id).cost_usd,
+            })
+            .filter(|entry| entry.cost_usd > 0.0)
+            .collect();
+        costs.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd).then(a.name.cmp(&b.name)));
+        costs.truncate(TOP);
+        costs
     }
 }
 

@@ -6,17 +6,20 @@ use crate::model::Agent;
 use crate::probe::HealthCheck;
 use crate::sampler::Observation;
 use chrono::{DateTime, Utc};
+use wrangle_store::Ledgered;
 use wrangle_wire::parse::signal_name;
 use wrangle_wire::AgentView;
 
 impl Agent {
-    /// The agent as the API shows it, `now` being the time of the answer
-    /// and `observed` what the sampler saw of the current run.
+    /// The agent as the API shows it, `now` being the time of the answer,
+    /// `observed` what the sampler saw of the current run and `spent` what
+    /// the ledger holds of all its runs.
     pub fn view(
         &self,
         now: DateTime<Utc>,
         observed: Option<&Observation>,
         prices: &Prices,
+        spent: Ledgered,
     ) -> AgentView {
         let identity = &self.identity;
         let run = &self.status.run;
@@ -82,6 +85,8 @@ impl Agent {
                 .as_ref()
                 .filter(|_| self.session.run == run.number)
                 .map(|read| read.reader.view(prices)),
+            total_cost_usd: (spent.cost_usd > 0.0).then_some(spent.cost_usd),
+            total_tokens: (spent.tokens.total() > 0).then_some(spent.tokens),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }

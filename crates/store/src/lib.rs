@@ -10,10 +10,12 @@
 
 mod checkpoint;
 pub mod events;
+pub mod ledger;
 pub mod prune;
 mod schema;
 
 pub use events::{AgentMatch, EventReader, EventRecord, Kept};
+pub use ledger::{CostDelta, CostKey, CostSum, Ledgered, SignedTokens};
 pub use prune::Retention;
 
 use chrono::{DateTime, Utc};
@@ -267,16 +269,18 @@ impl Store {
     }
 
     /// Records assessed healths (and probe findings) and what adapters
-    /// read of runs' output, with their events, in one transaction. A
-    /// session is only moved forward: a row that has read less than the
-    /// one stored changes nothing.
+    /// read of runs' output with the changes of the ledger it makes, and
+    /// their events, in one transaction. A session is only moved forward:
+    /// a row that has read less than the one stored changes nothing.
     pub fn record_findings(
         &mut self,
         healths: &[HealthRow],
         sessions: &[SessionRow],
+        costs: &[CostDelta],
         events: &[EventRecord],
     ) -> Result<()> {
         self.write_with_events(events, |transaction| {
+            ledger::add(transaction, costs)?;
             let mut statement = transaction.prepare_cached(
                 "UPDATE agents SET health = ?2, health_reason = ?3, probe = ?4 WHERE id = ?1",
             )?;
@@ -456,12 +460,13 @@ impl Store {
         Ok(records)
     }
 
-    /// Sets the most agents of group `name` that may run at once (`None`
-    /// removes the limit), with its events.
-    pub fn set_group_limit(
+    /// Sets group `name`'s limit of running agents and its budget (each
+    /// `None` removes it), with their events.
+    pub fn set_group(
         &mut self,
         name: &str,
         max_running: Option<u32>,
+        budget_usd: Option<f64>,
         events: &[EventRecord],
     ) -> Result<()> {
         self.write_with_events(events, |transaction| {
@@ -473,8 +478,27 @@ impl Store {
                 )?,
                 None => transaction.execute("DELETE FROM groups WHERE name = ?1", params![name])?,
             };
+            match budget_usd {
+                Some(budget) => transaction.execute(
+                    "INSERT INTO group_budgets (name, budget_usd) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET budget_usd = ?2",
+                    params![name, budget],
+                )?,
+                None => transaction
+                    .execute("DELETE FROM group_budgets WHERE name = ?1", params![name])?,
+            };
             Ok(())
         })
+    }
+
+    /// Every group with a budget, by name.
+    pub fn group_budgets(&self) -> Result<Vec<(String, f64)>> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT name, budget_usd FROM group_budgets ORDER BY name")?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
     }
 
     /// Every group with a limit, by name.

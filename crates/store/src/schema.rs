@@ -144,6 +144,28 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         reader TEXT NOT NULL,
         PRIMARY KEY (agent_id, run)
     ) STRICT, WITHOUT ROWID;",
+    // 6: the cost ledger (see `ledger`), which outlives its agents, and
+    // the budgets of groups.
+    "CREATE TABLE costs (
+        agent_id TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        agent_name TEXT NOT NULL,
+        agent_group TEXT,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        cache_write INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        unpriced INTEGER NOT NULL,
+        PRIMARY KEY (agent_id, run, model, hour)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX costs_by_hour ON costs (hour);
+    CREATE TABLE group_budgets (
+        name TEXT PRIMARY KEY,
+        budget_usd REAL NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -357,10 +357,10 @@ fn group_limits_are_kept_changed_and_removed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     let mut store = Store::open(&path).unwrap();
-    store.set_group_limit("builds", Some(2), &[]).unwrap();
-    store.set_group_limit("agents", Some(8), &[]).unwrap();
+    store.set_group("builds", Some(2), None, &[]).unwrap();
+    store.set_group("agents", Some(8), None, &[]).unwrap();
     let changed = events(&store, "builds", &["group.changed"], Utc::now());
-    store.set_group_limit("builds", Some(3), &changed).unwrap();
+    store.set_group("builds", Some(3), None, &changed).unwrap();
     drop(store);
     let mut store = Store::open(&path).unwrap();
     assert_eq!(
@@ -368,7 +368,7 @@ fn group_limits_are_kept_changed_and_removed() {
         vec![("agents".to_string(), 8), ("builds".to_string(), 3)]
     );
     assert_eq!(kept(&path), [(1, "group.changed".to_string())]);
-    store.set_group_limit("agents", None, &[]).unwrap();
+    store.set_group("agents", None, None, &[]).unwrap();
     assert_eq!(
         store.group_limits().unwrap(),
         vec![("builds".to_string(), 3)]
@@ -534,16 +534,16 @@ fn a_session_only_moves_forward_and_goes_with_its_agent() {
         reader: reader.into(),
     };
     store
-        .record_findings(&[], &[row(100, "at 100")], &[])
+        .record_findings(&[], &[row(100, "at 100")], &[], &[])
         .unwrap();
     // A reader that is behind (a tick that read before the run's end was
     // read to the end) does not undo what was stored.
     store
-        .record_findings(&[], &[row(40, "at 40")], &[])
+        .record_findings(&[], &[row(40, "at 40")], &[], &[])
         .unwrap();
     assert_eq!(store.session("a1", 1).unwrap(), Some(row(100, "at 100")));
     store
-        .record_findings(&[], &[row(250, "at 250")], &[])
+        .record_findings(&[], &[row(250, "at 250")], &[], &[])
         .unwrap();
     drop(store);
     let mut store = Store::open(&path).unwrap();

@@ -100,6 +100,13 @@ pub struct AgentView {
     /// adapter; absent when no adapter reads it.
     #[serde(default)]
     pub session: Option<crate::session::SessionView>,
+    /// What all its runs have cost together, in USD (the cost ledger's
+    /// figure, which its budget is checked against).
+    #[serde(default)]
+    pub total_cost_usd: Option<f64>,
+    /// The tokens all its runs used together.
+    #[serde(default)]
+    pub total_tokens: Option<crate::TokenCounts>,
     /// Path of the current run's stdout log.
     pub stdout_log: String,
     /// Path of the current run's stderr log.

@@ -178,13 +178,30 @@ pub enum EventKind {
         /// Cost of the run in USD, where it can be had.
         cost_usd: Option<f64>,
     },
-    /// A group's concurrency limit was set or removed.
+    /// The agent (or its group) went over its budget; it is stopped with
+    /// cause `budget`.
+    #[serde(rename = "agent.budget_exceeded")]
+    BudgetExceeded {
+        /// Which budget: `--budget-usd $0.05`, `--budget-tokens 100000`,
+        /// or `group G --budget-usd $10`.
+        budget: String,
+        /// What was spent against it, in USD (the agent's over all its
+        /// runs, or its group's).
+        cost_usd: Option<f64>,
+        /// Tokens the agent used over all its runs.
+        tokens: crate::TokenCounts,
+    },
+    /// A group's concurrency limit or budget was set or removed.
     #[serde(rename = "group.changed")]
     GroupChanged {
         /// The group.
         group: String,
         /// Most of its agents that run at once; none means no limit.
         max_running: Option<u32>,
+        /// Most US dollars its agents may spend together; none means no
+        /// budget.
+        #[serde(default)]
+        budget_usd: Option<f64>,
     },
     /// A daemon started and took over the agents of its home.
     #[serde(rename = "daemon.started")]
@@ -227,6 +244,7 @@ impl EventKind {
             EventKind::Usage { .. } => "agent.usage",
             EventKind::Waiting { .. } => "agent.waiting",
             EventKind::Result { .. } => "agent.result",
+            EventKind::BudgetExceeded { .. } => "agent.budget_exceeded",
             EventKind::GroupChanged { .. } => "group.changed",
             EventKind::DaemonStarted { .. } => "daemon.started",
             EventKind::DaemonStopping { .. } => "daemon.stopping",
@@ -236,7 +254,7 @@ impl EventKind {
 }
 
 /// Every event type, for filters and for counting.
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 18] = [
     "agent.created",
     "agent.queued",
     "agent.starting",
@@ -251,6 +269,7 @@ pub const EVENT_TYPES: [&str; 17] = [
     "agent.usage",
     "agent.waiting",
     "agent.result",
+    "agent.budget_exceeded",
     "group.changed",
     "daemon.started",
     "daemon.stopping",
@@ -288,8 +307,10 @@ pub enum Cause {
     Hang,
     /// Its tree went over `--memory-max`.
     Memory,
-    /// It went over its cost budget.
+    /// It (or its group) went over its budget.
     Budget,
+    /// It went on after its final result for longer than `--linger`.
+    Lingered,
     /// The daemon was stopped with `--stop-agents`.
     Shutdown,
     /// `wrangle restart` stopped it to start it again.
@@ -302,7 +323,7 @@ pub enum Cause {
 
 impl Cause {
     /// Every cause.
-    pub const ALL: [Cause; 12] = [
+    pub const ALL: [Cause; 13] = [
         Cause::Exit,
         Cause::SpawnError,
         Cause::User,
@@ -311,6 +332,7 @@ impl Cause {
         Cause::Hang,
         Cause::Memory,
         Cause::Budget,
+        Cause::Lingered,
         Cause::Shutdown,
         Cause::Restart,
         Cause::Remove,
@@ -328,6 +350,7 @@ impl Cause {
             Cause::Hang => "hang",
             Cause::Memory => "memory",
             Cause::Budget => "budget",
+            Cause::Lingered => "lingered",
             Cause::Shutdown => "shutdown",
             Cause::Restart => "restart",
             Cause::Remove => "remove",

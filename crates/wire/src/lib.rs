@@ -7,6 +7,7 @@
 //! reaches into the daemon.
 
 pub mod agent;
+pub mod cost;
 pub mod doctor;
 pub mod error;
 pub mod events;
@@ -22,6 +23,7 @@ pub mod session;
 pub mod state;
 
 pub use agent::AgentView;
+pub use cost::{CostBy, CostQuery, CostReport, CostRow};
 pub use doctor::DoctorReport;
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use events::{Cause, Event, EventAgent, EventKind, EventsQuery, Notice, StreamMessage};

@@ -60,6 +60,28 @@ pub struct Summary {
     pub top_memory: Vec<SummaryEntry>,
     /// When the sampler last ran; absent before its first tick.
     pub sampled_at: Option<DateTime<Utc>>,
+    /// What agents' sessions have spent today (UTC), in USD, removed
+    /// agents included.
+    #[serde(default)]
+    pub spent_today_usd: f64,
+    /// What they have spent in all, in USD.
+    #[serde(default)]
+    pub spent_usd: f64,
+    /// The agents that cost the most (their runs together), most first
+    /// (at most 5).
+    #[serde(default)]
+    pub top_cost: Vec<CostEntry>,
+}
+
+/// One agent in the summary's list of the costliest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CostEntry {
+    /// The agent's id.
+    pub id: String,
+    /// The agent's name.
+    pub name: String,
+    /// What its runs cost together, in USD.
+    pub cost_usd: f64,
 }
 
 /// One agent in a top list of the summary.

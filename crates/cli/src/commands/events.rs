@@ -168,10 +168,30 @@ fn details(kind: &EventKind) -> String {
             describe_tokens(tokens),
             describe_cost(*cost_usd)
         ),
-        EventKind::GroupChanged { group, max_running } => match max_running {
-            Some(max) => format!("group {group}: max-running {max}"),
-            None => format!("group {group}: no limit"),
-        },
+        EventKind::BudgetExceeded {
+            budget,
+            cost_usd,
+            tokens,
+        } => format!(
+            "over {budget}: spent {}, {} tokens",
+            cost_usd.map_or_else(|| "-".to_string(), crate::format::usd),
+            tokens.total()
+        ),
+        EventKind::GroupChanged {
+            group,
+            max_running,
+            budget_usd,
+        } => {
+            let limit = max_running.map_or_else(
+                || "no limit".to_string(),
+                |max| format!("max-running {max}"),
+            );
+            let budget = budget_usd.map_or_else(
+                || "no budget".to_string(),
+                |usd| format!("budget {}", crate::format::usd(usd)),
+            );
+            format!("group {group}: {limit}, {budget}")
+        }
         EventKind::DaemonStarted {
             pid,
             version,
@@ -200,7 +220,9 @@ pub fn describe_tokens(tokens: &wrangle_wire::TokenCounts) -> String {
 
 /// `, $0.0745` where a cost is known.
 fn describe_cost(cost: Option<f64>) -> String {
-    cost.map_or_else(String::new, |cost| format!(", ${cost:.4}"))
+    cost.map_or_else(String::new, |cost| {
+        format!(", {}", crate::format::usd(cost))
+    })
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use crate::args::{GroupAction, GroupArgs};
 use crate::client::{self, Client};
+use crate::format;
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
@@ -28,7 +29,8 @@ pub async fn group(client: &Client, args: &GroupArgs) -> Result<u8> {
         }
         GroupAction::Set(set) => {
             let request = SetGroup {
-                max_running: set.max_running.0,
+                max_running: set.max_running.map(|max| max.0),
+                budget_usd: set.budget_usd.map(|budget| budget.0),
             };
             let group: GroupView = client.put(&routes::group(&set.name), &request).await?;
             output::print(&table(&[group]))?;
@@ -37,9 +39,18 @@ pub async fn group(client: &Client, args: &GroupArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `GROUP MAX-RUNNING RUNNING QUEUED AGENTS`, one row per group.
+/// `GROUP MAX-RUNNING RUNNING QUEUED AGENTS SPENT BUDGET`, one row per
+/// group.
 fn table(groups: &[GroupView]) -> String {
-    let mut table = Table::new(&["GROUP", "MAX-RUNNING", "RUNNING", "QUEUED", "AGENTS"]);
+    let mut table = Table::new(&[
+        "GROUP",
+        "MAX-RUNNING",
+        "RUNNING",
+        "QUEUED",
+        "AGENTS",
+        "SPENT",
+        "BUDGET",
+    ]);
     for group in groups {
         table.push(vec![
             group.name.clone(),
@@ -49,6 +60,8 @@ fn table(groups: &[GroupView]) -> String {
             group.running.to_string(),
             group.queued.to_string(),
             group.agents.to_string(),
+            format::usd(group.spent_usd),
+            group.budget_usd.map_or_else(|| "-".to_owned(), format::usd),
         ]);
     }
     table.render()
@@ -67,6 +80,8 @@ mod tests {
                 running: 2,
                 queued: 3,
                 agents: 7,
+                budget_usd: Some(20.0),
+                spent_usd: 12.5,
             },
             GroupView {
                 name: "misc".into(),
@@ -74,12 +89,14 @@ mod tests {
                 running: 1,
                 queued: 0,
                 agents: 1,
+                budget_usd: None,
+                spent_usd: 0.0,
             },
         ];
         let expected = "\
-GROUP    MAX-RUNNING   RUNNING   QUEUED   AGENTS
-builds   2             2         3        7
-misc     -             1         0        1
+GROUP    MAX-RUNNING   RUNNING   QUEUED   AGENTS   SPENT     BUDGET
+builds   2             2         3        7        $12.50    $20.00
+misc     -             1         0        1        $0.0000   -
 ";
         assert_eq!(table(&groups), expected);
     }

@@ -2,7 +2,7 @@
 
 use crate::args::InspectArgs;
 use crate::client::{self, Client};
-use crate::format::{bytes, command_line, cpu_percent, timestamp_millis, uptime};
+use crate::format::{self, bytes, command_line, cpu_percent, timestamp_millis, uptime};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
@@ -71,6 +71,8 @@ fn describe(agent: &AgentView) -> String {
         health_check,
         limits,
         session,
+        total_cost_usd,
+        total_tokens,
         stdout_log,
         stderr_log,
     } = agent;
@@ -84,7 +86,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 46] = [
+    let fields: [(&str, String); 48] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -198,6 +200,13 @@ fn describe(agent: &AgentView) -> String {
             ),
         ),
         (
+            "adapter",
+            session.as_ref().map_or_else(
+                || "none".to_owned(),
+                |s| format!("{} ({})", s.adapter, s.adapter_reason),
+            ),
+        ),
+        (
             "session",
             session.as_ref().map_or_else(
                 || "-".to_owned(),
@@ -233,12 +242,27 @@ fn describe(agent: &AgentView) -> String {
                 || "-".to_owned(),
                 |s| match (s.cost_usd, s.cost_source, &s.cost_note) {
                     (Some(cost), Some(source), _) => {
-                        format!("${cost:.4} ({source:?})").to_lowercase()
+                        format!(
+                            "{} ({})",
+                            format::usd(cost),
+                            format!("{source:?}").to_lowercase()
+                        )
                     }
                     (_, _, Some(note)) => format!("unknown: {note}"),
                     _ => "-".to_owned(),
                 },
             ),
+        ),
+        (
+            "total_cost",
+            match (total_cost_usd, total_tokens) {
+                (None, None) => "-".to_owned(),
+                (cost, tokens) => format!(
+                    "{}, {} tokens (all runs)",
+                    cost.map_or_else(|| "-".to_owned(), format::usd),
+                    tokens.map_or(0, |tokens| tokens.total())
+                ),
+            },
         ),
         (
             "waiting",
@@ -366,9 +390,11 @@ tree:                cpu 150% (42s in all) rss 300M threads 7 fds 20 processes 3
 progress:            40%
 message:             running tests
 details:             -
+adapter:             none
 session:             -
 tokens:              -
 cost:                -
+total_cost:          -
 waiting:             -
 result:              -
 last_output_at:      -

@@ -2,6 +2,7 @@
 //! to the daemon and returns the exit code.
 
 mod control;
+mod cost;
 mod daemon;
 mod doctor;
 mod events;
@@ -47,6 +48,7 @@ pub async fn dispatch(home: &Path, command: Command) -> Result<u8> {
         Command::Top(args) => top::top(home, &args).await,
         Command::Doctor(args) => doctor::doctor(&Client::connect(home).await?, &args).await,
         Command::Summary(args) => summary::summary(&Client::connect(home).await?, &args).await,
+        Command::Cost(args) => cost::cost(&Client::connect(home).await?, &args).await,
     }
 }
 
@@ -99,6 +101,8 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         health_check: None,
         limits: None,
         session: None,
+        total_cost_usd: None,
+        total_tokens: None,
         stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
         stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
     }

@@ -2,7 +2,7 @@
 
 use crate::args::PsArgs;
 use crate::client::Client;
-use crate::format::{bytes, command_line, cpu_percent, truncate, uptime};
+use crate::format::{bytes, command_line, cpu_percent, truncate, uptime, usd};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
@@ -25,11 +25,13 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// `ID NAME STATE HEALTH PID CPU MEM UPTIME COMMAND`, one row per agent;
-/// CPU and MEM are those of the whole process tree at the last sample.
+/// `ID NAME STATE HEALTH PID CPU MEM COST UPTIME COMMAND`, one row per
+/// agent; CPU and MEM are those of the whole process tree at the last
+/// sample, COST what its sessions spent over all its runs, and HEALTH says
+/// `waiting` when it needs a person.
 fn table(agents: &[AgentView]) -> String {
     let mut table = Table::new(&[
-        "ID", "NAME", "STATE", "HEALTH", "PID", "CPU", "MEM", "UPTIME", "COMMAND",
+        "ID", "NAME", "STATE", "HEALTH", "PID", "CPU", "MEM", "COST", "UPTIME", "COMMAND",
     ]);
     for agent in agents {
         let dash = || "-".to_owned();
@@ -42,6 +44,7 @@ fn table(agents: &[AgentView]) -> String {
             agent.pid.map_or_else(dash, |pid| pid.to_string()),
             tree.map_or_else(dash, |tree| cpu_percent(tree.cpu_percent)),
             tree.map_or_else(dash, |tree| bytes(tree.rss_bytes)),
+            agent.total_cost_usd.map_or_else(dash, usd),
             uptime(agent.runtime_seconds),
             truncate(&command_line(&agent.command), COMMAND_WIDTH).into_owned(),
         ]);
@@ -64,6 +67,7 @@ mod tests {
                 processes: 3,
                 ..Default::default()
             }),
+            total_cost_usd: Some(0.0745),
             ..sample_agent()
         };
         let ended = AgentView {
@@ -82,9 +86,9 @@ mod tests {
         };
         let text = table(&[running, ended]);
         let expected = "\
-ID             NAME       STATE     HEALTH    PID    CPU    MEM    UPTIME   COMMAND
-0123456789ab   worker-1   running   healthy   4242   150%   300M   5m12s    sleep 100
-fedcba987654   a          failed    unknown   -      -      -      -        claude -p 'fix every failing test in the reposito…
+ID             NAME       STATE     HEALTH    PID    CPU    MEM    COST      UPTIME   COMMAND
+0123456789ab   worker-1   running   healthy   4242   150%   300M   $0.0745   5m12s    sleep 100
+fedcba987654   a          failed    unknown   -      -      -      -         -        claude -p 'fix every failing test in the reposito…
 ";
         assert_eq!(text, expected);
         let last = text.lines().nth(2).unwrap();
@@ -96,7 +100,7 @@ fedcba987654   a          failed    unknown   -      -      -      -        clau
     fn no_agents_is_just_the_header() {
         assert_eq!(
             table(&[]),
-            "ID   NAME   STATE   HEALTH   PID   CPU   MEM   UPTIME   COMMAND\n"
+            "ID   NAME   STATE   HEALTH   PID   CPU   MEM   COST   UPTIME   COMMAND\n"
         );
     }
 }

@@ -42,6 +42,14 @@ fn describe(summary: &Summary) -> String {
     line("memory", bytes(summary.rss_bytes));
     line("processes", summary.processes.to_string());
     line(
+        "spent",
+        format!(
+            "{} today (UTC), {} in all",
+            crate::format::usd(summary.spent_today_usd),
+            crate::format::usd(summary.spent_usd)
+        ),
+    );
+    line(
         "sampled_at",
         summary
             .sampled_at
@@ -55,6 +63,17 @@ fn describe(summary: &Summary) -> String {
     ] {
         text.push('\n');
         text.push_str(&top(title, entries));
+    }
+    if !summary.top_cost.is_empty() {
+        let mut table = Table::new(&["NAME", "ID", "COST"]);
+        for entry in &summary.top_cost {
+            table.push(vec![
+                entry.name.clone(),
+                entry.id[..entry.id.len().min(12)].to_owned(),
+                crate::format::usd(entry.cost_usd),
+            ]);
+        }
+        text.push_str(&format!("\ntop cost:\n{}", table.render()));
     }
     text
 }
@@ -112,6 +131,9 @@ mod tests {
             }],
             top_memory: Vec::new(),
             sampled_at: Some(chrono::Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 0).unwrap()),
+            spent_today_usd: 1.25,
+            spent_usd: 30.5,
+            top_cost: Vec::new(),
         };
         summary.by_state.insert(State::Running, 2);
         summary.by_state.insert(State::Completed, 1);
@@ -123,6 +145,7 @@ health:       healthy 1, hung 1
 cpu:          152%
 memory:       3.0G
 processes:    7
+spent:        $1.25 today (UTC), $30.50 in all
 sampled_at:   2024-05-01T12:00:00.000Z
 
 top cpu:

@@ -91,8 +91,11 @@ fn declared_in(agent: &AgentView, path: &Path) -> bool {
 pub async fn up(client: &Client, args: &UpArgs) -> Result<u8> {
     let declaration = load(client, &args.file).await?;
     for group in &declaration.groups {
+        // What the file leaves out, it does not set: a budget set by
+        // `wrangle group set` stays.
         let request = SetGroup {
-            max_running: Some(group.max_running),
+            max_running: group.max_running.map(Some),
+            budget_usd: group.budget_usd.map(Some),
         };
         let _: serde_json::Value = client.put(&routes::group(&group.name), &request).await?;
     }

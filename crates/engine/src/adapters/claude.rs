@@ -126,6 +126,8 @@ struct ModelUsage {
     cache_read_input_tokens: u64,
     #[serde(default)]
     cache_creation_input_tokens: u64,
+    #[serde(default, rename = "costUSD")]
+    cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -310,7 +312,11 @@ fn assistant(
 fn result(session: &mut Session, line: &Line, changed: &mut Changed) {
     if let Some(by_model) = line.model_usage.as_ref().filter(|usage| !usage.is_empty()) {
         session.tokens.clear();
+        session.reported_cost_by_model.clear();
         for (model, usage) in by_model {
+            if let Some(cost) = usage.cost_usd {
+                session.reported_cost_by_model.insert(model.clone(), cost);
+            }
             let counts = TokenCounts {
                 input: usage.input_tokens,
                 output: usage.output_tokens,

@@ -133,6 +133,9 @@ impl Reader {
         if !understood {
             session.other_lines += 1;
         }
+        if changed.result {
+            session.result_at = Some(at);
+        }
         changed
     }
 
@@ -215,6 +218,21 @@ pub fn choose(
         ),
     };
     (kind, format!("auto: {why}"), model)
+}
+
+/// Whether an agent whose session gave its final result is expected to
+/// exit: not one that takes its prompts on stdin (`claude
+/// --input-format stream-json` answers turn after turn, a result each),
+/// nor one whose generic JSON lines say nothing of an end.
+pub fn ends_after_result(kind: AdapterKind, argv: &[String]) -> bool {
+    match kind {
+        AdapterKind::Claude => {
+            let args = program_of(argv).map_or(&[][..], |(_, args)| args);
+            option_value(args, &["--input-format"]).as_deref() != Some("stream-json")
+        }
+        AdapterKind::Codex | AdapterKind::Gemini | AdapterKind::Opencode => true,
+        AdapterKind::Jsonl | AdapterKind::None => false,
+    }
 }
 
 /// The agent CLI a command runs, by name, and its arguments: the program

@@ -36,6 +36,9 @@ pub struct Session {
     pub tokens: BTreeMap<String, TokenCounts>,
     /// The cost the agent reported, in USD.
     pub reported_cost_usd: Option<f64>,
+    /// The part of it each model cost, where the agent says.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reported_cost_by_model: BTreeMap<String, f64>,
     /// What it waits for a person for.
     pub waiting: Option<String>,
     /// Until when a rate limit holds it.
@@ -44,6 +47,9 @@ pub struct Session {
     pub retrying: Option<RetryView>,
     /// Its final result.
     pub result: Option<ResultView>,
+    /// When the final result was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_at: Option<DateTime<Utc>>,
     /// Lines read.
     pub lines: u64,
     /// Lines that were not the adapter's JSON.
@@ -110,6 +116,67 @@ impl Session {
         self.tool
             .as_ref()
             .map(|tool| format!("running {}", tool.name))
+    }
+
+    /// Tokens and cost of each model, for the ledger: the agent's own
+    /// figure where it gives one by model; else its total shared out in
+    /// proportion to the priced cost (or, without prices, the tokens) of
+    /// the models it does not break down; else the price table's. A cost
+    /// is `None` where nothing prices it.
+    pub fn costs(&self, prices: &Prices) -> BTreeMap<String, (TokenCounts, Option<f64>)> {
+        let priced = |model: &str, tokens: &TokenCounts| {
+            let one = BTreeMap::from([(model.to_string(), *tokens)]);
+            prices.cost(&one).ok().flatten()
+        };
+        let mut costs: BTreeMap<String, (TokenCounts, Option<f64>)> = self
+            .tokens
+            .iter()
+            .map(|(model, tokens)| {
+                let cost = match self.reported_cost_by_model.get(model) {
+                    Some(cost) => Some(*cost),
+                    None => priced(model, tokens),
+                };
+                (model.clone(), (*tokens, cost))
+            })
+            .collect();
+        let Some(total) = self.reported_cost_usd else {
+            return costs;
+        };
+        let unsplit: Vec<String> = costs
+            .keys()
+            .filter(|model| !self.reported_cost_by_model.contains_key(*model))
+            .cloned()
+            .collect();
+        let split: f64 = self.reported_cost_by_model.values().sum();
+        let rest = (total - split).max(0.0);
+        let all_priced = unsplit.iter().all(|model| costs[model].1.is_some());
+        let weight = |model: &String| {
+            let (tokens, cost) = &costs[model];
+            if all_priced {
+                cost.unwrap_or(0.0)
+            } else {
+                tokens.total() as f64
+            }
+        };
+        let weights: Vec<f64> = unsplit.iter().map(weight).collect();
+        let sum: f64 = weights.iter().sum();
+        for (model, weight) in unsplit.iter().zip(weights) {
+            let share = if sum > 0.0 {
+                weight / sum
+            } else {
+                1.0 / unsplit.len() as f64
+            };
+            if let Some(entry) = costs.get_mut(model) {
+                entry.1 = Some(rest * share);
+            }
+        }
+        if costs.is_empty() && total > 0.0 {
+            costs.insert(
+                UNNAMED_MODEL.to_string(),
+                (TokenCounts::default(), Some(total)),
+            );
+        }
+        costs
     }
 
     /// The session as the API shows it, priced with `prices` where the

@@ -25,9 +25,14 @@ fn reader(kind: AdapterKind, model: Option<&str>) -> Reader {
 }
 
 fn feed(reader: &mut Reader, lines: &str) -> Vec<Changed> {
+    feed_at(reader, lines, at())
+}
+
+/// Feeds `lines` as if all were written at `at`.
+fn feed_at(reader: &mut Reader, lines: &str, at: DateTime<Utc>) -> Vec<Changed> {
     lines
         .lines()
-        .map(|line| reader.line(line.as_bytes(), at()))
+        .map(|line| reader.line(line.as_bytes(), at))
         .collect()
 }
 
@@ -316,15 +321,16 @@ fn any_line_at_all_is_counted_and_never_breaks_a_reader() {
 
 #[test]
 fn a_reader_stored_mid_transcript_goes_on_to_the_same_totals() {
+    let when = at();
     let mut whole = reader(AdapterKind::Claude, None);
-    feed(&mut whole, CLAUDE);
+    feed_at(&mut whole, CLAUDE, when);
     let lines: Vec<&str> = CLAUDE.lines().collect();
     for cut in 1..lines.len() {
         let mut first = reader(AdapterKind::Claude, None);
-        feed(&mut first, &lines[..cut].join("\n"));
+        feed_at(&mut first, &lines[..cut].join("\n"), when);
         let stored = serde_json::to_string(&first).unwrap();
         let mut second: Reader = serde_json::from_str(&stored).unwrap();
-        feed(&mut second, &lines[cut..].join("\n"));
+        feed_at(&mut second, &lines[cut..].join("\n"), when);
         assert_eq!(second.session(), whole.session(), "cut after line {cut}");
     }
 }
@@ -374,4 +380,65 @@ fn auto_picks_by_program_and_output_flag_and_says_why() {
         (kind, why.as_str()),
         (AdapterKind::Jsonl, "--adapter jsonl")
     );
+}
+
+#[test]
+fn costs_by_model_take_the_agents_own_split_else_share_out_its_total() {
+    let prices = Prices::shipped();
+    let mut claude = reader(AdapterKind::Claude, None);
+    feed(&mut claude, CLAUDE);
+    let costs = claude.session().costs(&prices);
+    assert_eq!(costs.len(), 3);
+    assert_eq!(costs["claude-sonnet-4-5-20250929"].1, Some(0.0553014));
+    let sum: f64 = costs.values().filter_map(|(_, cost)| *cost).sum();
+    assert!((sum - 0.0745213).abs() < 1e-12, "{sum}");
+    assert!(claude.session().result_at.is_some());
+
+    // A total without a split: shared out as the price table would.
+    let mut session = Session::default();
+    session.add_tokens(Some("claude-sonnet-4-5"), &tokens(1_000_000, 0, 0, 0));
+    session.add_tokens(Some("claude-haiku-4-5"), &tokens(1_000_000, 0, 0, 0));
+    session.reported_cost_usd = Some(8.0);
+    let costs = session.costs(&prices);
+    let sonnet = costs["claude-sonnet-4-5"].1.unwrap();
+    let haiku = costs["claude-haiku-4-5"].1.unwrap();
+    assert!((sonnet + haiku - 8.0).abs() < 1e-9);
+    assert!(sonnet > haiku, "{sonnet} {haiku}");
+
+    // A model without a price and no figure of the agent's: no cost.
+    let mut unknown = Session::default();
+    unknown.add_tokens(Some("mystery-1"), &tokens(10, 10, 0, 0));
+    assert_eq!(unknown.costs(&prices)["mystery-1"].1, None);
+}
+
+#[test]
+fn one_shot_runs_end_after_their_result_and_stdin_sessions_do_not() {
+    let argv = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(ends_after_result(
+        AdapterKind::Claude,
+        &argv(&["claude", "-p", "x", "--output-format", "stream-json"])
+    ));
+    assert!(!ends_after_result(
+        AdapterKind::Claude,
+        &argv(&[
+            "claude",
+            "--output-format",
+            "stream-json",
+            "--input-format",
+            "stream-json"
+        ])
+    ));
+    assert!(!ends_after_result(
+        AdapterKind::Claude,
+        &argv(&[
+            "npx",
+            "@anthropic-ai/claude-code",
+            "--input-format=stream-json"
+        ])
+    ));
+    assert!(ends_after_result(
+        AdapterKind::Codex,
+        &argv(&["codex", "exec", "--json", "x"])
+    ));
+    assert!(!ends_after_result(AdapterKind::Jsonl, &argv(&["my-agent"])));
 }

@@ -251,6 +251,7 @@ impl App {
             }
             KeyCode::Char('P') => self.sort_by(Column::Cpu),
             KeyCode::Char('M') => self.sort_by(Column::Memory),
+            KeyCode::Char('$') => self.sort_by(Column::Cost),
             KeyCode::Char('N') => self.sort_by(Column::Name),
             KeyCode::Char('T') => self.sort_by(Column::Uptime),
             KeyCode::Char('r') => {

@@ -1,7 +1,7 @@
 //! The columns of `top`'s table: what each shows of an agent, how it sorts,
 //! and which of them fit in the terminal's width.
 
-use crate::format::{bytes, command_line, cpu_percent, uptime};
+use crate::format::{bytes, command_line, cpu_percent, uptime, usd};
 use std::cmp::Ordering;
 use wrangle_wire::AgentView;
 
@@ -25,6 +25,8 @@ pub enum Column {
     Cpu,
     /// Resident memory of its process tree.
     Memory,
+    /// What its sessions spent, over all its runs.
+    Cost,
     /// Processes in its tree.
     Processes,
     /// Progress it reported in its status file.
@@ -38,12 +40,13 @@ pub enum Column {
 }
 
 /// The columns, left to right.
-pub const ALL: [Column; 10] = [
+pub const ALL: [Column; 11] = [
     Column::Name,
     Column::State,
     Column::Health,
     Column::Cpu,
     Column::Memory,
+    Column::Cost,
     Column::Processes,
     Column::Progress,
     Column::Uptime,
@@ -53,22 +56,24 @@ pub const ALL: [Column; 10] = [
 
 /// The columns that go first when the terminal is too narrow for all,
 /// first dropped first. Name, state, CPU and memory always stay.
-const DROP_ORDER: [Column; 6] = [
+const DROP_ORDER: [Column; 7] = [
     Column::Command,
     Column::Pid,
     Column::Processes,
     Column::Uptime,
     Column::Progress,
+    Column::Cost,
     Column::Health,
 ];
 
 /// Columns `s` steps through, in this order.
-pub const SORTABLE: [Column; 9] = [
+pub const SORTABLE: [Column; 10] = [
     Column::Name,
     Column::State,
     Column::Health,
     Column::Cpu,
     Column::Memory,
+    Column::Cost,
     Column::Processes,
     Column::Progress,
     Column::Uptime,
@@ -91,6 +96,7 @@ impl Column {
             Column::Health => "HEALTH",
             Column::Cpu => "CPU%",
             Column::Memory => "MEM",
+            Column::Cost => "COST",
             Column::Processes => "PROCS",
             Column::Progress => "PROG",
             Column::Uptime => "UPTIME",
@@ -107,6 +113,7 @@ impl Column {
             Column::Health => "health",
             Column::Cpu => "cpu",
             Column::Memory => "memory",
+            Column::Cost => "cost",
             Column::Processes => "processes",
             Column::Progress => "progress",
             Column::Uptime => "uptime",
@@ -123,6 +130,7 @@ impl Column {
             Column::Name => 20,
             Column::State | Column::Health => 9,
             Column::Cpu | Column::Memory => 6,
+            Column::Cost => 8,
             Column::Processes | Column::Progress => 5,
             Column::Uptime | Column::Pid => 7,
             Column::Command => 20,
@@ -140,6 +148,7 @@ impl Column {
             self,
             Column::Cpu
                 | Column::Memory
+                | Column::Cost
                 | Column::Processes
                 | Column::Progress
                 | Column::Uptime
@@ -148,12 +157,10 @@ impl Column {
     }
 
     /// True when the column sorts largest first, as htop sorts CPU and
-    /// memory: what uses the most or has run longest is on top.
+    /// memory: what uses the most or has run longest is on top (every
+    /// number but the pid).
     pub fn descends(self) -> bool {
-        matches!(
-            self,
-            Column::Cpu | Column::Memory | Column::Processes | Column::Progress | Column::Uptime
-        )
+        self.is_numeric() && self != Column::Pid
     }
 
     /// The cell of `agent` in this column; `-` for what is not known.
@@ -165,6 +172,7 @@ impl Column {
             Column::Health => agent.health.to_string(),
             Column::Cpu => known(usage(agent).map(|(cpu, _)| cpu_percent(cpu))),
             Column::Memory => known(usage(agent).map(|(_, rss)| bytes(rss))),
+            Column::Cost => known(agent.total_cost_usd.map(usd)),
             Column::Processes => known(agent.tree.as_ref().map(|t| t.processes.to_string())),
             Column::Progress => known(agent.progress.map(progress)),
             Column::Uptime => uptime(agent.runtime_seconds),
@@ -183,6 +191,7 @@ impl Column {
             Column::Health => number(f64::from(agent.health as u8)),
             Column::Cpu => usage(agent).and_then(|(cpu, _)| number(cpu)),
             Column::Memory => usage(agent).and_then(|(_, rss)| number(rss as f64)),
+            Column::Cost => agent.total_cost_usd.and_then(number),
             Column::Processes => agent
                 .tree
                 .as_ref()
@@ -314,17 +323,17 @@ mod tests {
     }
 
     #[test]
-    fn at_80_columns_all_but_pid_and_command_fit_and_fill_the_width() {
+    fn at_80_columns_all_but_pid_processes_and_command_fit_and_fill_the_width() {
         let layout = layout(80);
         assert_eq!(
             layout,
             [
-                (Column::Name, 24),
+                (Column::Name, 21),
                 (Column::State, 9),
                 (Column::Health, 9),
                 (Column::Cpu, 6),
                 (Column::Memory, 6),
-                (Column::Processes, 5),
+                (Column::Cost, 8),
                 (Column::Progress, 5),
                 (Column::Uptime, 7),
             ]
@@ -388,6 +397,7 @@ mod tests {
                 "-",
                 "-",
                 "-",
+                "-",
                 "5m12s",
                 "4242",
                 "sleep 100"
@@ -400,10 +410,14 @@ mod tests {
         let agent = AgentView {
             tree: tree(12.34, 3 * 1024 * 1024 / 2, 4),
             progress: Some(40.4),
+            total_cost_usd: Some(1.5),
             ..sample_agent()
         };
         let cells: Vec<String> = ALL.iter().map(|c| c.cell(&agent)).collect();
-        assert_eq!(cells[3..7], ["12.3%", "1.5M", "4", "40%"].map(String::from));
+        assert_eq!(
+            cells[3..8],
+            ["12.3%", "1.5M", "$1.50", "4", "40%"].map(String::from)
+        );
         // Only the main process sampled: its figures stand in for the tree.
         let agent = AgentView {
             process: Some(ProcessMetrics {

@@ -3,10 +3,10 @@
 //! ```text
 //! wrangle top  3 of 4 running  CPU 85.0%  MEM 1.4G  6 procs
 //! sort: cpu, largest first   every 1s
-//!   NAME                     STATE     HEALTH      CPU%    MEM PROCS  PROG  UPTIME
-//! > claude-fix               running   healthy    80.0%   1.2G     3   40%  1h20m
+//!   NAME                  STATE     HEALTH      CPU%    MEM     COST  PROG  UPTIME
+//! > claude-fix            running   healthy    80.0%   1.2G  $0.4210   40%  1h20m
 //! ...
-//! j/k move  s,P,M,N sort  r reverse  / filter  Enter logs  x stop  K kill  q quit
+//! j/k move  s,P,M,$ sort  r reverse  / filter  Enter logs  x stop  K kill  q quit
 //! ```
 
 use super::app::{is_running, App, Effect, Link, LogPane, Mode, Target};
@@ -25,7 +25,7 @@ pub const LOG_TAIL: usize = 200;
 
 /// The keys, as the footer lists them over the table.
 const TABLE_KEYS: &str =
-    "j/k move  s,P,M,N sort  r reverse  / filter  Enter logs  x stop  K kill  q quit";
+    "j/k move  s,P,M,$ sort  r reverse  / filter  Enter logs  x stop  K kill  q quit";
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &mut App) {
@@ -448,19 +448,19 @@ mod tests {
         assert_eq!(lines[1], "sort: cpu, largest first");
         assert_eq!(
             lines[2],
-            "  NAME                     STATE     HEALTH      CPU%    MEM PROCS  PROG  UPTIME"
+            "  NAME                  STATE     HEALTH      CPU%    MEM     COST  PROG  UPTIME"
         );
         assert_eq!(
             lines[3],
-            "> claude-fix-the-flaky-te… running   healthy    80.0%   1.0G     3     -   5m12s"
+            "> claude-fix-the-flaky… running   healthy    80.0%   1.0G        -     -   5m12s"
         );
         assert_eq!(
             lines[4],
-            "  idle                     running   healthy     0.0%   5.0M     1     -   5m12s"
+            "  idle                  running   healthy     0.0%   5.0M        -     -   5m12s"
         );
         assert_eq!(
             lines[5],
-            "  queued-one               queued    healthy        -      -     -     -   5m12s"
+            "  queued-one            queued    healthy        -      -        -     -   5m12s"
         );
         assert!(lines[6..23].iter().all(String::is_empty));
         assert_eq!(lines[23], TABLE_KEYS);
