@@ -450,6 +450,42 @@ fn claude_tokens_and_cost_in_wrangle_equal_the_cli_own_figures() {
 }
 
 #[test]
+fn claude_whose_api_refuses_the_request_fails_with_the_cli_message() {
+    let Some(claude) = agent_clis::find("claude") else {
+        return;
+    };
+    let bench = Bench::new(|_, _| Reply::PromptTooLong);
+    let home = &bench.home;
+    bench.claude(&claude, "refusal", "Read everything", &[], &[]);
+    home.wrangle(&["wait", "refusal"]);
+    let view = home.inspect("refusal");
+    let why = bench.describe("refusal");
+    // The CLI's own word: an error result (`is_error`, with subtype
+    // "success"), after a message of its own making.
+    let result = bench.final_line("refusal", "result");
+    assert_eq!(result["is_error"], true, "{why}");
+    assert_eq!(result["api_error_status"], 400, "{why}");
+    let message = result["result"].as_str().expect("the result's text");
+    assert_eq!(view["state"], "failed", "{why}");
+    assert_eq!(view["exit_code"], 1, "{why}");
+    assert_eq!(
+        view["reason"].as_str(),
+        Some(format!("{message} (the agent's result is an error; exited with code 1)").as_str()),
+        "{why}"
+    );
+    assert_eq!(view["session"]["result"]["success"], false, "{why}");
+    assert_eq!(view["session"]["result"]["message"], message, "{why}");
+    // The message the CLI made itself (model "<synthetic>") is no model's.
+    assert_eq!(
+        view["session"]["models"],
+        serde_json::json!([CLAUDE_MODEL]),
+        "{why}"
+    );
+    assert_eq!(tokens(&view), (0, 0, 0, 0), "{why}");
+    assert_eq!(view["session"]["cost_usd"], 0.0, "{why}");
+}
+
+#[test]
 fn codex_exec_with_a_command_gives_its_thread_total_and_succeeds() {
     let Some(codex) = agent_clis::find("codex") else {
         return;

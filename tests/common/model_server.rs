@@ -60,6 +60,9 @@ pub enum Reply {
     /// HTTP 529 `overloaded_error` (Anthropic) or 503 (OpenAI): a
     /// failure the CLI retries.
     Overloaded,
+    /// HTTP 400 "prompt is too long" (`invalid_request_error`, OpenAI's
+    /// `context_length_exceeded`): a failure no retry mends.
+    PromptTooLong,
     /// The stream starts (`message_start` / `response.created`) and then
     /// nothing more comes until the server is dropped.
     Stall,
@@ -70,7 +73,7 @@ impl Reply {
     pub fn usage(&self) -> Usage {
         match self {
             Reply::Text { usage, .. } | Reply::Bash { usage, .. } => *usage,
-            Reply::Overloaded | Reply::Stall => Usage::default(),
+            Reply::Overloaded | Reply::PromptTooLong | Reply::Stall => Usage::default(),
         }
     }
 }
@@ -328,6 +331,24 @@ fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
                 &body.to_string(),
             )
         }
+        (Reply::PromptTooLong, Api::Anthropic) => {
+            let body = json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 250000 tokens > 200000 maximum"}});
+            respond(
+                &mut out,
+                "400 Bad Request",
+                "application/json",
+                &body.to_string(),
+            )
+        }
+        (Reply::PromptTooLong, Api::OpenAi) => {
+            let body = json!({"error": {"type": "invalid_request_error", "code": "context_length_exceeded", "message": "Your input exceeds the context window of this model."}});
+            respond(
+                &mut out,
+                "400 Bad Request",
+                "application/json",
+                &body.to_string(),
+            )
+        }
         (Reply::Stall, _) => {
             let first = match api {
                 Api::Anthropic => anthropic_events(&request, &reply, id).remove(0),
@@ -474,7 +495,7 @@ fn anthropic_events(request: &Request, reply: &Reply, id: usize) -> Vec<(&'stati
             json!({"type": "text_delta", "text": text}),
             "end_turn",
         ),
-        Reply::Overloaded | Reply::Stall => (json!({}), json!({}), "end_turn"),
+        _ => (json!({}), json!({}), "end_turn"),
     };
     vec![
         ("message_start", start),
@@ -517,7 +538,7 @@ fn openai_events(reply: &Reply, id: usize) -> Vec<(&'static str, Value)> {
             "role": "assistant",
             "content": [{"type": "output_text", "text": text}],
         }),
-        Reply::Overloaded | Reply::Stall => json!({}),
+        _ => json!({}),
     };
     vec![
         (
