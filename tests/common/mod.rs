@@ -13,10 +13,12 @@
 // Each test file uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod agent_clis;
 pub mod agents;
 pub mod crash;
 pub mod events;
 pub mod http;
+pub mod model_server;
 pub mod procfs;
 pub mod tmux;
 

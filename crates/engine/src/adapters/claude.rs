@@ -18,6 +18,11 @@ use std::collections::BTreeMap;
 use wrangle_wire::session::{ResultView, RetryView, ToolView};
 use wrangle_wire::TokenCounts;
 
+/// The model Claude Code names on an assistant message it made itself,
+/// e.g. an API error shown as the assistant's text (CLI 2.1.332, an HTTP
+/// 400 "prompt is too long"): no model's answer, no model call.
+const SYNTHETIC_MODEL: &str = "<synthetic>";
+
 /// What the adapter remembers between lines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -268,8 +273,9 @@ fn assistant(
     changed.attention |= clear_retry(session);
     // The agent goes on: a permission it waited for was answered.
     changed.attention |= session.waiting.take().is_some();
+    let synthetic = message.model.as_deref() == Some(SYNTHETIC_MODEL);
     let model = message.model.clone().or_else(|| state.model.clone());
-    if let Some(id) = &message.id {
+    if let (Some(id), false) = (&message.id, synthetic) {
         if state.last_message.as_deref() != Some(id) {
             state.last_message = Some(id.clone());
             session.turns += 1;
@@ -380,5 +386,36 @@ fn text_of(value: &serde_json::Value) -> Option<String> {
         serde_json::Value::Null => None,
         serde_json::Value::String(text) => Some(text.clone()),
         other => Some(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Reader;
+    use chrono::Utc;
+    use wrangle_wire::AdapterKind;
+
+    #[test]
+    fn a_message_the_cli_made_itself_is_no_model_and_no_turn() {
+        let mut reader = Reader::new(AdapterKind::Claude, "test".into(), None);
+        // Real lines of Claude Code 2.1.332 whose API answered 400 (cut).
+        let lines = [
+            r#"{"type":"system","subtype":"init","session_id":"c19a0131","model":"claude-sonnet-4-5"}"#,
+            r#"{"type":"assistant","message":{"id":"4dc83d23-1d6b-4778-91a7-dd50f7e98ab5","model":"<synthetic>","role":"assistant","stop_reason":"stop_sequence","type":"message","usage":{"input_tokens":0,"output_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0},"content":[{"type":"text","text":"Prompt is too long"}]},"parent_tool_use_id":null,"session_id":"c19a0131"}"#,
+            r#"{"total_cost_usd":0,"usage":{"input_tokens":0,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":0},"modelUsage":{},"permission_denials":[],"terminal_reason":"prompt_too_long","is_error":true,"num_turns":1,"subtype":"success","api_error_status":400,"result":"Prompt is too long","type":"result","session_id":"c19a0131"}"#,
+        ];
+        reader.line(lines[0].as_bytes(), Utc::now());
+        reader.line(lines[1].as_bytes(), Utc::now());
+        let session = reader.session();
+        assert_eq!(session.models, ["claude-sonnet-4-5"]);
+        assert!(session.tokens.is_empty(), "{:?}", session.tokens);
+        assert_eq!(session.turns, 0);
+        assert_eq!(session.last_text.as_deref(), Some("Prompt is too long"));
+        reader.line(lines[2].as_bytes(), Utc::now());
+        let session = reader.session();
+        assert_eq!(session.models, ["claude-sonnet-4-5"]);
+        let result = session.result.clone().expect("a result");
+        assert!(!result.success);
+        assert_eq!(result.message.as_deref(), Some("Prompt is too long"));
     }
 }
