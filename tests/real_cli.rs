@@ -672,6 +672,66 @@ fn claude_stalled_mid_stream_is_hung_and_stopped_with_its_tree() {
     assert!(agent_tree(home).is_empty(), "{why}");
 }
 
+#[test]
+fn claude_over_its_budget_mid_run_is_stopped_though_the_cli_tells_its_cost_only_at_the_end() {
+    let Some(claude) = agent_clis::find("claude") else {
+        return;
+    };
+    // Call after call asks for another command; each bills 10,000 input
+    // tokens: $0.03 at claude-sonnet-4-5's $3 per million.
+    let bench = Bench::new(|request, _| {
+        if request.tool_results() < 20 {
+            Reply::Bash {
+                command: "sleep 0.3".into(),
+                usage: usage(10_000, 20, 0, 0),
+            }
+        } else {
+            Reply::Text {
+                text: "Done.".into(),
+                usage: usage(10, 5, 0, 0),
+            }
+        }
+    });
+    let home = &bench.home;
+    bench.claude(
+        &claude,
+        "spender",
+        "Keep going",
+        &["--budget-usd", "0.05"],
+        &["--allowedTools", "Bash(sleep:*)"],
+    );
+    wait_until(SOON, "the CLI has called the model", || {
+        bench
+            .server
+            .count(|reply| matches!(reply, Reply::Bash { .. }))
+            >= 1
+    });
+    let tree = agent_tree(home);
+    home.wrangle(&["wait", "spender"]);
+    let view = home.inspect("spender");
+    let why = bench.describe("spender");
+    assert_eq!(view["state"], "failed", "{why}");
+    assert_eq!(view["cause"], "budget", "{why}");
+    // The CLI never printed a cost: wrangle priced its lines as they came.
+    assert!(view["session"]["result"].is_null(), "{why}");
+    assert_eq!(view["session"]["cost_source"], "prices", "{why}");
+    // The second call crossed $0.05; at most one more was made.
+    let calls = bench
+        .server
+        .count(|reply| matches!(reply, Reply::Bash { .. }));
+    assert!((2..=3).contains(&calls), "{calls} calls: {why}");
+    for pid in tree {
+        assert!(!procfs::is_alive(pid), "{pid} of the agent lives on: {why}");
+    }
+    assert!(agent_tree(home).is_empty(), "{why}");
+    assert!(
+        stored(home, 0)
+            .iter()
+            .any(|event| event["type"] == "agent.budget_exceeded"),
+        "{why}"
+    );
+}
+
 /// The live processes of `home`'s agents and their descendants: those
 /// whose environment carries the `WRANGLE_STATUS_FILE` wrangle gives each
 /// run (its daemon and shims have none).
