@@ -99,6 +99,13 @@ fn a_budget_stops_the_agent_within_a_line_of_crossing_it_and_its_tree_is_gone() 
     assert_eq!(exceeded[0]["agent"]["name"], "spender");
     // It is not restarted, whatever its policy: that would only spend more.
     assert_eq!(view["run"], 1);
+    let refused = home.fails(&["restart", "spender"]);
+    assert!(
+        refused.stderr.contains("agent spender is over budget"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(home.inspect("spender")["run"], 1);
 }
 
 #[test]
@@ -179,6 +186,17 @@ fn a_group_budget_stops_every_running_agent_of_the_group() {
     assert!(spent >= 0.05, "{team}");
     // Two agents at a line each per tick: each at most a line past.
     assert!(spent <= 0.05 + 4.0 * MESSAGE_USD, "{team}");
+    // A new agent of the spent group is refused, and nothing is made.
+    let refused = home.fails(&["run", "--group", "team", "--name", "late", "--", "true"]);
+    assert!(
+        refused.stderr.contains("group team has spent $0.0"),
+        "{}",
+        refused.stderr
+    );
+    assert!(home.ps_all().iter().all(|agent| agent["name"] != "late"));
+    // A raised budget lets it in.
+    home.ok(&["group", "set", "team", "--budget-usd", "5"]);
+    home.run(&["--group", "team", "--name", "late", "--", "true"]);
 }
 
 #[test]

@@ -18,6 +18,7 @@ impl Engine {
         let requested_name = request.name.clone();
         let spec = AgentSpec::from_owned_request(request, &self.inner.cwd)?;
         self.check_limits(&spec.limits)?;
+        self.check_group_budget(spec.group.as_deref())?;
         if let Some(name) = &requested_name {
             parse::validate_name(name).map_err(EngineError::invalid)?;
         }

@@ -167,6 +167,7 @@ impl Engine {
     /// the new run's exec is confirmed (or has failed, or it is queued).
     pub async fn restart(&self, reference: &str) -> Result<AgentView, EngineError> {
         let id = self.registry().resolve(reference)?;
+        self.check_budgets(&self.snapshot(&id)?)?;
         if !self.snapshot(&id)?.status.state.is_ended() {
             self.stop_one(&id, None, Cause::Restart).await?;
         }

@@ -199,6 +199,38 @@ impl Engine {
         })
     }
 
+    /// Refuses an agent of a group that has spent its budget: it would
+    /// only be stopped at once.
+    pub(crate) fn check_group_budget(&self, group: Option<&str>) -> Result<(), EngineError> {
+        let Some(group) = group else { return Ok(()) };
+        let spending = self.inner.lock_spending();
+        match spending.budget_of(group) {
+            Some(budget) if spending.of_group(group) >= budget => Err(EngineError::precondition(
+                format!(
+                    "group {group} has spent {} of its {} budget: raise it with `wrangle group set {group} --budget-usd X` or remove it with `--budget-usd none`",
+                    usd(spending.of_group(group)),
+                    usd(budget)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses to start again an agent that has spent its budget (or whose
+    /// group has): it would only be stopped at once.
+    pub(crate) fn check_budgets(&self, agent: &crate::model::Agent) -> Result<(), EngineError> {
+        let identity = &agent.identity;
+        let spending = self.inner.lock_spending();
+        let spent = spending.of_agent(&identity.id);
+        match spending.exceeded(&identity.spec.session, identity.spec.group.as_deref(), &spent) {
+            Some(exceeded) => Err(EngineError::precondition(format!(
+                "agent {} is {}: it would be stopped at once (a budget holds for all of an agent's runs; run a new agent for more)",
+                identity.name, exceeded.why
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// What the fleet has spent since `since` (from the ledger, to the
     /// hour), and over all time.
     pub(crate) fn spent_since(&self, since: chrono::DateTime<Utc>) -> (f64, f64) {
