@@ -301,6 +301,54 @@ fn per_agent_series_stop_at_the_most_asked_for_running_ones_first() {
 }
 
 #[test]
+fn spend_and_waiting_series_parse_and_agree_with_the_ledger() {
+    let home = Home::new();
+    home.ok(&["daemon", "--sample-interval", "100ms"]);
+    let line = r#"{"model":"claude-sonnet-4-5","tokens":{"input":1000,"output":200,"cache_read":30,"cache_write":4},"cost_usd":0.25,"waiting":"approval of the deploy"}"#;
+    let script = format!("echo '{line}'; exec sleep {}", marker());
+    home.run(&[
+        "--name",
+        "spender",
+        "--adapter",
+        "jsonl",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    wait_until(SOON, "the agent waits for a person", || {
+        home.inspect("spender")["health"] == "waiting"
+    });
+    let (text, samples) = scrape(&home);
+    check_with_a_real_parser(&text);
+    for (kind, count) in [
+        ("input", 1000.0),
+        ("output", 200.0),
+        ("cache_read", 30.0),
+        ("cache_write", 4.0),
+    ] {
+        let scraped = value(
+            &samples,
+            "wrangle_agent_tokens_total",
+            &[("agent", "spender"), ("kind", kind)],
+        );
+        assert_eq!(scraped, count, "{kind}");
+    }
+    assert_eq!(
+        value(
+            &samples,
+            "wrangle_agent_cost_usd_total",
+            &[("agent", "spender")]
+        ),
+        0.25
+    );
+    assert_eq!(value(&samples, "wrangle_cost_usd_total", &[]), 0.25);
+    assert_eq!(value(&samples, "wrangle_agents_waiting", &[]), 1.0);
+    let ledger = home.json(&["cost", "--json"]);
+    assert_eq!(ledger["total"]["cost_usd"], 0.25);
+}
+
+#[test]
 fn openmetrics_is_sent_to_who_asks_for_it() {
     let home = Home::new();
     home.ok(&["daemon"]);

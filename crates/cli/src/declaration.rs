@@ -309,6 +309,10 @@ priority = 3
 [agents.worker]
 command = ["sleep", "60"]
 cwd = "jobs"
+adapter = "jsonl"
+budget_usd = 1.5
+budget_tokens = 100000
+linger = "never"
 "#,
         );
         assert_eq!(
@@ -333,6 +337,11 @@ cwd = "jobs"
         assert_eq!(web.request.labels[FILE_LABEL], FILE);
         assert_eq!(web.hash().len(), 16);
         assert_eq!(worker.request.cwd.as_deref(), Some("/srv/fleet/jobs"));
+        let session = &worker.request.options;
+        assert_eq!(session.adapter.as_deref(), Some("jsonl"));
+        assert_eq!(session.budget_usd, Some(1.5));
+        assert_eq!(session.budget_tokens, Some(100_000));
+        assert_eq!(session.linger.as_deref(), Some("never"));
         assert_ne!(web.hash(), worker.hash());
         assert_eq!(
             web.keys.iter().find(|(key, _)| key == "timeout"),
