@@ -650,7 +650,7 @@ pub fn markdown(machine: &Machine, binary: &str, figures: &Figures, left_behind:
     );
     let _ = writeln!(
         out,
-        "- agents: `wrangle-bench __emit`, Claude Code stream-json lines ({} bytes on average: assistant text, its tool_use, the user's tool_result, a new message id and usage every third line; an init line first and a result last), written a batch per wake-up, every 10 ms at most",
+        "- agents: `wrangle-bench __emit`, Claude Code stream-json lines (about {} bytes on average: assistant text, its tool_use, the user's tool_result, a new message id and usage every third line; an init line first and a result last), written a batch per wake-up, every 10 ms at most",
         figures.line_bytes
     );
     let _ = writeln!(out, "- daemon CPU: utime + stime of all its threads (`/proc/PID/stat`) over a window of whole ticks, in % of one core; the sampler thread's part from `/proc/PID/task`");
@@ -668,10 +668,11 @@ pub fn markdown(machine: &Machine, binary: &str, figures: &Figures, left_behind:
     for run in &figures.stream {
         let _ = writeln!(
             out,
-            "| {} | {:.1} MB, {} lines in {:.1} s ({:.2} MB/s) | {} | {} | {} |",
+            "| {} | {:.1} MB, {} lines of {:.0} bytes in {:.1} s ({:.2} MB/s) | {} | {} | {} |",
             run.adapter,
             run.bytes as f64 / 1e6,
             group(run.lines),
+            run.bytes as f64 / run.lines.max(1) as f64,
             run.runtime,
             run.bytes as f64 / 1e6 / run.runtime.max(1e-9),
             window_cells(&run.window),
