@@ -20,16 +20,24 @@
 //!    and the plain starts): how fast every one of them has every event of
 //!    the start, none lost, none twice.
 //!
+//! With `--sessions` it measures instead what reading agents' output
+//! costs the daemon (see [`sessions`]): one agent printing Claude
+//! stream-json at 10 MB/s, and 1000 agents printing a line a second, each
+//! with `--adapter claude` and with `--adapter none`. The agents are this
+//! binary itself, run as `wrangle-bench __emit` (see [`emit`]).
+//!
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
 //! (see BENCHMARKS.md).
 
 mod cleanup;
 mod client;
+mod emit;
 mod events;
 mod floor;
 mod measure;
 mod procinfo;
 mod report;
+mod sessions;
 mod start;
 mod stats;
 mod wrangle;
@@ -46,7 +54,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use wrangle::Wrangle;
-use wrangle_wire::DaemonInfo;
+use wrangle_wire::{DaemonInfo, RunOptions};
 
 /// Benchmark wrangle against posix_spawn/kill/waitpid from one process.
 #[derive(Debug, Parser)]
@@ -101,12 +109,49 @@ struct Args {
     /// Also write the Markdown report to this file.
     #[arg(long, value_name = "FILE")]
     markdown: Option<PathBuf>,
+    /// Measure only what reading agents' output costs the daemon (phase A:
+    /// one agent printing Claude stream-json at `--stream-bytes-per-second`;
+    /// phase B: `--fleet-agents` agents printing a line a second), each
+    /// with `--adapter claude` and `--adapter none`, instead of the fleet
+    /// benchmark.
+    #[arg(long)]
+    sessions: bool,
+    /// Phase A: bytes per second the one agent prints.
+    #[arg(long, default_value_t = 10_000_000)]
+    stream_bytes_per_second: u64,
+    /// Phase A: seconds the daemon's CPU is measured over (rounded up to
+    /// whole sampler ticks).
+    #[arg(long, default_value_t = 16)]
+    stream_seconds: u64,
+    /// Phase B: how many agents print a line a second (0 skips phase B).
+    #[arg(long, default_value_t = 1000)]
+    fleet_agents: usize,
+    /// Phase B: seconds the daemon's CPU is measured over (rounded up to
+    /// whole sampler ticks).
+    #[arg(long, default_value_t = 60)]
+    fleet_seconds: u64,
+    /// Mean size of the agents' lines in bytes.
+    #[arg(long, default_value_t = 1500)]
+    line_bytes: usize,
+    /// Runs of each phase with each adapter (claude and none taking
+    /// turns, each in a fresh home; the medians are used).
+    #[arg(long, default_value_t = 1)]
+    sessions_runs: usize,
+    /// The daemons' sampler tick (`wrangle daemon --sample-interval`), e.g.
+    /// 500ms; by default the daemon's own (2 s).
+    #[arg(long, value_name = "DURATION")]
+    sample_interval: Option<String>,
 }
 
 /// The agents' command.
 const AGENT_ARGV: [&str; 2] = ["sleep", "3600"];
 
 fn main() -> ExitCode {
+    // The agents of `--sessions` are this binary: it prints their lines
+    // before anything else (no runtime, no cleanup thread) is set up.
+    if std::env::args().nth(1).as_deref() == Some(emit::SUBCOMMAND) {
+        return emit::main(std::env::args().skip(1));
+    }
     let args = Args::parse();
     match run(args) {
         Ok(code) => code,
@@ -121,8 +166,8 @@ fn run(args: Args) -> Result<ExitCode> {
     if args.agents.is_empty() || args.agents.contains(&0) {
         bail!("--agents needs one or more sizes above 0");
     }
-    if args.floor_runs == 0 || args.start_runs == 0 {
-        bail!("--floor-runs and --start-runs need 1 or more");
+    if args.floor_runs == 0 || args.start_runs == 0 || args.sessions_runs == 0 {
+        bail!("--floor-runs, --start-runs and --sessions-runs need 1 or more");
     }
     let binary = wrangle::locate(args.wrangle.clone(), args.no_build)?;
     let tag = Tag::new();
@@ -134,6 +179,22 @@ fn run(args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let mut machine = Machine::describe();
     machine.home_filesystem = procinfo::filesystem_of(&args.home_base);
+
+    if args.sessions {
+        let figures = runtime.block_on(sessions::bench(&args, &binary, &tag, &mut machine))?;
+        drop(guard);
+        let left = cleanup::leftovers();
+        if !left.is_empty() {
+            eprintln!("processes left behind: {left:?}");
+        }
+        let text = sessions::markdown(
+            &machine,
+            &binary.display().to_string(),
+            &figures,
+            left.len(),
+        );
+        return finish(&args, &text, left.is_empty());
+    }
 
     let mut figures = Vec::new();
     for &n in &args.agents {
@@ -152,11 +213,17 @@ fn run(args: Args) -> Result<ExitCode> {
         &Targets::default(),
         left.len(),
     );
+    finish(&args, &text, left.is_empty())
+}
+
+/// Prints the report (and writes it to `--markdown`); fails when
+/// processes were left behind (`clean`: none were).
+fn finish(args: &Args, text: &str, clean: bool) -> Result<ExitCode> {
     println!("{text}");
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &text).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    Ok(if left.is_empty() {
+    Ok(if clean {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -218,7 +285,17 @@ fn home_for(base: &Path, n: usize, phase: &str) -> PathBuf {
 /// Starts a daemon in `wrangle`'s home and returns it by pid and start
 /// time, with its description.
 async fn start_daemon(wrangle: &Wrangle) -> Result<(Api, ProcessId, DaemonInfo)> {
-    wrangle.start_daemon()?;
+    start_daemon_with(wrangle, &[]).await
+}
+
+/// Starts a daemon in `wrangle`'s home with `options` (`wrangle daemon
+/// OPTIONS...`) and returns it by pid and start time, with its
+/// description.
+async fn start_daemon_with(
+    wrangle: &Wrangle,
+    options: &[String],
+) -> Result<(Api, ProcessId, DaemonInfo)> {
+    wrangle.start_daemon(options)?;
     let api = Api::new(&wrangle.socket());
     let value = api
         .call(Method::GET, "/v1/daemon", None)
@@ -261,6 +338,8 @@ async fn start_fleet(
         connections: args.connections,
         argv: &argv,
         env: &env,
+        options: &RunOptions::default(),
+        program: AGENT_ARGV[0],
     })
     .await?;
     Ok(Started {
@@ -335,6 +414,8 @@ async fn bench_one(
                 connections: args.connections,
                 argv: &argv,
                 env: &env,
+                options: &RunOptions::default(),
+                program: AGENT_ARGV[0],
             };
             let delivery = events::start_with_subscribers(how, args.subscribers).await?;
             measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;

@@ -77,6 +77,30 @@ pub fn cpu_ticks(pid: i32) -> Option<u64> {
     read_stat(pid).map(|stat| stat.utime + stat.stime)
 }
 
+/// User + system CPU ticks of each thread of a process, by thread name
+/// (threads of one name summed): which of the daemon's threads did the
+/// work. Threads that ended are not in it (their time is in
+/// [`cpu_ticks`]).
+pub fn thread_cpu_ticks(pid: i32) -> std::collections::BTreeMap<String, u64> {
+    let mut threads = std::collections::BTreeMap::new();
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for entry in entries.flatten() {
+        let Ok(text) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let name = match (text.find('('), text.rfind(')')) {
+            (Some(open), Some(close)) if open < close => text[open + 1..close].to_string(),
+            _ => continue,
+        };
+        if let Some(stat) = parse_stat(&text) {
+            *threads.entry(name).or_default() += stat.utime + stat.stime;
+        }
+    }
+    threads
+}
+
 /// CPU time of a single-threaded process (its main thread), in
 /// nanoseconds, from `/proc/PID/schedstat`: exact, where the tick counts of
 /// `stat` round a process that ran for a few milliseconds down to zero.

@@ -198,7 +198,7 @@ fn status_cell(status: &Status) -> String {
 }
 
 /// `PASS` or `FAIL (how far off)`.
-fn verdict(pass: bool, off_by: String) -> String {
+pub fn verdict(pass: bool, off_by: String) -> String {
     if pass {
         "PASS".into()
     } else {

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wrangle_wire::{CreateAgent, State};
+use wrangle_wire::{CreateAgent, RunOptions, State};
 
 /// How long any one phase may take before the benchmark gives up.
 pub const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -120,8 +120,13 @@ fn agent_name(index: usize) -> String {
 
 /// Polls `wrangle ps --json` until every agent in `names` is `running`;
 /// returns when it saw that, and the agents' processes, checked in `/proc`
-/// afterwards (so that the check is not timed as part of the start).
-fn wait_all_running(wrangle: &Wrangle, names: &HashSet<String>) -> Result<(Instant, Fleet)> {
+/// afterwards (so that the check is not timed as part of the start) to
+/// be `program`.
+fn wait_all_running(
+    wrangle: &Wrangle,
+    names: &HashSet<String>,
+    program: &str,
+) -> Result<(Instant, Fleet)> {
     let deadline = Instant::now() + PHASE_TIMEOUT;
     loop {
         let agents: Vec<Listed> = wrangle
@@ -135,7 +140,7 @@ fn wait_all_running(wrangle: &Wrangle, names: &HashSet<String>) -> Result<(Insta
             .count();
         if running == names.len() {
             let seen = Instant::now();
-            return Ok((seen, fleet_of(&agents)?));
+            return Ok((seen, fleet_of(&agents, program)?));
         }
         if let Some(failed) = agents.iter().find(|agent| agent.state.is_ended()) {
             bail!(
@@ -153,8 +158,8 @@ fn wait_all_running(wrangle: &Wrangle, names: &HashSet<String>) -> Result<(Insta
 }
 
 /// The processes of `agents`, checked in `/proc`: each main process must be
-/// a live `sleep`. Registers their cgroups for cleanup.
-fn fleet_of(agents: &[Listed]) -> Result<Fleet> {
+/// a live `program` (its `comm`). Registers their cgroups for cleanup.
+fn fleet_of(agents: &[Listed], program: &str) -> Result<Fleet> {
     cleanup::register_cgroups(agents.iter().filter_map(|agent| {
         let path = agent.containment.as_deref()?.strip_prefix("cgroup ")?;
         Some(path.into())
@@ -167,9 +172,9 @@ fn fleet_of(agents: &[Listed]) -> Result<Fleet> {
         let process = ProcessId::of(pid)
             .ok_or_else(|| anyhow!("agent {} (pid {pid}) is not in /proc", agent.name))?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "sleep" {
+        if comm.trim() != program {
             bail!(
-                "pid {pid} of agent {} is {:?}, not sleep",
+                "pid {pid} of agent {} is {:?}, not {program}",
                 agent.name,
                 comm.trim()
             );
@@ -199,6 +204,11 @@ pub struct ApiStart<'a> {
     pub argv: &'a [String],
     /// Their base environment.
     pub env: &'a BTreeMap<String, String>,
+    /// Their run options (the adapter, ...).
+    pub options: &'a RunOptions,
+    /// What `/proc/PID/comm` of each agent must say once it runs (the
+    /// argv's program, cut to 15 bytes as the kernel does).
+    pub program: &'a str,
 }
 
 /// Starts `n` agents running `argv` over the API: `connections` keep-alive
@@ -214,6 +224,8 @@ pub async fn start_via_api(how: ApiStart<'_>) -> Result<Start> {
         connections,
         argv,
         env,
+        options,
+        program,
     } = how;
     let bodies: Vec<_> = (0..n)
         .map(|index| {
@@ -222,6 +234,7 @@ pub async fn start_via_api(how: ApiStart<'_>) -> Result<Start> {
                 command: argv.to_vec(),
                 inherit_env: Some(env.clone()),
                 cwd: Some("/tmp".into()),
+                options: options.clone(),
                 ..CreateAgent::default()
             };
             json_body(&serde_json::to_value(request)?)
@@ -262,7 +275,7 @@ pub async fn start_via_api(how: ApiStart<'_>) -> Result<Start> {
     }
     let answered = started.elapsed();
     let names = (0..n).map(agent_name).collect();
-    let (seen, fleet) = wait_all_running(wrangle, &names)?;
+    let (seen, fleet) = wait_all_running(wrangle, &names, program)?;
     let all_running = seen - started;
     Ok(Start {
         answered,
@@ -298,7 +311,7 @@ pub fn start_via_cli(
     }
     let answered = started.elapsed();
     let names = (0..n).map(agent_name).collect();
-    let (seen, fleet) = wait_all_running(wrangle, &names)?;
+    let (seen, fleet) = wait_all_running(wrangle, &names, "sleep")?;
     let all_running = seen - started;
     Ok(Start {
         answered,

@@ -156,9 +156,10 @@ impl Wrangle {
         Ok(output)
     }
 
-    /// `wrangle daemon`: starts the daemon in the background.
-    pub fn start_daemon(&self) -> Result<()> {
-        self.run(["daemon"]).map(drop)
+    /// `wrangle daemon OPTIONS...`: starts the daemon in the background.
+    pub fn start_daemon(&self, options: &[String]) -> Result<()> {
+        let args = std::iter::once("daemon".to_string()).chain(options.iter().cloned());
+        self.run(args).map(drop)
     }
 
     /// `wrangle ps --json`, decoded.

@@ -29,7 +29,6 @@ pub struct Tail {
     skipping: bool,
     /// Lines are stderr's (see [`Reader::stderr_line`]).
     stderr: bool,
-    buffer: Vec<u8>,
 }
 
 impl Tail {
@@ -68,20 +67,30 @@ impl Tail {
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Changed::default()),
             Err(error) => return Err(error),
         };
+        // Only what is new is read, into a buffer of its size (up to
+        // CHUNK) made for this read: a tail lives as long as its run, and
+        // one that kept a CHUNK-sized buffer made a daemon reading 1000
+        // runs hold a gigabyte of zeroes. What is written after this
+        // length is read at the next look (its write marks the log changed
+        // again).
+        let length = file.metadata()?.len();
         let mut changed = Changed::default();
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.resize(CHUNK, 0);
-        let result = loop {
+        let mut buffer = Vec::new();
+        loop {
             let position = self.read_to + self.partial.len() as u64;
-            match file.read_at(&mut buffer, position) {
-                Ok(0) => break Ok(changed),
-                Ok(length) => self.feed(&buffer[..length], reader, at, &mut changed),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-                Err(error) => break Err(error),
+            let new = length.saturating_sub(position).min(CHUNK as u64) as usize;
+            if new == 0 {
+                return Ok(changed);
             }
-        };
-        self.buffer = buffer;
-        result
+            buffer.resize(new, 0);
+            match file.read_at(&mut buffer[..new], position) {
+                // Cut short since its length was read: nothing more now.
+                Ok(0) => return Ok(changed),
+                Ok(read) => self.feed(&buffer[..read], reader, at, &mut changed),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// The run has ended: a last line without a newline counts too.
