@@ -243,10 +243,26 @@ fn the_adapter_can_be_chosen_or_refused() {
         &CLAUDE_ARGS,
         &file,
         "0.01",
-        &["--adapter", "none"],
+        &["--adapter", "none", "--telemetry", "off"],
     );
     home.wrangle(&["wait", "plain"]);
     assert!(home.inspect("plain")["session"].is_null());
+    // With its telemetry received, it has a session, but no line of its
+    // output is read for it.
+    replay(
+        &home,
+        "told",
+        &claude,
+        &CLAUDE_ARGS,
+        &file,
+        "0.01",
+        &["--adapter", "none"],
+    );
+    home.wrangle(&["wait", "told"]);
+    let session = &home.inspect("told")["session"];
+    assert_eq!(session["adapter"], "none", "{session}");
+    assert_eq!(session["lines"], 0, "{session}");
+    assert!(session["telemetry"]["endpoint"].is_string(), "{session}");
     let output = home.fails(&["run", "--adapter", "claud", "--", "true"]);
     assert!(
         output.stderr.contains("unknown adapter \"claud\""),

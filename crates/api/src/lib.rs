@@ -5,6 +5,7 @@ mod daemon;
 mod error;
 mod events;
 mod metrics;
+mod otlp;
 mod routes;
 
 use anyhow::Context;
@@ -122,6 +123,7 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     let containment = Containment::detect();
     tracing::info!(home = %home.display(), containment = %containment.describe(), "starting");
     let shim_program = std::env::current_exe().context("cannot find the wrangle binary")?;
+    let (bind_telemetry, telemetry_listener) = otlp::binder();
     let engine = Engine::open(EngineConfig {
         home: home.clone(),
         shim_program,
@@ -135,10 +137,12 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
             max_age: Some(options.events_keep.unwrap_or(DEFAULT_EVENTS_KEEP)),
             max_events: Some(options.events_max.unwrap_or(DEFAULT_EVENTS_MAX)),
         },
+        bind_telemetry,
     })
     .await
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;
     let listener = daemon::bind_socket(&home)?;
+    serve_telemetry(&engine, &telemetry_listener);
     daemon::write_pid_file(&home)?;
     let shutdown = Arc::new(Notify::new());
     let metrics = Arc::new(metrics::Metrics::new(
@@ -190,6 +194,32 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
     tracing::info!("stopped; agents keep running");
     Ok(())
+}
+
+/// Serves the agents' telemetry on the port the engine bound, for as long
+/// as the daemon runs.
+fn serve_telemetry(engine: &Engine, bound: &otlp::BoundListener) {
+    let Some(listener) = bound.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        tracing::warn!("no telemetry port could be bound: agents' own telemetry is not received");
+        return;
+    };
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::warn!("cannot serve the telemetry port: {error}");
+            return;
+        }
+    };
+    tracing::info!(
+        port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
+        "receiving telemetry"
+    );
+    let router = otlp::router(engine.clone());
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router).await {
+            tracing::error!("the telemetry server failed: {error}");
+        }
+    });
 }
 
 fn init_tracing() {

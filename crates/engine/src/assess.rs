@@ -166,27 +166,36 @@ impl Engine {
             }
             stops = self.held_to_account(&registry, only, now);
         }
-        let mut budget_events = Vec::new();
-        for stop in &stops {
-            if let Some(draft) = &stop.event {
-                budget_events.push(draft.clone());
-            }
-        }
-        if !budget_events.is_empty() {
+        let hung = hung.into_iter().map(|(id, run, why)| Stop {
+            id,
+            run,
+            cause: Cause::Hang,
+            why: format!("hung ({why})"),
+            event: None,
+        });
+        self.carry_out(hung.chain(stops).collect());
+    }
+
+    /// Records the events of `stops` (a budget exceeded), then stops each
+    /// agent for its cause.
+    pub(crate) fn carry_out(&self, stops: Vec<Stop>) {
+        let events: Vec<Draft> = stops.iter().filter_map(|stop| stop.event.clone()).collect();
+        if !events.is_empty() {
             let written = self
                 .inner
-                .write_with_events(budget_events, |store, events| store.append_events(events));
+                .write_with_events(events, |store, events| store.append_events(events));
             if let Err(error) = written {
                 tracing::error!("cannot record budgets exceeded: {error}");
             }
         }
-        let hung = hung
-            .into_iter()
-            .map(|(id, run, why)| (id, run, Cause::Hang, format!("hung ({why})")));
-        let others = stops
-            .into_iter()
-            .map(|stop| (stop.id, stop.run, stop.cause, stop.why));
-        for (id, run, cause, why) in hung.chain(others) {
+        for Stop {
+            id,
+            run,
+            cause,
+            why,
+            ..
+        } in stops
+        {
             if let Err(error) = self.stop_for(&id, run, cause, why) {
                 tracing::error!("cannot stop agent {id} ({cause}): {error}");
             }
@@ -196,7 +205,7 @@ impl Engine {
     /// The running agents (all, or `only`) to stop for what their session
     /// says: over a budget (with the event that says so), or lingering
     /// after their final result.
-    fn held_to_account(
+    pub(crate) fn held_to_account(
         &self,
         registry: &crate::registry::Registry,
         only: Option<&str>,
@@ -243,7 +252,7 @@ impl Engine {
 }
 
 /// A stop the session calls for.
-struct Stop {
+pub(crate) struct Stop {
     id: String,
     run: u32,
     cause: Cause,
@@ -307,10 +316,11 @@ impl Engine {
             return None;
         }
         let read = newer.as_ref().unwrap_or(stored);
+        let calls = findings.calls();
         let mut published = findings.published.clone();
-        drafts.extend(self.session_drafts(agent, read, &mut published, now, false));
+        drafts.extend(self.session_drafts(agent, read, calls, &mut published, now, false));
         let mut ledgered = findings.ledgered.clone();
-        costs.extend(self.ledger_changes(agent, read, &mut ledgered, now));
+        costs.extend(self.ledger_changes(agent, read, calls, &mut ledgered, now));
         Some(SessionUpdate {
             read: newer,
             published,

@@ -111,17 +111,27 @@ impl Engine {
         let agent = self.snapshot(id)?;
         // Before the sampler can see the run running, so that its adapter
         // reads from the first line.
-        if let Err(error) = self.begin_session(id, agent.status.run.number) {
-            tracing::warn!("agent {id}: its output is not read for a session: {error}");
-        }
+        let telemetry = self
+            .begin_session(id, agent.status.run.number)
+            .unwrap_or_else(|error| {
+                tracing::warn!("agent {id}: its output is not read for a session: {error}");
+                None
+            });
         let run = &agent.status.run;
         let identity = &agent.identity;
         let status_file = run.status_file();
+        let mut env = identity.spec.environment(id, run.number, &status_file);
+        let mut argv = identity.spec.command.clone();
+        if let Some(plan) = &telemetry {
+            env.retain(|(key, _)| !plan.env.iter().any(|(set, _)| set == key));
+            env.extend(plan.env.iter().cloned());
+            argv = plan.command(&argv);
+        }
         let mut shim_spec = ShimSpec {
             agent_id: id.to_string(),
             run: run.number,
-            argv: identity.spec.command.clone(),
-            env: identity.spec.environment(id, run.number, &status_file),
+            argv,
+            env,
             cwd: identity.spec.cwd.clone(),
             stop_signal: identity.spec.stop_signal,
             stop_timeout_ms: identity.spec.stop_timeout_ms,

@@ -41,6 +41,7 @@ pub mod spec;
 pub mod spend;
 mod stop;
 mod summary;
+pub mod telemetry;
 mod view;
 mod wait;
 mod zygote;
@@ -79,6 +80,36 @@ pub struct EngineConfig {
     pub events: EventsConfig,
     /// How long events are kept.
     pub retention: Retention,
+    /// Binds the loopback port agents export their telemetry to, given
+    /// the one kept from before (bound again if it can be); returns the
+    /// port bound, if any. Called once the store is open, before any run
+    /// starts.
+    pub bind_telemetry: TelemetryBinder,
+}
+
+/// See [`EngineConfig::bind_telemetry`].
+#[derive(Clone)]
+pub struct TelemetryBinder(pub Arc<dyn Fn(Option<u16>) -> Option<u16> + Send + Sync>);
+
+impl TelemetryBinder {
+    /// Binds nothing: no telemetry is received.
+    pub fn none() -> TelemetryBinder {
+        TelemetryBinder(Arc::new(|_| None))
+    }
+}
+
+impl std::fmt::Debug for TelemetryBinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TelemetryBinder")
+    }
+}
+
+/// Where the agents' telemetry is received, and how its senders are told
+/// apart.
+struct TelemetryEndpoint {
+    /// The loopback port, when one could be bound.
+    port: Option<u16>,
+    credentials: telemetry::Credentials,
 }
 
 /// How often old events are pruned.
@@ -112,6 +143,8 @@ struct Inner {
     prices: Arc<adapters::Prices>,
     /// What agents have spent, and groups' budgets.
     spending: Mutex<spend::Spending>,
+    /// Where the agents' telemetry is received.
+    telemetry: TelemetryEndpoint,
 }
 
 impl Inner {
@@ -168,6 +201,13 @@ impl Engine {
         let loaded = store.load()?;
         let last_event = store.next_event_id() - 1;
         let spending = spend::Spending::load(&store)?;
+        let credentials = telemetry::Credentials::of_home(&config.home).map_err(|error| {
+            EngineError::internal(format!("cannot read or make the telemetry key: {error}"))
+        })?;
+        let telemetry_port = (config.bind_telemetry.0)(store.telemetry_port()?);
+        if let Some(port) = telemetry_port {
+            store.set_telemetry_port(port)?;
+        }
         let limits = queue::Limits {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
@@ -187,6 +227,10 @@ impl Engine {
                     },
                 )),
                 spending: Mutex::new(spending),
+                telemetry: TelemetryEndpoint {
+                    port: telemetry_port,
+                    credentials,
+                },
                 config,
                 store: Mutex::new(store),
                 registry: Mutex::new(Registry::default()),

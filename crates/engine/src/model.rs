@@ -15,7 +15,7 @@ use std::time::Duration;
 use wrangle_os::ProcessId;
 use wrangle_shim::protocol::LimitPlan;
 use wrangle_store::{AgentRow, RunRow};
-use wrangle_wire::{AdapterKind, Cause, Health, State};
+use wrangle_wire::{AdapterKind, Cause, Health, State, TelemetryMode};
 
 /// Stop signal when none is given.
 pub const DEFAULT_STOP_SIGNAL: i32 = libc::SIGTERM;
@@ -88,6 +88,9 @@ pub struct SessionSpec {
     /// Most tokens its session may use.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_tokens: Option<u64>,
+    /// Whether its telemetry is received; `auto` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryMode>,
 }
 
 impl AgentSpec {

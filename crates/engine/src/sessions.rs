@@ -7,10 +7,11 @@
 //! only forward (`Store::record_findings`), so a daemon killed at any
 //! moment goes on from a consistent point and counts nothing twice.
 
-use crate::adapters::{self, Reader, Tail};
+use crate::adapters::{self, CallFigures, Reader, Tail};
 use crate::error::EngineError;
 use crate::events::Draft;
 use crate::model::Agent;
+use crate::telemetry::{self, Plan, RunTelemetry};
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -41,6 +42,17 @@ pub struct SessionFindings {
     pub published: Published,
     /// What the ledger holds of the run, by model.
     pub ledgered: BTreeMap<String, Ledgered>,
+    /// The run's telemetry, when wrangle receives it.
+    pub telemetry: Option<Arc<RunTelemetry>>,
+    /// Why wrangle does not receive the run's telemetry, when it might.
+    pub telemetry_note: Option<String>,
+}
+
+impl SessionFindings {
+    /// The model calls the run's telemetry reported, if it is received.
+    pub fn calls(&self) -> Option<&CallFigures> {
+        self.telemetry.as_ref().map(|telemetry| &telemetry.calls)
+    }
 }
 
 /// What the events of a session have said so far.
@@ -57,14 +69,29 @@ pub struct Published {
 }
 
 impl Engine {
-    /// Chooses the adapter of run `run` and takes what was stored of it (a
-    /// daemon that restarts goes on from there). Call before the sampler
-    /// can see the run running.
-    pub(crate) fn begin_session(&self, id: &str, run: u32) -> Result<(), EngineError> {
+    /// Chooses the adapter of run `run` and what its telemetry is, and
+    /// takes what was stored of both (a daemon that restarts goes on from
+    /// there); returns the telemetry plan to start the run with. Call
+    /// before the sampler can see the run running.
+    pub(crate) fn begin_session(&self, id: &str, run: u32) -> Result<Option<Plan>, EngineError> {
         let agent = self.snapshot(id)?;
         let spec = &agent.identity.spec;
         let (kind, reason, model) = adapters::choose(spec.session.adapter, &spec.command);
-        let read = if kind == AdapterKind::None {
+        let planned = telemetry::plan(
+            spec.session.telemetry.unwrap_or_default(),
+            &spec.command,
+            &spec.merged_env(),
+            self.inner.telemetry.port,
+            &self.inner.telemetry.credentials.token(id, run),
+            (id, run),
+        );
+        let (plan, telemetry_note) = match planned {
+            Ok(plan) => (Some(plan), None),
+            Err(why) => (None, Some(why)),
+        };
+        // A run whose telemetry is received has a session even when no
+        // adapter reads its output (`claude -p` printing text).
+        let read = if kind == AdapterKind::None && plan.is_none() {
             None
         } else {
             let stored = self.store().session(id, run)?;
@@ -92,15 +119,24 @@ impl Engine {
             Some(_) => self.store().ledgered(id, run)?,
             None => BTreeMap::new(),
         };
+        let telemetry = match &plan {
+            Some(plan) => Some(Arc::new(RunTelemetry::new(
+                plan.clone(),
+                &self.store().telemetry_calls(id, run)?,
+            ))),
+            None => None,
+        };
         self.registry().update_findings(id, |findings| {
             *findings.session = SessionFindings {
                 run,
                 read,
                 published,
                 ledgered,
+                telemetry,
+                telemetry_note,
             };
         });
-        Ok(())
+        Ok(plan)
     }
 
     /// Reads what is left of run `run`'s output once it has ended (the
@@ -115,10 +151,13 @@ impl Engine {
         let mut reader = read.reader.clone();
         let mut tail = Tail::at(read.read_to);
         let now = Utc::now();
-        if let Err(error) = tail.read(&agent.status.run.stdout_log(), &mut reader, now) {
-            tracing::warn!("agent {id} run {run}: cannot read the rest of its output: {error}");
+        // Without an adapter only the telemetry counts: nothing to read.
+        if reader.kind() != AdapterKind::None {
+            if let Err(error) = tail.read(&agent.status.run.stdout_log(), &mut reader, now) {
+                tracing::warn!("agent {id} run {run}: cannot read the rest of its output: {error}");
+            }
+            tail.finish(&mut reader, now);
         }
-        tail.finish(&mut reader, now);
         let read = Arc::new(SessionRead {
             reader,
             read_to: tail.read_to(),
@@ -126,9 +165,10 @@ impl Engine {
         let mut registry = self.registry();
         let Ok(agent) = registry.get(id) else { return };
         let mut published = agent.session.published.clone();
-        let drafts = self.session_drafts(agent, &read, &mut published, now, true);
+        let calls = agent.session.calls();
+        let drafts = self.session_drafts(agent, &read, calls, &mut published, now, true);
         let mut ledgered = agent.session.ledgered.clone();
-        let deltas = self.ledger_changes(agent, &read, &mut ledgered, now);
+        let deltas = self.ledger_changes(agent, &read, calls, &mut ledgered, now);
         let row = session_row(id, run, &read);
         let written = self.inner.write_with_events(drafts, |store, events| {
             store.record_findings(&[], &row.into_iter().collect::<Vec<_>>(), &deltas, events)
@@ -149,16 +189,22 @@ impl Engine {
     }
 
     /// The changes of the ledger from what `ledgered` holds of the agent's
-    /// current run to what `read` says (`ledgered` is brought up to date).
+    /// current run to what `read` says, with the telemetry's `calls`
+    /// (`ledgered` is brought up to date).
     pub(crate) fn ledger_changes(
         &self,
         agent: &Agent,
         read: &SessionRead,
+        calls: Option<&CallFigures>,
         ledgered: &mut BTreeMap<String, Ledgered>,
         now: DateTime<Utc>,
     ) -> Vec<CostDelta> {
         let identity = &agent.identity;
-        let costs = read.reader.session().costs(&self.inner.prices);
+        let costs = read
+            .reader
+            .session()
+            .figures(calls)
+            .costs(&self.inner.prices);
         crate::spend::ledger_deltas(
             (&identity.id, &identity.name, identity.spec.group.as_deref()),
             agent.status.run.number,
@@ -168,13 +214,14 @@ impl Engine {
         )
     }
 
-    /// The events of a session that moved on from what `published` says,
-    /// which is brought up to date. Usage goes out at most once a second,
-    /// unless `flush`.
+    /// The events of a session (read with the telemetry's `calls`) that
+    /// moved on from what `published` says, which is brought up to date.
+    /// Usage goes out at most once a second, unless `flush`.
     pub(crate) fn session_drafts(
         &self,
         agent: &Agent,
         read: &SessionRead,
+        calls: Option<&CallFigures>,
         published: &mut Published,
         now: DateTime<Utc>,
         flush: bool,
@@ -198,7 +245,7 @@ impl Engine {
                 waiting: session.waiting.clone(),
             });
         }
-        let view = read.reader.view(&self.inner.prices);
+        let view = read.reader.view(&self.inner.prices, calls);
         let usage = (view.tokens, view.cost_usd);
         if let Some(result) = session.result.as_ref().filter(|_| !published.result) {
             published.result = true;

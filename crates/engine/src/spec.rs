@@ -9,7 +9,7 @@ use crate::policy::RestartSpec;
 use crate::probe::HealthCheck;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use wrangle_wire::{parse, CreateAgent, RunOptions};
+use wrangle_wire::{parse, CreateAgent, RunOptions, TelemetryMode};
 
 impl AgentSpec {
     /// Checks a create request and turns it into a spec; relative paths are
@@ -105,6 +105,21 @@ impl AgentSpec {
         })
     }
 
+    /// The agent's environment as it asked for it: the base, then `--env`
+    /// (wrangle's own variables left out).
+    pub fn merged_env(&self) -> BTreeMap<String, String> {
+        let mut env = match &self.base_env {
+            Some(base) => base.clone(),
+            None => std::env::vars().collect(),
+        };
+        env.extend(
+            self.env
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        );
+        env
+    }
+
     /// The agent's whole environment for one run: the base, then `--env`,
     /// then wrangle's own variables.
     pub fn environment(
@@ -167,6 +182,12 @@ impl SessionSpec {
             budget_tokens: options
                 .budget_tokens
                 .map(parse::check_budget_tokens)
+                .transpose()
+                .map_err(invalid)?,
+            telemetry: options
+                .telemetry
+                .as_deref()
+                .map(str::parse::<TelemetryMode>)
                 .transpose()
                 .map_err(invalid)?,
         })

@@ -8,7 +8,7 @@ use crate::sampler::Observation;
 use chrono::{DateTime, Utc};
 use wrangle_store::Ledgered;
 use wrangle_wire::parse::signal_name;
-use wrangle_wire::AgentView;
+use wrangle_wire::{AgentView, SessionView, TelemetryView, TokenCounts};
 
 impl Agent {
     /// The agent as the API shows it, `now` being the time of the answer,
@@ -79,16 +79,71 @@ impl Agent {
                 .as_ref()
                 .map(HealthCheck::describe),
             limits: crate::limits::view(&identity.spec.limits, &run.limits),
-            session: self
-                .session
-                .read
-                .as_ref()
-                .filter(|_| self.session.run == run.number)
-                .map(|read| read.reader.view(prices)),
+            session: self.session_view(prices),
             total_cost_usd: (spent.cost_usd > 0.0).then_some(spent.cost_usd),
             total_tokens: (spent.tokens.total() > 0).then_some(spent.tokens),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
         }
     }
+
+    /// The current run's session, with its telemetry.
+    fn session_view(&self, prices: &Prices) -> Option<SessionView> {
+        let findings = &self.session;
+        let read = findings
+            .read
+            .as_ref()
+            .filter(|_| findings.run == self.status.run.number)?;
+        let mut view = read.reader.view(prices, findings.calls());
+        view.telemetry_note = findings.telemetry_note.clone();
+        view.telemetry = findings.telemetry.as_ref().map(|telemetry| {
+            let calls = &telemetry.calls;
+            let mut tokens = TokenCounts::default();
+            for used in calls.tokens.values() {
+                tokens.add(used);
+            }
+            let cost_usd = calls.cost_usd();
+            // Once the output's final figures are the ones shown, say how
+            // the calls' differ, if they do.
+            let difference = (!view.figures_from_telemetry && calls.calls > 0)
+                .then(|| difference(&view, tokens, cost_usd))
+                .flatten();
+            TelemetryView {
+                endpoint: telemetry.plan.endpoint.clone(),
+                added: telemetry.plan.shown(),
+                forwarded_to: None,
+                calls: calls.calls,
+                tokens,
+                cost_usd,
+                last_at: telemetry.last_at,
+                difference,
+            }
+        });
+        Some(view)
+    }
+}
+
+/// How the calls' figures differ from those `view` shows, if they do.
+fn difference(view: &SessionView, tokens: TokenCounts, cost_usd: Option<f64>) -> Option<String> {
+    // Less than a micro-dollar is rounding, not a difference.
+    let costs_differ = match (cost_usd, view.cost_usd) {
+        (Some(calls), Some(shown)) => (calls - shown).abs() >= 1e-6,
+        _ => false,
+    };
+    (tokens != view.tokens || costs_differ).then(|| {
+        let cost = |cost: Option<f64>| cost.map_or_else(|| "-".to_string(), |usd| format!("${usd:.6}"));
+        format!(
+            "the calls reported tokens in {}, out {}, cache read {}, cache write {} and {}; the final result says in {}, out {}, cache read {}, cache write {} and {}",
+            tokens.input,
+            tokens.output,
+            tokens.cache_read,
+            tokens.cache_write,
+            cost(cost_usd),
+            view.tokens.input,
+            view.tokens.output,
+            view.tokens.cache_read,
+            view.tokens.cache_write,
+            cost(view.cost_usd)
+        )
+    })
 }

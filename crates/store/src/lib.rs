@@ -13,10 +13,12 @@ pub mod events;
 pub mod ledger;
 pub mod prune;
 mod schema;
+pub mod telemetry;
 
 pub use events::{AgentMatch, EventReader, EventRecord, Kept};
 pub use ledger::{CostDelta, CostKey, CostSum, Ledgered, SignedTokens};
 pub use prune::Retention;
+pub use telemetry::TelemetryCall;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -306,6 +308,23 @@ impl Store {
                 ])?;
             }
             Ok(())
+        })
+    }
+
+    /// Records model calls an agent reported over telemetry, with the
+    /// changes of the ledger and the events they make, in one
+    /// transaction; returns which calls were new (a call recorded before
+    /// changes nothing).
+    pub fn record_telemetry(
+        &mut self,
+        calls: &[TelemetryCall],
+        costs: &[CostDelta],
+        events: &[EventRecord],
+    ) -> Result<Vec<bool>> {
+        self.write_with_events(events, |transaction| {
+            let new = telemetry::add(transaction, calls)?;
+            ledger::add(transaction, costs)?;
+            Ok(new)
         })
     }
 

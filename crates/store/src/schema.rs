@@ -166,6 +166,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         budget_usd REAL NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 7: the model calls agents reported over OpenTelemetry, each once
+    // (see `telemetry`); they go with their agent, their cost stays in
+    // the ledger.
+    "CREATE TABLE telemetry_calls (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        cache_write INTEGER NOT NULL,
+        cost_usd REAL,
+        PRIMARY KEY (agent_id, run, key)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

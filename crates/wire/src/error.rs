@@ -22,6 +22,8 @@ pub enum ErrorCode {
     Internal,
     /// The daemon is shutting down (503).
     Unavailable,
+    /// The request carries no credentials, or wrong ones (401).
+    Unauthenticated,
 }
 
 impl ErrorCode {
@@ -33,6 +35,7 @@ impl ErrorCode {
             ErrorCode::Ambiguous | ErrorCode::AlreadyExists | ErrorCode::FailedPrecondition => 409,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::Unauthenticated => 401,
         }
     }
 }

@@ -34,7 +34,7 @@ pub use metrics::{ProcessMetrics, Summary, SummaryEntry, TreeMetrics};
 pub use options::RunOptions;
 pub use policy::{OnHang, RestartPolicy, RunView};
 pub use request::*;
-pub use session::{AdapterKind, SessionView, TokenCounts};
+pub use session::{AdapterKind, SessionView, TelemetryMode, TelemetryView, TokenCounts};
 pub use state::{Health, State};
 
 /// Path prefix of every versioned API route.

@@ -77,6 +77,13 @@ pub struct RunOptions {
     #[cfg_attr(feature = "clap", arg(long, value_name = "DURATION", value_parser = cli::linger))]
     pub linger: Option<String>,
 
+    /// Receive the agent's own OpenTelemetry (each model call's tokens and
+    /// cost as it happens): auto (for Claude Code, Codex and Gemini CLI),
+    /// on or off [default: auto]
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "WHEN", value_parser = cli::telemetry))]
+    pub telemetry: Option<String>,
+
     /// Stop the agent (cause budget) once its session has cost this many
     /// US dollars, e.g. 0.50
     #[serde(default)]

@@ -200,6 +200,68 @@ pub struct SessionView {
     /// Of those, lines that were not the adapter's JSON (banners, warnings,
     /// a line cut short).
     pub other_lines: u64,
+    /// The tokens and cost above are those of the calls the agent
+    /// reported over telemetry (its final result, once read, is the last
+    /// word).
+    #[serde(default)]
+    pub figures_from_telemetry: bool,
+    /// What the agent's own telemetry says, when it is received.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryView>,
+    /// Why its telemetry is not received, where it might be.
+    #[serde(default)]
+    pub telemetry_note: Option<String>,
+}
+
+/// Whether wrangle receives an agent's OpenTelemetry (`--telemetry`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum TelemetryMode {
+    /// On for the CLIs wrangle knows to export (Claude Code, Codex,
+    /// Gemini CLI), off for the rest.
+    #[default]
+    Auto,
+    /// On: the CLI must be one wrangle knows.
+    On,
+    /// Off: the agent's environment and command line are left as given.
+    Off,
+}
+
+impl FromStr for TelemetryMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(TelemetryMode::Auto),
+            "on" => Ok(TelemetryMode::On),
+            "off" => Ok(TelemetryMode::Off),
+            _ => Err(format!("invalid telemetry {s:?}: use auto, on or off")),
+        }
+    }
+}
+
+/// An agent's telemetry as wrangle receives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TelemetryView {
+    /// Where the agent exports to: wrangle's loopback endpoint.
+    pub endpoint: String,
+    /// What wrangle added to the agent's environment (`KEY=VALUE`, the
+    /// run's secret hidden) and command line.
+    pub added: Vec<String>,
+    /// The user's own collector, which wrangle forwards every body to.
+    pub forwarded_to: Option<String>,
+    /// Model calls reported so far.
+    pub calls: u64,
+    /// Their tokens, all models together.
+    pub tokens: TokenCounts,
+    /// Their cost as the agent gave it (absent where it gives none).
+    pub cost_usd: Option<f64>,
+    /// When the last record came.
+    pub last_at: Option<DateTime<Utc>>,
+    /// How the final result's figures differ from the calls', when they
+    /// do (the result's are the ones kept).
+    pub difference: Option<String>,
 }
 
 #[cfg(test)]

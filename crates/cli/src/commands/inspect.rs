@@ -86,7 +86,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 48] = [
+    let fields: [(&str, String); 49] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -254,6 +254,30 @@ fn describe(agent: &AgentView) -> String {
             ),
         ),
         (
+            "telemetry",
+            session.as_ref().map_or_else(
+                || "-".to_owned(),
+                |s| match (&s.telemetry, &s.telemetry_note) {
+                    (Some(t), _) => format!(
+                        "{} calls, {}{} (received at {}{})",
+                        t.calls,
+                        t.cost_usd.map_or_else(|| "no cost".to_owned(), format::usd),
+                        if s.figures_from_telemetry {
+                            ", the figures above"
+                        } else {
+                            ""
+                        },
+                        t.endpoint,
+                        t.difference
+                            .as_ref()
+                            .map_or_else(String::new, |d| format!("; {d}"))
+                    ),
+                    (None, Some(note)) => format!("not received: {note}"),
+                    (None, None) => "-".to_owned(),
+                },
+            ),
+        ),
+        (
             "total_cost",
             match (total_cost_usd, total_tokens) {
                 (None, None) => "-".to_owned(),
@@ -394,6 +418,7 @@ adapter:             none
 session:             -
 tokens:              -
 cost:                -
+telemetry:           -
 total_cost:          -
 waiting:             -
 result:              -

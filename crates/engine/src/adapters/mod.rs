@@ -20,7 +20,7 @@ mod session;
 mod tail;
 
 pub use prices::Prices;
-pub use session::Session;
+pub use session::{CallFigures, Figures, Session};
 pub use tail::Tail;
 
 use chrono::{DateTime, Utc};
@@ -150,9 +150,10 @@ impl Reader {
         }
     }
 
-    /// The session as the API shows it.
-    pub fn view(&self, prices: &Prices) -> SessionView {
-        self.session.view(self.kind, &self.reason, prices)
+    /// The session as the API shows it, with the calls the agent
+    /// reported over telemetry, if any.
+    pub fn view(&self, prices: &Prices, calls: Option<&CallFigures>) -> SessionView {
+        self.session.view(self.kind, &self.reason, prices, calls)
     }
 }
 
@@ -237,7 +238,7 @@ pub fn ends_after_result(kind: AdapterKind, argv: &[String]) -> bool {
 
 /// The agent CLI a command runs, by name, and its arguments: the program
 /// itself, or the one `npx`, `node` or `bunx` is given.
-fn program_of(argv: &[String]) -> Option<(String, &[String])> {
+pub(crate) fn program_of(argv: &[String]) -> Option<(String, &[String])> {
     let name = |path: &str| {
         Path::new(path)
             .file_name()

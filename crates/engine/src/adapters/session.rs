@@ -118,6 +118,145 @@ impl Session {
             .map(|tool| format!("running {}", tool.name))
     }
 
+    /// What the run's tokens and cost are taken from: the final result's
+    /// totals, where the output gave one, are the last word; before it,
+    /// the calls the agent reported over telemetry (`calls`), each with
+    /// its own true figures; else what the output has said so far.
+    pub fn figures<'a>(&'a self, calls: Option<&'a CallFigures>) -> Figures<'a> {
+        let finished =
+            self.result.is_some() && (self.reported_cost_usd.is_some() || !self.tokens.is_empty());
+        match calls.filter(|calls| calls.calls > 0 && !finished) {
+            Some(calls) => Figures {
+                tokens: &calls.tokens,
+                cost_by_model: &calls.cost_by_model,
+                total: calls.cost_usd(),
+                from_telemetry: true,
+            },
+            None => Figures {
+                tokens: &self.tokens,
+                cost_by_model: &self.reported_cost_by_model,
+                total: self.reported_cost_usd,
+                from_telemetry: false,
+            },
+        }
+    }
+
+    /// The session as the API shows it, its figures from `calls` where
+    /// they are the ones to trust (see [`Session::figures`]), priced with
+    /// `prices` where the agent reported no cost.
+    pub fn view(
+        &self,
+        adapter: AdapterKind,
+        reason: &str,
+        prices: &Prices,
+        calls: Option<&CallFigures>,
+    ) -> SessionView {
+        let figures = self.figures(calls);
+        let (cost_usd, cost_source, cost_note) = figures.cost(prices);
+        let tokens = figures.total_tokens();
+        SessionView {
+            adapter,
+            adapter_reason: reason.to_string(),
+            session_id: self.session_id.clone(),
+            models: self.models.clone(),
+            turns: self.turns,
+            tool_calls: self.tool_calls,
+            tool: self.tool.clone(),
+            last_text: self.last_text.clone(),
+            progress: self.progress,
+            tokens,
+            tokens_by_model: figures
+                .tokens
+                .iter()
+                .map(|(model, tokens)| {
+                    let name = if model.is_empty() { "unknown" } else { model };
+                    (name.to_string(), *tokens)
+                })
+                .collect(),
+            cost_usd,
+            cost_source,
+            cost_note,
+            waiting: self.waiting.clone(),
+            rate_limited_until: self.rate_limited_until,
+            retrying: self.retrying.clone(),
+            result: self.result.clone(),
+            lines: self.lines,
+            other_lines: self.other_lines,
+            figures_from_telemetry: figures.from_telemetry,
+            telemetry: None,
+            telemetry_note: None,
+        }
+    }
+}
+
+/// Model calls an agent reported of itself over telemetry, each with its
+/// own true figures, added up by model.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallFigures {
+    /// Calls counted.
+    pub calls: u64,
+    /// Their tokens by model.
+    pub tokens: BTreeMap<String, TokenCounts>,
+    /// Their cost by model, where the agent gave it.
+    pub cost_by_model: BTreeMap<String, f64>,
+}
+
+impl CallFigures {
+    /// Adds one call.
+    pub fn add(&mut self, model: &str, tokens: &TokenCounts, cost_usd: Option<f64>) {
+        self.calls += 1;
+        self.tokens
+            .entry(model.to_string())
+            .or_default()
+            .add(tokens);
+        if let Some(cost) = cost_usd {
+            *self.cost_by_model.entry(model.to_string()).or_default() += cost;
+        }
+    }
+
+    /// What the calls cost together, where the agent gave their cost.
+    pub fn cost_usd(&self) -> Option<f64> {
+        (!self.cost_by_model.is_empty()).then(|| self.cost_by_model.values().sum())
+    }
+}
+
+/// The tokens and the agent's own cost a run's figures are taken from
+/// (see [`Session::figures`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Figures<'a> {
+    /// Tokens by model.
+    pub tokens: &'a BTreeMap<String, TokenCounts>,
+    /// The agent's cost by model, where it gives it so.
+    pub cost_by_model: &'a BTreeMap<String, f64>,
+    /// The agent's cost in all, where it gives one.
+    pub total: Option<f64>,
+    /// They are the calls reported over telemetry.
+    pub from_telemetry: bool,
+}
+
+impl Figures<'_> {
+    /// Tokens of every model together.
+    pub fn total_tokens(&self) -> TokenCounts {
+        let mut total = TokenCounts::default();
+        for tokens in self.tokens.values() {
+            total.add(tokens);
+        }
+        total
+    }
+
+    /// The cost to show: the agent's own, else priced from the tokens;
+    /// with where it comes from, or why there is none.
+    pub fn cost(&self, prices: &Prices) -> (Option<f64>, Option<CostSource>, Option<String>) {
+        match self.total {
+            Some(cost) => (Some(cost), Some(CostSource::Agent), None),
+            None => match prices.cost(self.tokens) {
+                Ok(None) => (None, None, None),
+                Ok(Some(cost)) => (Some(cost), Some(CostSource::Prices), None),
+                Err(note) => (None, None, Some(note)),
+            },
+        }
+    }
+
     /// Tokens and cost of each model, for the ledger: the agent's own
     /// figure where it gives one by model; else its total shared out in
     /// proportion to the priced cost (or, without prices, the tokens) of
@@ -132,22 +271,22 @@ impl Session {
             .tokens
             .iter()
             .map(|(model, tokens)| {
-                let cost = match self.reported_cost_by_model.get(model) {
+                let cost = match self.cost_by_model.get(model) {
                     Some(cost) => Some(*cost),
                     None => priced(model, tokens),
                 };
                 (model.clone(), (*tokens, cost))
             })
             .collect();
-        let Some(total) = self.reported_cost_usd else {
+        let Some(total) = self.total else {
             return costs;
         };
         let unsplit: Vec<String> = costs
             .keys()
-            .filter(|model| !self.reported_cost_by_model.contains_key(*model))
+            .filter(|model| !self.cost_by_model.contains_key(*model))
             .cloned()
             .collect();
-        let split: f64 = self.reported_cost_by_model.values().sum();
+        let split: f64 = self.cost_by_model.values().sum();
         let rest = (total - split).max(0.0);
         let all_priced = unsplit.iter().all(|model| costs[model].1.is_some());
         let weight = |model: &String| {
@@ -177,48 +316,6 @@ impl Session {
             );
         }
         costs
-    }
-
-    /// The session as the API shows it, priced with `prices` where the
-    /// agent reported no cost.
-    pub fn view(&self, adapter: AdapterKind, reason: &str, prices: &Prices) -> SessionView {
-        let (cost_usd, cost_source, cost_note) = match self.reported_cost_usd {
-            Some(cost) => (Some(cost), Some(CostSource::Agent), None),
-            None => match prices.cost(&self.tokens) {
-                Ok(None) => (None, None, None),
-                Ok(Some(cost)) => (Some(cost), Some(CostSource::Prices), None),
-                Err(note) => (None, None, Some(note)),
-            },
-        };
-        SessionView {
-            adapter,
-            adapter_reason: reason.to_string(),
-            session_id: self.session_id.clone(),
-            models: self.models.clone(),
-            turns: self.turns,
-            tool_calls: self.tool_calls,
-            tool: self.tool.clone(),
-            last_text: self.last_text.clone(),
-            progress: self.progress,
-            tokens: self.total_tokens(),
-            tokens_by_model: self
-                .tokens
-                .iter()
-                .map(|(model, tokens)| {
-                    let name = if model.is_empty() { "unknown" } else { model };
-                    (name.to_string(), *tokens)
-                })
-                .collect(),
-            cost_usd,
-            cost_source,
-            cost_note,
-            waiting: self.waiting.clone(),
-            rate_limited_until: self.rate_limited_until,
-            retrying: self.retrying.clone(),
-            result: self.result.clone(),
-            lines: self.lines,
-            other_lines: self.other_lines,
-        }
     }
 }
 

@@ -60,14 +60,14 @@ fn claude_counts_each_message_once_then_takes_the_results_totals() {
     assert_eq!(session.total_tokens(), tokens(6, 583, 42853, 8982));
     assert_eq!(session.turns, 2);
     let prices = Prices::shipped();
-    let live = claude.view(&prices);
+    let live = claude.view(&prices, None);
     assert_eq!(
         live.cost_source,
         Some(wrangle_wire::session::CostSource::Prices)
     );
     let changed = claude.line(lines[8].as_bytes(), at());
     assert!(changed.result && changed.usage);
-    let view = claude.view(&prices);
+    let view = claude.view(&prices, None);
     assert_eq!(view.tokens, tokens(12, 932, 80746, 8982));
     assert_eq!(
         view.tokens_by_model["claude-opus-4-5-20251101"],
@@ -171,7 +171,7 @@ fn codex_counts_the_growth_of_a_threads_total() {
     );
     assert!(session.result.as_ref().unwrap().success);
     feed(&mut codex, &lines[7..].join("\n"));
-    let view = codex.view(&Prices::shipped());
+    let view = codex.view(&Prices::shipped(), None);
     // The thread's total, not both lines summed.
     assert_eq!(view.tokens, tokens(6134, 128, 31360, 0));
     assert_eq!(view.turns, 2);
@@ -186,7 +186,7 @@ fn codex_counts_the_growth_of_a_threads_total() {
     // With the model the run's arguments name, priced from the table.
     let mut codex = reader(AdapterKind::Codex, Some("gpt-5"));
     feed(&mut codex, CODEX);
-    let view = codex.view(&Prices::shipped());
+    let view = codex.view(&Prices::shipped(), None);
     let expected = (6134.0 * 1.25 + 31360.0 * 0.125 + 128.0 * 10.0) / 1e6;
     assert!((view.cost_usd.unwrap() - expected).abs() < 1e-12);
     assert_eq!(view.models, ["gpt-5"]);
@@ -237,7 +237,7 @@ fn gemini_takes_its_tokens_from_the_result_and_reads_retries_on_stderr() {
         r#"{"type":"tool_result","timestamp":"2025-10-10T12:00:03.000Z","tool_id":"read-123","status":"error","error":{"type":"FILE_NOT_FOUND","message":"File not found"}}
 {"type":"result","timestamp":"2025-10-10T12:00:04.000Z","status":"error","error":{"type":"MaxSessionTurnsError","message":"Maximum session turns exceeded"},"stats":{"total_tokens":100,"input_tokens":50,"output_tokens":50,"cached":0,"input":50,"duration_ms":1200,"tool_calls":0,"models":{}}}"#,
     );
-    let view = gemini.view(&Prices::shipped());
+    let view = gemini.view(&Prices::shipped(), None);
     assert!(view.retrying.is_none());
     assert_eq!(view.tokens, tokens(50, 50, 0, 0));
     assert_eq!(
@@ -263,7 +263,7 @@ fn opencode_sums_each_steps_tokens_and_cost() {
         &mut opencode,
         &format!("{step}\n{}", step.replace("tool-calls", "stop")),
     );
-    let view = opencode.view(&Prices::shipped());
+    let view = opencode.view(&Prices::shipped(), None);
     assert_eq!(view.session_id.as_deref(), Some("ses_fe6da2c1effe8Yz"));
     assert_eq!(view.tokens, tokens(11392, 58, 0, 0));
     assert_eq!(view.cost_usd, Some(0.025));
@@ -280,7 +280,7 @@ fn generic_json_lines_take_the_last_totals() {
 {"tokens": {"input": 300, "output": 40, "cache_read": 0, "cache_write": 0}, "tool": null, "waiting": "approve the push"}
 {"cost_usd": 0.5, "progress": 100, "waiting": null, "result": {"success": true, "message": "pushed"}}"#,
     );
-    let view = jsonl.view(&Prices::shipped());
+    let view = jsonl.view(&Prices::shipped(), None);
     assert_eq!(view.tokens, tokens(300, 40, 0, 0));
     assert_eq!(view.progress, Some(100.0));
     assert_eq!(view.cost_usd, Some(0.5));
@@ -288,7 +288,7 @@ fn generic_json_lines_take_the_last_totals() {
     assert_eq!(view.result.unwrap().message.as_deref(), Some("pushed"));
     let mut priced = reader(AdapterKind::Jsonl, None);
     priced.line(br#"{"model": "claude-haiku-4-5", "tokens": 1000000}"#, at());
-    assert_eq!(priced.view(&Prices::shipped()).cost_usd, Some(5.0));
+    assert_eq!(priced.view(&Prices::shipped(), None).cost_usd, Some(5.0));
 }
 
 #[test]
@@ -387,7 +387,7 @@ fn costs_by_model_take_the_agents_own_split_else_share_out_its_total() {
     let prices = Prices::shipped();
     let mut claude = reader(AdapterKind::Claude, None);
     feed(&mut claude, CLAUDE);
-    let costs = claude.session().costs(&prices);
+    let costs = claude.session().figures(None).costs(&prices);
     assert_eq!(costs.len(), 3);
     assert_eq!(costs["claude-sonnet-4-5-20250929"].1, Some(0.0553014));
     let sum: f64 = costs.values().filter_map(|(_, cost)| *cost).sum();
@@ -399,7 +399,7 @@ fn costs_by_model_take_the_agents_own_split_else_share_out_its_total() {
     session.add_tokens(Some("claude-sonnet-4-5"), &tokens(1_000_000, 0, 0, 0));
     session.add_tokens(Some("claude-haiku-4-5"), &tokens(1_000_000, 0, 0, 0));
     session.reported_cost_usd = Some(8.0);
-    let costs = session.costs(&prices);
+    let costs = session.figures(None).costs(&prices);
     let sonnet = costs["claude-sonnet-4-5"].1.unwrap();
     let haiku = costs["claude-haiku-4-5"].1.unwrap();
     assert!((sonnet + haiku - 8.0).abs() < 1e-9);
@@ -408,7 +408,7 @@ fn costs_by_model_take_the_agents_own_split_else_share_out_its_total() {
     // A model without a price and no figure of the agent's: no cost.
     let mut unknown = Session::default();
     unknown.add_tokens(Some("mystery-1"), &tokens(10, 10, 0, 0));
-    assert_eq!(unknown.costs(&prices)["mystery-1"].1, None);
+    assert_eq!(unknown.figures(None).costs(&prices)["mystery-1"].1, None);
 }
 
 #[test]

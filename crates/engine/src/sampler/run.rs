@@ -157,14 +157,21 @@ impl RunSampler {
     /// that a run watched anew (after a restart of the daemon) shows the
     /// right times at once.
     pub fn new(target: Target, watch: Option<DirWatch>) -> RunSampler {
-        let session = target.session.as_ref().map(|read| LiveSession {
-            stderr: (read.reader.kind() == AdapterKind::Gemini).then(|| {
-                let length = std::fs::metadata(target.dir.join(STDERR_LOG)).map_or(0, |m| m.len());
-                Tail::stderr_at(length)
-            }),
-            reader: read.reader.clone(),
-            stdout: Tail::at(read.read_to),
-        });
+        // A session without an adapter (only its telemetry is received)
+        // has nothing to read.
+        let session = target
+            .session
+            .as_ref()
+            .filter(|read| read.reader.kind() != AdapterKind::None)
+            .map(|read| LiveSession {
+                stderr: (read.reader.kind() == AdapterKind::Gemini).then(|| {
+                    let length =
+                        std::fs::metadata(target.dir.join(STDERR_LOG)).map_or(0, |m| m.len());
+                    Tail::stderr_at(length)
+                }),
+                reader: read.reader.clone(),
+                stdout: Tail::at(read.read_to),
+            });
         RunSampler {
             session,
             status_file: StatusFile::default(),

@@ -94,6 +94,11 @@ pub fn linger(text: &str) -> Result<String, InvalidInput> {
     typed(text, parse::parse_linger)
 }
 
+/// `--telemetry`: auto, on or off.
+pub fn telemetry(text: &str) -> Result<String, InvalidInput> {
+    typed(text, |text| text.parse::<crate::TelemetryMode>())
+}
+
 /// `--budget-usd`.
 pub fn budget_usd(text: &str) -> Result<f64, InvalidInput> {
     parse::parse_budget_usd(text).map_err(InvalidInput)

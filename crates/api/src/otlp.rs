@@ -1,0 +1,335 @@
+//! The agents' telemetry, received: OTLP over HTTP on a loopback port of
+//! its own (`POST /v1/logs`, `/v1/metrics`; `/v1/traces` accepted and
+//! dropped), as JSON or protobuf, gzip or not. A body is taken only with
+//! its run's token (`authorization: Bearer TOKEN`, checked before the
+//! body is even decoded); its log records go to the engine
+//! (`Engine::receive_telemetry`), which counts each model call once.
+//!
+//! The port is kept in the store and bound again by the next daemon, so
+//! that agents started before a restart go on exporting to it.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener};
+use std::sync::{Arc, Mutex};
+use wrangle_engine::telemetry::{AttributeValue, Record};
+use wrangle_engine::{Engine, TelemetryBinder};
+
+/// Largest body taken, decompressed.
+const MAX_BODY: u64 = 16 << 20;
+
+/// The listener bound when the engine opened, for the server to take.
+pub type BoundListener = Arc<Mutex<Option<TcpListener>>>;
+
+/// A binder for the engine that binds 127.0.0.1 on the port kept from
+/// before (or any free one when it is taken or there is none), and leaves
+/// the listener in the returned slot.
+pub fn binder() -> (TelemetryBinder, BoundListener) {
+    let slot: BoundListener = Arc::new(Mutex::new(None));
+    let bound = slot.clone();
+    let binder = TelemetryBinder(Arc::new(move |kept: Option<u16>| {
+        let listener = kept
+            .and_then(|port| {
+                TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                    .inspect_err(|error| {
+                        tracing::warn!(
+                            "cannot bind the telemetry port {port} again ({error}): agents started before export to nothing until they restart"
+                        )
+                    })
+                    .ok()
+            })
+            .or_else(|| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ok())?;
+        listener.set_nonblocking(true).ok()?;
+        let port = listener.local_addr().ok()?.port();
+        *bound.lock().unwrap_or_else(|e| e.into_inner()) = Some(listener);
+        Some(port)
+    }));
+    (binder, slot)
+}
+
+/// The routes of the telemetry port.
+pub fn router(engine: Engine) -> Router {
+    Router::new()
+        .route("/v1/logs", post(logs))
+        .route("/v1/metrics", post(dropped))
+        .route("/v1/traces", post(dropped))
+        .with_state(engine)
+}
+
+/// How a body is encoded, from its headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("application/x-protobuf");
+        if content_type.starts_with("application/json") {
+            Ok(Encoding::Json)
+        } else if content_type.starts_with("application/x-protobuf")
+            || content_type.starts_with("application/protobuf")
+        {
+            Ok(Encoding::Protobuf)
+        } else {
+            Err(ApiError::invalid(format!(
+                "unsupported content type {content_type:?}: OTLP/HTTP is application/json or application/x-protobuf"
+            )))
+        }
+    }
+
+    /// The empty answer OTLP expects, in the request's encoding.
+    fn ok(self) -> Response {
+        match self {
+            Encoding::Json => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{}",
+            )
+                .into_response(),
+            Encoding::Protobuf => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                ExportLogsServiceResponse::default().encode_to_vec(),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// `POST /v1/logs`.
+async fn logs(State(engine): State<Engine>, headers: HeaderMap, body: Bytes) -> Response {
+    match take_logs(engine, &headers, body).await {
+        Ok(encoding) => encoding.ok(),
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn take_logs(engine: Engine, headers: &HeaderMap, body: Bytes) -> Result<Encoding, ApiError> {
+    let (id, run) = sender(&engine, headers)?;
+    let encoding = Encoding::of(headers)?;
+    let body = decompressed(headers, body)?;
+    let request = decode(encoding, &body)?;
+    let records = records_of(&request);
+    tokio::task::spawn_blocking(move || engine.receive_telemetry(&id, run, &records))
+        .await
+        .map_err(|error| {
+            ApiError::from(wrangle_engine::error::EngineError::internal(
+                error.to_string(),
+            ))
+        })??;
+    Ok(encoding)
+}
+
+/// `POST /v1/metrics`, `/v1/traces`: taken from the right sender, not
+/// kept (the log records say all wrangle needs).
+async fn dropped(State(engine): State<Engine>, headers: HeaderMap) -> Response {
+    match sender(&engine, &headers).and_then(|_| Encoding::of(&headers)) {
+        Ok(Encoding::Json) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{}",
+        )
+            .into_response(),
+        Ok(Encoding::Protobuf) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            Vec::<u8>::new(),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The run the request's token names.
+fn sender(engine: &Engine, headers: &HeaderMap) -> Result<(String, u32), ApiError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    Ok(engine.telemetry_sender(authorization)?)
+}
+
+/// The body, un-gzipped when it says so, at most [`MAX_BODY`] bytes.
+fn decompressed(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("identity");
+    match encoding {
+        "identity" | "" => Ok(body),
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..])
+                .take(MAX_BODY + 1)
+                .read_to_end(&mut out)
+                .map_err(|error| {
+                    ApiError::invalid(format!("the body is not valid gzip: {error}"))
+                })?;
+            if out.len() as u64 > MAX_BODY {
+                return Err(ApiError::invalid(
+                    "the body is over 16 MiB once decompressed",
+                ));
+            }
+            Ok(out.into())
+        }
+        other => Err(ApiError::invalid(format!(
+            "unsupported content encoding {other:?}: send it plain or gzip"
+        ))),
+    }
+}
+
+/// The request in `body`. OTLP JSON writes 64-bit numbers as strings; a
+/// body that writes times as numbers is taken too.
+fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, ApiError> {
+    match encoding {
+        Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
+            .map_err(|error| ApiError::invalid(format!("malformed OTLP protobuf: {error}"))),
+        Encoding::Json => serde_json::from_slice(body).or_else(|first| {
+            let mut value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|error| ApiError::invalid(format!("malformed OTLP JSON: {error}")))?;
+            times_as_strings(&mut value);
+            serde_json::from_value(value)
+                .map_err(|_| ApiError::invalid(format!("malformed OTLP JSON: {first}")))
+        }),
+    }
+}
+
+/// Writes every `...TimeUnixNano` number of `value` as a string.
+fn times_as_strings(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map.iter_mut() {
+                if key.ends_with("UnixNano") && inner.is_number() {
+                    *inner = serde_json::Value::String(inner.to_string());
+                } else {
+                    times_as_strings(inner);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(times_as_strings),
+        _ => {}
+    }
+}
+
+/// Every log record of `request`, as the engine takes them.
+fn records_of(request: &ExportLogsServiceRequest) -> Vec<Record> {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|resource| &resource.scope_logs)
+        .flat_map(|scope| &scope.log_records)
+        .map(record_of)
+        .collect()
+}
+
+fn record_of(record: &LogRecord) -> Record {
+    let attributes: BTreeMap<String, AttributeValue> = record
+        .attributes
+        .iter()
+        .filter_map(|pair| Some((pair.key.clone(), value_of(pair.value.as_ref()?)?)))
+        .collect();
+    // Claude Code names a record in its body (`claude_code.api_request`)
+    // and `event.name` (`api_request`); Codex and Gemini CLI in
+    // `event.name` alone (`codex.sse_event`).
+    let body = record.body.as_ref().and_then(|body| match &body.value {
+        Some(any_value::Value::StringValue(text)) => Some(text.clone()),
+        _ => None,
+    });
+    let event = attributes
+        .get("event.name")
+        .and_then(AttributeValue::as_text)
+        .map(str::to_owned)
+        .or_else(|| (!record.event_name.is_empty()).then(|| record.event_name.clone()));
+    let name = match (event, body) {
+        (Some(event), _) if event.contains('.') => event,
+        (_, Some(body)) if body.contains('.') => body,
+        (Some(event), _) => event,
+        (None, body) => body.unwrap_or_default(),
+    };
+    let nanos = if record.time_unix_nano > 0 {
+        record.time_unix_nano
+    } else {
+        record.observed_time_unix_nano
+    };
+    let at = chrono::DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX));
+    let digest = Sha256::digest(record.encode_to_vec());
+    let key = digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    Record {
+        key,
+        at,
+        name,
+        attributes,
+    }
+}
+
+fn value_of(value: &AnyValue) -> Option<AttributeValue> {
+    Some(match value.value.as_ref()? {
+        any_value::Value::StringValue(text) => AttributeValue::Text(text.clone()),
+        any_value::Value::IntValue(number) => AttributeValue::Int(*number),
+        any_value::Value::DoubleValue(number) => AttributeValue::Float(*number),
+        any_value::Value::BoolValue(flag) => AttributeValue::Bool(*flag),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AGENT-FORMATS.md §10's real Claude record, in a request as its
+    /// exporter sends it (times as strings) and with times as numbers.
+    const CLAUDE: &str = r#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"claude-code"}}]},"scopeLogs":[{"scope":{"name":"com.anthropic.claude_code.events"},"logRecords":[{"timeUnixNano":"1765000000000000000","observedTimeUnixNano":"1765000000000000000","body":{"stringValue":"claude_code.api_request"},"attributes":[{"key":"event.name","value":{"stringValue":"api_request"}},{"key":"model","value":{"stringValue":"claude-sonnet-4-5"}},{"key":"input_tokens","value":{"intValue":1200}},{"key":"output_tokens","value":{"intValue":9}},{"key":"cache_read_tokens","value":{"intValue":5000}},{"key":"cache_creation_tokens","value":{"intValue":3000}},{"key":"cost_usd","value":{"doubleValue":0.016485}},{"key":"cost_usd_micros","value":{"intValue":16485}}]}]}]}]}"#;
+
+    #[test]
+    fn json_and_protobuf_of_one_request_give_the_same_records() {
+        let json = decode(Encoding::Json, CLAUDE.as_bytes()).unwrap();
+        let protobuf = decode(Encoding::Protobuf, &json.encode_to_vec()).unwrap();
+        let records = records_of(&json);
+        assert_eq!(records, records_of(&protobuf));
+        assert_eq!(records.len(), 1);
+        let record = &records[0];
+        assert_eq!(record.name, "claude_code.api_request");
+        assert_eq!(record.attributes["input_tokens"], AttributeValue::Int(1200));
+        assert_eq!(record.at.timestamp(), 1_765_000_000);
+        assert_eq!(record.key.len(), 32);
+        let numbers = CLAUDE.replace("\"1765000000000000000\"", "1765000000000000000");
+        let again = decode(Encoding::Json, numbers.as_bytes()).unwrap();
+        assert_eq!(records_of(&again), records);
+        assert!(decode(Encoding::Json, b"{\"resourceLogs\": 3}").is_err());
+        assert!(decode(Encoding::Protobuf, b"\xff\xff\xff").is_err());
+    }
+
+    #[test]
+    fn gzip_is_taken_and_anything_else_refused() {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(CLAUDE.as_bytes()).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        let body = decompressed(&headers, gzip.finish().unwrap().into()).unwrap();
+        assert_eq!(&body[..], CLAUDE.as_bytes());
+        headers.insert(header::CONTENT_ENCODING, "br".parse().unwrap());
+        assert!(decompressed(&headers, Bytes::new()).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! The agents' own telemetry: the OpenTelemetry the coding-agent CLIs
+//! export when asked, which carries each model call's tokens (and, for
+//! Claude Code, its cost) as it happens, where stdout gives them only at
+//! the end or not at all.
+//!
+//! For each run of a CLI it knows, wrangle sets the CLI's OTel settings
+//! ([`plan`]): its loopback endpoint (the API receives there, see
+//! `wrangle-api`'s `otlp`), the run's token ([`Credentials`]) as the
+//! `authorization` header, and resource attributes naming the agent and
+//! run. Records come back decoded as [`Record`]s; those of model calls
+//! ([`calls`]) are counted once each into the run's [`RunTelemetry`],
+//! stored and added to the ledger in one transaction.
+
+pub mod calls;
+mod credentials;
+mod plan;
+mod receive;
+
+pub use credentials::Credentials;
+pub use plan::{plan, Plan};
+
+use crate::adapters::CallFigures;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashSet};
+use wrangle_store::TelemetryCall;
+
+/// One log record of an agent's telemetry, as the receiver decoded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// What tells it from every other record of its run: a hash of the
+    /// record as sent, the same when an exporter sends it again.
+    pub key: String,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// Its name (`claude_code.api_request`, `codex.sse_event`, ...): its
+    /// `event.name` where that is a full name, else its body.
+    pub name: String,
+    /// Its attributes.
+    pub attributes: BTreeMap<String, AttributeValue>,
+}
+
+/// The value of an attribute, of the kinds the CLIs send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttributeValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl AttributeValue {
+    /// As a count: an integer, or a string of digits (some exporters
+    /// send numbers as text).
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            AttributeValue::Int(value) => u64::try_from(*value).ok(),
+            AttributeValue::Text(text) => text.trim().parse().ok(),
+            AttributeValue::Float(value) if value.fract() == 0.0 && *value >= 0.0 => {
+                Some(*value as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// As a float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            AttributeValue::Float(value) => Some(*value),
+            AttributeValue::Int(value) => Some(*value as f64),
+            AttributeValue::Text(text) => text.trim().parse().ok(),
+            AttributeValue::Bool(_) => None,
+        }
+    }
+
+    /// As text, when it is a string.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            AttributeValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+}
+
+/// What a run's telemetry is and has said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunTelemetry {
+    /// What wrangle set for it.
+    pub plan: Plan,
+    /// The model calls counted.
+    pub calls: CallFigures,
+    /// Keys of the calls counted, so that none counts twice.
+    seen: HashSet<String>,
+    /// When the last record came.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl RunTelemetry {
+    /// A run's telemetry set up by `plan`, with the calls already stored
+    /// of it (a daemon that restarts goes on from them).
+    pub fn new(plan: Plan, stored: &[TelemetryCall]) -> RunTelemetry {
+        let mut telemetry = RunTelemetry {
+            plan,
+            calls: CallFigures::default(),
+            seen: HashSet::new(),
+            last_at: None,
+        };
+        for call in stored {
+            telemetry.seen.insert(call.key.clone());
+            telemetry
+                .calls
+                .add(&call.model, &call.tokens, call.cost_usd);
+            telemetry.last_at = telemetry.last_at.max(Some(call.at));
+        }
+        telemetry
+    }
+
+    /// Whether the call of `key` was counted already.
+    pub fn has_seen(&self, key: &str) -> bool {
+        self.seen.contains(key)
+    }
+
+    /// Counts one call.
+    pub fn count(&mut self, call: &TelemetryCall) {
+        if self.seen.insert(call.key.clone()) {
+            self.calls.add(&call.model, &call.tokens, call.cost_usd);
+        }
+    }
+}

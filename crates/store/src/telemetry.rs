@@ -1,0 +1,115 @@
+//! What agents reported of themselves over OpenTelemetry: each model call
+//! once (an exporter that retries delivers a body twice; the call's key
+//! makes the second one change nothing), and the loopback port the
+//! daemon receives on, kept so that a daemon that restarts binds it again
+//! and running agents go on exporting to it.
+
+use crate::{Result, Store};
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, OptionalExtension, Transaction};
+use wrangle_wire::TokenCounts;
+
+/// Key in `meta` of the telemetry port.
+const PORT_KEY: &str = "telemetry_port";
+
+/// One model call an agent reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelemetryCall {
+    /// The agent.
+    pub agent_id: String,
+    /// Its run.
+    pub run: u32,
+    /// What tells this call from every other of the run (a hash of the
+    /// record), so that a body delivered twice counts once.
+    pub key: String,
+    /// When the call was made (the record's time).
+    pub at: DateTime<Utc>,
+    /// The model.
+    pub model: String,
+    /// Its tokens.
+    pub tokens: TokenCounts,
+    /// Its cost as the agent gave it, if it did.
+    pub cost_usd: Option<f64>,
+}
+
+/// Records `calls`, inside the caller's transaction, and returns those
+/// that were new (in their order).
+pub(crate) fn add(transaction: &Transaction<'_>, calls: &[TelemetryCall]) -> Result<Vec<bool>> {
+    let mut statement = transaction.prepare_cached(
+        "INSERT INTO telemetry_calls (agent_id, run, key, at, model,
+                input, output, cache_read, cache_write, cost_usd)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (agent_id, run, key) DO NOTHING",
+    )?;
+    let mut new = Vec::with_capacity(calls.len());
+    for call in calls {
+        let inserted = statement.execute(params![
+            call.agent_id,
+            call.run,
+            call.key,
+            call.at.timestamp_micros(),
+            call.model,
+            call.tokens.input as i64,
+            call.tokens.output as i64,
+            call.tokens.cache_read as i64,
+            call.tokens.cache_write as i64,
+            call.cost_usd,
+        ])?;
+        new.push(inserted > 0);
+    }
+    Ok(new)
+}
+
+impl Store {
+    /// Every call recorded of run `run` of the agent, oldest first.
+    pub fn telemetry_calls(&self, agent_id: &str, run: u32) -> Result<Vec<TelemetryCall>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT key, at, model, input, output, cache_read, cache_write, cost_usd
+             FROM telemetry_calls WHERE agent_id = ?1 AND run = ?2 ORDER BY at, key",
+        )?;
+        let rows = statement.query_map(params![agent_id, run], |row| {
+            let count = |index: usize| row.get::<_, i64>(index).map(|n| n.max(0) as u64);
+            Ok(TelemetryCall {
+                agent_id: agent_id.to_string(),
+                run,
+                key: row.get(0)?,
+                at: Utc
+                    .timestamp_micros(row.get(1)?)
+                    .single()
+                    .unwrap_or_default(),
+                model: row.get(2)?,
+                tokens: TokenCounts {
+                    input: count(3)?,
+                    output: count(4)?,
+                    cache_read: count(5)?,
+                    cache_write: count(6)?,
+                },
+                cost_usd: row.get(7)?,
+            })
+        })?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// The loopback port telemetry was last received on, if any.
+    pub fn telemetry_port(&self) -> Result<Option<u16>> {
+        let port: Option<i64> = self
+            .connection
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([PORT_KEY], |row| row.get(0))
+            .optional()?;
+        Ok(port.and_then(|port| u16::try_from(port).ok()))
+    }
+
+    /// Keeps the port telemetry is received on.
+    pub fn set_telemetry_port(&mut self, port: u16) -> Result<()> {
+        self.write_with_events(&[], |transaction| {
+            transaction.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![PORT_KEY, i64::from(port)],
+            )?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,313 @@
+//! The agents' own telemetry, received: the real `claude` exports each
+//! model call's cost and tokens to the daemon as it happens (with
+//! `--telemetry auto`, wrangle sets its OTel environment), so `inspect`
+//! has a call's exact cost while the agent still runs a tool, across a
+//! daemon SIGKILL too; and a record counts only with its run's token,
+//! once, as JSON, protobuf or gzip alike.
+
+mod common;
+
+use common::agents::{fake, fast_home, replay, transcript, CLAUDE_ARGS};
+use common::cli_bench::*;
+use common::model_server::Reply;
+use common::{agent_clis, crash, procfs, wait_until, Home, SOON};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+/// What claude-sonnet-4-5 costs at $3, $15, $0.30 and $3.75 per million
+/// input, output, cache-read and cache-write tokens.
+fn sonnet_usd(input: u64, output: u64, cache_read: u64, cache_write: u64) -> f64 {
+    (input as f64 * 3.0
+        + output as f64 * 15.0
+        + cache_read as f64 * 0.3
+        + cache_write as f64 * 3.75)
+        / 1e6
+}
+
+/// The model server of two tool calls (`sleep SECONDS` each) and a last
+/// answer, each call with tokens of its own.
+fn two_tools(
+    seconds: &'static str,
+) -> impl Fn(&common::model_server::Request, usize) -> Reply + Send + Sync {
+    move |request, _| match request.tool_results() {
+        0 => Reply::Bash {
+            command: format!("sleep {seconds}"),
+            usage: usage(1200, 40, 5000, 3000),
+        },
+        1 => Reply::Bash {
+            command: format!("sleep {seconds}"),
+            usage: usage(600, 30, 9000, 100),
+        },
+        _ => Reply::Text {
+            text: "Done.".into(),
+            usage: usage(300, 25, 9500, 50),
+        },
+    }
+}
+
+/// The session's telemetry as `inspect` shows it.
+fn telemetry(home: &Home, agent: &str) -> Value {
+    home.inspect(agent)["session"]["telemetry"].clone()
+}
+
+fn calls(home: &Home, agent: &str) -> u64 {
+    telemetry(home, agent)["calls"].as_u64().unwrap_or(0)
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() < 1e-9
+}
+
+#[test]
+fn claude_calls_cost_is_known_while_its_tool_runs_and_survives_a_daemon_sigkill() {
+    let Some(claude) = agent_clis::find("claude") else {
+        return;
+    };
+    let bench = Bench::new(two_tools("3"));
+    let home = &bench.home;
+    bench.claude(
+        &claude,
+        "teller",
+        "Do two things",
+        &[],
+        &["--allowedTools", "Bash(sleep:*)"],
+    );
+    // The first call's record, while its tool sleeps.
+    wait_until(SOON, "the first call is reported", || {
+        calls(home, "teller") >= 1
+    });
+    let view = home.inspect("teller");
+    let why = bench.describe("teller");
+    assert_eq!(view["state"], "running", "{why}");
+    let session = &view["session"];
+    assert_eq!(session["figures_from_telemetry"], true, "{why}");
+    let first = sonnet_usd(1200, 40, 5000, 3000);
+    assert!(close(session["cost_usd"].as_f64().unwrap(), first), "{why}");
+    assert_eq!(tokens(&view), (1200, 40, 5000, 3000), "{why}");
+    let endpoint = telemetry(home, "teller")["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let added = telemetry(home, "teller")["added"].to_string();
+    assert!(added.contains("OTEL_EXPORTER_OTLP_ENDPOINT="), "{added}");
+    assert!(
+        added.contains("Bearer <run token>"),
+        "the token is shown: {added}"
+    );
+
+    // The daemon dies; the next one binds the same port, and the second
+    // call's record (during the second tool) adds to the first.
+    crash::kill_daemon(home);
+    home.ok(&["daemon", "--sample-interval", "100ms"]);
+    wait_until(SOON, "the second call is reported", || {
+        calls(home, "teller") >= 2
+    });
+    let view = home.inspect("teller");
+    assert_eq!(
+        telemetry(home, "teller")["endpoint"].as_str().unwrap(),
+        endpoint
+    );
+    let both = first + sonnet_usd(600, 30, 9000, 100);
+    if view["state"] == "running" {
+        assert!(
+            close(view["session"]["cost_usd"].as_f64().unwrap(), both),
+            "{}",
+            bench.describe("teller")
+        );
+    }
+
+    // At the end: the CLI's own figures, the calls agreeing with them,
+    // and the ledger counting each call once.
+    home.wrangle(&["wait", "teller"]);
+    let view = home.inspect("teller");
+    let why = bench.describe("teller");
+    let result = bench.final_line("teller", "result");
+    assert_eq!(tokens(&view), claude_totals(&result), "{why}");
+    let cost = result["total_cost_usd"].as_f64().unwrap();
+    assert_eq!(view["session"]["cost_usd"].as_f64(), Some(cost), "{why}");
+    assert_eq!(view["session"]["figures_from_telemetry"], false, "{why}");
+    let telemetry = &view["session"]["telemetry"];
+    assert_eq!(telemetry["calls"], 3, "{why}");
+    // The CLI rounds each call's cost to the micro-dollar.
+    let reported = telemetry["cost_usd"].as_f64().unwrap();
+    assert!((reported - cost).abs() <= 3e-6, "{why}");
+    assert!(telemetry["difference"].is_null(), "{why}");
+    let ledger = home.json(&["cost", "--json"]);
+    assert!(
+        close(ledger["total"]["cost_usd"].as_f64().unwrap(), cost),
+        "{ledger}"
+    );
+}
+
+/// The token wrangle gave a run, as its environment holds it.
+fn token_of(home: &Home, agent: &str) -> String {
+    let pid = home.pid(agent);
+    let env = procfs::environ(pid).expect("the agent's environment");
+    env.iter()
+        .find_map(|entry| entry.strip_prefix("OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer "))
+        .expect("the token in the agent's environment")
+        .to_string()
+}
+
+/// `POST PATH` to the telemetry endpoint with `headers` and `body`: the
+/// status and the answer.
+fn post(endpoint: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, String) {
+    let address = endpoint.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).expect("the telemetry port");
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+/// A Claude `api_request` record in an OTLP JSON body.
+fn api_request(time: &str, input: u64, micros: u64) -> String {
+    format!(
+        r#"{{"resourceLogs":[{{"resource":{{"attributes":[]}},"scopeLogs":[{{"scope":{{"name":"com.anthropic.claude_code.events"}},"logRecords":[{{"timeUnixNano":"{time}","body":{{"stringValue":"claude_code.api_request"}},"attributes":[{{"key":"event.name","value":{{"stringValue":"api_request"}}}},{{"key":"model","value":{{"stringValue":"claude-sonnet-4-5"}}}},{{"key":"input_tokens","value":{{"intValue":{input}}}}},{{"key":"output_tokens","value":{{"intValue":10}}}},{{"key":"cache_read_tokens","value":{{"intValue":0}}}},{{"key":"cache_creation_tokens","value":{{"intValue":0}}}},{{"key":"cost_usd_micros","value":{{"intValue":{micros}}}}}]}}]}}]}}]}}"#
+    )
+}
+
+#[test]
+fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
+    let home = fast_home();
+    let claude = fake("claude");
+    // Agents that wait: only what is posted here counts.
+    let file = transcript(
+        &home,
+        "quiet.jsonl",
+        &[
+            r#"{"type":"system","subtype":"init","session_id":"q1","model":"claude-sonnet-4-5"}"#,
+            "#sleep 120",
+        ],
+    );
+    for name in ["json", "proto"] {
+        replay(&home, name, &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
+    }
+    let endpoint = telemetry(&home, "json")["endpoint"]
+        .as_str()
+        .expect("telemetry is received")
+        .to_string();
+    let token = token_of(&home, "json");
+    let json = ["Content-Type: application/json".to_string()];
+    let body = api_request("1765000000000000000", 1000, 3150);
+
+    // No token, a wrong one, another run's: refused, nothing counted.
+    let (status, _) = post(&endpoint, "/v1/logs", &json, body.as_bytes());
+    assert_eq!(status, 401);
+    let (agent, rest) = token.split_once('.').unwrap();
+    let (run, mac) = rest.split_once('.').unwrap();
+    let flipped = format!(
+        "{}{}",
+        &mac[..mac.len() - 1],
+        if mac.ends_with('0') { "1" } else { "0" }
+    );
+    let other = token_of(&home, "proto");
+    for forged in [
+        format!("{agent}.{run}.{flipped}"),
+        format!("{agent}.{}.{mac}", run.parse::<u32>().unwrap() + 1),
+        format!("{}.{run}.{mac}", other.split('.').next().unwrap()),
+    ] {
+        let headers = [json[0].clone(), format!("Authorization: Bearer {forged}")];
+        let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+        assert_eq!(status, 401, "{forged}: {answer}");
+    }
+    assert_eq!(calls(&home, "json"), 0);
+    assert_eq!(calls(&home, "proto"), 0);
+
+    // The right token: counted, and counted once however often it comes.
+    let headers = [json[0].clone(), format!("Authorization: Bearer {token}")];
+    for _ in 0..3 {
+        let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(calls(&home, "json"), 1);
+    let view = home.inspect("json");
+    assert!(
+        close(view["session"]["cost_usd"].as_f64().unwrap(), 0.00315),
+        "{view:#}"
+    );
+
+    // The same record as protobuf, gzipped, to the other agent: the same
+    // session.
+    let request: ExportLogsServiceRequest = serde_json::from_str(&body).unwrap();
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&request.encode_to_vec()).unwrap();
+    let protobuf = gzip.finish().unwrap();
+    let headers = [
+        "Content-Type: application/x-protobuf".to_string(),
+        "Content-Encoding: gzip".to_string(),
+        format!("Authorization: Bearer {other}"),
+    ];
+    let (status, answer) = post(&endpoint, "/v1/logs", &headers, &protobuf);
+    assert_eq!(status, 200, "{answer}");
+    let (a, b) = (
+        home.inspect("json")["session"].clone(),
+        home.inspect("proto")["session"].clone(),
+    );
+    for key in [
+        "tokens",
+        "cost_usd",
+        "cost_source",
+        "figures_from_telemetry",
+    ] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+    assert_eq!(a["telemetry"]["calls"], b["telemetry"]["calls"]);
+
+    // Bad bodies are refused and change nothing.
+    let headers = [json[0].clone(), format!("Authorization: Bearer {token}")];
+    let (status, _) = post(&endpoint, "/v1/logs", &headers, b"{not json");
+    assert_eq!(status, 400);
+    let (status, _) = post(&endpoint, "/v1/metrics", &headers, b"{}");
+    assert_eq!(status, 200, "metrics are taken and dropped");
+    assert_eq!(calls(&home, "json"), 1);
+}
+
+#[test]
+fn telemetry_off_leaves_the_agent_as_given_and_other_programs_are_not_touched() {
+    let home = fast_home();
+    let claude = fake("claude");
+    let file = transcript(&home, "wait.jsonl", &["#sleep 120"]);
+    replay(
+        &home,
+        "untouched",
+        &claude,
+        &CLAUDE_ARGS,
+        &file,
+        "0.05",
+        &["--telemetry", "off"],
+    );
+    let pid = home.pid("untouched");
+    let env = procfs::environ(pid).unwrap();
+    assert!(
+        env.iter().all(|entry| !entry.starts_with("OTEL_")),
+        "{env:?}"
+    );
+    let session = &home.inspect("untouched")["session"];
+    assert!(session["telemetry"].is_null());
+    assert_eq!(session["telemetry_note"], "--telemetry off");
+    let refused = home.fails(&["run", "--telemetry", "sometimes", "--", "true"]);
+    assert!(
+        refused.stderr.contains("invalid telemetry"),
+        "{}",
+        refused.stderr
+    );
+}
