@@ -506,3 +506,58 @@ fn claude_over_its_budget_without_telemetry_is_stopped_on_its_lines_priced() {
     assert!(view["session"]["telemetry"].is_null(), "{view:#}");
     assert!((2..=3).contains(&calls), "{calls} calls: {view:#}");
 }
+
+#[test]
+fn codex_retrying_in_silence_says_so_and_counts_each_call_once() {
+    let Some(codex) = agent_clis::find("codex") else {
+        return;
+    };
+    // Four 503s: Codex retries them with nothing on stdout.
+    let bench = Bench::new(|request, index| {
+        if index < 4 {
+            Reply::Overloaded
+        } else if request.tool_results() == 0 {
+            Reply::Bash {
+                command: "echo wrangled".into(),
+                usage: usage(1000, 50, 4000, 0),
+            }
+        } else {
+            Reply::Text {
+                text: "It printed wrangled.".into(),
+                usage: usage(700, 30, 5000, 0),
+            }
+        }
+    });
+    let home = &bench.home;
+    bench.codex_with(
+        &codex,
+        "patient",
+        "Run echo wrangled",
+        &["--idle-timeout", "1s", "--on-hang", "stop"],
+    );
+    let seen = bench.watch("patient");
+    let view = home.inspect("patient");
+    let why = format!("{seen:#?}\n{}", bench.describe("patient"));
+    assert_eq!(view["state"], "completed", "{why}");
+    assert!(seen.iter().all(|(health, _)| health != "hung"), "{why}");
+    assert!(
+        seen.iter()
+            .any(|(_, reason)| reason.contains("retrying the API (attempt")),
+        "{why}"
+    );
+    // Each call once: the two that went through, as stdout's total says.
+    let telemetry = &view["session"]["telemetry"];
+    assert_eq!(telemetry["calls"], 2, "{why}");
+    assert_eq!(tokens(&view), (1700, 80, 9000, 0), "{why}");
+    let t = &telemetry["tokens"];
+    assert_eq!(
+        (
+            t["input"].as_u64(),
+            t["output"].as_u64(),
+            t["cache_read"].as_u64()
+        ),
+        (Some(1700), Some(80), Some(9000)),
+        "{why}"
+    );
+    assert!(telemetry["difference"].is_null(), "{why}");
+}

@@ -83,6 +83,11 @@ impl Bench {
     /// -m gpt-5 PROMPT`, with a `CODEX_HOME` whose provider is the server;
     /// returns the agent's id.
     pub fn codex(&self, codex: &Path, name: &str, prompt: &str) -> String {
+        self.codex_with(codex, name, prompt, &[])
+    }
+
+    /// [`Bench::codex`] with `options` of `wrangle run`.
+    pub fn codex_with(&self, codex: &Path, name: &str, prompt: &str, options: &[&str]) -> String {
         let codex_home = self.home.path().join("codex-home");
         std::fs::create_dir_all(&codex_home).expect("CODEX_HOME");
         let config = format!(
@@ -110,7 +115,7 @@ impl Bench {
             CODEX_MODEL.into(),
             prompt.into(),
         ];
-        self.run(name, &env, &[], &command)
+        self.run(name, &env, options, &command)
     }
 
     /// `wrangle run --name NAME --cwd WORK --env ... OPTIONS -- COMMAND`.

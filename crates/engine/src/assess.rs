@@ -345,7 +345,13 @@ impl Agent {
             .map(|read| read.reader.session());
         health::assess(&HealthInputs {
             waiting: session.and_then(|session| session.waiting.as_deref()),
-            explained: session.and_then(|session| session.busy(now)),
+            explained: session.and_then(|session| session.busy(now)).or_else(|| {
+                self.session
+                    .telemetry
+                    .as_ref()
+                    .filter(|_| self.session.run == self.status.run.number)
+                    .and_then(|telemetry| telemetry.busy(now))
+            }),
             state: self.status.state,
             main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
             silence: health::silence(

@@ -96,6 +96,14 @@ impl Agent {
             .filter(|_| findings.run == self.status.run.number)?;
         let mut view = read.reader.view(prices, findings.calls());
         view.telemetry_note = findings.telemetry_note.clone();
+        if view.retrying.is_none() {
+            // A retry only the telemetry tells of (Codex's are silent).
+            view.retrying = findings
+                .telemetry
+                .as_ref()
+                .filter(|telemetry| telemetry.busy(chrono::Utc::now()).is_some())
+                .and_then(|telemetry| telemetry.retrying.clone());
+        }
         view.telemetry = findings.telemetry.as_ref().map(|telemetry| {
             let calls = &telemetry.calls;
             let mut tokens = TokenCounts::default();

@@ -8,6 +8,38 @@
 use super::{AttributeValue, Record};
 use wrangle_wire::TokenCounts;
 
+/// A failed attempt of a model call, as Codex reports each one
+/// (`codex.api_request` with an error status): its retries are silent on
+/// stdout. `None` for a record that is no attempt; `Some(None)` for an
+/// attempt that went through.
+pub fn failed_attempt(record: &Record) -> Option<Option<(u32, String)>> {
+    if record.name != "codex.api_request" {
+        return None;
+    }
+    let attributes = &record.attributes;
+    let status = attributes
+        .get("http.response.status_code")
+        .and_then(AttributeValue::as_u64);
+    let error = attributes
+        .get("error.message")
+        .and_then(AttributeValue::as_text)
+        .filter(|message| !message.is_empty());
+    let attempt = attributes
+        .get("attempt")
+        .and_then(AttributeValue::as_u64)
+        .unwrap_or(0) as u32;
+    let failed = error.is_some() || status.is_some_and(|status| status >= 400);
+    Some(failed.then(|| {
+        let why = match (error, status) {
+            (Some(message), _) => message.to_string(),
+            (None, Some(status)) => format!("http {status}"),
+            (None, None) => "failed".to_string(),
+        };
+        // Attempts count from 0; the one being retried is the next.
+        (attempt + 1, why)
+    }))
+}
+
 /// One model call found in a record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
@@ -56,12 +88,15 @@ pub fn call_of(record: &Record) -> Option<Call> {
                 cost_usd: cost,
             })
         }
+        // Codex logs `response.completed` twice per call, once without
+        // the counts.
         "codex.sse_event"
             if record
                 .attributes
                 .get("event.kind")
                 .and_then(AttributeValue::as_text)
-                == Some("response.completed") =>
+                == Some("response.completed")
+                && record.attributes.contains_key("input_token_count") =>
         {
             // OpenAI's input count includes the cached part.
             let input = count("input_token_count").unwrap_or(0);
@@ -181,5 +216,30 @@ mod tests {
             (200, 70, 800)
         );
         assert_eq!(call_of(&record("claude_code.tool_result", &[])), None);
+        let counted_elsewhere = record(
+            "codex.sse_event",
+            &[("event.kind", Text("response.completed".into()))],
+        );
+        assert_eq!(call_of(&counted_elsewhere), None);
+    }
+
+    #[test]
+    fn a_failed_codex_attempt_is_a_retry() {
+        use AttributeValue::{Int, Text};
+        let failed = record(
+            "codex.api_request",
+            &[
+                ("attempt", Int(1)),
+                ("http.response.status_code", Int(503)),
+                ("error.message", Text("http 503".into())),
+            ],
+        );
+        assert_eq!(failed_attempt(&failed), Some(Some((2, "http 503".into()))));
+        let through = record(
+            "codex.api_request",
+            &[("attempt", Int(3)), ("http.response.status_code", Int(200))],
+        );
+        assert_eq!(failed_attempt(&through), Some(None));
+        assert_eq!(failed_attempt(&record("codex.sse_event", &[])), None);
     }
 }

@@ -23,6 +23,7 @@ use crate::adapters::CallFigures;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashSet};
 use wrangle_store::TelemetryCall;
+use wrangle_wire::session::RetryView;
 
 /// One log record of an agent's telemetry, as the receiver decoded it.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +97,9 @@ pub struct RunTelemetry {
     seen: HashSet<String>,
     /// When the last record came.
     pub last_at: Option<DateTime<Utc>>,
+    /// A model call being retried, as the telemetry says (Codex's retries
+    /// are silent on stdout).
+    pub retrying: Option<RetryView>,
 }
 
 impl RunTelemetry {
@@ -107,6 +111,7 @@ impl RunTelemetry {
             calls: CallFigures::default(),
             seen: HashSet::new(),
             last_at: None,
+            retrying: None,
         };
         for call in stored {
             telemetry.seen.insert(call.key.clone());
@@ -129,4 +134,24 @@ impl RunTelemetry {
             self.calls.add(&call.model, &call.tokens, call.cost_usd);
         }
     }
+
+    /// What explains the agent's silence, by its telemetry: a model call
+    /// retried lately (a retry older than this is no longer believed).
+    pub fn busy(&self, now: DateTime<Utc>) -> Option<String> {
+        let retry = self
+            .retrying
+            .as_ref()
+            .filter(|retry| now - retry.since < RETRY_BELIEVED)?;
+        let why = retry
+            .error
+            .as_ref()
+            .map_or_else(String::new, |error| format!(", {error}"));
+        Some(format!(
+            "retrying the API (attempt {}{why}, by its telemetry)",
+            retry.attempt
+        ))
+    }
 }
+
+/// How long a retry the telemetry reported explains silence.
+const RETRY_BELIEVED: chrono::Duration = chrono::Duration::minutes(2);

@@ -10,6 +10,7 @@ use crate::Engine;
 use chrono::Utc;
 use std::sync::Arc;
 use wrangle_store::TelemetryCall;
+use wrangle_wire::session::RetryView;
 use wrangle_wire::ErrorCode;
 
 /// What a delivery of records changed.
@@ -76,6 +77,9 @@ impl Engine {
                 );
                 return Ok(received);
             }
+            for record in records {
+                tracing::trace!(agent = id, run, name = record.name, key = record.key, attributes = ?record.attributes, "telemetry record");
+            }
             let mut counted = RunTelemetry::clone(telemetry);
             let mut new_calls = Vec::new();
             for record in records {
@@ -83,9 +87,23 @@ impl Engine {
                 if counted.has_seen(&record.key) {
                     continue;
                 }
+                match calls::failed_attempt(record) {
+                    Some(Some((attempt, error))) => {
+                        let since = counted.retrying.as_ref().map_or(now, |retry| retry.since);
+                        counted.retrying = Some(RetryView {
+                            attempt,
+                            max: None,
+                            error: Some(error),
+                            since,
+                        });
+                    }
+                    Some(None) => counted.retrying = None,
+                    None => {}
+                }
                 let Some(call) = calls::call_of(record) else {
                     continue;
                 };
+                counted.retrying = None;
                 let call = TelemetryCall {
                     agent_id: id.to_string(),
                     run,
