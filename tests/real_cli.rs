@@ -15,7 +15,7 @@ mod common;
 
 use common::cli_bench::*;
 use common::events::stored;
-use common::model_server::Reply;
+use common::model_server::{Reply, Request};
 use common::{agent_clis, procfs, wait_until, SOON};
 use serde_json::Value;
 use std::path::Path;
@@ -235,13 +235,13 @@ fn claude_whose_api_refuses_the_request_fails_with_the_cli_message() {
     assert_eq!(view["session"]["cost_usd"], 0.0, "{why}");
 }
 
-#[test]
-fn codex_exec_with_a_command_gives_its_thread_total_and_succeeds() {
-    let Some(codex) = agent_clis::find("codex") else {
-        return;
-    };
-    let bench = Bench::new(|request, _| {
-        if request.tool_results() == 0 {
+/// The Codex script of `echo wrangled` and a last answer (1700/80/9000/0
+/// tokens in all), after `failures` answers of 503.
+fn codex_echo(failures: usize) -> impl Fn(&Request, usize) -> Reply + Send + Sync {
+    move |request, index| {
+        if index < failures {
+            Reply::Overloaded
+        } else if request.tool_results() == 0 {
             Reply::Bash {
                 command: "echo wrangled".into(),
                 usage: usage(1000, 50, 4000, 0),
@@ -252,7 +252,15 @@ fn codex_exec_with_a_command_gives_its_thread_total_and_succeeds() {
                 usage: usage(700, 30, 5000, 0),
             }
         }
-    });
+    }
+}
+
+#[test]
+fn codex_exec_with_a_command_gives_its_thread_total_and_succeeds() {
+    let Some(codex) = agent_clis::find("codex") else {
+        return;
+    };
+    let bench = Bench::new(codex_echo(0));
     let home = &bench.home;
     bench.codex(&codex, "coder", "Run echo wrangled");
     home.wrangle(&["wait", "coder"]);
@@ -513,21 +521,7 @@ fn codex_retrying_in_silence_says_so_and_counts_each_call_once() {
         return;
     };
     // Four 503s: Codex retries them with nothing on stdout.
-    let bench = Bench::new(|request, index| {
-        if index < 4 {
-            Reply::Overloaded
-        } else if request.tool_results() == 0 {
-            Reply::Bash {
-                command: "echo wrangled".into(),
-                usage: usage(1000, 50, 4000, 0),
-            }
-        } else {
-            Reply::Text {
-                text: "It printed wrangled.".into(),
-                usage: usage(700, 30, 5000, 0),
-            }
-        }
-    });
+    let bench = Bench::new(codex_echo(4));
     let home = &bench.home;
     bench.codex_with(
         &codex,
