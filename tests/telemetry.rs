@@ -142,6 +142,81 @@ fn claude_calls_cost_is_known_while_its_tool_runs_and_survives_a_daemon_sigkill(
     );
 }
 
+#[test]
+fn a_users_own_collector_gets_every_call_while_wrangle_counts_them_too() {
+    let Some(claude) = agent_clis::find("claude") else {
+        return;
+    };
+    let collector = common::collector::Collector::start();
+    let bench = Bench::new(two_tools("0.2"));
+    let home = &bench.home;
+    let own = [
+        format!("OTEL_EXPORTER_OTLP_ENDPOINT={}", collector.endpoint()),
+        "OTEL_EXPORTER_OTLP_PROTOCOL=http/json".to_string(),
+        "OTEL_EXPORTER_OTLP_HEADERS=x-team=core".to_string(),
+    ];
+    let mut options = Vec::new();
+    for pair in &own {
+        options.push("--env");
+        options.push(pair.as_str());
+    }
+    bench.claude(
+        &claude,
+        "shared",
+        "Do two things",
+        &options,
+        &["--allowedTools", "Bash(sleep:*)"],
+    );
+    home.wrangle(&["wait", "shared"]);
+    let view = home.inspect("shared");
+    let why = bench.describe("shared");
+    let telemetry = &view["session"]["telemetry"];
+    assert_eq!(telemetry["calls"], 3, "{why}");
+    assert_eq!(
+        telemetry["forwarded_to"],
+        collector.endpoint().as_str(),
+        "{why}"
+    );
+    // The collector got every call's record, with the user's header and
+    // not the run's token.
+    wait_until(SOON, "the collector has every call", || {
+        api_requests(&collector.posted()) == 3
+    });
+    let logs: Vec<_> = collector
+        .posted()
+        .into_iter()
+        .filter(|posted| posted.path == "/v1/logs")
+        .collect();
+    for posted in &logs {
+        assert_eq!(
+            posted.headers.get("x-team").map(String::as_str),
+            Some("core")
+        );
+        assert!(
+            !posted.headers.contains_key("authorization"),
+            "{:?}",
+            posted.headers
+        );
+        assert_eq!(
+            posted.headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+    }
+}
+
+/// Claude `api_request` records in the bodies a collector got.
+fn api_requests(posted: &[common::collector::Posted]) -> usize {
+    posted
+        .iter()
+        .filter(|posted| posted.path == "/v1/logs")
+        .map(|posted| {
+            String::from_utf8_lossy(&posted.body)
+                .matches("\"claude_code.api_request\"")
+                .count()
+        })
+        .sum()
+}
+
 /// The token wrangle gave a run, as its environment holds it.
 fn token_of(home: &Home, agent: &str) -> String {
     let pid = home.pid(agent);

@@ -16,6 +16,7 @@
 pub mod agent_clis;
 pub mod agents;
 pub mod cli_bench;
+pub mod collector;
 pub mod crash;
 pub mod events;
 pub mod http;

@@ -4,6 +4,7 @@
 mod daemon;
 mod error;
 mod events;
+mod forward;
 mod metrics;
 mod otlp;
 mod routes;

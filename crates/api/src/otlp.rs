@@ -9,6 +9,7 @@
 //! that agents started before a restart go on exporting to it.
 
 use crate::error::ApiError;
+use crate::forward::Forwarder;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -61,13 +62,30 @@ pub fn binder() -> (TelemetryBinder, BoundListener) {
     (binder, slot)
 }
 
-/// The routes of the telemetry port.
+/// What the telemetry routes share.
+#[derive(Clone)]
+struct Receiver {
+    engine: Engine,
+    forwarder: Forwarder,
+}
+
+/// The routes of the telemetry port (its forwarder starts on the current
+/// runtime).
 pub fn router(engine: Engine) -> Router {
     Router::new()
         .route("/v1/logs", post(logs))
-        .route("/v1/metrics", post(dropped))
-        .route("/v1/traces", post(dropped))
-        .with_state(engine)
+        .route(
+            "/v1/metrics",
+            post(|state, headers, body| dropped(state, headers, body, "/v1/metrics")),
+        )
+        .route(
+            "/v1/traces",
+            post(|state, headers, body| dropped(state, headers, body, "/v1/traces")),
+        )
+        .with_state(Receiver {
+            engine,
+            forwarder: Forwarder::start(),
+        })
 }
 
 /// How a body is encoded, from its headers.
@@ -116,16 +134,29 @@ impl Encoding {
 }
 
 /// `POST /v1/logs`.
-async fn logs(State(engine): State<Engine>, headers: HeaderMap, body: Bytes) -> Response {
-    match take_logs(engine, &headers, body).await {
+async fn logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    match take_logs(receiver, &headers, body).await {
         Ok(encoding) => encoding.ok(),
         Err(error) => error.into_response(),
     }
 }
 
-async fn take_logs(engine: Engine, headers: &HeaderMap, body: Bytes) -> Result<Encoding, ApiError> {
+async fn take_logs(
+    receiver: Receiver,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Encoding, ApiError> {
+    let engine = receiver.engine;
     let (id, run) = sender(&engine, headers)?;
     let encoding = Encoding::of(headers)?;
+    forward(
+        &receiver.forwarder,
+        &engine,
+        (&id, run),
+        headers,
+        "/v1/logs",
+        &body,
+    );
     let body = decompressed(headers, body)?;
     let request = decode(encoding, &body)?;
     let records = records_of(&request);
@@ -139,10 +170,28 @@ async fn take_logs(engine: Engine, headers: &HeaderMap, body: Bytes) -> Result<E
     Ok(encoding)
 }
 
-/// `POST /v1/metrics`, `/v1/traces`: taken from the right sender, not
-/// kept (the log records say all wrangle needs).
-async fn dropped(State(engine): State<Engine>, headers: HeaderMap) -> Response {
-    match sender(&engine, &headers).and_then(|_| Encoding::of(&headers)) {
+/// `POST /v1/metrics`, `/v1/traces`: taken from the right sender and
+/// forwarded to the user's collector if there is one, not kept (the log
+/// records say all wrangle needs).
+async fn dropped(
+    State(receiver): State<Receiver>,
+    headers: HeaderMap,
+    body: Bytes,
+    path: &'static str,
+) -> Response {
+    let taken = sender(&receiver.engine, &headers).and_then(|(id, run)| {
+        let encoding = Encoding::of(&headers)?;
+        forward(
+            &receiver.forwarder,
+            &receiver.engine,
+            (&id, run),
+            &headers,
+            path,
+            &body,
+        );
+        Ok(encoding)
+    });
+    match taken {
         Ok(Encoding::Json) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -157,6 +206,29 @@ async fn dropped(State(engine): State<Engine>, headers: HeaderMap) -> Response {
             .into_response(),
         Err(error) => error.into_response(),
     }
+}
+
+/// Queues `body` for the user's own collector, when the run exports to
+/// one: unchanged, with its content type and encoding.
+fn forward(
+    forwarder: &Forwarder,
+    engine: &Engine,
+    (id, run): (&str, u32),
+    headers: &HeaderMap,
+    path: &str,
+    body: &Bytes,
+) {
+    let Some(to) = engine.telemetry_forward(id, run) else {
+        return;
+    };
+    let header = |name| headers.get(name).and_then(|value| value.to_str().ok());
+    forwarder.forward(
+        &to,
+        path,
+        header(header::CONTENT_TYPE),
+        header(header::CONTENT_ENCODING),
+        body.clone(),
+    );
 }
 
 /// The run the request's token names.

@@ -119,7 +119,12 @@ impl Agent {
             TelemetryView {
                 endpoint: telemetry.plan.endpoint.clone(),
                 added: telemetry.plan.shown(),
-                forwarded_to: None,
+                forwarded_to: telemetry.plan.forward.as_ref().map(|forward| {
+                    forward
+                        .logs_endpoint
+                        .clone()
+                        .unwrap_or_else(|| forward.endpoint.clone())
+                }),
                 calls: calls.calls,
                 tokens,
                 cost_usd,

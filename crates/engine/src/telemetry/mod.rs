@@ -17,7 +17,7 @@ mod plan;
 mod receive;
 
 pub use credentials::Credentials;
-pub use plan::{plan, Plan};
+pub use plan::{plan, Forward, Plan};
 
 use crate::adapters::CallFigures;
 use chrono::{DateTime, Utc};

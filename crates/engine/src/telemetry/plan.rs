@@ -14,11 +14,34 @@ use wrangle_wire::TelemetryMode;
 /// default (5 s) would make a budget act late.
 const EXPORT_INTERVAL_MS: u64 = 500;
 
+/// The user's own collector, which every body is forwarded to unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Forward {
+    /// Its base URL (`http://HOST:PORT[/PATH]`): a signal's path is added.
+    pub endpoint: String,
+    /// Its URL for logs, where the user named one apart.
+    pub logs_endpoint: Option<String>,
+    /// The user's own headers, sent with each body.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Forward {
+    /// Where a body received at `path` (`/v1/logs`, ...) goes.
+    pub fn url(&self, path: &str) -> String {
+        match (&self.logs_endpoint, path) {
+            (Some(logs), "/v1/logs") => logs.clone(),
+            _ => format!("{}{path}", self.endpoint.trim_end_matches('/')),
+        }
+    }
+}
+
 /// What wrangle sets for one run's telemetry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     /// The daemon's endpoint the CLI exports to.
     pub endpoint: String,
+    /// The user's own collector, when the agent exported to one.
+    pub forward: Option<Forward>,
     /// Variables set in the agent's environment (over its own).
     pub env: Vec<(String, String)>,
     /// Arguments put after the program, in front of its own.
@@ -58,19 +81,24 @@ pub fn plan(
     let Some((program, _)) = adapters::program_of(argv) else {
         return Err("no command".into());
     };
-    // The user's own collector is theirs: until wrangle forwards to it,
-    // an agent that exports elsewhere is left as it is.
-    if let Some(endpoint) = [
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
-    ]
-    .iter()
-    .find_map(|key| env.get(*key))
+    let forward = if program == "claude" {
+        users_collector(env)?
+    } else if let Some(own) = env
+        .get("GEMINI_TELEMETRY_OTLP_ENDPOINT")
+        .filter(|_| program == "gemini")
     {
         return Err(format!(
-            "the agent exports to its own collector ({endpoint}); wrangle does not receive in between yet"
+            "the agent exports to its own collector ({own}); wrangle forwards only Claude Code's"
         ));
-    }
+    } else {
+        None
+    };
+    // The user's protocol is kept, so that what is forwarded is what the
+    // collector expects.
+    let protocol = match env.get("OTEL_EXPORTER_OTLP_PROTOCOL").map(String::as_str) {
+        Some("http/protobuf") if forward.is_some() => "http/protobuf",
+        _ => "http/json",
+    };
     let endpoint = format!("http://127.0.0.1:{port}");
     let header = format!("authorization=Bearer {token}");
     let (agent_id, run) = agent;
@@ -96,7 +124,7 @@ pub fn plan(
             let set = pairs(&[
                 ("CLAUDE_CODE_ENABLE_TELEMETRY", "1".into()),
                 ("OTEL_LOGS_EXPORTER", "otlp".into()),
-                ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json".into()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.into()),
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.clone()),
                 ("OTEL_LOGS_EXPORT_INTERVAL", interval.to_string()),
                 ("OTEL_EXPORTER_OTLP_HEADERS", header),
@@ -131,12 +159,89 @@ pub fn plan(
             ))
         }
     };
+    let mut env = env;
+    if forward.is_some() {
+        // The user's per-signal settings would bypass the daemon.
+        env.extend(pairs(&[
+            ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", String::new()),
+            ("OTEL_EXPORTER_OTLP_LOGS_HEADERS", String::new()),
+        ]));
+    }
     Ok(Plan {
         endpoint,
+        forward,
         env,
         args,
         token: token.to_string(),
     })
+}
+
+/// The collector the agent's own environment exports to, if any: over
+/// OTLP/HTTP only (a gRPC or https one is left as it is, with why).
+fn users_collector(env: &BTreeMap<String, String>) -> Result<Option<Forward>, String> {
+    let set = |key: &str| env.get(key).filter(|value| !value.trim().is_empty());
+    let endpoint = set("OTEL_EXPORTER_OTLP_ENDPOINT");
+    let logs_endpoint = set("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT");
+    let Some(own) = endpoint.or(logs_endpoint) else {
+        return Ok(None);
+    };
+    let protocol = set("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL")
+        .or(set("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .map_or("grpc", String::as_str);
+    if !protocol.starts_with("http/") {
+        return Err(format!(
+            "the agent exports to its own collector ({own}) over {protocol}; wrangle forwards OTLP/HTTP only, so it is left as it is"
+        ));
+    }
+    for url in [endpoint, logs_endpoint].into_iter().flatten() {
+        if !url.starts_with("http://") {
+            return Err(format!(
+                "the agent exports to its own collector ({url}); wrangle forwards to http:// only, so it is left as it is"
+            ));
+        }
+    }
+    let headers = set("OTEL_EXPORTER_OTLP_LOGS_HEADERS")
+        .or(set("OTEL_EXPORTER_OTLP_HEADERS"))
+        .map(|headers| parse_headers(headers))
+        .unwrap_or_default();
+    Ok(Some(Forward {
+        endpoint: endpoint.cloned().unwrap_or_default(),
+        logs_endpoint: logs_endpoint.cloned(),
+        headers,
+    }))
+}
+
+/// OTel's `key1=value1,key2=value2` header list (values URL-encoded).
+fn parse_headers(text: &str) -> Vec<(String, String)> {
+    text.split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.trim().to_string(), percent_decoded(value.trim())))
+        .filter(|(key, _)| !key.is_empty())
+        .collect()
+}
+
+/// `value` with its `%XX` escapes decoded (as bytes, then UTF-8).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escape = (bytes[at] == b'%')
+            .then(|| value.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escape {
+            Some(byte) => {
+                out.push(byte);
+                at += 3;
+            }
+            None => {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Plan {

@@ -45,6 +45,18 @@ impl Engine {
             .ok_or_else(|| refused("the token is not one this daemon gave to a run"))
     }
 
+    /// The user's own collector that bodies of run `run` of agent `id` are
+    /// forwarded to, if the agent exported to one.
+    pub fn telemetry_forward(&self, id: &str, run: u32) -> Option<super::Forward> {
+        let registry = self.registry();
+        let findings = &registry.get(id).ok()?.session;
+        findings
+            .telemetry
+            .as_ref()
+            .filter(|_| findings.run == run)
+            .and_then(|telemetry| telemetry.plan.forward.clone())
+    }
+
     /// Takes `records` from run `run` of agent `id` (as
     /// [`Engine::telemetry_sender`] found): each model call not counted
     /// yet is counted, stored and added to the ledger with its events.
