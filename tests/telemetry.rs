@@ -386,3 +386,95 @@ fn telemetry_off_leaves_the_agent_as_given_and_other_programs_are_not_touched() 
         refused.stderr
     );
 }
+
+#[test]
+fn claude_printing_text_shows_its_tool_and_waits_for_the_one_its_settings_refused() {
+    let Some(claude) = agent_clis::find("claude") else {
+        return;
+    };
+    // A tool it may run (for three seconds), one it may not, an answer.
+    let bench = Bench::new(|request, _| match request.tool_results() {
+        0 => Reply::Bash {
+            command: "sleep 3".into(),
+            usage: usage(1200, 40, 5000, 3000),
+        },
+        1 => Reply::Bash {
+            command: "touch refused".into(),
+            usage: usage(600, 30, 9000, 100),
+        },
+        _ => Reply::Text {
+            text: "Done.".into(),
+            usage: usage(300, 25, 9500, 50),
+        },
+    });
+    let home = &bench.home;
+    // `-p` with its default text output: no adapter reads it, and it
+    // prints no usage at all.
+    let command = [
+        claude.display().to_string(),
+        "-p".into(),
+        "Do two things".into(),
+        "--model".into(),
+        CLAUDE_MODEL.into(),
+        "--allowedTools".into(),
+        "Bash(sleep:*)".into(),
+    ];
+    bench.run("texter", &bench.claude_env(), &[], &command);
+    wait_until(SOON, "the running tool is reported", || {
+        home.inspect("texter")["session"]["tool"]["name"] == "Bash"
+    });
+    let view = home.inspect("texter");
+    let why = bench.describe("texter");
+    assert_eq!(view["session"]["adapter"], "none", "{why}");
+    assert_eq!(view["session"]["turns"], 1, "{why}");
+    assert!(view["session"]["waiting"].is_null(), "{why}");
+    assert_eq!(view["health"], "healthy", "{why}");
+
+    home.wrangle(&["wait", "texter"]);
+    let view = home.inspect("texter");
+    let why = bench.describe("texter");
+    assert!(
+        std::fs::metadata(bench.work().join("refused")).is_err(),
+        "the refused command ran: {why}"
+    );
+    let session = &view["session"];
+    assert_eq!(
+        session["waiting"], "permission for Bash was denied",
+        "{why}"
+    );
+    assert!(session["tool"].is_null(), "{why}");
+    assert_eq!(session["turns"], 3, "{why}");
+    let telemetry = &session["telemetry"];
+    assert_eq!(
+        telemetry["denials"],
+        serde_json::json!(["Bash (settings)"]),
+        "{why}"
+    );
+    assert!(telemetry["tools_run"].as_u64().unwrap() >= 1, "{why}");
+    assert!(
+        telemetry["tools_ms"].as_u64().unwrap() >= 3000,
+        "the sleep's time: {why}"
+    );
+    // Tokens and cost of every call, though stdout said none.
+    let all = (2100, 95, 23500, 3150);
+    assert_eq!(tokens(&view), all, "{why}");
+    let cost = sonnet_usd(all.0, all.1, all.2, all.3);
+    assert!(
+        (session["cost_usd"].as_f64().unwrap() - cost).abs() <= 3e-6,
+        "{why}"
+    );
+    // The change was an event.
+    let events = home.ok(&[
+        "events",
+        "--no-follow",
+        "--agent",
+        "texter",
+        "--type",
+        "agent.waiting",
+        "--json",
+    ]);
+    assert!(
+        events.contains("permission for Bash was denied"),
+        "{events}"
+    );
+}

@@ -59,12 +59,6 @@ impl Bench {
         options: &[&str],
         claude_args: &[&str],
     ) -> String {
-        let env = [
-            format!("HOME={}", self.agent_home().display()),
-            format!("ANTHROPIC_BASE_URL={}", self.server.url()),
-            "ANTHROPIC_API_KEY=sk-ant-test-not-a-key".to_string(),
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1".to_string(),
-        ];
         let mut command = vec![
             claude.display().to_string(),
             "-p".into(),
@@ -76,7 +70,17 @@ impl Bench {
             CLAUDE_MODEL.into(),
         ];
         command.extend(claude_args.iter().map(|s| s.to_string()));
-        self.run(name, &env, options, &command)
+        self.run(name, &self.claude_env(), options, &command)
+    }
+
+    /// The environment that points claude at the server.
+    pub fn claude_env(&self) -> Vec<String> {
+        vec![
+            format!("HOME={}", self.agent_home().display()),
+            format!("ANTHROPIC_BASE_URL={}", self.server.url()),
+            "ANTHROPIC_API_KEY=sk-ant-test-not-a-key".to_string(),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1".to_string(),
+        ]
     }
 
     /// `wrangle run --name NAME -- codex exec --json --skip-git-repo-check

@@ -12,6 +12,7 @@ use crate::health::{self, HealthInputs, MainProcess};
 use crate::model::{Agent, Assessment};
 use crate::sampler::Observation;
 use crate::sessions::{session_row, Published, SessionRead};
+use crate::telemetry::RunTelemetry;
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -317,8 +318,9 @@ impl Engine {
         }
         let read = newer.as_ref().unwrap_or(stored);
         let calls = findings.calls();
+        let telemetry = findings.telemetry.as_deref();
         let mut published = findings.published.clone();
-        drafts.extend(self.session_drafts(agent, read, calls, &mut published, now, false));
+        drafts.extend(self.session_drafts(agent, read, telemetry, &mut published, now, false));
         let mut ledgered = findings.ledgered.clone();
         costs.extend(self.ledger_changes(agent, read, calls, &mut ledgered, now));
         Some(SessionUpdate {
@@ -343,15 +345,19 @@ impl Agent {
             .or(self.session.read.as_deref())
             .filter(|_| self.session.run == self.status.run.number)
             .map(|read| read.reader.session());
+        let telemetry = self
+            .session
+            .telemetry
+            .as_deref()
+            .filter(|_| self.session.run == self.status.run.number);
+        let waiting = session
+            .and_then(|session| session.waiting.clone())
+            .or_else(|| telemetry.and_then(RunTelemetry::waiting));
         health::assess(&HealthInputs {
-            waiting: session.and_then(|session| session.waiting.as_deref()),
-            explained: session.and_then(|session| session.busy(now)).or_else(|| {
-                self.session
-                    .telemetry
-                    .as_ref()
-                    .filter(|_| self.session.run == self.status.run.number)
-                    .and_then(|telemetry| telemetry.busy(now))
-            }),
+            waiting: waiting.as_deref(),
+            explained: session
+                .and_then(|session| session.busy(now))
+                .or_else(|| telemetry.and_then(|telemetry| telemetry.busy(now))),
             state: self.status.state,
             main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
             silence: health::silence(

@@ -166,7 +166,8 @@ impl Engine {
         let Ok(agent) = registry.get(id) else { return };
         let mut published = agent.session.published.clone();
         let calls = agent.session.calls();
-        let drafts = self.session_drafts(agent, &read, calls, &mut published, now, true);
+        let telemetry = agent.session.telemetry.as_deref();
+        let drafts = self.session_drafts(agent, &read, telemetry, &mut published, now, true);
         let mut ledgered = agent.session.ledgered.clone();
         let deltas = self.ledger_changes(agent, &read, calls, &mut ledgered, now);
         let row = session_row(id, run, &read);
@@ -214,14 +215,14 @@ impl Engine {
         )
     }
 
-    /// The events of a session (read with the telemetry's `calls`) that
+    /// The events of a session (read with the run's `telemetry`) that
     /// moved on from what `published` says, which is brought up to date.
     /// Usage goes out at most once a second, unless `flush`.
     pub(crate) fn session_drafts(
         &self,
         agent: &Agent,
         read: &SessionRead,
-        calls: Option<&CallFigures>,
+        telemetry: Option<&RunTelemetry>,
         published: &mut Published,
         now: DateTime<Utc>,
         flush: bool,
@@ -239,12 +240,15 @@ impl Engine {
                 models: session.models.clone(),
             });
         }
-        if session.waiting != published.waiting {
-            published.waiting = session.waiting.clone();
-            kinds.push(EventKind::Waiting {
-                waiting: session.waiting.clone(),
-            });
+        let waiting = session
+            .waiting
+            .clone()
+            .or_else(|| telemetry.and_then(RunTelemetry::waiting));
+        if waiting != published.waiting {
+            published.waiting = waiting.clone();
+            kinds.push(EventKind::Waiting { waiting });
         }
+        let calls = telemetry.map(|telemetry| &telemetry.calls);
         let view = read.reader.view(&self.inner.prices, calls);
         let usage = (view.tokens, view.cost_usd);
         if let Some(result) = session.result.as_ref().filter(|_| !published.result) {

@@ -8,7 +8,7 @@ use crate::sampler::Observation;
 use chrono::{DateTime, Utc};
 use wrangle_store::Ledgered;
 use wrangle_wire::parse::signal_name;
-use wrangle_wire::{AgentView, SessionView, TelemetryView, TokenCounts};
+use wrangle_wire::{AdapterKind, AgentView, SessionView, TelemetryView, TokenCounts};
 
 impl Agent {
     /// The agent as the API shows it, `now` being the time of the answer,
@@ -96,6 +96,23 @@ impl Agent {
             .filter(|_| findings.run == self.status.run.number)?;
         let mut view = read.reader.view(prices, findings.calls());
         view.telemetry_note = findings.telemetry_note.clone();
+        if let Some(telemetry) = &findings.telemetry {
+            if view.waiting.is_none() {
+                view.waiting = telemetry.waiting();
+            }
+            // What no adapter reads (`claude -p` printing text), the
+            // telemetry tells.
+            if read.reader.kind() == AdapterKind::None {
+                view.turns = u32::try_from(telemetry.calls.calls).unwrap_or(u32::MAX);
+                view.tool_calls = u32::try_from(telemetry.tools.finished).unwrap_or(u32::MAX);
+                view.tool = telemetry.tools.running().cloned();
+                for model in telemetry.calls.tokens.keys() {
+                    if !model.is_empty() && !view.models.contains(model) {
+                        view.models.push(model.clone());
+                    }
+                }
+            }
+        }
         if view.retrying.is_none() {
             // A retry only the telemetry tells of (Codex's are silent).
             view.retrying = findings
@@ -129,6 +146,22 @@ impl Agent {
                 tokens,
                 cost_usd,
                 last_at: telemetry.last_at,
+                tools_run: telemetry.tools.finished,
+                tools_failed: telemetry.tools.failed,
+                tools_ms: telemetry.tools.busy_ms,
+                denials: telemetry
+                    .tools
+                    .denials
+                    .iter()
+                    .map(|denial| {
+                        let by = if denial.by_settings {
+                            "settings"
+                        } else {
+                            "person"
+                        };
+                        format!("{} ({by})", denial.tool)
+                    })
+                    .collect(),
                 difference,
             }
         });

@@ -259,6 +259,20 @@ pub struct TelemetryView {
     pub cost_usd: Option<f64>,
     /// When the last record came.
     pub last_at: Option<DateTime<Utc>>,
+    /// Tools that ran, by the telemetry.
+    #[serde(default)]
+    pub tools_run: u64,
+    /// Of them, those that failed.
+    #[serde(default)]
+    pub tools_failed: u64,
+    /// Their time together, in milliseconds.
+    #[serde(default)]
+    pub tools_ms: u64,
+    /// Tools the agent was refused: by its settings (`Bash (settings)`,
+    /// which waits for a person to allow it) or by a person (`Bash
+    /// (person)`); the first 32.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<String>,
     /// How the final result's figures differ from the calls', when they
     /// do (the result's are the ones kept).
     pub difference: Option<String>,

@@ -258,20 +258,7 @@ fn describe(agent: &AgentView) -> String {
             session.as_ref().map_or_else(
                 || "-".to_owned(),
                 |s| match (&s.telemetry, &s.telemetry_note) {
-                    (Some(t), _) => format!(
-                        "{} calls, {}{} (received at {}{})",
-                        t.calls,
-                        t.cost_usd.map_or_else(|| "no cost".to_owned(), format::usd),
-                        if s.figures_from_telemetry {
-                            ", the figures above"
-                        } else {
-                            ""
-                        },
-                        t.endpoint,
-                        t.difference
-                            .as_ref()
-                            .map_or_else(String::new, |d| format!("; {d}"))
-                    ),
+                    (Some(t), _) => telemetry_line(t, s.figures_from_telemetry),
                     (None, Some(note)) => format!("not received: {note}"),
                     (None, None) => "-".to_owned(),
                 },
@@ -344,6 +331,45 @@ fn describe_limits(limits: &LimitsView) -> String {
 /// The value, or `-` when there is none.
 fn or_dash<T: Display>(value: Option<&T>) -> String {
     value.map_or_else(|| "-".to_owned(), ToString::to_string)
+}
+
+/// The `telemetry:` line: what the agent's own telemetry said, and where
+/// it goes.
+fn telemetry_line(t: &wrangle_wire::TelemetryView, figures_above: bool) -> String {
+    let mut line = format!(
+        "{} calls, {}{}",
+        t.calls,
+        t.cost_usd.map_or_else(|| "no cost".to_owned(), format::usd),
+        if figures_above {
+            ", the figures above"
+        } else {
+            ""
+        },
+    );
+    if t.tools_run > 0 {
+        let failed = if t.tools_failed > 0 {
+            format!(", {} failed", t.tools_failed)
+        } else {
+            String::new()
+        };
+        let tools = if t.tools_run == 1 { "tool" } else { "tools" };
+        line += &format!(
+            "; {} {tools} ({:.1} s{failed})",
+            t.tools_run,
+            t.tools_ms as f64 / 1000.0
+        );
+    }
+    if !t.denials.is_empty() {
+        line += &format!("; refused: {}", t.denials.join(", "));
+    }
+    if let Some(difference) = &t.difference {
+        line += &format!("; {difference}");
+    }
+    line += &format!(" (received at {}", t.endpoint);
+    if let Some(forwarded) = &t.forwarded_to {
+        line += &format!(", forwarded to {forwarded}");
+    }
+    line + ")"
 }
 
 #[cfg(test)]

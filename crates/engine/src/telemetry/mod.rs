@@ -15,6 +15,7 @@ pub mod calls;
 mod credentials;
 mod plan;
 mod receive;
+pub mod tools;
 
 pub use credentials::Credentials;
 pub use plan::{plan, Forward, Plan};
@@ -22,6 +23,7 @@ pub use plan::{plan, Forward, Plan};
 use crate::adapters::CallFigures;
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashSet};
+use tools::ToolActivity;
 use wrangle_store::TelemetryCall;
 use wrangle_wire::session::RetryView;
 
@@ -100,6 +102,9 @@ pub struct RunTelemetry {
     /// A model call being retried, as the telemetry says (Codex's retries
     /// are silent on stdout).
     pub retrying: Option<RetryView>,
+    /// What it said of the agent's tools (not stored: a daemon that
+    /// restarts learns them again from the records that follow).
+    pub tools: ToolActivity,
 }
 
 impl RunTelemetry {
@@ -112,6 +117,7 @@ impl RunTelemetry {
             seen: HashSet::new(),
             last_at: None,
             retrying: None,
+            tools: ToolActivity::default(),
         };
         for call in stored {
             telemetry.seen.insert(call.key.clone());
@@ -135,13 +141,25 @@ impl RunTelemetry {
         }
     }
 
+    /// What the agent waits for a person for, by its telemetry.
+    pub fn waiting(&self) -> Option<String> {
+        self.tools.waiting()
+    }
+
     /// What explains the agent's silence, by its telemetry: a model call
-    /// retried lately (a retry older than this is no longer believed).
+    /// retried lately (a retry older than this is no longer believed), or
+    /// a tool running.
     pub fn busy(&self, now: DateTime<Utc>) -> Option<String> {
-        let retry = self
+        let Some(retry) = self
             .retrying
             .as_ref()
-            .filter(|retry| now - retry.since < RETRY_BELIEVED)?;
+            .filter(|retry| now - retry.since < RETRY_BELIEVED)
+        else {
+            return self
+                .tools
+                .running()
+                .map(|tool| format!("running {} (by its telemetry)", tool.name));
+        };
         let why = retry
             .error
             .as_ref()

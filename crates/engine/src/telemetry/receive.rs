@@ -96,7 +96,7 @@ impl Engine {
             let mut new_calls = Vec::new();
             for record in records {
                 counted.last_at = counted.last_at.max(Some(now));
-                if counted.has_seen(&record.key) {
+                if counted.has_seen(&record.key) || counted.tools.take(record, now) {
                     continue;
                 }
                 match calls::failed_attempt(record) {
@@ -132,14 +132,8 @@ impl Engine {
             let mut ledgered = findings.ledgered.clone();
             let mut published = findings.published.clone();
             let deltas = self.ledger_changes(agent, read, Some(&counted.calls), &mut ledgered, now);
-            let drafts = self.session_drafts(
-                agent,
-                read,
-                Some(&counted.calls),
-                &mut published,
-                now,
-                false,
-            );
+            let drafts =
+                self.session_drafts(agent, read, Some(&counted), &mut published, now, false);
             if !new_calls.is_empty() || !drafts.is_empty() {
                 self.inner.write_with_events(drafts, |store, events| {
                     store.record_telemetry(&new_calls, &deltas, events)
