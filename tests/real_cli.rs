@@ -555,3 +555,70 @@ fn codex_retrying_in_silence_says_so_and_counts_each_call_once() {
     );
     assert!(telemetry["difference"].is_null(), "{why}");
 }
+
+#[test]
+fn a_resumed_codex_thread_counts_only_its_own_calls() {
+    let Some(codex) = agent_clis::find("codex") else {
+        return;
+    };
+    // The first run: a command and an answer; the resumed run: one more
+    // answer.
+    let bench = Bench::new(|request: &Request, index| match index {
+        0 if request.tool_results() == 0 => Reply::Bash {
+            command: "echo wrangled".into(),
+            usage: usage(1000, 50, 4000, 0),
+        },
+        0 | 1 => Reply::Text {
+            text: "It printed wrangled.".into(),
+            usage: usage(700, 30, 5000, 0),
+        },
+        _ => Reply::Text {
+            text: "Still wrangled.".into(),
+            usage: usage(400, 20, 8000, 0),
+        },
+    });
+    let home = &bench.home;
+    bench.codex(&codex, "first", "Run echo wrangled");
+    home.wrangle(&["wait", "first"]);
+    let thread = bench.line_of("first", "thread.started", false)["thread_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no thread: {}", bench.describe("first")))
+        .to_string();
+    bench.codex_exec(&codex, "again", &["resume", &thread, "Say it again"], &[]);
+    home.wrangle(&["wait", "again"]);
+    let view = home.inspect("again");
+    let why = bench.describe("again");
+    assert_eq!(view["state"], "completed", "{why}");
+    assert_eq!(view["session"]["session_id"], thread.as_str(), "{why}");
+    // Its output's total is the thread's: both runs.
+    let turn = bench.final_line("again", "turn.completed");
+    assert_eq!(
+        turn["usage"]["output_tokens"], 100,
+        "the thread's total: {why}"
+    );
+    // The run's own figures are its one call, as its telemetry says, and
+    // the difference is said.
+    assert_eq!(tokens(&view), (400, 20, 8000, 0), "{why}");
+    assert_eq!(view["session"]["figures_from_telemetry"], true, "{why}");
+    let telemetry = &view["session"]["telemetry"];
+    assert_eq!(telemetry["calls"], 1, "{why}");
+    let difference = telemetry["difference"].as_str().unwrap_or_default();
+    assert!(difference.contains("earlier runs"), "{why}");
+    // The ledger: each of the three calls once.
+    let ledger = home.json(&["cost", "--json"]);
+    let total = &ledger["total"]["tokens"];
+    assert_eq!(
+        (
+            total["input"].as_u64(),
+            total["output"].as_u64(),
+            total["cache_read"].as_u64()
+        ),
+        (Some(2100), Some(100), Some(17000)),
+        "{ledger:#}"
+    );
+    assert_eq!(
+        as_tuple(bench.server.usage_served()),
+        (2100, 100, 17000, 0),
+        "the server served three calls"
+    );
+}

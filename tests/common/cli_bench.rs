@@ -92,6 +92,14 @@ impl Bench {
 
     /// [`Bench::codex`] with `options` of `wrangle run`.
     pub fn codex_with(&self, codex: &Path, name: &str, prompt: &str, options: &[&str]) -> String {
+        self.codex_exec(codex, name, &[prompt], options)
+    }
+
+    /// `wrangle run --name NAME OPTIONS -- codex exec --json
+    /// --skip-git-repo-check -m gpt-5 ARGS` (`ARGS`: a prompt, or
+    /// `resume THREAD PROMPT`), with the `CODEX_HOME` of
+    /// [`Bench::codex`].
+    pub fn codex_exec(&self, codex: &Path, name: &str, args: &[&str], options: &[&str]) -> String {
         let codex_home = self.home.path().join("codex-home");
         std::fs::create_dir_all(&codex_home).expect("CODEX_HOME");
         let config = format!(
@@ -110,15 +118,15 @@ impl Bench {
             format!("CODEX_HOME={}", codex_home.display()),
             "SCRIPTED_MODEL_KEY=not-a-key".to_string(),
         ];
-        let command = [
+        let mut command = vec![
             codex.display().to_string(),
             "exec".into(),
             "--json".into(),
             "--skip-git-repo-check".into(),
             "-m".into(),
             CODEX_MODEL.into(),
-            prompt.into(),
         ];
+        command.extend(args.iter().map(|arg| arg.to_string()));
         self.run(name, &env, options, &command)
     }
 

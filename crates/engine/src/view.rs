@@ -129,10 +129,19 @@ impl Agent {
             }
             let cost_usd = calls.cost_usd();
             // Once the output's final figures are the ones shown, say how
-            // the calls' differ, if they do.
-            let difference = (!view.figures_from_telemetry && calls.calls > 0)
-                .then(|| difference(&view, tokens, cost_usd))
-                .flatten();
+            // the calls' differ, if they do; where the calls' are kept
+            // after the final result (a thread's totals), say how the
+            // output's differ.
+            let session = read.reader.session();
+            let difference = if !view.figures_from_telemetry {
+                (calls.calls > 0)
+                    .then(|| difference(&view, tokens, cost_usd))
+                    .flatten()
+            } else if session.result.is_some() && !session.tokens.is_empty() {
+                thread_difference(tokens, session.total_tokens())
+            } else {
+                None
+            };
             TelemetryView {
                 endpoint: telemetry.plan.endpoint.clone(),
                 added: telemetry.plan.shown(),
@@ -167,6 +176,30 @@ impl Agent {
         });
         Some(view)
     }
+}
+
+/// How a thread's total in the output (`codex exec --json`'s
+/// `turn.completed`) differs from the run's own calls, if it does: a
+/// resumed thread's total counts its earlier runs too.
+fn thread_difference(calls: TokenCounts, output: TokenCounts) -> Option<String> {
+    (calls != output).then(|| {
+        let earlier = if output.total() > calls.total() {
+            ": the thread's earlier runs (a resumed thread's total counts them), which are not this run's"
+        } else {
+            ""
+        };
+        format!(
+            "the output's thread total says in {}, out {}, cache read {}, cache write {}; this run's calls reported in {}, out {}, cache read {}, cache write {}, the figures kept{earlier}",
+            output.input,
+            output.output,
+            output.cache_read,
+            output.cache_write,
+            calls.input,
+            calls.output,
+            calls.cache_read,
+            calls.cache_write,
+        )
+    })
 }
 
 /// How the calls' figures differ from those `view` shows, if they do.

@@ -107,6 +107,7 @@ pub fn read(
         "thread.started" => {
             if let Some(thread) = line.thread_id {
                 session.session_id = Some(thread.clone());
+                session.totals_of_thread = true;
                 state.thread = Some(thread);
                 if let Some(model) = &state.model {
                     session.note_model(model);

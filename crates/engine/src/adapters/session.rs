@@ -50,6 +50,12 @@ pub struct Session {
     /// When the final result was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_at: Option<DateTime<Utc>>,
+    /// The output's usage is its thread's total, which a resumed thread
+    /// (`codex exec resume`) carries over from its earlier runs: the
+    /// calls reported over telemetry, where there are any, are then the
+    /// run's own figures even after the final result.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub totals_of_thread: bool,
     /// Lines read.
     pub lines: u64,
     /// Lines that were not the adapter's JSON.
@@ -119,12 +125,14 @@ impl Session {
     }
 
     /// What the run's tokens and cost are taken from: the final result's
-    /// totals, where the output gave one, are the last word; before it,
-    /// the calls the agent reported over telemetry (`calls`), each with
-    /// its own true figures; else what the output has said so far.
+    /// totals, where the output gave one, are the last word (unless they
+    /// are a thread's, see [`Session::totals_of_thread`]); before it, the
+    /// calls the agent reported over telemetry (`calls`), each with its
+    /// own true figures; else what the output has said so far.
     pub fn figures<'a>(&'a self, calls: Option<&'a CallFigures>) -> Figures<'a> {
-        let finished =
-            self.result.is_some() && (self.reported_cost_usd.is_some() || !self.tokens.is_empty());
+        let finished = self.result.is_some()
+            && !self.totals_of_thread
+            && (self.reported_cost_usd.is_some() || !self.tokens.is_empty());
         match calls.filter(|calls| calls.calls > 0 && !finished) {
             Some(calls) => Figures {
                 tokens: &calls.tokens,
