@@ -428,6 +428,13 @@ fn doctor_reports_what_this_machine_has() {
         );
     }
     assert_eq!(report["nofile"]["enforced_by"], json!("rlimit"));
+    // The telemetry endpoint is a loopback port that answers.
+    let endpoint = report["telemetry"].as_str().unwrap_or_default();
+    let port = endpoint
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no telemetry endpoint: {report:#}"));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     // The people's version says the same.
     let text = home.ok(&["doctor"]);
     assert!(text.contains("memory limits:"), "{text}");

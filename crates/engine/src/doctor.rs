@@ -57,6 +57,18 @@ impl Engine {
                 fix: "set WRANGLE_HOME to a directory on a disk if they are to be kept".into(),
             });
         }
+        let telemetry = self
+            .inner
+            .telemetry
+            .port
+            .map(|port| format!("http://127.0.0.1:{port}"));
+        if telemetry.is_none() {
+            problems.push(Problem {
+                essential: false,
+                problem: "the daemon receives no telemetry: it could not bind a loopback port, so coding agents' tokens and cost come only from their output".into(),
+                fix: "see the daemon's log for why the bind failed, and restart it".into(),
+            });
+        }
         DoctorReport {
             ok: !problems.iter().any(|problem| problem.essential),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -75,6 +87,7 @@ impl Engine {
             },
             pidfd,
             clone_into_cgroup,
+            telemetry,
             problems,
         }
     }

@@ -36,6 +36,10 @@ pub struct DoctorReport {
     /// True when the kernel can start a process right in its cgroup
     /// (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7+).
     pub clone_into_cgroup: bool,
+    /// Where the daemon receives the agents' own telemetry (OTLP over
+    /// HTTP, loopback), if it could bind its port.
+    #[serde(default)]
+    pub telemetry: Option<String>,
     /// One entry per problem found, with what to do about it.
     pub problems: Vec<Problem>,
 }

@@ -72,6 +72,13 @@ fn describe(report: &DoctorReport) -> String {
         ("nofile limits", limit(&report.nofile)),
         ("pidfd", yes_no(report.pidfd)),
         ("clone3 into cgroup", yes_no(report.clone_into_cgroup)),
+        (
+            "telemetry",
+            report.telemetry.as_ref().map_or_else(
+                || "not received".to_string(),
+                |endpoint| format!("received at {endpoint} (OTLP/HTTP)"),
+            ),
+        ),
     ] {
         table.push(vec![format!("{key}:"), value]);
     }
@@ -126,6 +133,7 @@ mod tests {
             nofile: support(Some(Enforcement::Rlimit), "RLIMIT_NOFILE"),
             pidfd: true,
             clone_into_cgroup: false,
+            telemetry: None,
             problems: vec![Problem {
                 essential: false,
                 problem: "--pids-max cannot be enforced".into(),
