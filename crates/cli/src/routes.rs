@@ -33,6 +33,11 @@ pub fn agents() -> String {
     format!("{API_PREFIX}/agents")
 }
 
+/// `POST /v1/batch` (create many; `dry_run`: check only).
+pub fn batch(dry_run: bool) -> String {
+    format!("{API_PREFIX}/batch?dry_run={dry_run}")
+}
+
 /// `GET /v1/agents?all=...` (list).
 pub fn list(all: bool) -> String {
     format!("{API_PREFIX}/agents?all={all}")

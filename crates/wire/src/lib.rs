@@ -25,7 +25,7 @@ pub mod state;
 pub use agent::AgentView;
 pub use cost::{CostBy, CostQuery, CostReport, CostRow};
 pub use doctor::DoctorReport;
-pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, ItemError};
 pub use events::{Cause, Event, EventAgent, EventKind, EventsQuery, Notice, StreamMessage};
 pub use group::{GroupView, SetGroup};
 pub use limits::{Enforcement, LimitsView};
