@@ -213,3 +213,62 @@ fn a_daemon_killed_during_a_batch_leaves_each_agent_running_once_or_absent() {
             .all(|line| !line.starts_with("sleep 76"))
     });
 }
+
+#[test]
+fn ps_filters_in_the_daemon_by_state_group_and_label_and_limits() {
+    let home = Home::new();
+    home.ok(&["ps"]);
+    let body = json!({
+        "agents": [
+            {"name": "web-1", "command": ["sleep", "7700001"], "group": "web", "labels": {"team": "a"}},
+            {"name": "web-2", "command": ["sleep", "7700002"], "group": "web", "labels": {"team": "b"}},
+            {"name": "job-1", "command": ["sleep", "7700003"], "labels": {"team": "a", "urgent": "yes"}},
+            {"name": "done-1", "command": ["true"], "labels": {"team": "a"}},
+        ]
+    });
+    assert_eq!(post_batch(&home, &body).status, 201);
+    home.ok(&["wait", "done-1"]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut full = vec!["ps", "--json"];
+        full.extend_from_slice(args);
+        home.json(&full)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&[]), ["web-1", "web-2", "job-1"]);
+    assert_eq!(names(&["--filter", "group=web"]), ["web-1", "web-2"]);
+    assert_eq!(names(&["--filter", "label=team=a"]), ["web-1", "job-1"]);
+    assert_eq!(
+        names(&["--filter", "label=team=a", "--filter", "label=urgent"]),
+        ["job-1"]
+    );
+    assert_eq!(names(&["--filter", "state=completed"]), ["done-1"]);
+    assert_eq!(
+        names(&[
+            "--filter",
+            "state=running",
+            "--filter",
+            "state=completed",
+            "--limit",
+            "2"
+        ]),
+        ["web-1", "web-2"]
+    );
+    assert_eq!(
+        names(&["--all", "--filter", "label=team=a"]),
+        ["web-1", "job-1", "done-1"]
+    );
+    // A filter that cannot be read says what can, in the CLI or the daemon.
+    let refused = home.fails(&["ps", "--filter", "colour=red"]);
+    assert!(refused.stderr.contains("state=STATE"), "{}", refused.stderr);
+    let refused = home.fails(&["ps", "--filter", "state=sleepy"]);
+    assert!(
+        refused.stderr.contains("unknown state \"sleepy\""),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("running"), "{}", refused.stderr);
+}

@@ -109,16 +109,17 @@ pub async fn daemon_stop(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Lists agents (ended ones too with `all=true`), oldest first. The
-/// header `wrangle-event-id` is the last event the list reflects: follow
+/// Lists agents (ended ones too with `all=true`), oldest first, filtered
+/// in the daemon by state, group and labels, at most `limit`. The header
+/// `wrangle-event-id` is the last event the list reflects: follow
 /// `/v1/events?since=` it to miss no change.
-#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects")))))]
+#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects"))), (status = 400, body = ErrorBody)))]
 pub async fn list_agents(
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> impl IntoResponse {
-    let (event_id, agents) = state.engine.list_with_event_id(query.all);
-    ([(EVENT_ID_HEADER, event_id.to_string())], Json(agents))
+) -> Result<impl IntoResponse, ApiError> {
+    let (event_id, agents) = state.engine.list_with_event_id(&query)?;
+    Ok(([(EVENT_ID_HEADER, event_id.to_string())], Json(agents)))
 }
 
 /// Creates an agent and starts it; answers once its exec is confirmed or

@@ -186,11 +186,14 @@ impl Engine {
         let mut agents: Vec<Agent> = Vec::with_capacity(checked.len());
         let mut drafts = Vec::with_capacity(checked.len() * 2);
         let mut made_up = HashSet::new();
-        for Checked {
-            name,
-            spec,
-            spec_json,
-        } in checked
+        for (
+            index,
+            Checked {
+                name,
+                spec,
+                spec_json,
+            },
+        ) in checked.into_iter().enumerate()
         {
             let name = name.unwrap_or_else(|| {
                 let name = names::made_up_name(|name| {
@@ -217,7 +220,9 @@ impl Engine {
                     name,
                     spec,
                     spec_json,
-                    created_at: now,
+                    // A microsecond apart: lists (oldest first) keep the
+                    // batch's order.
+                    created_at: now + chrono::Duration::microseconds(index as i64),
                 }),
                 status: Status {
                     state: if queued.is_some() {

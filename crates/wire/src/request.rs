@@ -66,6 +66,20 @@ pub struct ListQuery {
     /// Include agents that have ended.
     #[serde(default)]
     pub all: bool,
+    /// Only agents in one of these states (comma-separated, e.g.
+    /// `running,backoff`); ended states need no `all`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only agents of this group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Only agents with these labels (comma-separated `KEY=VALUE`, or
+    /// `KEY` for any value).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// At most this many agents (the oldest first).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// `POST /v1/stop`: stop agents with the staged stop and wait for them.
