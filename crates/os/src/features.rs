@@ -55,3 +55,26 @@ mod tests {
         assert_eq!(filesystem_of(Path::new("/nonexistent/path")), None);
     }
 }
+
+/// A number the kernel publishes under `/proc/sys` (e.g.
+/// `kernel/pid_max`), if it can be read.
+pub fn sysctl_number(name: &str) -> Option<u64> {
+    std::fs::read_to_string(Path::new("/proc/sys").join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Threads of all users that exist now (`/proc/loadavg`'s fourth field):
+/// each takes a pid of `kernel.pid_max`.
+pub fn threads_in_use() -> Option<u64> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let (_, total) = loadavg.split_whitespace().nth(3)?.split_once('/')?;
+    total.parse().ok()
+}
+
+/// Descriptors this process holds open now.
+pub fn open_descriptors() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}

@@ -24,7 +24,7 @@ pub mod state;
 
 pub use agent::AgentView;
 pub use cost::{CostBy, CostQuery, CostReport, CostRow};
-pub use doctor::DoctorReport;
+pub use doctor::{Capacity, DoctorReport};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ItemError};
 pub use events::{Cause, Event, EventAgent, EventKind, EventsQuery, Notice, StreamMessage};
 pub use group::{GroupView, SetGroup};

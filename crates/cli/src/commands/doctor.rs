@@ -73,6 +73,18 @@ fn describe(report: &DoctorReport) -> String {
         ("pidfd", yes_no(report.pidfd)),
         ("clone3 into cgroup", yes_no(report.clone_into_cgroup)),
         (
+            "capacity",
+            report.capacity.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |capacity| {
+                    format!(
+                        "room for {} more running agents (limited by {})",
+                        capacity.agents, capacity.limited_by
+                    )
+                },
+            ),
+        ),
+        (
             "telemetry",
             report.telemetry.as_ref().map_or_else(
                 || "not received".to_string(),
@@ -134,6 +146,7 @@ mod tests {
             pidfd: true,
             clone_into_cgroup: false,
             telemetry: None,
+            capacity: None,
             problems: vec![Problem {
                 essential: false,
                 problem: "--pids-max cannot be enforced".into(),
