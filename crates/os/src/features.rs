@@ -42,20 +42,6 @@ pub fn filesystem_of(path: &Path) -> Option<String> {
         .map(|mount| mount.fs_type)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_machine_answers() {
-        assert!(!kernel_release().is_empty());
-        assert!(pidfd_supported(), "wrangle's tests need pidfds");
-        assert_eq!(is_root(), uid() == 0);
-        assert!(filesystem_of(Path::new("/proc/self")).is_some_and(|fs| fs == "proc"));
-        assert_eq!(filesystem_of(Path::new("/nonexistent/path")), None);
-    }
-}
-
 /// A number the kernel publishes under `/proc/sys` (e.g.
 /// `kernel/pid_max`), if it can be read.
 pub fn sysctl_number(name: &str) -> Option<u64> {
@@ -77,4 +63,18 @@ pub fn threads_in_use() -> Option<u64> {
 /// Descriptors this process holds open now.
 pub fn open_descriptors() -> Option<u64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_answers() {
+        assert!(!kernel_release().is_empty());
+        assert!(pidfd_supported(), "wrangle's tests need pidfds");
+        assert_eq!(is_root(), uid() == 0);
+        assert!(filesystem_of(Path::new("/proc/self")).is_some_and(|fs| fs == "proc"));
+        assert_eq!(filesystem_of(Path::new("/nonexistent/path")), None);
+    }
 }
