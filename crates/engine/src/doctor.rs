@@ -70,10 +70,27 @@ impl Engine {
             });
         }
         let capacity = capacity(&mut problems);
+        let wsl = features::wsl_version();
+        match wsl {
+            Some(1) => problems.push(Problem {
+                essential: true,
+                problem: "this is WSL1, which translates Linux's calls without a Linux kernel: no pidfds, no cgroups".into(),
+                fix: "convert the distribution to WSL2 (`wsl --set-version <distro> 2` in Windows)".into(),
+            }),
+            Some(_) if !matches!(self.inner.config.containment, Containment::Cgroup { .. }) => {
+                problems.push(Problem {
+                    essential: false,
+                    problem: "WSL2 without a writable cgroup v2 tree: runs are held by process groups, and limits fall back to rlimits".into(),
+                    fix: "in %UserProfile%\\.wslconfig set [wsl2] kernelCommandLine = cgroup_no_v1=all, then `wsl --shutdown`".into(),
+                });
+            }
+            _ => {}
+        }
         DoctorReport {
             ok: !problems.iter().any(|problem| problem.essential),
             version: env!("CARGO_PKG_VERSION").to_string(),
             kernel: features::kernel_release(),
+            wsl,
             root: features::is_root(),
             uid: features::uid(),
             home: home.display().to_string(),

@@ -13,6 +13,10 @@ pub struct DoctorReport {
     pub version: String,
     /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// Windows' WSL version when this Linux runs in it (2: a real Linux
+    /// kernel; 1: no pidfds nor cgroups, wrangle cannot work).
+    #[serde(default)]
+    pub wsl: Option<u8>,
     /// True when the daemon runs as root.
     pub root: bool,
     /// The daemon's user id.

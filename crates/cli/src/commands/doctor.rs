@@ -49,7 +49,13 @@ fn describe(report: &DoctorReport) -> String {
     let mut table = Table::headless();
     for (key, value) in [
         ("wrangle", report.version.clone()),
-        ("kernel", report.kernel.clone()),
+        (
+            "kernel",
+            match report.wsl {
+                Some(version) => format!("{} (Windows, WSL{version})", report.kernel),
+                None => report.kernel.clone(),
+            },
+        ),
         (
             "user",
             format!(
@@ -147,6 +153,7 @@ mod tests {
             clone_into_cgroup: false,
             telemetry: None,
             capacity: None,
+            wsl: None,
             problems: vec![Problem {
                 essential: false,
                 problem: "--pids-max cannot be enforced".into(),
