@@ -111,6 +111,8 @@ struct TelemetryEndpoint {
     /// The loopback port, when one could be bound.
     port: Option<u16>,
     credentials: telemetry::Credentials,
+    /// Where deliveries of records are handed to the intake thread.
+    intake: telemetry::intake::Intake,
 }
 
 /// How often old events are pruned.
@@ -213,6 +215,7 @@ impl Engine {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
         };
+        let (intake, deliveries) = telemetry::intake::Intake::new();
         let engine = Engine {
             inner: Arc::new(Inner {
                 shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
@@ -231,6 +234,7 @@ impl Engine {
                 telemetry: TelemetryEndpoint {
                     port: telemetry_port,
                     credentials,
+                    intake,
                 },
                 config,
                 store: Mutex::new(store),
@@ -252,6 +256,9 @@ impl Engine {
         let interval = engine.inner.config.sample_interval;
         sampler::start(Arc::downgrade(&engine.inner), interval)
             .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
+        telemetry::intake::start(Arc::downgrade(&engine.inner), deliveries).map_err(|e| {
+            EngineError::internal(format!("cannot start the telemetry intake: {e}"))
+        })?;
         Ok(engine)
     }
 

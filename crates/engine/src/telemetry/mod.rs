@@ -13,6 +13,7 @@
 
 pub mod calls;
 mod credentials;
+pub(crate) mod intake;
 mod plan;
 mod receive;
 pub mod tools;
