@@ -113,6 +113,9 @@ struct TelemetryEndpoint {
     credentials: telemetry::Credentials,
     /// Where deliveries of records are handed to the intake thread.
     intake: telemetry::intake::Intake,
+    /// The user's own collector of each agent that has one, with the run
+    /// it is of.
+    forwards: std::sync::RwLock<std::collections::HashMap<String, (u32, telemetry::Forward)>>,
 }
 
 /// How often old events are pruned.
@@ -235,6 +238,7 @@ impl Engine {
                     port: telemetry_port,
                     credentials,
                     intake,
+                    forwards: Default::default(),
                 },
                 config,
                 store: Mutex::new(store),

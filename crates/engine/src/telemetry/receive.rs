@@ -53,13 +53,42 @@ impl Engine {
     /// The user's own collector that bodies of run `run` of agent `id` are
     /// forwarded to, if the agent exported to one.
     pub fn telemetry_forward(&self, id: &str, run: u32) -> Option<super::Forward> {
-        let registry = self.registry();
-        let findings = &registry.get(id).ok()?.session;
-        findings
+        // Its own small map, not the registry, which the intake holds
+        // while it writes: a delivery's forward must not wait for that.
+        let forwards = self
+            .inner
             .telemetry
-            .as_ref()
-            .filter(|_| findings.run == run)
-            .and_then(|telemetry| telemetry.plan.forward.clone())
+            .forwards
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        forwards
+            .get(id)
+            .filter(|(of_run, _)| *of_run == run)
+            .map(|(_, forward)| forward.clone())
+    }
+
+    /// Notes where run `run` of agent `id` forwards its telemetry, if
+    /// anywhere (see [`Engine::telemetry_forward`]).
+    pub(crate) fn note_telemetry_forward(
+        &self,
+        id: &str,
+        run: u32,
+        forward: Option<super::Forward>,
+    ) {
+        let mut forwards = self
+            .inner
+            .telemetry
+            .forwards
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match forward {
+            Some(forward) => {
+                forwards.insert(id.to_string(), (run, forward));
+            }
+            None => {
+                forwards.remove(id);
+            }
+        }
     }
 
     /// Takes `records` from run `run` of agent `id` (as
