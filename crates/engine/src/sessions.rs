@@ -250,7 +250,13 @@ impl Engine {
             kinds.push(EventKind::Waiting { waiting });
         }
         let calls = telemetry.map(|telemetry| &telemetry.calls);
-        let view = read.reader.view(&self.inner.prices, calls);
+        // The figures alone, as the view would show them (not the whole
+        // view: this runs for every delivery of telemetry).
+        let figures = session.figures(calls);
+        let view = Usage {
+            tokens: figures.total_tokens(),
+            cost_usd: figures.cost(&self.inner.prices).0,
+        };
         let usage = (view.tokens, view.cost_usd);
         if let Some(result) = session.result.as_ref().filter(|_| !published.result) {
             published.result = true;
@@ -280,6 +286,12 @@ impl Engine {
             .map(|kind| Draft::about(agent, kind, now))
             .collect()
     }
+}
+
+/// A session's tokens and cost, as its view shows them.
+struct Usage {
+    tokens: TokenCounts,
+    cost_usd: Option<f64>,
 }
 
 /// The row that stores `read` for run `run` of agent `id` (none if it
