@@ -201,28 +201,24 @@ def test_events_in_order_with_filters(client: wrangle.Client) -> None:
     assert [e.id for e in after] == [e.id for e in mine[2:]]
 
 
-def test_events_follow_live_and_stop_when_closed(client: wrangle.Client) -> None:
-    client.daemon()
-    seen: List[Union[wrangle.Event, wrangle.Gap]] = []
-    stream = client.events(type="agent.")
-    ready = threading.Event()
-
-    def follow() -> None:
+def test_events_follow_live_from_where_the_stream_was_opened(client: wrangle.Client) -> None:
+    client.run(["true"], name="earlier")
+    client.wait("earlier")
+    # Opened before the agent starts: none of its events can be missed.
+    with client.events(type="agent.") as stream:
+        client.run(["true"], name="live")
+        seen = []
         for item in stream:
-            seen.append(item)
+            assert isinstance(item, wrangle.Event) and item.agent is not None
+            seen.append((item.type, item.agent.name))
             if isinstance(item, wrangle.AgentExited):
                 break
-
-    reader = threading.Thread(target=follow)
-    reader.start()
-    # The stream starts with the next event: give it time to connect.
-    time.sleep(0.3)
-    ready.set()
-    client.run(["true"], name="live")
-    reader.join(timeout=20)
-    assert not reader.is_alive()
-    stream.close()
-    assert [e.type for e in seen] == ["agent.created", "agent.starting", "agent.running", "agent.exited"]
+    assert seen == [
+        ("agent.created", "live"),
+        ("agent.starting", "live"),
+        ("agent.running", "live"),
+        ("agent.exited", "live"),
+    ]
 
 
 def test_an_event_iterator_survives_a_daemon_sigkill_and_misses_nothing(client: wrangle.Client, home: Home) -> None:
@@ -314,3 +310,48 @@ def test_the_home_is_found_as_the_cli_finds_it(monkeypatch: pytest.MonkeyPatch) 
         _home.resolve_home(None, {})
     monkeypatch.setenv("WRANGLE_HOME", "/from/env")
     assert wrangle.Client().home == "/from/env"
+
+
+def test_up_starts_what_the_file_declares(client: wrangle.Client, tmp_path: "os.PathLike[str]") -> None:
+    marks = [procfs.marker(), procfs.marker()]
+    path = os.path.join(os.fspath(tmp_path), "wrangle.toml")
+
+    def declare(second: str) -> None:
+        with open(path, "w") as file:
+            file.write(
+                f"""
+[agents.web]
+command = ["sleep", "{marks[0]}"]
+stop_timeout = "1s"
+
+[agents.worker]
+command = ["sleep", "{second}"]
+env = {{ ROLE = "worker" }}
+"""
+            )
+
+    declare(marks[1])
+    results = client.up(path)
+    assert [(r.name, r.action) for r in results] == [("web", "created"), ("worker", "created")]
+    for result, mark in zip(results, marks):
+        assert result.agent.pid is not None and procfs.cmdline(result.agent.pid) == ["sleep", mark]
+        assert result.agent.cwd == os.fspath(tmp_path)
+    assert [(r.name, r.action) for r in client.up(path)] == [("web", "unchanged"), ("worker", "unchanged")]
+
+    changed = procfs.marker()
+    declare(changed)
+    results = client.up(path)
+    assert [(r.name, r.action) for r in results] == [("web", "unchanged"), ("worker", "recreated")]
+    assert procfs.with_marker(marks[1]) == [] and len(procfs.with_marker(changed)) == 1
+
+    with open(path, "a") as file:
+        file.write('\n[agents.broken]\ncommand = ["true"]\nrestart = "sometimes"\n')
+    before = [(a.id, a.state) for a in client.ps(all=True)]
+    with pytest.raises(wrangle.InvalidArgument) as raised:
+        client.up(path)
+    assert f"{path}:" in str(raised.value) and "restart" in str(raised.value)
+    assert [(a.id, a.state) for a in client.ps(all=True)] == before
+
+    declare(changed)
+    client.down(path)
+    assert procfs.with_marker(marks[0]) == [] and procfs.with_marker(changed) == []

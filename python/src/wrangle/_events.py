@@ -21,6 +21,14 @@ RECONNECT_MAX = 2.0
 """Longest pause between two attempts at opening the stream."""
 
 
+class Opened:
+    """What the follow loop yields once, when the stream is first open: its
+    starting point is pinned from then on."""
+
+
+OPENED = Opened()
+
+
 class Reconnect(Exception):
     """The daemon cut the stream off (``lagged``): open it again."""
 

@@ -12,7 +12,7 @@ import time
 from typing import Any, AsyncGenerator, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _api, _home, coordinator
-from ._events import RECONNECT_FIRST, RECONNECT_MAX, Cursor, Reconnect
+from ._events import OPENED, RECONNECT_FIRST, RECONNECT_MAX, Cursor, Opened, Reconnect
 from ._http import AsyncHttp, Call, Daemon, Lost, listening
 from ._types import (
     Agent,
@@ -144,7 +144,7 @@ class AsyncClient:
         async for line in self.log_lines(agent, follow=follow, stream=stream, tail=tail, run=run):
             yield line.text
 
-    async def events(
+    def events(
         self,
         since: _api.Since = None,
         *,
@@ -152,21 +152,25 @@ class AsyncClient:
         group: Optional[str] = None,
         type: Union[None, str, Iterable[str]] = None,
         follow: bool = True,
-    ) -> AsyncIterator[Union[Event, Gap]]:
-        """See :meth:`Client.events`."""
-        cursor = Cursor(since, agent, group, type, follow)
-        async for item in self._follow(cursor, restart=False):
-            if item is not None:
-                yield item
+    ) -> "AsyncEventStream":
+        """See :meth:`Client.events`. The stream opens with ``async with
+        client.events() as events:``, which pins its start; iterated
+        without it, it opens at the first ``async for``."""
+        return AsyncEventStream(self._follow(Cursor(since, agent, group, type, follow), restart=False))
 
-    async def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> AsyncGenerator[Union[Event, Gap, None], None]:
+    async def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> AsyncGenerator[Union[Event, Gap, None, Opened], None]:
+        """See :meth:`Client._follow`."""
         pause = RECONNECT_FIRST
         autostart: Optional[bool] = None
+        opened = False
         while True:
             try:
                 async with self._http.lines(cursor.call(), autostart=autostart) as (response, lines):
                     cursor.opened(response.headers)
                     pause = RECONNECT_FIRST
+                    if not opened:
+                        opened = True
+                        yield OPENED
                     async for line in lines:
                         item = cursor.take(line)
                         if item is not None or keepalives:
@@ -176,7 +180,7 @@ class AsyncClient:
             except Reconnect:
                 continue
             except (Lost, DaemonUnreachable) as error:
-                if not cursor.follow:
+                if not cursor.follow or not opened:
                     raise DaemonUnreachable(str(error)) from error
                 if keepalives:
                     yield None
@@ -341,3 +345,40 @@ class AsyncClient:
     async def reap_zombies(self) -> List[str]:
         """See :meth:`Client.reap_zombies`."""
         return coordinator.zombies(await self.ps())
+
+
+class AsyncEventStream(AsyncIterator[Union[Event, Gap]]):
+    """The events of :meth:`AsyncClient.events`: an async iterator of
+    :class:`Event` (and :class:`Gap`); ``async with`` opens it (pinning its
+    start) and closes it."""
+
+    def __init__(self, source: AsyncGenerator[Union[Event, Gap, None, Opened], None]) -> None:
+        self._source = source
+        self._opened = False
+
+    async def open(self) -> None:
+        """Opens the stream, if it is not open yet."""
+        if not self._opened:
+            self._opened = True
+            await self._source.__anext__()
+
+    def __aiter__(self) -> "AsyncEventStream":
+        return self
+
+    async def __anext__(self) -> Union[Event, Gap]:
+        await self.open()
+        while True:
+            item = await self._source.__anext__()
+            if item is not None and not isinstance(item, Opened):
+                return item
+
+    async def aclose(self) -> None:
+        """Closes the stream's connection."""
+        await self._source.aclose()
+
+    async def __aenter__(self) -> "AsyncEventStream":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

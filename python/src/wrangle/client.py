@@ -5,7 +5,7 @@ import time
 from typing import Any, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 from . import _api, _home, coordinator
-from ._events import RECONNECT_FIRST, RECONNECT_MAX, Cursor, Reconnect
+from ._events import OPENED, RECONNECT_FIRST, RECONNECT_MAX, Cursor, Opened, Reconnect
 from ._http import Call, Daemon, Lost, SyncHttp
 from ._types import (
     Agent,
@@ -171,7 +171,7 @@ class Client:
         group: Optional[str] = None,
         type: Union[None, str, Iterable[str]] = None,
         follow: bool = True,
-    ) -> Iterator[Union[Event, Gap]]:
+    ) -> "EventStream":
         """Every change as it happens: each an :class:`Event` subclass
         (``AgentExited``, ``AgentHealth``...), in the order of their ids.
 
@@ -185,25 +185,31 @@ class Client:
         restarted, it waits for it to come back (starting none itself, as
         ``wrangle events`` does) and resumes after the last event it
         yielded, so none is missed and none comes twice. Events the daemon
-        no longer keeps are announced by a :class:`Gap`. Close the iterator
-        (``events.close()`` or ``contextlib.closing``) to end it early.
-        """
-        cursor = Cursor(since, agent, group, type, follow)
-        for item in self._follow(cursor, restart=False):
-            if item is not None:
-                yield item
+        no longer keeps are announced by a :class:`Gap`.
 
-    def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> Generator[Union[Event, Gap, None], None, None]:
+        The stream is opened by this call, so its start is pinned here:
+        open it, then start agents, then read their events. A bad filter
+        raises :class:`InvalidArgument` here too. Close it (``with
+        client.events() as events:``, or ``events.close()``) to end it early.
+        """
+        return EventStream(self._follow(Cursor(since, agent, group, type, follow), restart=False))
+
+    def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> Generator[Union[Event, Gap, None, Opened], None, None]:
         """The stream of ``cursor``, across reconnects; the first attempt may
-        start a daemon, the next ones only if ``restart``. With
-        ``keepalives`` it yields None now and then while nothing comes."""
+        start a daemon (and its failure is raised), the next ones only if
+        ``restart``. It yields OPENED once the stream is first open, and
+        with ``keepalives`` None now and then while nothing comes."""
         pause = RECONNECT_FIRST
         autostart: Optional[bool] = None
+        opened = False
         while True:
             try:
                 with self._http.lines(cursor.call(), autostart=autostart) as (response, lines):
                     cursor.opened(response.headers)
                     pause = RECONNECT_FIRST
+                    if not opened:
+                        opened = True
+                        yield OPENED
                     for line in lines:
                         item = cursor.take(line)
                         if item is not None or keepalives:
@@ -214,7 +220,7 @@ class Client:
             except Reconnect:
                 continue
             except (Lost, DaemonUnreachable) as error:
-                if not cursor.follow:
+                if not cursor.follow or not opened:
                     raise DaemonUnreachable(str(error)) from error
                 if keepalives:
                     yield None
@@ -405,6 +411,34 @@ class Client:
         (see :func:`wrangle.coordinator.zombies`): wrangle's shims reap, so
         there is nothing left to do here."""
         return coordinator.zombies(self.ps())
+
+
+class EventStream(Iterator[Union[Event, Gap]]):
+    """The events of :meth:`Client.events`: an iterator of :class:`Event`
+    (and :class:`Gap`) whose stream is already open; close it to end it."""
+
+    def __init__(self, source: Generator[Union[Event, Gap, None, Opened], None, None]) -> None:
+        self._source = source
+        next(source)
+
+    def __iter__(self) -> "EventStream":
+        return self
+
+    def __next__(self) -> Union[Event, Gap]:
+        while True:
+            item = next(self._source)
+            if item is not None and not isinstance(item, Opened):
+                return item
+
+    def close(self) -> None:
+        """Closes the stream's connection."""
+        self._source.close()
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _json(line: bytes) -> Any:
