@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator, List
+from typing import Iterable, Iterator, List, Union
 
 import pytest
 
@@ -22,6 +22,14 @@ import procfs  # noqa: E402
 import wrangle  # noqa: E402
 
 SAMPLE_INTERVAL = ["--sample-interval", "200ms"]
+def events_of(items: Iterable[Union[wrangle.Event, wrangle.Gap]]) -> List[wrangle.Event]:
+    """The events of a stream, which must hold no gap (a fresh home keeps
+    every event)."""
+    events = []
+    for item in items:
+        assert isinstance(item, wrangle.Event), f"a gap in a fresh home: {item}"
+        events.append(item)
+    return events
 """A faster sampler than the default 2 s, so that resource use shows soon."""
 
 

@@ -7,7 +7,7 @@ import pytest
 
 import procfs
 import wrangle
-from conftest import SAMPLE_INTERVAL, Home
+from conftest import SAMPLE_INTERVAL, Home, events_of
 from test_client import tree_command
 
 
@@ -64,7 +64,7 @@ def test_events_resume_after_a_daemon_sigkill(home: Home) -> None:
         async with client_of(home) as client:
             await client.run(["true"], name="first")
             await client.wait("first")
-            start = max([e.id async for e in client.events(since=0, follow=False)])
+            start = max(e.id for e in events_of([e async for e in client.events(since=0, follow=False)]))
             received: List[Union[wrangle.Event, wrangle.Gap]] = []
 
             async def follow() -> None:
