@@ -64,7 +64,9 @@ def start(client: wrangle.Client, n: int, connections: int) -> "tuple[float, flo
     wanted = set(names)
     deadline = time.monotonic() + 300
     while True:
-        running = sum(1 for agent in client.ps() if agent.name in wanted and agent.state is wrangle.State.RUNNING)
+        running = sum(
+            1 for agent in client.ps() if agent.name in wanted and agent.state is wrangle.State.RUNNING
+        )
         if running == n:
             break
         if time.monotonic() > deadline:

@@ -22,6 +22,8 @@ import procfs  # noqa: E402
 import wrangle  # noqa: E402
 
 SAMPLE_INTERVAL = ["--sample-interval", "200ms"]
+
+
 def events_of(items: Iterable[Union[wrangle.Event, wrangle.Gap]]) -> List[wrangle.Event]:
     """The events of a stream, which must hold no gap (a fresh home keeps
     every event)."""
@@ -30,6 +32,8 @@ def events_of(items: Iterable[Union[wrangle.Event, wrangle.Gap]]) -> List[wrangl
         assert isinstance(item, wrangle.Event), f"a gap in a fresh home: {item}"
         events.append(item)
     return events
+
+
 """A faster sampler than the default 2 s, so that resource use shows soon."""
 
 
@@ -54,7 +58,12 @@ class Home:
         """Runs the CLI against this home."""
         env = dict(os.environ, WRANGLE_HOME=self.path)
         return subprocess.run(
-            [self.binary, *args], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            [self.binary, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
 
     def daemon_pid(self) -> int:

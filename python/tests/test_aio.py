@@ -3,12 +3,12 @@
 import asyncio
 from typing import List, Union
 
-import pytest
-
 import procfs
-import wrangle
+import pytest
 from conftest import SAMPLE_INTERVAL, Home, events_of
 from test_client import tree_command
+
+import wrangle
 
 
 def client_of(home: Home) -> wrangle.AsyncClient:
@@ -81,6 +81,9 @@ def test_events_resume_after_a_daemon_sigkill(home: Home) -> None:
             home.kill_daemon()
             await client.run(["true"], name="third")
             await asyncio.wait_for(task, timeout=30)
-            assert [e.agent.name for e in received if isinstance(e, wrangle.Event) and e.agent] == ["second", "third"]
+            assert [e.agent.name for e in received if isinstance(e, wrangle.Event) and e.agent] == [
+                "second",
+                "third",
+            ]
 
     asyncio.run(main())

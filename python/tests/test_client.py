@@ -6,11 +6,11 @@ import threading
 import time
 from typing import Callable, List, Tuple, Type, Union
 
-import pytest
-
 import procfs
-import wrangle
+import pytest
 from conftest import Home, events_of
+
+import wrangle
 
 
 def tree_command(mark: str) -> List[str]:
@@ -26,7 +26,9 @@ def tree_command(mark: str) -> List[str]:
 
 def test_run_starts_the_command_given(client: wrangle.Client, tmp_path: "os.PathLike[str]") -> None:
     mark = procfs.marker()
-    agent = client.run(["sleep", mark], name="napper", env={"GREETING": "hello"}, cwd=tmp_path, labels={"team": "py"})
+    agent = client.run(
+        ["sleep", mark], name="napper", env={"GREETING": "hello"}, cwd=tmp_path, labels={"team": "py"}
+    )
     assert agent.state is wrangle.State.RUNNING
     assert agent.name == "napper" and agent.labels == {"team": "py"}
     assert agent.pid is not None and procfs.alive(agent.pid)
@@ -37,7 +39,7 @@ def test_run_starts_the_command_given(client: wrangle.Client, tmp_path: "os.Path
     # The caller's environment is the base, as with `wrangle run`.
     assert environment.get("PATH") == os.environ.get("PATH")
     assert os.readlink(f"/proc/{agent.pid}/cwd") == os.fspath(tmp_path)
-    assert client.inspect("napper") .pid == agent.pid
+    assert client.inspect("napper").pid == agent.pid
     assert [a.name for a in client.ps()] == ["napper"]
 
 
@@ -193,7 +195,9 @@ def test_events_in_order_with_filters(client: wrangle.Client) -> None:
     assert [e.type for e in mine] == ["agent.created", "agent.starting", "agent.running", "agent.exited"]
     exited = mine[-1]
     assert isinstance(exited, wrangle.AgentExited)
-    assert exited.state is wrangle.State.FAILED and exited.exit_code == 4 and exited.cause is wrangle.Cause.EXIT
+    assert (
+        exited.state is wrangle.State.FAILED and exited.exit_code == 4 and exited.cause is wrangle.Cause.EXIT
+    )
     assert exited.agent is not None and exited.agent.name == "four"
     only_exits = events_of(client.events(since=0, type=["agent.exited"], follow=False))
     assert [e.agent.name for e in only_exits if e.agent] == ["quick", "four"]
@@ -221,7 +225,9 @@ def test_events_follow_live_from_where_the_stream_was_opened(client: wrangle.Cli
     ]
 
 
-def test_an_event_iterator_survives_a_daemon_sigkill_and_misses_nothing(client: wrangle.Client, home: Home) -> None:
+def test_an_event_iterator_survives_a_daemon_sigkill_and_misses_nothing(
+    client: wrangle.Client, home: Home
+) -> None:
     client.run(["true"], name="before")
     client.wait("before")
     start = max(e.id for e in events_of(client.events(since=0, follow=False)))
@@ -240,9 +246,12 @@ def test_an_event_iterator_survives_a_daemon_sigkill_and_misses_nothing(client: 
     reader.start()
     client.run(["true"], name="after-1")
     client.wait("after-1")
-    procfs.wait_until("the iterator has after-1's end", lambda: any(
-        isinstance(e, wrangle.AgentExited) and e.agent and e.agent.name == "after-1" for e in received
-    ))
+    procfs.wait_until(
+        "the iterator has after-1's end",
+        lambda: any(
+            isinstance(e, wrangle.AgentExited) and e.agent and e.agent.name == "after-1" for e in received
+        ),
+    )
     dead = home.kill_daemon()
     # Events happen while the iterator waits for a daemon: the next request
     # starts one, whose first event is daemon.started.

@@ -2,12 +2,12 @@
 
 import json
 
-import pytest
-
 import procfs
-import wrangle
+import pytest
 from conftest import Home
 from test_client import tree_command
+
+import wrangle
 
 STATUS_KEYS = {
     "agent_id",
@@ -34,7 +34,7 @@ def test_spawn_agent_and_its_status(client: wrangle.Client) -> None:
     assert procfs.cmdline(agent.pid) == ["sleep", mark]
     assert procfs.environ(agent.pid)["TASK"] == "7"
 
-    procfs.wait_until("the sampler saw it", lambda: (client.inspect("worker").tree is not None))
+    procfs.wait_until("the sampler saw it", lambda: client.inspect("worker").tree is not None)
     status = client.get_agent_status("worker")
     assert status is not None
     assert STATUS_KEYS <= set(status)
@@ -78,9 +78,13 @@ def test_status_after_the_end(client: wrangle.Client) -> None:
 
 def test_progress_from_the_status_file(client: wrangle.Client) -> None:
     mark = procfs.marker()
-    script = f"""echo '{{"progress": 40, "message": "running tests"}}' > "$WRANGLE_STATUS_FILE"; sleep {mark}"""
+    script = (
+        f"""echo '{{"progress": 40, "message": "running tests"}}' > "$WRANGLE_STATUS_FILE"; sleep {mark}"""
+    )
     client.spawn_agent("reporter", ["sh", "-c", script])
-    procfs.wait_until("the progress shows", lambda: (client.get_agent_status("reporter") or {}).get("progress") == 40)
+    procfs.wait_until(
+        "the progress shows", lambda: (client.get_agent_status("reporter") or {}).get("progress") == 40
+    )
     status = client.get_agent_status("reporter")
     assert status is not None and status["message"] == "running tests"
 

@@ -39,7 +39,9 @@ def test_the_readme_example_runs(home: Home) -> None:
         "job-3: completed (exited with code 0)",
         "job-4: failed (exited with code 1)",
     ]
-    assert [line for line in lines if " said: " in line] == [f"job-{n} said: working on {n}" for n in range(5)]
+    assert [line for line in lines if " said: " in line] == [
+        f"job-{n} said: working on {n}" for n in range(5)
+    ]
     # The daemon it started runs on; nothing of the agents is left.
     assert home.processes() == [home.daemon_pid()]
     assert all(procfs.alive(pid) for pid in home.processes())

@@ -121,12 +121,14 @@ def check_type(schemas: Schemas, hint: Any, schema: Dict[str, Any], where: str) 
     ref = schema.get("$ref")
     target = schemas.resolve(schema)
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        assert ref and ref.endswith("/" + ENUMS[hint]) or set(target.get("enum", [])) == {m.value for m in hint}, (
-            f"{where}: {hint.__name__} is not the schema's {schema}"
-        )
+        assert (
+            ref and ref.endswith("/" + ENUMS[hint]) or set(target.get("enum", [])) == {m.value for m in hint}
+        ), f"{where}: {hint.__name__} is not the schema's {schema}"
         return
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        assert ref is not None and ref.endswith("/" + SCHEMAS[hint]), f"{where}: expected a {SCHEMAS[hint]}, got {schema}"
+        assert ref is not None and ref.endswith("/" + SCHEMAS[hint]), (
+            f"{where}: expected a {SCHEMAS[hint]}, got {schema}"
+        )
         return
     kind = target.get("type")
     if origin is list:
@@ -143,7 +145,9 @@ def check_type(schemas: Schemas, hint: Any, schema: Dict[str, Any], where: str) 
         else:
             assert args[1] is Any, f"{where}: the schema's values are anything"
     elif hint is datetime:
-        assert kind == "string" and target.get("format") == "date-time", f"{where}: expected a date-time, got {schema}"
+        assert kind == "string" and target.get("format") == "date-time", (
+            f"{where}: expected a date-time, got {schema}"
+        )
     elif hint is str:
         assert kind == "string" and "format" not in target, f"{where}: expected a string, got {schema}"
     elif hint is bool:
@@ -156,7 +160,9 @@ def check_type(schemas: Schemas, hint: Any, schema: Dict[str, Any], where: str) 
         raise AssertionError(f"{where}: no check for {hint!r}")
 
 
-def check_fields(schemas: Schemas, cls: type, properties: Dict[str, Any], required: List[str], skip: Tuple[str, ...] = ()) -> None:
+def check_fields(
+    schemas: Schemas, cls: type, properties: Dict[str, Any], required: List[str], skip: Tuple[str, ...] = ()
+) -> None:
     hints = typing.get_type_hints(cls)
     fields = {json_name(field): field for field in dataclasses.fields(cls) if field.name not in skip}
     name = cls.__name__

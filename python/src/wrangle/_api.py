@@ -117,9 +117,8 @@ def command_list(command: Union[str, Sequence[str]]) -> List[str]:
     """The argv of an agent; a plain string is refused, as the daemon never
     runs a shell line unless asked for with ``["sh", "-c", LINE]``."""
     if isinstance(command, (str, bytes)):
-        raise TypeError(
-            f"give the command as a list of arguments, e.g. {[command] if ' ' not in str(command) else ['sh', '-c', command]!r}"
-        )
+        example = [command] if " " not in str(command) else ["sh", "-c", command]
+        raise TypeError(f"give the command as a list of arguments, e.g. {example!r}")
     argv = [os.fspath(part) for part in command]
     for part in argv:
         if not isinstance(part, str):

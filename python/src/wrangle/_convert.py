@@ -11,9 +11,20 @@ import enum
 import functools
 import re
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Dict, List, Tuple, Type, TypeVar, Union, cast
-
-from typing import get_args, get_origin, get_type_hints
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from . import _types
 
@@ -54,9 +65,7 @@ def parse_time(text: str) -> datetime:
     else:
         offset = timedelta(hours=int(oh), minutes=int(om))
         zone = timezone(offset if sign == "+" else -offset)
-    return datetime(
-        int(year), int(month), int(day), int(hour), int(minute), int(second), micros, zone
-    )
+    return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micros, zone)
 
 
 def _fail(path: str, expected: str, value: Any) -> DecodeError:
@@ -175,8 +184,7 @@ def _dataclass_decoder(cls: type) -> Decoder:
         if not field.init:
             continue
         has_default = (
-            field.default is not dataclasses.MISSING
-            or field.default_factory is not dataclasses.MISSING
+            field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
         )
         if has_default:
             missing = "default"

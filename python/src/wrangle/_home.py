@@ -74,7 +74,9 @@ def require_binary(explicit: Optional[PathLike], home: str, why: str) -> str:
     return binary
 
 
-def cli(binary: str, home: str, args: Sequence[str], timeout: Optional[float] = None) -> "subprocess.CompletedProcess[str]":
+def cli(
+    binary: str, home: str, args: Sequence[str], timeout: Optional[float] = None
+) -> "subprocess.CompletedProcess[str]":
     """Runs ``wrangle ARGS`` for ``home`` to its end, output captured."""
     env = dict(os.environ)
     env["WRANGLE_HOME"] = home

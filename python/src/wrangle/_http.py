@@ -107,9 +107,7 @@ def _request(client: Union[httpx.Client, httpx.AsyncClient], call: Call) -> http
         headers["content-type"] = "application/json"
     if call.accept is not None:
         headers["accept"] = call.accept
-    return client.build_request(
-        call.method, call.path, params=call.params, content=content, headers=headers
-    )
+    return client.build_request(call.method, call.path, params=call.params, content=content, headers=headers)
 
 
 def _classify(error: Exception, call: Call, daemon: Daemon) -> "Tuple[str, DaemonError]":
@@ -129,9 +127,7 @@ def decode_json(response: httpx.Response, call: Call) -> Any:
     try:
         return json.loads(response.content)
     except ValueError as error:
-        raise DaemonError(
-            f"cannot read the daemon's answer to {call.method} {call.path}: {error}"
-        ) from None
+        raise DaemonError(f"cannot read the daemon's answer to {call.method} {call.path}: {error}") from None
 
 
 class SyncHttp:
@@ -190,7 +186,9 @@ class SyncHttp:
         self._send(call, False, autostart)
 
     @contextlib.contextmanager
-    def lines(self, call: Call, autostart: Optional[bool] = None) -> Iterator[Tuple[httpx.Response, Iterator[bytes]]]:
+    def lines(
+        self, call: Call, autostart: Optional[bool] = None
+    ) -> Iterator[Tuple[httpx.Response, Iterator[bytes]]]:
         """The answer to ``call`` and its body's lines as they arrive; a
         broken connection raises :class:`Lost` from the lines."""
         response = self._send(call, True, autostart)
@@ -256,7 +254,9 @@ class AsyncHttp:
         await self._send(call, False, autostart)
 
     @contextlib.asynccontextmanager
-    async def lines(self, call: Call, autostart: Optional[bool] = None) -> AsyncIterator[Tuple[httpx.Response, AsyncIterator[bytes]]]:
+    async def lines(
+        self, call: Call, autostart: Optional[bool] = None
+    ) -> AsyncIterator[Tuple[httpx.Response, AsyncIterator[bytes]]]:
         """The answer to ``call`` and its body's lines as they arrive; a
         broken connection raises :class:`Lost` from the lines."""
         response = await self._send(call, True, autostart)

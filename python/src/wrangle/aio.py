@@ -9,7 +9,18 @@ The requests and what their answers mean are shared with ``Client``
 import asyncio
 import os
 import time
-from typing import Any, AsyncGenerator, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import (
+    Any,
+    AsyncGenerator,
+    AsyncIterator,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
 from . import _api, _home, coordinator
 from ._events import OPENED, RECONNECT_FIRST, RECONNECT_MAX, Cursor, Opened, Reconnect
@@ -48,7 +59,12 @@ class AsyncClient:
         daemon_options: Sequence[str] = (),
     ) -> None:
         self._wrangle_bin = wrangle_bin
-        self._daemon = Daemon(_home.resolve_home(home), None if wrangle_bin is None else os.fspath(wrangle_bin), autostart, daemon_options)
+        self._daemon = Daemon(
+            _home.resolve_home(home),
+            None if wrangle_bin is None else os.fspath(wrangle_bin),
+            autostart,
+            daemon_options,
+        )
         self._http = AsyncHttp(self._daemon)
 
     @property
@@ -96,7 +112,9 @@ class AsyncClient:
         **options: Any,
     ) -> Agent:
         """See :meth:`Client.run`."""
-        call = _api.create(command, name=name, env=env, cwd=cwd, labels=labels, inherit_env=inherit_env, options=options)
+        call = _api.create(
+            command, name=name, env=env, cwd=cwd, labels=labels, inherit_env=inherit_env, options=options
+        )
         value = await self._http.json(call)
         return _api.started(value) if check else _api.agent_from(value)
 
@@ -158,7 +176,9 @@ class AsyncClient:
         without it, it opens at the first ``async for``."""
         return AsyncEventStream(self._follow(Cursor(since, agent, group, type, follow), restart=False))
 
-    async def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> AsyncGenerator[Union[Event, Gap, None, Opened], None]:
+    async def _follow(
+        self, cursor: Cursor, restart: bool, keepalives: bool = False
+    ) -> AsyncGenerator[Union[Event, Gap, None, Opened], None]:
         """See :meth:`Client._follow`."""
         pause = RECONNECT_FIRST
         autostart: Optional[bool] = None
@@ -195,7 +215,12 @@ class AsyncClient:
         view = _api.agent_from(value)
         if view.state.is_ended:
             return view
-        cursor = Cursor(event_id, agent=view.id, kind="agent.exited,agent.removed", heartbeat=None if timeout is None else 0.5)
+        cursor = Cursor(
+            event_id,
+            agent=view.id,
+            kind="agent.exited,agent.removed",
+            heartbeat=None if timeout is None else 0.5,
+        )
         stream = self._follow(cursor, restart=True, keepalives=deadline is not None)
         try:
             async for item in stream:
@@ -213,7 +238,9 @@ class AsyncClient:
             await stream.aclose()
         raise DaemonUnreachable(f"the daemon ended the event stream while waiting for agent {agent}")
 
-    async def stop(self, *agents: str, all: bool = False, timeout: Optional[_api.Duration] = None) -> List[StopResult]:
+    async def stop(
+        self, *agents: str, all: bool = False, timeout: Optional[_api.Duration] = None
+    ) -> List[StopResult]:
         """See :meth:`Client.stop`."""
         return _api.read_list(StopResult, await self._http.json(_api.stop(agents, all, timeout)))
 
@@ -238,7 +265,8 @@ class AsyncClient:
         """See :meth:`Client.up`."""
         done = await self._cli(["up", "--file", os.path.abspath(os.fspath(path))])
         results = [
-            _api.up_result(name, action, await self.inspect(name)) for name, action in _api.up_results(done.stdout)
+            _api.up_result(name, action, await self.inspect(name))
+            for name, action in _api.up_results(done.stdout)
         ]
         if done.returncode != 0:
             message = _cli_error(done.stderr, done.returncode)
@@ -331,7 +359,9 @@ class AsyncClient:
             except FailedPrecondition:
                 already = True
             ended = await self.wait(target)
-            results.append(StopResult(agent=ended, already_ended=already, outcome=ended.reason or ended.state.value))
+            results.append(
+                StopResult(agent=ended, already_ended=already, outcome=ended.reason or ended.state.value)
+            )
         return results
 
     async def kill_agent(self, agent: str, force: bool = False) -> bool:

@@ -47,7 +47,12 @@ class Client:
         daemon_options: Sequence[str] = (),
     ) -> None:
         self._wrangle_bin = wrangle_bin
-        self._daemon = Daemon(_home.resolve_home(home), None if wrangle_bin is None else os.fspath(wrangle_bin), autostart, daemon_options)
+        self._daemon = Daemon(
+            _home.resolve_home(home),
+            None if wrangle_bin is None else os.fspath(wrangle_bin),
+            autostart,
+            daemon_options,
+        )
         self._http = SyncHttp(self._daemon)
 
     @property
@@ -111,7 +116,9 @@ class Client:
         :class:`InvalidArgument` for a bad option, :class:`AlreadyExists`
         for a name that is taken; nothing is created then.
         """
-        call = _api.create(command, name=name, env=env, cwd=cwd, labels=labels, inherit_env=inherit_env, options=options)
+        call = _api.create(
+            command, name=name, env=env, cwd=cwd, labels=labels, inherit_env=inherit_env, options=options
+        )
         value = self._http.json(call)
         return _api.started(value) if check else _api.agent_from(value)
 
@@ -194,7 +201,9 @@ class Client:
         """
         return EventStream(self._follow(Cursor(since, agent, group, type, follow), restart=False))
 
-    def _follow(self, cursor: Cursor, restart: bool, keepalives: bool = False) -> Generator[Union[Event, Gap, None, Opened], None, None]:
+    def _follow(
+        self, cursor: Cursor, restart: bool, keepalives: bool = False
+    ) -> Generator[Union[Event, Gap, None, Opened], None, None]:
         """The stream of ``cursor``, across reconnects; the first attempt may
         start a daemon (and its failure is raised), the next ones only if
         ``restart``. It yields OPENED once the stream is first open, and
@@ -239,7 +248,12 @@ class Client:
         view = _api.agent_from(value)
         if view.state.is_ended:
             return view
-        cursor = Cursor(event_id, agent=view.id, kind="agent.exited,agent.removed", heartbeat=None if timeout is None else 0.5)
+        cursor = Cursor(
+            event_id,
+            agent=view.id,
+            kind="agent.exited,agent.removed",
+            heartbeat=None if timeout is None else 0.5,
+        )
         stream = self._follow(cursor, restart=True, keepalives=deadline is not None)
         try:
             for item in stream:
@@ -257,7 +271,9 @@ class Client:
             stream.close()
         raise DaemonUnreachable(f"the daemon ended the event stream while waiting for agent {agent}")
 
-    def stop(self, *agents: str, all: bool = False, timeout: Optional[_api.Duration] = None) -> List[StopResult]:
+    def stop(
+        self, *agents: str, all: bool = False, timeout: Optional[_api.Duration] = None
+    ) -> List[StopResult]:
         """The staged stop of the agents' whole trees (their stop signal,
         the grace period, again, then SIGKILL), or of all that have not
         ended; returns once each has ended, with how. ``timeout`` replaces
@@ -384,7 +400,11 @@ class Client:
         grace period ``timeout`` or the agent's own, SIGTERM again, SIGKILL),
         or with ``force`` SIGKILL to the tree at once."""
         if not force:
-            return self.stop(agent, timeout=timeout) if agent is not None else self.stop(all=True, timeout=timeout)
+            return (
+                self.stop(agent, timeout=timeout)
+                if agent is not None
+                else self.stop(all=True, timeout=timeout)
+            )
         targets = [agent] if agent is not None else [a.id for a in self.ps()]
         results = []
         for target in targets:
@@ -394,7 +414,9 @@ class Client:
             except FailedPrecondition:
                 already = True
             ended = self.wait(target)
-            results.append(StopResult(agent=ended, already_ended=already, outcome=ended.reason or ended.state.value))
+            results.append(
+                StopResult(agent=ended, already_ended=already, outcome=ended.reason or ended.state.value)
+            )
         return results
 
     def kill_agent(self, agent: str, force: bool = False) -> bool:

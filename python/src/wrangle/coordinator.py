@@ -78,7 +78,9 @@ def status(agent: Agent) -> Dict[str, Any]:
         "process_status": process_status(agent),
         "exit_code": agent.exit_code,
         "is_zombie": agent.health is Health.ZOMBIE and running,
-        "cpu_percent": tree.cpu_percent if tree and running else (process.cpu_percent if process and running else 0.0),
+        "cpu_percent": tree.cpu_percent
+        if tree and running
+        else (process.cpu_percent if process and running else 0.0),
         "memory_mb": (tree.rss_bytes / MIB) if tree and running else 0.0,
         "runtime_seconds": agent.runtime_seconds or 0.0,
         "num_threads": tree.threads if tree and running else 0,
@@ -129,7 +131,15 @@ def process_summary(agents: List[Agent], summary: Summary) -> Dict[str, Any]:
         entries.append(
             {
                 key: entry[key]
-                for key in ("agent_id", "name", "health", "pid", "memory_mb", "cpu_percent", "runtime_seconds")
+                for key in (
+                    "agent_id",
+                    "name",
+                    "health",
+                    "pid",
+                    "memory_mb",
+                    "cpu_percent",
+                    "runtime_seconds",
+                )
             }
         )
     result: Dict[str, Any] = {"total_agents": len(agents)}
