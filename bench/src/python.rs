@@ -118,7 +118,11 @@ fn run_script(
     connections: usize,
 ) -> Result<Printed> {
     let dir = python_dir();
-    let output = Command::new(interpreter)
+    // Absolute but not resolved: a virtualenv's python finds its packages
+    // by the path it was called by.
+    let interpreter = std::path::absolute(interpreter)
+        .with_context(|| format!("cannot resolve {}", interpreter.display()))?;
+    let output = Command::new(&interpreter)
         .arg(dir.join("bench/start.py"))
         .args(["--agents", &n.to_string()])
         .args(["--connections", &connections.to_string()])
