@@ -74,6 +74,10 @@ def test_status_after_the_end(client: wrangle.Client) -> None:
     assert (broken["health"], broken["exit_code"]) == ("failed", 5)
     assert done["process_alive"] is False and done["memory_mb"] == 0.0
     assert client.check_process_health("done") is False
+    # Cleaning up what has ended already is no error.
+    [result] = client.cleanup("done", force=True)
+    assert result.already_ended and result.agent.state is wrangle.State.COMPLETED
+    assert client.kill_agent("broken") is True
 
 
 def test_progress_from_the_status_file(client: wrangle.Client) -> None:
