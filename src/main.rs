@@ -2,6 +2,11 @@
 //! `wrangle __shim ...` (or forked by the `wrangle __zygote` process) and
 //! must start fast, so both are dispatched before anything else is set up.
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "wrangle runs on Linux only (kernel 5.3 or later); on Windows, run it inside WSL2, on macOS inside a Linux VM or container"
+);
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

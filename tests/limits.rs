@@ -428,6 +428,35 @@ fn doctor_reports_what_this_machine_has() {
         );
     }
     assert_eq!(report["nofile"]["enforced_by"], json!("rlimit"));
+    // Room for agents by the kernel's limits, read from where they are.
+    let capacity = &report["capacity"];
+    let sysctl = |name: &str| -> u64 {
+        fs::read_to_string(format!("/proc/sys/{name}"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(
+        capacity["pid_max"],
+        json!(sysctl("kernel/pid_max")),
+        "{report:#}"
+    );
+    assert_eq!(
+        capacity["inotify_watches"],
+        json!(sysctl("fs/inotify/max_user_watches")),
+        "{report:#}"
+    );
+    let agents = capacity["agents"].as_u64().unwrap();
+    assert!(
+        agents > 0 && agents <= sysctl("kernel/pid_max") / 2,
+        "{report:#}"
+    );
+    let limited_by = capacity["limited_by"].as_str().unwrap();
+    if agents < 10_000 {
+        let problems = report["problems"].to_string();
+        assert!(problems.contains(limited_by), "{report:#}");
+    }
     // The telemetry endpoint is a loopback port that answers.
     let endpoint = report["telemetry"].as_str().unwrap_or_default();
     let port = endpoint

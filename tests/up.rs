@@ -183,3 +183,35 @@ fn up_leaves_an_agent_of_the_same_name_from_elsewhere_alone() {
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     home.ok(&["stop", &mine]);
 }
+
+#[test]
+fn up_twice_of_a_thousand_agents_starts_nothing_the_second_time() {
+    let home = Home::new();
+    let seconds = marker();
+    let mut text = String::new();
+    for index in 0..1000 {
+        text.push_str(&format!(
+            "[agents.sleeper-{index}]\ncommand = [\"sleep\", \"{seconds}\"]\n\n"
+        ));
+    }
+    write(&home, &text);
+    let first = home.ok(&["up"]);
+    assert_eq!(first.matches(": created").count(), 1000, "{first}");
+    let before = pids(&home);
+    assert_eq!(before.len(), 1000);
+    assert_eq!(procfs::with_marker(&seconds).len(), 1000);
+    let second = home.ok(&["up"]);
+    assert_eq!(
+        second.matches(": unchanged (running)").count(),
+        1000,
+        "{second}"
+    );
+    assert_eq!(pids(&home), before, "the same processes");
+    assert_eq!(
+        procfs::with_marker(&seconds).len(),
+        1000,
+        "nothing started twice"
+    );
+    home.ok(&["down"]);
+    assert!(procfs::with_marker(&seconds).is_empty());
+}

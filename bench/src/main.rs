@@ -26,6 +26,12 @@
 //! with `--adapter claude` and with `--adapter none`. The agents are this
 //! binary itself, run as `wrangle-bench __emit` (see [`emit`]).
 //!
+//! With `--telemetry` it measures what receiving agents' OpenTelemetry
+//! costs the daemon and how soon a record shows in `inspect` (see
+//! [`telemetry`]): 1000 agents each posting a Claude Code
+//! `claude_code.api_request` record a second. The agents are this binary
+//! again, run through a symlink named `claude` (see [`export`]).
+//!
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
 //! (see BENCHMARKS.md).
 
@@ -33,14 +39,17 @@ mod cleanup;
 mod client;
 mod emit;
 mod events;
+mod export;
 mod floor;
 mod measure;
+mod otlp;
 mod procinfo;
 mod python;
 mod report;
 mod sessions;
 mod start;
 mod stats;
+mod telemetry;
 mod wrangle;
 
 use anyhow::{bail, Context, Result};
@@ -142,6 +151,27 @@ struct Args {
     /// 500ms; by default the daemon's own (2 s).
     #[arg(long, value_name = "DURATION")]
     sample_interval: Option<String>,
+    /// Measure only what receiving agents' OpenTelemetry costs the daemon
+    /// (`--telemetry-agents` agents each posting a Claude Code
+    /// `api_request` record a second, and a baseline of the same fleet
+    /// with `--telemetry off`) and how soon a record shows in `GET
+    /// /v1/agents/{id}`, instead of the fleet benchmark.
+    #[arg(long)]
+    telemetry: bool,
+    /// How many agents export a record a second.
+    #[arg(long, default_value_t = 1000)]
+    telemetry_agents: usize,
+    /// Seconds the daemon's CPU is measured over (rounded up to whole
+    /// sampler ticks); the latency samples are spread over them.
+    #[arg(long, default_value_t = 60)]
+    telemetry_seconds: u64,
+    /// Records the benchmark posts itself (as one agent after another)
+    /// and times until `GET /v1/agents/{id}` shows them.
+    #[arg(long, default_value_t = 100)]
+    latency_samples: usize,
+    /// Skip the baseline fleet with `--telemetry off`.
+    #[arg(long)]
+    no_telemetry_baseline: bool,
     /// Also start N agents from Python with the client (python/bench/start.py,
     /// run by this Python, which needs httpx: e.g. .cache/python/bin/python),
     /// taking turns with as many starts over the API from Rust (see python.rs).
@@ -157,6 +187,16 @@ fn main() -> ExitCode {
     // before anything else (no runtime, no cleanup thread) is set up.
     if std::env::args().nth(1).as_deref() == Some(emit::SUBCOMMAND) {
         return emit::main(std::env::args().skip(1));
+    }
+    // The agents of `--telemetry` are this binary too, run through a
+    // symlink named `claude` (so that wrangle sets Claude Code's OTel
+    // environment for them), or as `wrangle-bench __export` by hand.
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if Path::new(&argv0).file_name() == Some(std::ffi::OsStr::new(export::PROGRAM)) {
+        return export::main(std::env::args());
+    }
+    if std::env::args().nth(1).as_deref() == Some(export::SUBCOMMAND) {
+        return export::main(std::env::args().skip(1));
     }
     let args = Args::parse();
     match run(args) {
@@ -174,6 +214,9 @@ fn run(args: Args) -> Result<ExitCode> {
     }
     if args.floor_runs == 0 || args.start_runs == 0 || args.sessions_runs == 0 {
         bail!("--floor-runs, --start-runs and --sessions-runs need 1 or more");
+    }
+    if args.sessions && args.telemetry {
+        bail!("--sessions and --telemetry are phases of their own: run one at a time");
     }
     let binary = wrangle::locate(args.wrangle.clone(), args.no_build)?;
     let tag = Tag::new();
@@ -194,6 +237,22 @@ fn run(args: Args) -> Result<ExitCode> {
             eprintln!("processes left behind: {left:?}");
         }
         let text = sessions::markdown(
+            &machine,
+            &binary.display().to_string(),
+            &figures,
+            left.len(),
+        );
+        return finish(&args, &text, left.is_empty());
+    }
+
+    if args.telemetry {
+        let figures = runtime.block_on(telemetry::bench(&args, &binary, &tag, &mut machine))?;
+        drop(guard);
+        let left = cleanup::leftovers();
+        if !left.is_empty() {
+            eprintln!("processes left behind: {left:?}");
+        }
+        let text = telemetry::markdown(
             &machine,
             &binary.display().to_string(),
             &figures,

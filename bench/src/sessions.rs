@@ -219,7 +219,7 @@ fn report_window(window: &Window) {
 /// `seconds` rounded up to whole ticks: a window of k ticks holds k
 /// ticks' work wherever it starts, so that where the window falls does not
 /// add or drop a tick.
-fn whole_ticks(seconds: u64, tick: Duration) -> Duration {
+pub fn whole_ticks(seconds: u64, tick: Duration) -> Duration {
     let ticks = (Duration::from_secs(seconds).as_secs_f64() / tick.as_secs_f64()).ceil();
     tick.mul_f64(ticks.max(1.0))
 }
@@ -256,7 +256,7 @@ fn options_with(adapter: AdapterKind) -> RunOptions {
 }
 
 /// Watches the daemon for `length` while the agents print.
-fn measure_window(daemon: ProcessId, length: Duration) -> Result<Window> {
+pub fn measure_window(daemon: ProcessId, length: Duration) -> Result<Window> {
     let gone = || anyhow::anyhow!("the daemon (pid {}) is gone", daemon.pid);
     let machine_before = procinfo::machine_ticks().unwrap_or_default();
     let daemon_before = procinfo::cpu_ticks(daemon.pid).ok_or_else(gone)?;
@@ -389,7 +389,7 @@ impl Seen {
 }
 
 /// `1234567` as `1,234,567`.
-fn group(value: u64) -> String {
+pub fn group(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {

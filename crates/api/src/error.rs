@@ -20,7 +20,9 @@ impl ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
-        ApiError(ErrorBody::new(error.code, error.message))
+        let mut body = ErrorBody::new(error.code, error.message);
+        body.error.items = error.items;
+        ApiError(body)
     }
 }
 

@@ -65,6 +65,7 @@ pub struct AppState {
         routes::doctor,
         routes::list_agents,
         routes::create_agent,
+        routes::create_batch,
         routes::inspect_agent,
         routes::remove_agent,
         routes::kill_agent,

@@ -160,13 +160,7 @@ async fn take_logs(
     let body = decompressed(headers, body)?;
     let request = decode(encoding, &body)?;
     let records = records_of(&request);
-    tokio::task::spawn_blocking(move || engine.receive_telemetry(&id, run, &records))
-        .await
-        .map_err(|error| {
-            ApiError::from(wrangle_engine::error::EngineError::internal(
-                error.to_string(),
-            ))
-        })??;
+    engine.receive_telemetry(&id, run, records).await?;
     Ok(encoding)
 }
 

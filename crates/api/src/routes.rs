@@ -11,9 +11,9 @@ use axum::{Json, Router};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use wrangle_wire::{
-    AgentView, Cause, CostQuery, CostReport, CreateAgent, DaemonInfo, DaemonStopRequest,
-    DoctorReport, ErrorBody, GroupView, KillRequest, ListQuery, LogsQuery, RemoveQuery, RunView,
-    SetGroup, StopRequest, StopResult, Summary, EVENT_ID_HEADER,
+    AgentView, BatchQuery, Cause, CostQuery, CostReport, CreateAgent, CreateAgents, DaemonInfo,
+    DaemonStopRequest, DoctorReport, ErrorBody, GroupView, KillRequest, ListQuery, LogsQuery,
+    RemoveQuery, RunView, SetGroup, StopRequest, StopResult, Summary, EVENT_ID_HEADER,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -45,6 +45,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/agents/{agent}/restart", post(restart_agent))
         .route("/v1/stop", post(stop_agents))
         .route("/v1/validate", post(validate_agent))
+        .route(
+            "/v1/batch",
+            post(create_batch).layer(axum::extract::DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", put(set_group))
         .route("/v1/summary", get(summary))
@@ -105,16 +109,17 @@ pub async fn daemon_stop(
     Ok(StatusCode::ACCEPTED)
 }
 
-/// Lists agents (ended ones too with `all=true`), oldest first. The
-/// header `wrangle-event-id` is the last event the list reflects: follow
+/// Lists agents (ended ones too with `all=true`), oldest first, filtered
+/// in the daemon by state, group and labels, at most `limit`. The header
+/// `wrangle-event-id` is the last event the list reflects: follow
 /// `/v1/events?since=` it to miss no change.
-#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects")))))]
+#[utoipa::path(get, path = "/v1/agents", params(ListQuery), responses((status = 200, body = Vec<AgentView>, headers(("wrangle-event-id" = u64, description = "the last event the answer reflects"))), (status = 400, body = ErrorBody)))]
 pub async fn list_agents(
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<ListQuery>,
-) -> impl IntoResponse {
-    let (event_id, agents) = state.engine.list_with_event_id(query.all);
-    ([(EVENT_ID_HEADER, event_id.to_string())], Json(agents))
+) -> Result<impl IntoResponse, ApiError> {
+    let (event_id, agents) = state.engine.list_with_event_id(&query)?;
+    Ok(([(EVENT_ID_HEADER, event_id.to_string())], Json(agents)))
 }
 
 /// Creates an agent and starts it; answers once its exec is confirmed or
@@ -135,6 +140,41 @@ pub async fn create_agent(
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     let agent = state.engine.create(request).await?;
     Ok((StatusCode::CREATED, Json(agent)))
+}
+
+/// The largest batch body: 10,000 agents of a few hundred bytes each fit
+/// many times over (the default limit of 2 MB does not).
+const BATCH_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Creates many agents in one request, all or none: one bad item
+/// refuses the whole batch (the error's `items` name each bad one), and
+/// nothing is created. The batch's `inherit_env` is the base environment
+/// of every item that gives none. Answers, in the batch's order, once each
+/// exec is confirmed or has failed. With `dry_run`, checks the batch as a
+/// create would (all but the names being free) and creates nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    request_body = CreateAgents,
+    params(BatchQuery),
+    responses(
+        (status = 201, body = Vec<AgentView>),
+        (status = 204, description = "dry_run: the batch would be taken"),
+        (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "a name is taken")
+    )
+)]
+pub async fn create_batch(
+    State(state): State<AppState>,
+    QueryArgs(query): QueryArgs<BatchQuery>,
+    JsonBody(batch): JsonBody<CreateAgents>,
+) -> Result<axum::response::Response, ApiError> {
+    if query.dry_run {
+        state.engine.validate_batch(batch)?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let agents = state.engine.create_batch(batch).await?;
+    Ok((StatusCode::CREATED, Json(agents)).into_response())
 }
 
 /// One agent by id, name or unique id prefix.

@@ -120,6 +120,28 @@ pub struct PsArgs {
     /// Print the agents as JSON
     #[arg(long)]
     pub json: bool,
+
+    /// Only the agents that match, applied by the daemon: `state=running`
+    /// (or several: `state=failed,backoff`), `group=G`, `label=K=V` or
+    /// `label=K`; repeat to require all
+    #[arg(short, long, value_name = "KEY=VALUE", value_parser = ps_filter)]
+    pub filter: Vec<(String, String)>,
+
+    /// At most this many agents (the oldest first)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+/// A `ps --filter`: `state=...`, `group=...` or `label=...`.
+fn ps_filter(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key @ ("state" | "group" | "label"), value)) if !value.is_empty() => {
+            Ok((key.to_string(), value.to_string()))
+        }
+        _ => Err(format!(
+            "invalid filter {text:?}: use state=STATE[,STATE...], group=GROUP or label=KEY[=VALUE]"
+        )),
+    }
 }
 
 /// `wrangle inspect`.

@@ -3,7 +3,7 @@
 //! segment.
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use wrangle_wire::{CostQuery, EventsQuery, LogsQuery, API_PREFIX};
+use wrangle_wire::{CostQuery, EventsQuery, ListQuery, LogsQuery, API_PREFIX};
 
 /// Characters left as they are in a path segment: RFC 3986's unreserved
 /// ones. Everything else, `/` and `?` included, is encoded.
@@ -33,9 +33,33 @@ pub fn agents() -> String {
     format!("{API_PREFIX}/agents")
 }
 
+/// `POST /v1/batch` (create many; `dry_run`: check only).
+pub fn batch(dry_run: bool) -> String {
+    format!("{API_PREFIX}/batch?dry_run={dry_run}")
+}
+
 /// `GET /v1/agents?all=...` (list).
 pub fn list(all: bool) -> String {
     format!("{API_PREFIX}/agents?all={all}")
+}
+
+/// `GET /v1/agents` with filters.
+pub fn list_matching(query: &ListQuery) -> String {
+    let value = |text: &str| utf8_percent_encode(text, SEGMENT).to_string();
+    let mut path = list(query.all);
+    for (key, filter) in [
+        ("state", &query.state),
+        ("group", &query.group),
+        ("label", &query.label),
+    ] {
+        if let Some(filter) = filter {
+            path += &format!("&{key}={}", value(filter));
+        }
+    }
+    if let Some(limit) = query.limit {
+        path += &format!("&limit={limit}");
+    }
+    path
 }
 
 /// `GET /v1/agents/{agent}`.

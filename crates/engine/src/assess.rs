@@ -214,10 +214,12 @@ impl Engine {
     ) -> Vec<Stop> {
         let spending = self.inner.lock_spending();
         let mut stops = Vec::new();
-        for agent in registry.agents() {
-            if agent.status.state != State::Running
-                || only.is_some_and(|id| id != agent.identity.id)
-            {
+        let agents: Box<dyn Iterator<Item = &Agent>> = match only {
+            Some(id) => Box::new(registry.get(id).ok().into_iter()),
+            None => Box::new(registry.agents()),
+        };
+        for agent in agents {
+            if agent.status.state != State::Running {
                 continue;
             }
             let identity = &agent.identity;

@@ -4,95 +4,75 @@ use crate::error::EngineError;
 use crate::events::{self, Draft};
 use crate::executor::Started;
 use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
-use crate::{names, Engine};
+use crate::{names, queue, Engine};
 use chrono::Utc;
+use std::collections::HashSet;
 use std::sync::Arc;
 use wrangle_os::PidFd;
 use wrangle_shim::protocol::ShimSpec;
-use wrangle_wire::{parse, AgentView, Cause, CreateAgent, ErrorCode, EventKind, State};
+use wrangle_wire::{
+    parse, AgentView, Cause, CreateAgent, CreateAgents, ErrorCode, EventKind, ItemError, State,
+};
+
+/// One agent of a create, checked and ready to record.
+struct Checked {
+    /// The name asked for, if any.
+    name: Option<String>,
+    spec: AgentSpec,
+    spec_json: String,
+}
+
+/// Most runs of a batch started at once: the zygote forks the shims one
+/// by one anyway, and each start in flight holds a little memory.
+const BATCH_STARTS_IN_FLIGHT: usize = 64;
 
 impl Engine {
     /// Creates an agent and starts it; answers once the exec is confirmed
     /// (`running`) or has failed (`failed`, with the reason).
     pub async fn create(&self, request: CreateAgent) -> Result<AgentView, EngineError> {
-        let requested_name = request.name.clone();
-        let spec = AgentSpec::from_owned_request(request, &self.inner.cwd)?;
-        self.check_limits(&spec.limits)?;
-        self.check_group_budget(spec.group.as_deref())?;
-        if let Some(name) = &requested_name {
-            parse::validate_name(name).map_err(EngineError::invalid)?;
-        }
-        let spec_json =
-            serde_json::to_string(&spec).map_err(|e| EngineError::internal(e.to_string()))?;
-        let id = names::new_id();
-        let run = Run {
-            number: 1,
-            dir: self.run_dir(&id, 1),
-            ..Run::default()
-        };
-        // Held until the agent is recorded, so that it counts against the
-        // limits before anyone else counts (see `queue`).
-        let admission = self.inner.admission.lock().await;
-        let queued = self.queue_reason(spec.group.as_deref(), spec.priority);
-        {
-            let mut registry = self.registry();
-            let name = match &requested_name {
-                Some(name) => {
-                    if let Some(existing) = registry.id_of_name(name) {
-                        return Err(EngineError::new(
-                            ErrorCode::AlreadyExists,
-                            format!(
-                                "an agent named {name:?} already exists (id {}); choose another name or remove it with `wrangle rm {name}`",
-                                &existing[..12]
-                            ),
-                        ));
-                    }
-                    name.clone()
-                }
-                None => names::made_up_name(|name| registry.id_of_name(name).is_some()),
-            };
-            let agent = Agent {
-                identity: Arc::new(Identity {
-                    id: id.clone(),
-                    name,
-                    spec,
-                    spec_json,
-                    created_at: Utc::now(),
-                }),
-                status: Status {
-                    state: if queued.is_some() {
-                        State::Queued
-                    } else {
-                        State::Starting
-                    },
-                    reason: queued.clone(),
-                    run: run.clone(),
-                    restart_at: None,
-                },
-                probe: Default::default(),
-                health: Assessment::UNKNOWN,
-                reported: Default::default(),
-                session: Default::default(),
-            };
-            let now = Utc::now();
-            let created = EventKind::Created {
-                command: agent.identity.spec.command.clone(),
-                labels: agent.identity.spec.labels.clone(),
-            };
-            let drafts = vec![
-                Draft::about(&agent, created, now),
-                Draft::about(&agent, events::of_state(&agent), now),
-            ];
-            let (row, run_row) = (agent.row(), run.row(&id));
-            self.inner
-                .write_with_events(drafts, |store, events| store.create(&row, &run_row, events))?;
-            registry.insert(agent);
-        }
-        drop(admission);
-        if queued.is_none() {
-            self.start_run(&id).await?;
+        let checked = self.check_create(request)?;
+        let (id, queued) = self
+            .record_created(vec![checked])
+            .await?
+            .pop()
+            .ok_or_else(|| EngineError::internal("an agent was not recorded"))?;
+        if !queued {
+            // A task of its own, as for a batch: a client that goes away
+            // does not cancel the start half-way.
+            let (engine, id) = (self.clone(), id.clone());
+            tokio::spawn(async move { engine.start_run(&id).await })
+                .await
+                .map_err(|error| EngineError::internal(format!("the start failed: {error}")))??;
         }
         self.current_view(&id)
+    }
+
+    /// Creates many agents in one go, all or none: every item is checked
+    /// first and one bad item refuses the batch, naming each bad one; the
+    /// agents are recorded in one transaction, then started side by side.
+    /// Answers, in the batch's order, once each exec is confirmed or has
+    /// failed.
+    pub async fn create_batch(&self, batch: CreateAgents) -> Result<Vec<AgentView>, EngineError> {
+        let checked = self.check_batch(batch)?;
+        let recorded = self.record_created(checked).await?;
+        let to_start: Vec<String> = recorded
+            .iter()
+            .filter(|(_, queued)| !queued)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.start_runs(to_start)
+            .await
+            .map_err(|error| EngineError::internal(format!("the starts failed: {error}")))?;
+        recorded
+            .iter()
+            .map(|(id, _)| self.current_view(id))
+            .collect()
+    }
+
+    /// Checks a batch as [`Engine::create_batch`] would, and creates
+    /// nothing: everything but whether the names are free.
+    pub fn validate_batch(&self, batch: CreateAgents) -> Result<(), EngineError> {
+        self.check_batch(batch).map(drop)
     }
 
     /// Checks a create request as `create` would, and creates nothing:
@@ -103,6 +83,214 @@ impl Engine {
             parse::validate_name(name).map_err(EngineError::invalid)?;
         }
         Ok(())
+    }
+
+    /// Checks every item of `batch`, each with the batch's environment
+    /// where it has none of its own; one error for all the bad ones.
+    fn check_batch(&self, batch: CreateAgents) -> Result<Vec<Checked>, EngineError> {
+        let CreateAgents {
+            inherit_env,
+            agents,
+        } = batch;
+        let mut checked = Vec::with_capacity(agents.len());
+        let mut items = Vec::new();
+        let mut names = HashSet::new();
+        for (index, mut request) in agents.into_iter().enumerate() {
+            let name = request.name.clone();
+            let mut refuse = |error: EngineError| {
+                items.push(ItemError {
+                    index,
+                    name: name.clone(),
+                    code: error.code,
+                    message: error.message,
+                })
+            };
+            if let Some(name) = &name {
+                if !names.insert(name.clone()) {
+                    refuse(EngineError::invalid(format!(
+                        "the name {name:?} is given twice in the batch"
+                    )));
+                    continue;
+                }
+            }
+            if request.inherit_env.is_none() {
+                request.inherit_env.clone_from(&inherit_env);
+            }
+            match self.check_create(request) {
+                Ok(agent) => checked.push(agent),
+                Err(error) => refuse(error),
+            }
+        }
+        if items.is_empty() {
+            return Ok(checked);
+        }
+        Err(batch_refused(items, checked.len()))
+    }
+
+    /// Checks one create request: its spec, limits, group budget, name.
+    fn check_create(&self, request: CreateAgent) -> Result<Checked, EngineError> {
+        let name = request.name.clone();
+        let spec = AgentSpec::from_owned_request(request, &self.inner.cwd)?;
+        self.check_limits(&spec.limits)?;
+        self.check_group_budget(spec.group.as_deref())?;
+        if let Some(name) = &name {
+            parse::validate_name(name).map_err(EngineError::invalid)?;
+        }
+        let spec_json =
+            serde_json::to_string(&spec).map_err(|e| EngineError::internal(e.to_string()))?;
+        Ok(Checked {
+            name,
+            spec,
+            spec_json,
+        })
+    }
+
+    /// Records `checked` agents (state `starting`, or `queued` where the
+    /// limits say so) with their events in one transaction, all or none;
+    /// returns each one's id and whether it is queued.
+    async fn record_created(
+        &self,
+        checked: Vec<Checked>,
+    ) -> Result<Vec<(String, bool)>, EngineError> {
+        let single = checked.len() == 1;
+        // Held until the agents are recorded, so that they count against
+        // the limits before anyone else counts (see `queue`).
+        let admission = self.inner.admission.lock().await;
+        let limits = self.limits();
+        let mut registry = self.registry();
+        let mut taken = Vec::new();
+        for (index, agent) in checked.iter().enumerate() {
+            let Some(name) = &agent.name else { continue };
+            if let Some(existing) = registry.id_of_name(name) {
+                taken.push(ItemError {
+                    index,
+                    name: Some(name.clone()),
+                    code: ErrorCode::AlreadyExists,
+                    message: format!(
+                        "an agent named {name:?} already exists (id {}); choose another name or remove it with `wrangle rm {name}`",
+                        &existing[..12]
+                    ),
+                });
+            }
+        }
+        if !taken.is_empty() {
+            if single {
+                let item = taken.remove(0);
+                return Err(EngineError::new(item.code, item.message));
+            }
+            let mut error = batch_refused(taken, checked.len());
+            error.code = ErrorCode::AlreadyExists;
+            return Err(error);
+        }
+        let now = Utc::now();
+        let mut agents: Vec<Agent> = Vec::with_capacity(checked.len());
+        let mut drafts = Vec::with_capacity(checked.len() * 2);
+        let mut made_up = HashSet::new();
+        for (
+            index,
+            Checked {
+                name,
+                spec,
+                spec_json,
+            },
+        ) in checked.into_iter().enumerate()
+        {
+            let name = name.unwrap_or_else(|| {
+                let name = names::made_up_name(|name| {
+                    registry.id_of_name(name).is_some() || made_up.contains(name)
+                });
+                made_up.insert(name.clone());
+                name
+            });
+            let queued = queue::queue_reason_among(
+                &limits,
+                || registry.agents().chain(agents.iter()),
+                spec.group.as_deref(),
+                spec.priority,
+            );
+            let id = names::new_id();
+            let run = Run {
+                number: 1,
+                dir: self.run_dir(&id, 1),
+                ..Run::default()
+            };
+            let agent = Agent {
+                identity: Arc::new(Identity {
+                    id,
+                    name,
+                    spec,
+                    spec_json,
+                    // A microsecond apart: lists (oldest first) keep the
+                    // batch's order.
+                    created_at: now + chrono::Duration::microseconds(index as i64),
+                }),
+                status: Status {
+                    state: if queued.is_some() {
+                        State::Queued
+                    } else {
+                        State::Starting
+                    },
+                    reason: queued,
+                    run,
+                    restart_at: None,
+                },
+                probe: Default::default(),
+                health: Assessment::UNKNOWN,
+                reported: Default::default(),
+                session: Default::default(),
+            };
+            let created = EventKind::Created {
+                command: agent.identity.spec.command.clone(),
+                labels: agent.identity.spec.labels.clone(),
+            };
+            drafts.push(Draft::about(&agent, created, now));
+            drafts.push(Draft::about(&agent, events::of_state(&agent), now));
+            agents.push(agent);
+        }
+        let rows: Vec<_> = agents
+            .iter()
+            .map(|agent| (agent.row(), agent.status.run.row(&agent.identity.id)))
+            .collect();
+        let pairs: Vec<_> = rows.iter().map(|(agent, run)| (agent, run)).collect();
+        self.inner
+            .write_with_events(drafts, |store, events| store.create_many(&pairs, events))?;
+        let recorded = agents
+            .iter()
+            .map(|agent| {
+                (
+                    agent.identity.id.clone(),
+                    agent.status.state == State::Queued,
+                )
+            })
+            .collect();
+        for agent in agents {
+            registry.insert(agent);
+        }
+        drop(registry);
+        drop(admission);
+        Ok(recorded)
+    }
+
+    /// Starts the current runs of agents in state `starting`, side by
+    /// side, in a task of its own: a client that goes away does not cancel
+    /// the starts half-way (that would leave agents `starting` for good).
+    pub(crate) fn start_runs(&self, ids: Vec<String>) -> tokio::task::JoinHandle<()> {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut starting = tokio::task::JoinSet::new();
+            for id in ids {
+                if starting.len() >= BATCH_STARTS_IN_FLIGHT {
+                    starting.join_next().await;
+                }
+                let engine = engine.clone();
+                starting.spawn(async move {
+                    if let Err(error) = engine.start_run(&id).await {
+                        tracing::warn!("agent {id}: cannot start: {error}");
+                    }
+                });
+            }
+            while starting.join_next().await.is_some() {}
+        })
     }
 
     /// Starts the agent's current run (state `starting`) in a shim, records
@@ -193,4 +381,23 @@ impl Engine {
             tracing::error!("cannot watch a shim: {error}");
         }
     }
+}
+
+/// The error that refuses a batch for its bad `items`, of `good` good ones.
+fn batch_refused(items: Vec<ItemError>, good: usize) -> EngineError {
+    let all = items.len() + good;
+    let mut message = format!(
+        "{} of the batch's {all} agents refused; nothing was created:",
+        items.len()
+    );
+    for item in &items {
+        let name = item
+            .name
+            .as_ref()
+            .map_or_else(String::new, |name| format!(" ({name})"));
+        message += &format!("\n  agents[{}]{name}: {}", item.index, item.message);
+    }
+    let mut error = EngineError::invalid(message);
+    error.items = items;
+    error
 }

@@ -6,7 +6,7 @@ use crate::Engine;
 use wrangle_os::limits::{enabled_v2_controllers, Controller, ControllerSupport};
 use wrangle_os::{features, spawn, Containment};
 use wrangle_wire::doctor::{ContainmentReport, LimitSupport, Problem};
-use wrangle_wire::{DoctorReport, Enforcement};
+use wrangle_wire::{Capacity, DoctorReport, Enforcement};
 
 /// File systems on which SQLite's locking and WAL are not to be trusted.
 const NETWORK_FILESYSTEMS: [&str; 6] = ["nfs", "nfs4", "cifs", "smb3", "9p", "fuse.sshfs"];
@@ -69,10 +69,28 @@ impl Engine {
                 fix: "see the daemon's log for why the bind failed, and restart it".into(),
             });
         }
+        let capacity = capacity(&mut problems);
+        let wsl = features::wsl_version();
+        match wsl {
+            Some(1) => problems.push(Problem {
+                essential: true,
+                problem: "this is WSL1, which translates Linux's calls without a Linux kernel: no pidfds, no cgroups".into(),
+                fix: "convert the distribution to WSL2 (`wsl --set-version <distro> 2` in Windows)".into(),
+            }),
+            Some(_) if !matches!(self.inner.config.containment, Containment::Cgroup { .. }) => {
+                problems.push(Problem {
+                    essential: false,
+                    problem: "WSL2 without a writable cgroup v2 tree: runs are held by process groups, and limits fall back to rlimits".into(),
+                    fix: "in %UserProfile%\\.wslconfig set [wsl2] kernelCommandLine = cgroup_no_v1=all, then `wsl --shutdown`".into(),
+                });
+            }
+            _ => {}
+        }
         DoctorReport {
             ok: !problems.iter().any(|problem| problem.essential),
             version: env!("CARGO_PKG_VERSION").to_string(),
             kernel: features::kernel_release(),
+            wsl,
             root: features::is_root(),
             uid: features::uid(),
             home: home.display().to_string(),
@@ -88,6 +106,7 @@ impl Engine {
             pidfd,
             clone_into_cgroup,
             telemetry,
+            capacity: Some(capacity),
             problems,
         }
     }
@@ -171,5 +190,64 @@ fn limit_report(
     LimitSupport {
         enforced_by,
         detail,
+    }
+}
+
+/// Running agents wanted on one box: the fleets wrangle is built for.
+const FLEET_GOAL: u64 = 10_000;
+
+/// How many more agents the kernel's limits leave room for, with a
+/// problem (and its fix) for each limit that holds the fleet under
+/// [`FLEET_GOAL`].
+fn capacity(problems: &mut Vec<Problem>) -> Capacity {
+    let pid_max = features::sysctl_number("kernel/pid_max");
+    let threads = features::threads_in_use();
+    let open_files = wrangle_os::sample::open_file_limit();
+    let open_files_used = features::open_descriptors();
+    let inotify_watches = features::sysctl_number("fs/inotify/max_user_watches");
+    // (room, name, fix): two pids, one descriptor and one watch an agent.
+    let mut room: Vec<(u64, &str, &str)> = Vec::new();
+    if let (Some(max), Some(used)) = (pid_max, threads) {
+        room.push((
+            max.saturating_sub(used) / 2,
+            "kernel.pid_max",
+            "sysctl -w kernel.pid_max=4194304 (and kernel.pid_max in /etc/sysctl.d/ to keep it)",
+        ));
+    }
+    if let (Some(max), Some(used)) = (open_files, open_files_used) {
+        room.push((
+            max.saturating_sub(used),
+            "the daemon's open-file limit",
+            "raise the hard limit of open files for the daemon's user (LimitNOFILE=1048576 in its systemd unit, or nofile in /etc/security/limits.conf), then restart the daemon",
+        ));
+    }
+    if let Some(watches) = inotify_watches {
+        room.push((
+            watches,
+            "fs.inotify.max_user_watches",
+            "sysctl -w fs.inotify.max_user_watches=1048576 (past it, runs are looked at on every tick instead: more CPU)",
+        ));
+    }
+    let tightest = room.iter().min_by_key(|(agents, _, _)| *agents);
+    for (agents, name, fix) in &room {
+        if *agents < FLEET_GOAL {
+            problems.push(Problem {
+                essential: false,
+                problem: format!("{name} leaves room for {agents} more agents, under the {FLEET_GOAL} a fleet may need"),
+                fix: fix.to_string(),
+            });
+        }
+    }
+    Capacity {
+        agents: tightest.map_or(u64::MAX, |(agents, _, _)| *agents),
+        limited_by: tightest.map_or_else(
+            || "nothing known".to_string(),
+            |(_, name, _)| name.to_string(),
+        ),
+        pid_max,
+        threads,
+        open_files,
+        open_files_used,
+        inotify_watches,
     }
 }

@@ -2,7 +2,7 @@
 //! people.
 
 use wrangle_store::StoreError;
-use wrangle_wire::ErrorCode;
+use wrangle_wire::{ErrorCode, ItemError};
 
 /// An error with its API code and a message that says what went wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -12,6 +12,8 @@ pub struct EngineError {
     pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
+    /// Of a batch refused, each bad item.
+    pub items: Vec<ItemError>,
 }
 
 impl EngineError {
@@ -40,6 +42,7 @@ impl EngineError {
         EngineError {
             code,
             message: message.into(),
+            items: Vec::new(),
         }
     }
 }

@@ -23,6 +23,7 @@ mod follow;
 pub mod health;
 mod kill;
 pub mod limits;
+mod list;
 pub mod logs;
 pub mod metrics;
 pub mod model;
@@ -61,7 +62,7 @@ use wrangle_os::limits::LimitSupport;
 use wrangle_os::Containment;
 pub use wrangle_store::Retention;
 use wrangle_store::{EventRecord, Store};
-use wrangle_wire::{AgentView, DaemonInfo, EventKind};
+use wrangle_wire::{AgentView, DaemonInfo, EventKind, ListQuery};
 
 /// Where the engine keeps things and how it runs agents.
 #[derive(Debug, Clone)]
@@ -110,6 +111,11 @@ struct TelemetryEndpoint {
     /// The loopback port, when one could be bound.
     port: Option<u16>,
     credentials: telemetry::Credentials,
+    /// Where deliveries of records are handed to the intake thread.
+    intake: telemetry::intake::Intake,
+    /// The user's own collector of each agent that has one, with the run
+    /// it is of.
+    forwards: std::sync::RwLock<std::collections::HashMap<String, (u32, telemetry::Forward)>>,
 }
 
 /// How often old events are pruned.
@@ -212,6 +218,7 @@ impl Engine {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
         };
+        let (intake, deliveries) = telemetry::intake::Intake::new();
         let engine = Engine {
             inner: Arc::new(Inner {
                 shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
@@ -230,6 +237,8 @@ impl Engine {
                 telemetry: TelemetryEndpoint {
                     port: telemetry_port,
                     credentials,
+                    intake,
+                    forwards: Default::default(),
                 },
                 config,
                 store: Mutex::new(store),
@@ -251,17 +260,31 @@ impl Engine {
         let interval = engine.inner.config.sample_interval;
         sampler::start(Arc::downgrade(&engine.inner), interval)
             .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
+        telemetry::intake::start(Arc::downgrade(&engine.inner), deliveries).map_err(|e| {
+            EngineError::internal(format!("cannot start the telemetry intake: {e}"))
+        })?;
         Ok(engine)
     }
 
     /// Every agent (ended ones only with `all`), oldest first.
     pub fn list(&self, all: bool) -> Vec<AgentView> {
-        self.list_with_event_id(all).1
+        let query = ListQuery {
+            all,
+            ..ListQuery::default()
+        };
+        self.list_with_event_id(&query)
+            .map(|(_, views)| views)
+            .unwrap_or_default()
     }
 
-    /// [`Engine::list`], with the id of the last event it reflects: events
-    /// after it are changes after the list.
-    pub fn list_with_event_id(&self, all: bool) -> (u64, Vec<AgentView>) {
+    /// The agents `query` asks for, oldest first, with the id of the last
+    /// event the list reflects: events after it are changes after the
+    /// list. A filter that cannot be read is an error that says why.
+    pub fn list_with_event_id(
+        &self,
+        query: &ListQuery,
+    ) -> Result<(u64, Vec<AgentView>), EngineError> {
+        let filter = list::Filter::parse(query)?;
         let now = Utc::now();
         let registry = self.registry();
         // Changes of agents are written and announced with the registry
@@ -269,18 +292,19 @@ impl Engine {
         let event_id = self.inner.events.last_id();
         let mut agents: Vec<&Agent> = registry
             .agents()
-            .filter(|agent| all || !agent.status.state.is_ended())
+            .filter(|agent| filter.matches(agent))
             .collect();
         agents.sort_by(|a, b| {
             (a.identity.created_at, &a.identity.id).cmp(&(b.identity.created_at, &b.identity.id))
         });
+        agents.truncate(filter.limit);
         let observations = self.inner.lock_observations();
         let spending = self.inner.lock_spending();
         let views = agents
             .into_iter()
             .map(|agent| self.view_of(agent, &observations, &spending, now))
             .collect();
-        (event_id, views)
+        Ok((event_id, views))
     }
 
     /// One agent by id, name or unique id prefix.

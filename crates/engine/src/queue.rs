@@ -106,16 +106,7 @@ impl Engine {
             return None;
         }
         let registry = self.registry();
-        let occupancy = Occupancy::of(registry.agents());
-        if let Some(refusal) = occupancy.refusal(&limits, group) {
-            return Some(refusal);
-        }
-        let ahead = registry.agents().any(|agent| {
-            agent.status.state == State::Queued
-                && agent.identity.spec.priority >= priority
-                && (limits.global.is_some() || agent.identity.spec.group.as_deref() == group)
-        });
-        ahead.then(|| "waiting behind agents queued before it".to_string())
+        queue_reason_among(&limits, || registry.agents(), group, priority)
     }
 
     /// Starts queued agents while slots are free, in queue order. Cheap
@@ -275,7 +266,7 @@ impl Engine {
             }))
     }
 
-    fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         self.inner
             .limits
             .lock()
@@ -295,4 +286,27 @@ fn group_view(name: &str, limits: &Limits, spending: &Spending) -> GroupView {
         budget_usd: spending.budget_of(name),
         spent_usd: spending.of_group(name),
     }
+}
+
+/// Why an agent of `group` with `priority` must wait among `agents` (all
+/// there are, those of a batch being recorded included) under `limits`,
+/// or `None` to start it now.
+pub(crate) fn queue_reason_among<'a, I: Iterator<Item = &'a Agent>>(
+    limits: &Limits,
+    agents: impl Fn() -> I,
+    group: Option<&str>,
+    priority: i32,
+) -> Option<String> {
+    if limits.is_unlimited() {
+        return None;
+    }
+    if let Some(refusal) = Occupancy::of(agents()).refusal(limits, group) {
+        return Some(refusal);
+    }
+    let ahead = agents().any(|agent| {
+        agent.status.state == State::Queued
+            && agent.identity.spec.priority >= priority
+            && (limits.global.is_some() || agent.identity.spec.group.as_deref() == group)
+    });
+    ahead.then(|| "waiting behind agents queued before it".to_string())
 }

@@ -80,6 +80,7 @@ impl Engine {
             }
         }
         let mut reattached = 0;
+        let mut never_started = Vec::new();
         for id in active {
             let agent = self.snapshot(&id)?;
             if agent.status.state == State::Queued {
@@ -96,15 +97,25 @@ impl Engine {
                 self.schedule_restart(&id, agent.status.run.number + 1, delay);
                 continue;
             }
-            reattached += u32::from(self.reattach(&id)?);
+            match self.reattach(&id)? {
+                Reattached::Alive => reattached += 1,
+                Reattached::Ended => {}
+                Reattached::NeverStarted => never_started.push(id),
+            }
+        }
+        if !never_started.is_empty() {
+            tracing::info!(
+                "{} agents were recorded but not yet started when the last daemon stopped; starting them",
+                never_started.len()
+            );
+            drop(self.start_runs(never_started));
         }
         self.admit_queued();
         Ok(reattached)
     }
 
-    /// Finds the shim of one agent's current run and takes it back; true
-    /// when it was alive.
-    fn reattach(&self, id: &str) -> Result<bool, EngineError> {
+    /// Finds the shim of one agent's current run and takes it back.
+    fn reattach(&self, id: &str) -> Result<Reattached, EngineError> {
         let agent = self.snapshot(id)?;
         let run = agent.status.run.clone();
         // What its adapter stored, to go on from (and to read the rest of
@@ -113,12 +124,23 @@ impl Engine {
             tracing::warn!("agent {id}: its output is not read for a session: {error}");
         }
         match self.inner.shims.find(&run.dir, run.shim) {
-            Found::Alive { shim, state } => self.adopt(id, &agent, shim, state).map(|()| true),
+            Found::Alive { shim, state } => self
+                .adopt(id, &agent, shim, state)
+                .map(|()| Reattached::Alive),
             Found::Ended { state } => {
                 let ending = self.ending_of(&state);
                 self.record_run_facts(id, &state)?;
                 self.record_ending(id, run.number, ending);
-                Ok(false)
+                Ok(Reattached::Ended)
+            }
+            // Recorded, but its shim never got as far as its state file: a
+            // shim dies with its parent until it has written it, so no
+            // agent was started, nor ever will be by that shim. Started
+            // now, it runs once (a batch cut short by a crash).
+            Found::Lost { state: None, .. }
+                if agent.status.state == State::Starting && run.shim.is_none() =>
+            {
+                Ok(Reattached::NeverStarted)
             }
             Found::Lost { state, why } => {
                 match &state {
@@ -143,7 +165,7 @@ impl Engine {
                         ended_at: None,
                     },
                 );
-                Ok(false)
+                Ok(Reattached::Ended)
             }
         }
     }
@@ -218,4 +240,14 @@ impl Engine {
             tracing::warn!("agent {id}: its shim never reported its exec");
         });
     }
+}
+
+/// What re-attaching to an agent's run found.
+enum Reattached {
+    /// Its shim runs: watched again.
+    Alive,
+    /// The run ended (its ending is recorded).
+    Ended,
+    /// It was recorded but never started: start it.
+    NeverStarted,
 }

@@ -89,6 +89,7 @@ impl Engine {
             Ok(plan) => (Some(plan), None),
             Err(why) => (None, Some(why)),
         };
+        self.note_telemetry_forward(id, run, plan.as_ref().and_then(|plan| plan.forward.clone()));
         // A run whose telemetry is received has a session even when no
         // adapter reads its output (`claude -p` printing text).
         let read = if kind == AdapterKind::None && plan.is_none() {

@@ -26,7 +26,11 @@ impl Engine {
             .transpose()
             .map_err(EngineError::invalid)?;
         let ids: Vec<String> = if request.all {
-            self.list(false).into_iter().map(|agent| agent.id).collect()
+            self.registry()
+                .agents()
+                .filter(|agent| !agent.status.state.is_ended())
+                .map(|agent| agent.identity.id.clone())
+                .collect()
         } else if request.agents.is_empty() {
             return Err(EngineError::invalid(
                 "name the agents to stop, or ask for all",

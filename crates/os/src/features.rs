@@ -42,6 +42,53 @@ pub fn filesystem_of(path: &Path) -> Option<String> {
         .map(|mount| mount.fs_type)
 }
 
+/// A number the kernel publishes under `/proc/sys` (e.g.
+/// `kernel/pid_max`), if it can be read.
+pub fn sysctl_number(name: &str) -> Option<u64> {
+    std::fs::read_to_string(Path::new("/proc/sys").join(name))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Threads of all users that exist now (`/proc/loadavg`'s fourth field):
+/// each takes a pid of `kernel.pid_max`.
+pub fn threads_in_use() -> Option<u64> {
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let (_, total) = loadavg.split_whitespace().nth(3)?.split_once('/')?;
+    total.parse().ok()
+}
+
+/// Descriptors this process holds open now.
+pub fn open_descriptors() -> Option<u64> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as u64)
+}
+
+/// Whether this Linux is Windows' WSL (`/proc/version` names Microsoft):
+/// `Some(2)` for WSL2, whose real Linux kernel runs wrangle; `Some(1)` for
+/// WSL1, which only translates Linux's calls and has no pidfds or cgroups.
+pub fn wsl_version() -> Option<u8> {
+    let version = std::fs::read_to_string("/proc/version").ok()?;
+    wsl_of(&version)
+}
+
+/// [`wsl_version`] of a `/proc/version` line.
+pub fn wsl_of(version: &str) -> Option<u8> {
+    let lower = version.to_ascii_lowercase();
+    if !lower.contains("microsoft") {
+        return None;
+    }
+    // WSL2's kernels say `microsoft-standard-WSL2`; WSL1 says `Microsoft`.
+    Some(
+        if lower.contains("wsl2") || lower.contains("microsoft-standard") {
+            2
+        } else {
+            1
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +100,21 @@ mod tests {
         assert_eq!(is_root(), uid() == 0);
         assert!(filesystem_of(Path::new("/proc/self")).is_some_and(|fs| fs == "proc"));
         assert_eq!(filesystem_of(Path::new("/nonexistent/path")), None);
+    }
+
+    #[test]
+    fn wsl_is_told_from_its_kernel() {
+        assert_eq!(
+            wsl_of("Linux version 5.15.167.4-microsoft-standard-WSL2 (root@f9c826d3017f) (gcc (GCC) 11.2.0)"),
+            Some(2)
+        );
+        assert_eq!(
+            wsl_of("Linux version 4.4.0-19041-Microsoft (Microsoft@Microsoft.com) (gcc version 5.4.0 (GCC) )"),
+            Some(1)
+        );
+        assert_eq!(
+            wsl_of("Linux version 6.1.0-18-amd64 (debian-kernel@lists.debian.org)"),
+            None
+        );
     }
 }

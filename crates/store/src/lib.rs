@@ -350,14 +350,25 @@ impl Store {
     /// transaction. Fails with [`StoreError::NameTaken`] if the name is in
     /// use, and then changes nothing.
     pub fn create(&mut self, agent: &AgentRow, run: &RunRow, events: &[EventRecord]) -> Result<()> {
+        self.create_many(&[(agent, run)], events)
+    }
+
+    /// Inserts many new agents, each with its first run, and their events,
+    /// in one transaction: all of them or none (a name taken refuses the
+    /// whole batch with [`StoreError::NameTaken`]).
+    pub fn create_many(
+        &mut self,
+        agents: &[(&AgentRow, &RunRow)],
+        events: &[EventRecord],
+    ) -> Result<()> {
         self.write_with_events(events, |transaction| {
-            let inserted = transaction
-                .prepare_cached(
-                    "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at,
-                         health, health_reason, probe, restart_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
-                )?
-                .execute(params![
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at,
+                     health, health_reason, probe, restart_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
+            )?;
+            for (agent, run) in agents {
+                let inserted = insert.execute(params![
                     agent.id,
                     agent.name,
                     agent.spec,
@@ -370,18 +381,20 @@ impl Store {
                     agent.probe,
                     agent.restart_at,
                 ]);
-            match inserted {
-                Ok(_) => {}
-                Err(error)
-                    if error.sqlite_error_code()
-                        == Some(rusqlite::ErrorCode::ConstraintViolation)
-                        && error.to_string().contains("agents.name") =>
-                {
-                    return Err(StoreError::NameTaken(agent.name.clone()));
+                match inserted {
+                    Ok(_) => {}
+                    Err(error)
+                        if error.sqlite_error_code()
+                            == Some(rusqlite::ErrorCode::ConstraintViolation)
+                            && error.to_string().contains("agents.name") =>
+                    {
+                        return Err(StoreError::NameTaken(agent.name.clone()));
+                    }
+                    Err(error) => return Err(error.into()),
                 }
-                Err(error) => return Err(error.into()),
+                write_run(transaction, agent, run)?;
             }
-            write_run(transaction, agent, run)
+            Ok(())
         })
     }
 

@@ -13,6 +13,10 @@ pub struct DoctorReport {
     pub version: String,
     /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// Windows' WSL version when this Linux runs in it (2: a real Linux
+    /// kernel; 1: no pidfds nor cgroups, wrangle cannot work).
+    #[serde(default)]
+    pub wsl: Option<u8>,
     /// True when the daemon runs as root.
     pub root: bool,
     /// The daemon's user id.
@@ -36,6 +40,9 @@ pub struct DoctorReport {
     /// True when the kernel can start a process right in its cgroup
     /// (`clone3` with `CLONE_INTO_CGROUP`, Linux 5.7+).
     pub clone_into_cgroup: bool,
+    /// How many agents this machine can hold, by its kernel's limits.
+    #[serde(default)]
+    pub capacity: Option<Capacity>,
     /// Where the daemon receives the agents' own telemetry (OTLP over
     /// HTTP, loopback), if it could bind its port.
     #[serde(default)]
@@ -58,6 +65,28 @@ pub struct ContainmentReport {
     pub controllers: Vec<String>,
     /// One line for people.
     pub description: String,
+}
+
+/// How many agents the kernel's limits leave room for: each running agent
+/// takes at least two pids (its shim and itself), a descriptor of the
+/// daemon's (its shim's pidfd) and an inotify watch (its run directory).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Capacity {
+    /// Running agents the limits below leave room for, besides those
+    /// running now.
+    pub agents: u64,
+    /// The limit that sets it.
+    pub limited_by: String,
+    /// `kernel.pid_max`: the most pids (and threads) at once.
+    pub pid_max: Option<u64>,
+    /// Threads that exist now, of all users.
+    pub threads: Option<u64>,
+    /// The daemon's open-file limit (soft; raised to the hard one at start).
+    pub open_files: Option<u64>,
+    /// Descriptors the daemon holds now.
+    pub open_files_used: Option<u64>,
+    /// `fs.inotify.max_user_watches`.
+    pub inotify_watches: Option<u64>,
 }
 
 /// How one kind of limit is enforced on this machine.

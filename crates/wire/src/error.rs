@@ -47,6 +47,22 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// What went wrong and, where it helps, what to do.
     pub message: String,
+    /// Of a batch refused, each bad item and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<ItemError>,
+}
+
+/// One bad item of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ItemError {
+    /// Its place in the batch, from 0.
+    pub index: usize,
+    /// Its name, if it gave one.
+    pub name: Option<String>,
+    /// Class of the error.
+    pub code: ErrorCode,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// The body of every error response.
@@ -63,6 +79,7 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                items: Vec::new(),
             },
         }
     }

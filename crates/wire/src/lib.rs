@@ -6,6 +6,14 @@
 //! This crate depends on serde and small parsing helpers only; it never
 //! reaches into the daemon.
 
+// Every other crate of wrangle builds on this one: on another system the
+// build stops here, with one sentence, before anything trips over Linux's
+// own calls.
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "wrangle runs on Linux only (kernel 5.3 or later); on Windows, run it inside WSL2, on macOS inside a Linux VM or container"
+);
+
 pub mod agent;
 pub mod cost;
 pub mod doctor;
@@ -24,8 +32,8 @@ pub mod state;
 
 pub use agent::AgentView;
 pub use cost::{CostBy, CostQuery, CostReport, CostRow};
-pub use doctor::DoctorReport;
-pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use doctor::{Capacity, DoctorReport};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail, ItemError};
 pub use events::{Cause, Event, EventAgent, EventKind, EventsQuery, Notice, StreamMessage};
 pub use group::{GroupView, SetGroup};
 pub use limits::{Enforcement, LimitsView};

@@ -38,12 +38,48 @@ pub struct CreateAgent {
     pub options: RunOptions,
 }
 
+/// `POST /v1/agents/batch`: many agents created in one request, all or
+/// none: one bad item refuses the whole batch, naming each bad item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgents {
+    /// The base environment of every agent that gives none of its own
+    /// (sent once for the batch, not once per agent).
+    #[serde(default)]
+    pub inherit_env: Option<BTreeMap<String, String>>,
+    /// The agents, started in this order.
+    pub agents: Vec<CreateAgent>,
+}
+
+/// `POST /v1/agents/batch`: check only, or create.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct BatchQuery {
+    /// Check the batch as a create would (all but the names being free)
+    /// and create nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
 /// `GET /v1/agents`: which agents to list.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// Include agents that have ended.
     #[serde(default)]
     pub all: bool,
+    /// Only agents in one of these states (comma-separated, e.g.
+    /// `running,backoff`); ended states need no `all`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only agents of this group.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Only agents with these labels (comma-separated `KEY=VALUE`, or
+    /// `KEY` for any value).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// At most this many agents (the oldest first).
+    #[serde(default)]
+    pub limit: Option<usize>,
 }
 
 /// `POST /v1/stop`: stop agents with the staged stop and wait for them.

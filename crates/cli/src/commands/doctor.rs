@@ -49,7 +49,13 @@ fn describe(report: &DoctorReport) -> String {
     let mut table = Table::headless();
     for (key, value) in [
         ("wrangle", report.version.clone()),
-        ("kernel", report.kernel.clone()),
+        (
+            "kernel",
+            match report.wsl {
+                Some(version) => format!("{} (Windows, WSL{version})", report.kernel),
+                None => report.kernel.clone(),
+            },
+        ),
         (
             "user",
             format!(
@@ -72,6 +78,18 @@ fn describe(report: &DoctorReport) -> String {
         ("nofile limits", limit(&report.nofile)),
         ("pidfd", yes_no(report.pidfd)),
         ("clone3 into cgroup", yes_no(report.clone_into_cgroup)),
+        (
+            "capacity",
+            report.capacity.as_ref().map_or_else(
+                || "unknown".to_string(),
+                |capacity| {
+                    format!(
+                        "room for {} more running agents (limited by {})",
+                        capacity.agents, capacity.limited_by
+                    )
+                },
+            ),
+        ),
         (
             "telemetry",
             report.telemetry.as_ref().map_or_else(
@@ -134,6 +152,8 @@ mod tests {
             pidfd: true,
             clone_into_cgroup: false,
             telemetry: None,
+            capacity: None,
+            wsl: None,
             problems: vec![Problem {
                 essential: false,
                 problem: "--pids-max cannot be enforced".into(),

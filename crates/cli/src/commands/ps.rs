@@ -6,7 +6,7 @@ use crate::format::{bytes, command_line, cpu_percent, truncate, uptime, usd};
 use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
-use wrangle_wire::AgentView;
+use wrangle_wire::{AgentView, ListQuery};
 
 /// Widest COMMAND cell; longer command lines end in `…`.
 const COMMAND_WIDTH: usize = 50;
@@ -14,7 +14,7 @@ const COMMAND_WIDTH: usize = 50;
 /// Lists agents, oldest first (the daemon's order), as a table or as JSON
 /// (each agent as the daemon sent it).
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
-    let path = routes::list(args.all);
+    let path = routes::list_matching(&query_of(args));
     if args.json {
         // Printed as received: no need to decode thousands of agents.
         output::print_json_text(&client.get_raw(&path).await?)?;
@@ -23,6 +23,28 @@ pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
         output::print(&table(&agents))?;
     }
     Ok(0)
+}
+
+/// The list query of `ps`' arguments: filters of one key add up (two
+/// states are either; two labels are both).
+fn query_of(args: &PsArgs) -> ListQuery {
+    let mut query = ListQuery {
+        all: args.all,
+        limit: args.limit,
+        ..ListQuery::default()
+    };
+    for (key, value) in &args.filter {
+        let slot = match key.as_str() {
+            "state" => &mut query.state,
+            "group" => &mut query.group,
+            _ => &mut query.label,
+        };
+        *slot = Some(match slot.take() {
+            Some(before) if key != "group" => format!("{before},{value}"),
+            _ => value.clone(),
+        });
+    }
+    query
 }
 
 /// `ID NAME STATE HEALTH PID CPU MEM COST UPTIME COMMAND`, one row per

@@ -16,24 +16,50 @@ use crate::{output, routes};
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use wrangle_wire::{AgentView, SetGroup, State, StopRequest, StopResult};
+use wrangle_wire::{AgentView, CreateAgents, ErrorBody, SetGroup, State, StopRequest, StopResult};
+
+/// Most agents created per request: a batch is all or none, and its
+/// answer holds every agent's view.
+const BATCH_SIZE: usize = 1000;
 
 /// Reads and checks the file: every agent as the daemon would take it,
-/// before anything is started.
+/// in one request, before anything is started.
 async fn load(client: &Client, file: &Path) -> Result<Declaration> {
     let path = absolute(file)?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let declaration = declaration::parse(&path, &text)?;
-    for agent in &declaration.agents {
-        if let Err(error) = client
-            .post_accepted(&routes::validate(), &agent.request)
-            .await
-        {
-            return Err(locate(client, &declaration.path, agent, error).await.into());
-        }
+    let batch = CreateAgents {
+        inherit_env: None,
+        agents: declaration
+            .agents
+            .iter()
+            .map(|agent| agent.request.clone())
+            .collect(),
+    };
+    let Err(error) = client.post_accepted(&routes::batch(true), &batch).await else {
+        return Ok(declaration);
+    };
+    let items = error
+        .downcast_ref::<ErrorBody>()
+        .map(|body| body.error.items.clone())
+        .unwrap_or_default();
+    if items.is_empty() {
+        return Err(error);
     }
-    Ok(declaration)
+    let mut located = Vec::new();
+    for item in &items {
+        let Some(agent) = declaration.agents.get(item.index) else {
+            continue;
+        };
+        let error = anyhow!("{}", item.message);
+        located.push(
+            locate(client, &declaration.path, agent, error)
+                .await
+                .to_string(),
+        );
+    }
+    Err(anyhow!("{}", located.join("\n")))
 }
 
 /// Pins the daemon's objection to an agent on the key that causes it (the
@@ -100,23 +126,26 @@ pub async fn up(client: &Client, args: &UpArgs) -> Result<u8> {
         let _: serde_json::Value = client.put(&routes::group(&group.name), &request).await?;
     }
     let existing = agents_by_name(client).await?;
-    let environment = utf8_environment(std::env::vars_os());
-    let mut failed = false;
-    for agent in &declaration.agents {
+    // What happened to each agent, in the file's order.
+    let mut lines: Vec<Option<Result<String>>> = Vec::new();
+    // Those to create, with why (for one recreated).
+    let mut to_create: Vec<(usize, Option<String>)> = Vec::new();
+    for (index, agent) in declaration.agents.iter().enumerate() {
         let line = match existing.get(&agent.name) {
-            None => create(client, agent, &environment).await.map(|id| {
-                format!("{}: created ({})", agent.name, short(&id))
-            }),
-            Some(found) if !declared_in(found, &declaration.path) => Err(anyhow!(
+            None => {
+                to_create.push((index, None));
+                None
+            }
+            Some(found) if !declared_in(found, &declaration.path) => Some(Err(anyhow!(
                 "an agent of this name exists that {} did not start; rename the agent in the file, or remove the other (`wrangle rm {}`)",
                 declaration.path.display(),
                 agent.name
-            )),
+            ))),
             Some(found)
                 if found.labels.get(HASH_LABEL).map(String::as_str) == Some(agent.hash())
                     && !found.state.is_ended() =>
             {
-                Ok(format!("{}: unchanged ({})", agent.name, found.state))
+                Some(Ok(format!("{}: unchanged ({})", agent.name, found.state)))
             }
             Some(found) => {
                 let why = if found.state.is_ended() {
@@ -124,17 +153,57 @@ pub async fn up(client: &Client, args: &UpArgs) -> Result<u8> {
                 } else {
                     "its declaration changed".to_string()
                 };
-                replace(client, found, agent, &environment)
+                // Stopped (if need be) and removed, then created anew
+                // under the same name with the others.
+                match client
+                    .delete::<AgentView>(&routes::remove(&found.id, true))
                     .await
-                    .map(|id| format!("{}: recreated ({}), as {why}", agent.name, short(&id)))
+                {
+                    Ok(_) => {
+                        to_create.push((index, Some(why)));
+                        None
+                    }
+                    Err(error) => Some(Err(error)),
+                }
             }
         };
-        match line {
-            Ok(line) => output::print_line(&line)?,
+        lines.push(line);
+    }
+    let environment = utf8_environment(std::env::vars_os());
+    for chunk in to_create.chunks(BATCH_SIZE) {
+        let batch = CreateAgents {
+            inherit_env: Some(environment.clone()),
+            agents: chunk
+                .iter()
+                .map(|(index, _)| declaration.agents[*index].request.clone())
+                .collect(),
+        };
+        match client
+            .post::<_, Vec<AgentView>>(&routes::batch(false), &batch)
+            .await
+        {
+            Ok(created) => {
+                for ((index, why), agent) in chunk.iter().zip(created) {
+                    lines[*index] = Some(created_line(&agent, why.as_deref()));
+                }
+            }
             Err(error) => {
+                let error = format!("{error:#}");
+                for (index, _) in chunk {
+                    lines[*index] = Some(Err(anyhow!("not created: {error}")));
+                }
+            }
+        }
+    }
+    let mut failed = false;
+    for (agent, line) in declaration.agents.iter().zip(lines) {
+        match line {
+            Some(Ok(line)) => output::print_line(&line)?,
+            Some(Err(error)) => {
                 failed = true;
                 output::print_error(&error.context(agent.name.clone()));
             }
+            None => {}
         }
     }
     Ok(u8::from(failed))
@@ -144,34 +213,20 @@ fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
 
-/// Creates the agent; a failed exec is an error.
-async fn create(
-    client: &Client,
-    agent: &DeclaredAgent,
-    environment: &std::collections::BTreeMap<String, String>,
-) -> Result<String> {
-    let mut request = agent.request.clone();
-    request.inherit_env = Some(environment.clone());
-    let created: AgentView = client.post(&routes::agents(), &request).await?;
+/// What `up` says of an agent it created (`why`: it was recreated); a
+/// failed exec is an error.
+fn created_line(created: &AgentView, why: Option<&str>) -> Result<String> {
     if created.state == State::Failed && created.started_at.is_none() {
         return Err(anyhow!(
             "cannot start: {}",
-            created.reason.unwrap_or_else(|| "the exec failed".into())
+            created.reason.as_deref().unwrap_or("the exec failed")
         ));
     }
-    Ok(created.id)
-}
-
-/// Stops (if need be) and removes `found`, then creates the declared agent
-/// under the same name.
-async fn replace(
-    client: &Client,
-    found: &AgentView,
-    agent: &DeclaredAgent,
-    environment: &std::collections::BTreeMap<String, String>,
-) -> Result<String> {
-    let _: AgentView = client.delete(&routes::remove(&found.id, true)).await?;
-    create(client, agent, environment).await
+    let id = short(&created.id);
+    Ok(match why {
+        None => format!("{}: created ({id})", created.name),
+        Some(why) => format!("{}: recreated ({id}), as {why}", created.name),
+    })
 }
 
 /// `wrangle down`: stops every agent the file declares that runs.

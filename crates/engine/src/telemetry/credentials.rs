@@ -131,11 +131,13 @@ mod tests {
         );
         // Another run, another agent, a cut or changed MAC: refused.
         let mac = token.rsplit_once('.').unwrap().1;
+        // The last digit changed (to one it is not).
+        let changed = if mac.ends_with('0') { '1' } else { '0' };
         for forged in [
             format!("ag1.4.{mac}"),
             format!("ag2.3.{mac}"),
             format!("ag1.3.{}", &mac[..30]),
-            format!("ag1.3.{}0", &mac[..31]),
+            format!("ag1.3.{}{changed}", &mac[..31]),
             "ag1.3".to_string(),
             String::new(),
         ] {

@@ -13,6 +13,7 @@
 
 pub mod calls;
 mod credentials;
+pub(crate) mod intake;
 mod plan;
 mod receive;
 pub mod tools;
@@ -95,8 +96,9 @@ pub struct RunTelemetry {
     pub plan: Plan,
     /// The model calls counted.
     pub calls: CallFigures,
-    /// Keys of the calls counted, so that none counts twice.
-    seen: HashSet<String>,
+    /// Keys of the calls counted (see [`key_id`]), so that none counts
+    /// twice; numbers, not strings, since a delivery clones the set.
+    seen: HashSet<u64>,
     /// When the last record came.
     pub last_at: Option<DateTime<Utc>>,
     /// A model call being retried, as the telemetry says (Codex's retries
@@ -120,7 +122,7 @@ impl RunTelemetry {
             tools: ToolActivity::default(),
         };
         for call in stored {
-            telemetry.seen.insert(call.key.clone());
+            telemetry.seen.insert(key_id(&call.key));
             telemetry
                 .calls
                 .add(&call.model, &call.tokens, call.cost_usd);
@@ -131,12 +133,12 @@ impl RunTelemetry {
 
     /// Whether the call of `key` was counted already.
     pub fn has_seen(&self, key: &str) -> bool {
-        self.seen.contains(key)
+        self.seen.contains(&key_id(key))
     }
 
     /// Counts one call.
     pub fn count(&mut self, call: &TelemetryCall) {
-        if self.seen.insert(call.key.clone()) {
+        if self.seen.insert(key_id(&call.key)) {
             self.calls.add(&call.model, &call.tokens, call.cost_usd);
         }
     }
@@ -169,6 +171,20 @@ impl RunTelemetry {
             retry.attempt
         ))
     }
+}
+
+/// A record's key as a number: its first 64 bits (keys are hex digests),
+/// else a hash of it. Two records of one run alike in these are as
+/// likely as a collision of random 64-bit numbers.
+pub fn key_id(key: &str) -> u64 {
+    key.get(..16)
+        .and_then(|head| u64::from_str_radix(head, 16).ok())
+        .unwrap_or_else(|| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut hasher);
+            hasher.finish()
+        })
 }
 
 /// How long a retry the telemetry reported explains silence.

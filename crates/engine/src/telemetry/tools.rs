@@ -142,8 +142,8 @@ pub struct ToolActivity {
     pub denials: Vec<Denial>,
     /// Refusals in all.
     pub denied: u64,
-    recent: VecDeque<String>,
-    recent_keys: HashSet<String>,
+    recent: VecDeque<u64>,
+    recent_keys: HashSet<u64>,
 }
 
 impl ToolActivity {
@@ -153,10 +153,11 @@ impl ToolActivity {
         let Some(tool) = tool_record(record) else {
             return false;
         };
-        if !self.recent_keys.insert(record.key.clone()) {
+        let key = super::key_id(&record.key);
+        if !self.recent_keys.insert(key) {
             return false;
         }
-        self.recent.push_back(record.key.clone());
+        self.recent.push_back(key);
         if self.recent.len() > RECENT_KEPT {
             if let Some(old) = self.recent.pop_front() {
                 self.recent_keys.remove(&old);
