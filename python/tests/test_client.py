@@ -41,6 +41,18 @@ def test_run_starts_the_command_given(client: wrangle.Client, tmp_path: "os.Path
     assert os.readlink(f"/proc/{agent.pid}/cwd") == os.fspath(tmp_path)
     assert client.inspect("napper").pid == agent.pid
     assert [a.name for a in client.ps()] == ["napper"]
+    client.run(["true"], name="quick", labels={"team": "other"})
+    client.wait("quick")
+    assert [a.name for a in client.ps(all=True)] == ["napper", "quick"]
+    assert [a.name for a in client.ps(state=wrangle.State.COMPLETED)] == ["quick"]
+    assert [a.name for a in client.ps(state=["running", "completed"], label={"team": None})] == [
+        "napper",
+        "quick",
+    ]
+    assert [a.name for a in client.ps(all=True, label="team=py")] == ["napper"]
+    assert [a.name for a in client.ps(all=True, limit=1)] == ["napper"]
+    with pytest.raises(wrangle.InvalidArgument):
+        client.ps(state="sleeping")
 
 
 def test_a_failed_exec_raises_with_the_os_error(client: wrangle.Client) -> None:

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from . import _convert
 from ._http import Call
-from ._types import Agent, Event, Gap, LogStream, UpResult
+from ._types import Agent, Event, Gap, LogStream, State, UpResult
 from .errors import DaemonError, InvalidArgument, StartFailed
 
 T = TypeVar("T")
@@ -190,9 +190,39 @@ def read_list(cls: Type[T], value: Any) -> List[T]:
         raise DaemonError(f"cannot read the daemon's answer: {error}") from None
 
 
-def listing(all: bool) -> Call:
-    """``GET /v1/agents``."""
-    return Call("GET", "/v1/agents", params={"all": "true"} if all else None)
+StateFilter = Union[None, str, State, Iterable[Union[str, State]]]
+"""States to list: ``"running"``, ``State.FAILED``, ``["running", "backoff"]``."""
+
+LabelFilter = Union[None, str, Mapping[str, Optional[str]]]
+"""Labels to list: ``"team=py"``, or ``{"team": "py", "urgent": None}`` (any value)."""
+
+
+def listing(
+    all: bool,
+    state: StateFilter = None,
+    group: Optional[str] = None,
+    label: LabelFilter = None,
+    limit: Optional[int] = None,
+) -> Call:
+    """``GET /v1/agents``, filtered by the daemon."""
+    params: Dict[str, str] = {}
+    if all:
+        params["all"] = "true"
+    if state is not None:
+        states = [state] if isinstance(state, (str, State)) else list(state)
+        params["state"] = ",".join(s.value if isinstance(s, State) else str(s) for s in states)
+    if group is not None:
+        params["group"] = group
+    if label is not None:
+        if isinstance(label, str):
+            params["label"] = label
+        else:
+            params["label"] = ",".join(
+                key if value is None else f"{key}={value}" for key, value in label.items()
+            )
+    if limit is not None:
+        params["limit"] = str(limit)
+    return Call("GET", "/v1/agents", params=params or None)
 
 
 def stop(agents: Iterable[str], all: bool, timeout: Optional[Duration]) -> Call:

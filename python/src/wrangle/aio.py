@@ -118,9 +118,17 @@ class AsyncClient:
         value = await self._http.json(call)
         return _api.started(value) if check else _api.agent_from(value)
 
-    async def ps(self, all: bool = False) -> List[Agent]:
+    async def ps(
+        self,
+        all: bool = False,
+        *,
+        state: _api.StateFilter = None,
+        group: Optional[str] = None,
+        label: _api.LabelFilter = None,
+        limit: Optional[int] = None,
+    ) -> List[Agent]:
         """See :meth:`Client.ps`."""
-        return _api.read_list(Agent, await self._http.json(_api.listing(all)))
+        return _api.read_list(Agent, await self._http.json(_api.listing(all, state, group, label, limit)))
 
     async def inspect(self, agent: str) -> Agent:
         """See :meth:`Client.inspect`."""

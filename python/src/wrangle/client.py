@@ -122,10 +122,20 @@ class Client:
         value = self._http.json(call)
         return _api.started(value) if check else _api.agent_from(value)
 
-    def ps(self, all: bool = False) -> List[Agent]:
+    def ps(
+        self,
+        all: bool = False,
+        *,
+        state: _api.StateFilter = None,
+        group: Optional[str] = None,
+        label: _api.LabelFilter = None,
+        limit: Optional[int] = None,
+    ) -> List[Agent]:
         """The agents that have not ended, oldest first; ``all=True`` adds
-        those that have."""
-        return _api.read_list(Agent, self._http.json(_api.listing(all)))
+        those that have. The daemon filters by ``state`` (one or more; an
+        ended state needs no ``all``), ``group``, ``label`` and takes at
+        most ``limit``."""
+        return _api.read_list(Agent, self._http.json(_api.listing(all, state, group, label, limit)))
 
     def inspect(self, agent: str) -> Agent:
         """One agent by id, name or unique id prefix."""

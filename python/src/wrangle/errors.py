@@ -6,10 +6,10 @@ Every error answer of the daemon is ``{"error": {"code": ..., "message":
 ``str(error)`` is the daemon's message, written for people.
 """
 
-from typing import TYPE_CHECKING, Dict, Optional, Type
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Type
 
 if TYPE_CHECKING:
-    from ._types import Agent
+    from ._types import Agent, UpResult
 
 
 class DaemonError(Exception):
@@ -28,6 +28,8 @@ class DaemonError(Exception):
             self.code = code
         self.status = status
         """The HTTP status of the answer, when there was one."""
+        self.items: List[Dict[str, Any]] = []
+        """Of a batch refused, each bad item: ``index``, ``name``, ``code``, ``message``."""
 
     def __str__(self) -> str:
         return self.message
@@ -116,7 +118,7 @@ class UpFailed(DaemonError):
 
     code = "up_failed"
 
-    def __init__(self, message: str, results: "list[object]"):
+    def __init__(self, message: str, results: "List[UpResult]"):
         super().__init__(message)
         self.results = results
 
@@ -147,7 +149,11 @@ def from_answer(status: int, body: bytes) -> DaemonError:
         detail = json.loads(body)["error"]
         code, message = detail["code"], detail["message"]
         if isinstance(code, str) and isinstance(message, str):
-            return ERRORS.get(code, DaemonError)(message, code=code, status=status)
+            error = ERRORS.get(code, DaemonError)(message, code=code, status=status)
+            items = detail.get("items")
+            if isinstance(items, list):
+                error.items = [item for item in items if isinstance(item, dict)]
+            return error
     except (ValueError, KeyError, TypeError):
         pass
     text = body.decode("utf-8", "replace").strip()[:300]
