@@ -44,6 +44,7 @@ mod floor;
 mod measure;
 mod otlp;
 mod procinfo;
+mod python;
 mod report;
 mod sessions;
 mod start;
@@ -171,6 +172,11 @@ struct Args {
     /// Skip the baseline fleet with `--telemetry off`.
     #[arg(long)]
     no_telemetry_baseline: bool,
+    /// Also start N agents from Python with the client (python/bench/start.py,
+    /// run by this Python, which needs httpx: e.g. .cache/python/bin/python),
+    /// taking turns with as many starts over the API from Rust (see python.rs).
+    #[arg(long, value_name = "PYTHON")]
+    python: Option<PathBuf>,
 }
 
 /// The agents' command.
@@ -256,8 +262,19 @@ fn run(args: Args) -> Result<ExitCode> {
     }
 
     let mut figures = Vec::new();
+    let mut python_starts = Vec::new();
     for &n in &args.agents {
         figures.push(runtime.block_on(bench_one(&args, &binary, &tag, n, &mut machine))?);
+        if let Some(python) = &args.python {
+            python_starts.push(runtime.block_on(python::compare(
+                &args,
+                python,
+                &binary,
+                &tag,
+                n,
+                &mut machine,
+            ))?);
+        }
     }
     drop(guard);
     let left = cleanup::leftovers();
@@ -265,13 +282,14 @@ fn run(args: Args) -> Result<ExitCode> {
         eprintln!("processes left behind: {left:?}");
     }
 
-    let text = report::markdown(
+    let mut text = report::markdown(
         &machine,
         &binary.display().to_string(),
         &figures,
         &Targets::default(),
         left.len(),
     );
+    text.push_str(&python::markdown(&python_starts));
     finish(&args, &text, left.is_empty())
 }
 
