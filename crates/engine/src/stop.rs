@@ -47,18 +47,35 @@ impl Engine {
             }
             ids
         };
-        let mut stops = JoinSet::new();
-        for (position, id) in ids.into_iter().enumerate() {
-            let engine = self.clone();
-            stops.spawn(async move { (position, engine.stop_one(&id, timeout, cause).await) });
-        }
-        let mut results = Vec::new();
-        while let Some(joined) = stops.join_next().await {
-            let (position, result) = joined.map_err(|e| EngineError::internal(e.to_string()))?;
-            results.push((position, result?));
-        }
-        results.sort_by_key(|(position, _)| *position);
-        Ok(results.into_iter().map(|(_, result)| result).collect())
+        // Those running are `stopping` in one write, each stop below then
+        // finds it done.
+        self.transition_each(&ids, |status| {
+            if status.state == State::Running {
+                status.state = State::Stopping;
+                status.reason = Some(stop_reason(cause).into());
+                status.run.cause = Some(cause);
+            }
+        })?;
+        // A task of its own: a client that goes away does not leave the
+        // agents `stopping` with no stop sent.
+        let engine = self.clone();
+        tokio::spawn(async move {
+            let mut stops = JoinSet::new();
+            for (position, id) in ids.into_iter().enumerate() {
+                let engine = engine.clone();
+                stops.spawn(async move { (position, engine.stop_one(&id, timeout, cause).await) });
+            }
+            let mut results = Vec::new();
+            while let Some(joined) = stops.join_next().await {
+                let (position, result) =
+                    joined.map_err(|e| EngineError::internal(e.to_string()))?;
+                results.push((position, result?));
+            }
+            results.sort_by_key(|(position, _)| *position);
+            Ok(results.into_iter().map(|(_, result)| result).collect())
+        })
+        .await
+        .map_err(|error| EngineError::internal(format!("the stops failed: {error}")))?
     }
 
     /// Stops one agent for `cause` with its stop signal and `timeout` (or

@@ -408,14 +408,24 @@ impl Store {
         at: DateTime<Utc>,
         events: &[EventRecord],
     ) -> Result<()> {
+        self.record_many(&[(agent, run)], at, events)
+    }
+
+    /// [`Store::record`] of many agents' changes in one transaction.
+    pub fn record_many(
+        &mut self,
+        changes: &[(&AgentRow, &RunRow)],
+        at: DateTime<Utc>,
+        events: &[EventRecord],
+    ) -> Result<()> {
         self.write_with_events(events, |transaction| {
-            transaction
-                .prepare_cached(
-                    "UPDATE agents SET state = ?2, reason = ?3, run = ?4, updated_at = ?5,
-                         health = ?6, health_reason = ?7, probe = ?8, restart_at = ?9
-                     WHERE id = ?1",
-                )?
-                .execute(params![
+            let mut update = transaction.prepare_cached(
+                "UPDATE agents SET state = ?2, reason = ?3, run = ?4, updated_at = ?5,
+                     health = ?6, health_reason = ?7, probe = ?8, restart_at = ?9
+                 WHERE id = ?1",
+            )?;
+            for (agent, run) in changes {
+                update.execute(params![
                     agent.id,
                     agent.state.as_str(),
                     agent.reason,
@@ -426,7 +436,9 @@ impl Store {
                     agent.probe,
                     agent.restart_at,
                 ])?;
-            write_run(transaction, agent, run)
+                write_run(transaction, agent, run)?;
+            }
+            Ok(())
         })
     }
 
