@@ -272,3 +272,47 @@ fn ps_filters_in_the_daemon_by_state_group_and_label_and_limits() {
     );
     assert!(refused.stderr.contains("running"), "{}", refused.stderr);
 }
+
+#[test]
+fn a_daemon_out_of_descriptors_leaves_no_agent_unwatched() {
+    let home = Home::new();
+    // A daemon allowed 256 open files (soft and hard: it cannot raise
+    // them), asked for 300 agents: some cannot be started, and none of
+    // those may run on unwatched.
+    let started = std::process::Command::new("prlimit")
+        .arg("--nofile=256")
+        .arg(env!("CARGO_BIN_EXE_wrangle"))
+        .arg("daemon")
+        .env("WRANGLE_HOME", home.path())
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(started.success());
+    const COUNT: usize = 300;
+    const SECONDS: u64 = 7_800_000;
+    let answer = post_batch(&home, &batch("tight", COUNT, SECONDS));
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    let agents = answer.json();
+    let running = processes_by_command();
+    let mut states: HashMap<String, usize> = HashMap::new();
+    for (i, agent) in agents.as_array().unwrap().iter().enumerate() {
+        let command = format!("sleep {}", SECONDS + i as u64);
+        let processes = running.get(&command).copied().unwrap_or(0);
+        let state = agent["state"].as_str().unwrap();
+        *states.entry(state.to_string()).or_default() += 1;
+        if state == "running" {
+            assert_eq!(processes, 1, "{agent:#}");
+        } else {
+            assert_eq!(processes, 0, "not running, yet its process runs: {agent:#}");
+            assert_eq!(state, "failed", "{agent:#}");
+        }
+    }
+    eprintln!("out of descriptors: {states:?}");
+    assert!(
+        states.contains_key("failed"),
+        "some starts fail: {states:?}"
+    );
+    home.ok(&["stop", "--all"]);
+    assert!(processes_by_command()
+        .keys()
+        .all(|line| !line.starts_with("sleep 78")));
+}

@@ -354,6 +354,15 @@ impl Engine {
                 recorded.map(drop)
             }
             Started::Failed { shim, reason } => {
+                if shim.is_none() {
+                    // A shim may have been forked before the start failed
+                    // (the daemon out of descriptors), and killed then:
+                    // whatever it started must not run on unwatched.
+                    match crate::executor::read_state(&run.dir) {
+                        Ok(state) => crate::executor::kill_leftovers(&state),
+                        Err(_) => crate::executor::kill_tree(shim_spec.cgroup.as_deref(), None),
+                    }
+                }
                 let recorded = self.transition(id, |status| {
                     status.state = State::Failed;
                     status.reason = Some(reason);

@@ -161,7 +161,16 @@ impl LocalShims {
             .stderr(shim_log)
             .spawn()?;
         // Our unreaped child: its pid cannot be reused before we reap it.
-        let shim = PidFd::open_child(child.id() as i32)?;
+        let shim = match PidFd::open_child(child.id() as i32) {
+            Ok(shim) => shim,
+            Err(error) => {
+                // Nothing could watch it: it dies before it starts the
+                // agent (it waits for nothing from us, so at once).
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error);
+            }
+        };
         let report = child.stdout.take().expect("stdout is piped");
         Ok((shim, OwnedFd::from(report)))
     }

@@ -43,13 +43,14 @@ const OPEN_FILES_SHARE: u64 = 2;
 /// Starts the sampler's thread; it ends once the engine is gone.
 pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
     let interval = interval.max(wrangle_wire::parse::MIN_SAMPLE_INTERVAL);
-    let limit = wrangle_os::sample::open_file_limit().map_or(usize::MAX, |limit| {
-        usize::try_from(limit / OPEN_FILES_SHARE).unwrap_or(usize::MAX)
+    let open_files = wrangle_os::sample::open_file_limit().map_or(usize::MAX, |limit| {
+        usize::try_from(limit).unwrap_or(usize::MAX)
     });
+    let limit = open_files / OPEN_FILES_SHARE as usize;
     thread::Builder::new()
         .name("wrangle-sampler".into())
         .spawn(move || {
-            let new_sampler = || Sampler::new(limit, true);
+            let new_sampler = || Sampler::new(limit, open_files, true);
             let mut sampler = new_sampler();
             let mut next = Instant::now();
             loop {
@@ -86,10 +87,10 @@ impl Sampler {
     /// A sampler watching no run yet, that may keep `limit` files open and
     /// takes changes of files from the kernel when `kernel_changes` (else
     /// it looks at every run's files on every tick).
-    fn new(limit: usize, kernel_changes: bool) -> Sampler {
+    fn new(limit: usize, open_files: usize, kernel_changes: bool) -> Sampler {
         Sampler {
             runs: HashMap::new(),
-            scratch: Scratch::new(limit),
+            scratch: Scratch::new(limit, open_files),
             changes: Changes::new(kernel_changes),
         }
     }
@@ -127,7 +128,7 @@ impl Sampler {
     /// Samples every run watched, once.
     fn sample(&mut self) {
         self.changes.drain(&mut self.runs);
-        self.scratch.start_tick();
+        self.scratch.start_tick(self.runs.len());
         let now = Instant::now();
         let wall = Utc::now();
         for run in self.runs.values_mut() {

@@ -139,6 +139,17 @@ fn ask(socket: &OwnedFd, request: &[u8], report: &OwnedFd) -> Result<PidFd, Aske
     let (length, mut fds) = fdpass::receive(socket.as_fd(), &mut buffer).map_err(Asked::Broken)?;
     match Reply::decode(&buffer[..length]) {
         Some(Reply::Forked(id)) if fds.len() == 1 => Ok(PidFd::from_parent(fds.remove(0), id)),
+        // Forked, but its pidfd did not come (the daemon is out of
+        // descriptors): nothing could watch that shim, so it dies now,
+        // before it can start the agent (it is the zygote's unreaped
+        // child, so its pid is still its own).
+        Some(Reply::Forked(id)) => {
+            let pid = id.pid;
+            let _ = wrangle_os::signals::send(pid, libc::SIGKILL);
+            Err(Asked::Refused(io::Error::other(format!(
+                "the shim zygote forked shim {pid} but its pidfd did not arrive (out of descriptors?); it was killed"
+            ))))
+        }
         Some(Reply::Failed(errno)) => Err(Asked::Refused(io::Error::from_raw_os_error(errno))),
         _ if length == 0 => Err(Asked::Broken(io::Error::from(io::ErrorKind::UnexpectedEof))),
         _ => Err(Asked::Broken(io::Error::new(

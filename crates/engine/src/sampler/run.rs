@@ -61,6 +61,14 @@ struct LiveSession {
     stderr: Option<Tail>,
 }
 
+/// Files each run holds open outside the sampler: its shim's pidfd, and
+/// one more while it starts.
+const FILES_OUTSIDE_A_RUN: usize = 2;
+
+/// Files kept free of the sampler's for everything else: the API's
+/// connections, the store, followed logs, files opened within a tick.
+const FILES_RESERVED: usize = 1024;
+
 /// What the runs of one tick share: buffers reused from tick to tick, and
 /// how many more files may be kept open.
 #[derive(Debug)]
@@ -77,13 +85,17 @@ pub struct Scratch {
     budget: usize,
     /// Most files the sampler keeps open between ticks.
     limit: usize,
+    /// The process's own limit of open files, which the runs' pidfds and
+    /// the API's connections need their part of.
+    open_files: usize,
     ticks_per_second: u64,
     page_size: u64,
 }
 
 impl Scratch {
-    /// Buffers for a sampler that may keep `limit` files open.
-    pub fn new(limit: usize) -> Scratch {
+    /// Buffers for a sampler that may keep `limit` files open, of the
+    /// process's `open_files`.
+    pub fn new(limit: usize, open_files: usize) -> Scratch {
         Scratch {
             buffer: Vec::new(),
             file: Vec::new(),
@@ -91,14 +103,27 @@ impl Scratch {
             visited: HashSet::new(),
             budget: limit,
             limit,
+            open_files,
             ticks_per_second: sample::ticks_per_second(),
             page_size: sample::page_size(),
         }
     }
 
-    /// Starts a tick: the whole budget of open files is available again.
-    pub fn start_tick(&mut self) {
-        self.budget = self.limit;
+    /// Starts a tick of `runs` runs: the whole budget of open files is
+    /// available again, less what the runs need outside the sampler (a
+    /// pidfd each, and room for starts, connections and the store), so
+    /// that a fleet of thousands never runs the daemon out of files.
+    pub fn start_tick(&mut self, runs: usize) {
+        let elsewhere = runs
+            .saturating_mul(FILES_OUTSIDE_A_RUN)
+            .saturating_add(FILES_RESERVED);
+        self.budget = self.limit.min(self.open_files.saturating_sub(elsewhere));
+    }
+
+    /// Files that may still be kept open this tick.
+    #[cfg(test)]
+    pub fn budget(&self) -> usize {
+        self.budget
     }
 
     /// Whether something holding `files` open may be kept until the next

@@ -14,7 +14,7 @@ use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
 /// A sampler of one run (of agent "a") whose directory is `dir`, taking
 /// changes from the kernel or not.
 fn sampler_of(dir: &Path, kernel_changes: bool) -> Sampler {
-    let mut sampler = Sampler::new(1000, kernel_changes);
+    let mut sampler = Sampler::new(1000, usize::MAX, kernel_changes);
     sampler.watch("a", target(dir, 1));
     sampler
 }
@@ -266,7 +266,7 @@ fn a_watch_ends_with_its_directory_or_its_run() {
     // With no files to keep open, the directory is not held between
     // ticks, so the kernel ends the watch as soon as it is removed (one
     // held open goes when it is let go).
-    let mut sampler = Sampler::new(0, true);
+    let mut sampler = Sampler::new(0, usize::MAX, true);
     sampler.watch("a", target(&dir, 1));
     tick(&mut sampler);
     // Removed and made again: the watch is gone, looks go on.
@@ -303,4 +303,17 @@ fn a_watch_ends_with_its_directory_or_its_run() {
     sampler.follow(&Registry::default());
     assert!(sampler.runs.is_empty());
     assert_eq!(sampler.changes.watched(), 0);
+}
+
+#[test]
+fn the_sampler_leaves_the_runs_their_files() {
+    // A limit of 20,000 open files: with 100 runs the sampler keeps its
+    // half; with 9,000 runs (a pidfd each, room for starts) next to none.
+    let mut scratch = super::run::Scratch::new(10_000, 20_000);
+    scratch.start_tick(100);
+    assert_eq!(scratch.budget(), 10_000);
+    scratch.start_tick(9_000);
+    assert_eq!(scratch.budget(), 20_000 - 18_000 - 1024);
+    scratch.start_tick(10_000);
+    assert_eq!(scratch.budget(), 0);
 }
