@@ -331,3 +331,53 @@ fn on_hang_without_an_idle_timeout_is_refused() {
     assert_eq!(response.status, 400, "{response:?}");
     assert!(home.ps_all().is_empty());
 }
+
+#[test]
+fn a_shim_killed_ends_its_run_as_lost_stops_its_tree_and_the_policy_restarts_it() {
+    let home = Home::new();
+    let seconds = marker();
+    home.ok(&["daemon", "--sample-interval", "200ms"]);
+    let id = home.run(&[
+        "--restart",
+        "on-failure",
+        "--backoff-initial",
+        "100ms",
+        "--",
+        "sh",
+        "-c",
+        &format!("sleep {seconds} & sleep {seconds}"),
+    ]);
+    wait_until(SOON, "the tree runs", || sleepers(&seconds).len() == 2);
+    let agent = home.inspect(&id);
+    let shim = agent["shim_pid"].as_i64().unwrap() as i32;
+    common::kill(shim);
+    wait_until(SOON, "the next run starts", || {
+        home.inspect(&id)["run"] == 2 && home.state(&id) == "running"
+    });
+    // The first run ended as lost, and the policy took it as a failure.
+    let first = &runs(&home, &id)[0];
+    let reason = first["reason"].as_str().unwrap();
+    assert!(reason.starts_with("shim lost"), "{first:#}");
+    assert!(reason.contains("restart 1 of"), "{first:#}");
+    assert!(first["exit_code"].is_null(), "{first:#}");
+    // The first run's tree is gone; the second's runs (two of the marker).
+    wait_until(SOON, "only the new run's tree is left", || {
+        sleepers(&seconds).len() == 2
+    });
+    let pid = home.inspect(&id)["pid"].as_i64().unwrap() as i32;
+    assert!(procfs::is_alive(pid));
+    let old = agent["pid"].as_i64().unwrap() as i32;
+    assert!(
+        pid != old && !procfs::is_alive(old),
+        "the first run's main process is gone"
+    );
+}
+
+/// Live `sleep SECONDS` processes.
+fn sleepers(seconds: &str) -> Vec<procfs::Proc> {
+    let line = format!("sleep {seconds}");
+    procfs::with_marker(seconds)
+        .into_iter()
+        .filter(|p| procfs::cmdline(p.pid).as_deref() == Some(line.as_str()))
+        .collect()
+}

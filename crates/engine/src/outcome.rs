@@ -41,7 +41,7 @@ pub fn classify(shim: &ShimState) -> Ending {
     let Some(exit) = shim.exit else {
         return Ending {
             state: State::Failed,
-            reason: "the shim ended without recording the agent's exit".into(),
+            reason: "shim lost: it was killed (or crashed) before it recorded the agent's exit; what it held was stopped".into(),
             cause: Cause::Lost,
             exit_code: None,
             signal: None,
