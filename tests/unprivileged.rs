@@ -83,3 +83,61 @@ fn an_ordinary_user_runs_lists_and_stops_a_whole_tree() {
     home.ok(&["daemon", "stop"]);
     assert!(!procfs::is_alive(daemon));
 }
+
+#[test]
+fn a_client_of_another_user_is_refused_even_through_a_loosened_socket() {
+    if !is_root() {
+        eprintln!("skipped: switching users needs root");
+        return;
+    }
+    let (_binary_dir, binary) = public_copy_of_wrangle();
+    let home = Home::with(HomeOptions {
+        user: Some(NOBODY),
+        binary: Some(binary),
+        env: Vec::new(),
+    });
+    home.ok(&["ps"]);
+    // Someone loosened the modes: anyone may reach the socket now.
+    use std::os::unix::fs::PermissionsExt;
+    for path in [home.path().to_path_buf(), home.socket()] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let as_other_user = |path: &str| {
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65533",
+                "--regid=65533",
+                "--clear-groups",
+                "curl",
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "--unix-socket",
+            ])
+            .arg(home.socket())
+            .arg(format!("http://wrangle{path}"))
+            .output()
+            .expect("setpriv and curl")
+    };
+    let answer = as_other_user("/v1/agents");
+    let text = String::from_utf8_lossy(&answer.stdout);
+    assert!(text.ends_with("\n403"), "{text}");
+    assert!(text.contains("permission_denied"), "{text}");
+    assert!(text.contains("takes no requests of uid 65533"), "{text}");
+    // Its own user, and root, are still let in.
+    assert_eq!(home.json(&["ps", "--json"]), serde_json::json!([]));
+    let root = std::process::Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--unix-socket",
+        ])
+        .arg(home.socket())
+        .arg("http://wrangle/v1/agents")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&root.stdout), "200");
+}

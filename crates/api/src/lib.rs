@@ -7,6 +7,7 @@ mod events;
 mod forward;
 mod metrics;
 mod otlp;
+mod peer;
 mod routes;
 
 use anyhow::Context;
@@ -178,6 +179,7 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     tracing::info!(pid = std::process::id(), "ready");
     let (stopping_sender, stopping) = tokio::sync::oneshot::channel::<()>();
     let socket_home = home.clone();
+    let listener = peer::OwnUserOnly::new(listener, rustix::process::geteuid().as_raw());
     let server = axum::serve(listener, routes::router(state)).with_graceful_shutdown(async move {
         asked_to_stop.await;
         // From now on new clients find no daemon and start the next one

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The request carries no credentials, or wrong ones (401).
     Unauthenticated,
+    /// The caller may not talk to this daemon: another user (403).
+    PermissionDenied,
 }
 
 impl ErrorCode {
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
             ErrorCode::Unauthenticated => 401,
+            ErrorCode::PermissionDenied => 403,
         }
     }
 }

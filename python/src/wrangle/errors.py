@@ -83,6 +83,13 @@ class Unauthenticated(DaemonError):
     code = "unauthenticated"
 
 
+class PermissionDenied(DaemonError):
+    """The daemon runs as another user and takes no requests of this one
+    (403): each user runs a daemon of their own."""
+
+    code = "permission_denied"
+
+
 class DaemonUnreachable(Unavailable):
     """No daemon answers on the socket and none could be started (no
     ``wrangle`` executable, or it failed: the message says why)."""
@@ -134,6 +141,7 @@ ERRORS: Dict[str, Type[DaemonError]] = {
         Internal,
         Unavailable,
         Unauthenticated,
+        PermissionDenied,
     )
 }
 """The exception of each code the daemon sends."""
