@@ -376,3 +376,52 @@ env = {{ ROLE = "worker" }}
     declare(changed)
     client.down(path)
     assert procfs.with_marker(marks[0]) == [] and procfs.with_marker(changed) == []
+
+
+def test_runs_while_the_daemon_is_killed_each_make_one_agent(client: wrangle.Client, home: Home) -> None:
+    # Four threads start agents one after another while the daemon is
+    # SIGKILLed twice: each create whose answer is lost is sent again with
+    # its key, and makes its agent once.
+    made: List[wrangle.Agent] = []
+    lock = threading.Lock()
+
+    def start(thread: int) -> None:
+        for i in range(8):
+            agent = client.run(["sleep", str(7_920_000 + thread * 8 + i)], name=f"k-{thread}-{i}")
+            with lock:
+                made.append(agent)
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    killed = 0
+    for _ in range(2):
+        time.sleep(0.05)
+        if daemon_runs(home):
+            home.kill_daemon()
+            killed += 1
+    for thread in threads:
+        thread.join(timeout=60)
+    assert killed > 0, "the daemon was killed while agents were started"
+    assert len(made) == 32
+    assert len({agent.id for agent in made}) == 32
+    listed = client.ps(all=True)
+    assert sorted(agent.name for agent in listed) == sorted(agent.name for agent in made)
+    procfs.wait_until(
+        "each agent runs once",
+        lambda: sorted(
+            " ".join(line)
+            for line in (procfs.cmdline(p) for p in procfs.pids())
+            if line and " ".join(line).startswith("sleep 792")
+        )
+        == sorted(f"sleep {7_920_000 + n}" for n in range(32)),
+    )
+
+
+def daemon_runs(home: Home) -> bool:
+    """Whether the home's daemon runs (its pid file names a live one)."""
+    try:
+        home.daemon_pid()
+        return True
+    except (OSError, ValueError, AssertionError):
+        return False

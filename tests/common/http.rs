@@ -54,6 +54,17 @@ pub fn request_with_headers(socket: &Path, method: &str, path: &str, headers: &[
     send(socket, method, path, headers, "")
 }
 
+/// Sends a request with extra `headers` (`Name: value`) and a body.
+pub fn request_with_body(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &str,
+) -> Response {
+    send(socket, method, path, headers, body)
+}
+
 fn send(socket: &Path, method: &str, path: &str, headers: &[&str], body: &str) -> Response {
     let mut stream = UnixStream::connect(socket)
         .unwrap_or_else(|error| panic!("cannot connect to {}: {error}", socket.display()));

@@ -4,7 +4,7 @@ use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{FromRequest, FromRequestParts, Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -14,6 +14,7 @@ use wrangle_wire::{
     AgentView, BatchQuery, Cause, CostQuery, CostReport, CreateAgent, CreateAgents, DaemonInfo,
     DaemonStopRequest, DoctorReport, ErrorBody, GroupView, KillRequest, ListQuery, LogsQuery,
     RemoveQuery, RunView, SetGroup, StopRequest, StopResult, Summary, EVENT_ID_HEADER,
+    IDEMPOTENCY_KEY,
 };
 
 /// A JSON body whose rejection is a JSON error.
@@ -136,9 +137,13 @@ pub async fn list_agents(
 )]
 pub async fn create_agent(
     State(state): State<AppState>,
+    headers: HeaderMap,
     JsonBody(request): JsonBody<CreateAgent>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
-    let agent = state.engine.create(request).await?;
+    let agent = state
+        .engine
+        .create(request, idempotency_key(&headers)?)
+        .await?;
     Ok((StatusCode::CREATED, Json(agent)))
 }
 
@@ -167,14 +172,38 @@ const BATCH_BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub async fn create_batch(
     State(state): State<AppState>,
     QueryArgs(query): QueryArgs<BatchQuery>,
+    headers: HeaderMap,
     JsonBody(batch): JsonBody<CreateAgents>,
 ) -> Result<axum::response::Response, ApiError> {
     if query.dry_run {
         state.engine.validate_batch(batch)?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let agents = state.engine.create_batch(batch).await?;
+    let agents = state
+        .engine
+        .create_batch(batch, idempotency_key(&headers)?)
+        .await?;
     Ok((StatusCode::CREATED, Json(agents)).into_response())
+}
+
+/// The request's `Idempotency-Key`, if it has one: a create sent again
+/// with the same key (its answer was lost) makes nothing new and answers
+/// with what the first one made.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| (1..=200).contains(&key.len()) && !key.contains(','))
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "the Idempotency-Key header is 1 to 200 visible characters, without a comma",
+            )
+        })?;
+    Ok(Some(key.to_string()))
 }
 
 /// One agent by id, name or unique id prefix.

@@ -58,6 +58,11 @@ fn cannot_connect(socket: &Path, error: ConnectError) -> anyhow::Error {
 /// under it (see [`Client::send`]).
 const ATTEMPTS: u32 = 3;
 
+/// How many times a create with an idempotency key is sent at most: its
+/// pauses add up to a few seconds, time for a killed daemon's successor
+/// to take over.
+const KEYED_ATTEMPTS: u32 = 16;
+
 /// Pause before sending a request again, times the attempt's number.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
 
@@ -149,7 +154,7 @@ impl Client {
     /// it reflects (the `wrangle-event-id` header): following the events
     /// after it misses no change.
     pub async fn get_with_event_id<T: DeserializeOwned>(&self, path: &str) -> Result<(T, u64)> {
-        let response = self.send(Method::GET, path, None, None).await?;
+        let response = self.send(Method::GET, path, None, None, None).await?;
         let status = response.status();
         let event_id = response
             .headers()
@@ -175,6 +180,37 @@ impl Client {
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         let answer = self.call(Method::POST, path, Some(encode(body)?)).await?;
         decode(&Method::POST, path, &answer)
+    }
+
+    /// `POST path` of a create, with an idempotency key of its own: when
+    /// the daemon goes away before answering (killed), the create is sent
+    /// again, to the next daemon, with the same key, and the answer is
+    /// the agents the first one made, or new ones if it made none: one
+    /// create, never an error for a lost answer, never twice.
+    pub async fn post_create<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let key = idempotency_key()?;
+        let body = encode(body)?;
+        let mut attempt = 1;
+        loop {
+            let response = self
+                .send(Method::POST, path, Some(body.clone()), None, Some(&key))
+                .await?;
+            let status = response.status();
+            match collect(&Method::POST, path, response).await {
+                Ok(answer) if status.is_success() => return decode(&Method::POST, path, &answer),
+                Ok(answer) => return Err(api_error(status, &answer)),
+                // The answer was lost on its way: ask again.
+                Err(error) if attempt >= KEYED_ATTEMPTS => return Err(error),
+                Err(_) => {
+                    tokio::time::sleep(RETRY_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// `POST path` with a JSON body, for routes whose success (`202
@@ -218,7 +254,7 @@ impl Client {
 
     /// A successful answer to `GET path`, its body still to be read.
     async fn get_stream_of(&self, path: &str, accept: Option<&str>) -> Result<Response<Incoming>> {
-        let response = self.send(Method::GET, path, None, accept).await?;
+        let response = self.send(Method::GET, path, None, accept, None).await?;
         let status = response.status();
         if status.is_success() {
             Ok(response)
@@ -231,7 +267,7 @@ impl Client {
     /// Sends a request and reads the whole answer; an error answer becomes
     /// the daemon's message.
     async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Bytes> {
-        let response = self.send(method.clone(), path, body, None).await?;
+        let response = self.send(method.clone(), path, body, None, None).await?;
         let status = response.status();
         let body = collect(&method, path, response).await?;
         if status.is_success() {
@@ -246,17 +282,26 @@ impl Client {
     /// from elsewhere): a request that was not sent, or a GET (which
     /// changes nothing) whose connection broke, is sent again, to a daemon
     /// started for it if need be.
+    /// A request with an idempotency `key` (a create) changes nothing the
+    /// second time, so it is sent again like a GET, and more patiently: a
+    /// daemon that was killed takes a moment to come back.
     async fn send(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
         accept: Option<&str>,
+        key: Option<&str>,
     ) -> Result<Response<Incoming>> {
+        let attempts = if key.is_some() {
+            KEYED_ATTEMPTS
+        } else {
+            ATTEMPTS
+        };
         let mut attempt = 1;
         loop {
             let error = match self
-                .send_once(method.clone(), path, body.clone(), accept)
+                .send_once(method.clone(), path, body.clone(), accept, key)
                 .await
             {
                 Ok(response) => return Ok(response),
@@ -264,13 +309,13 @@ impl Client {
             };
             let again = match &error {
                 SendError::NoDaemon(_) => true,
-                SendError::Lost(_) => method == Method::GET,
+                SendError::Lost(_) => method == Method::GET || key.is_some(),
                 SendError::Other(_) => false,
             };
             let Some(home) = self.restart_in.as_deref().filter(|_| again) else {
                 return Err(error.into_error());
             };
-            if attempt >= ATTEMPTS {
+            if attempt >= attempts {
                 return Err(error.into_error());
             }
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
@@ -288,6 +333,7 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
         accept: Option<&str>,
+        key: Option<&str>,
     ) -> Result<Response<Incoming>, SendError> {
         let stream = try_connect(&self.socket)
             .await
@@ -314,6 +360,9 @@ impl Client {
         if let Some(accept) = accept {
             request = request.header(header::ACCEPT, accept);
         }
+        if let Some(key) = key {
+            request = request.header(wrangle_wire::IDEMPOTENCY_KEY, key);
+        }
         let body = match body {
             Some(json) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");
@@ -330,6 +379,17 @@ impl Client {
             .await
             .map_err(|error| SendError::Lost(lost(&method, path, &error)))
     }
+}
+
+/// A new idempotency key: 128 random bits, in hex.
+fn idempotency_key() -> Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(
+        &mut std::fs::File::open("/dev/urandom").context("cannot open /dev/urandom")?,
+        &mut bytes,
+    )
+    .context("cannot read /dev/urandom")?;
+    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
 /// A request body as JSON.

@@ -22,6 +22,14 @@ struct Checked {
     spec_json: String,
 }
 
+/// What a create recorded.
+enum Recorded {
+    /// New agents: each one's id and whether it is queued.
+    New(Vec<(String, bool)>),
+    /// None: its idempotency key made these agents before.
+    Before(Vec<String>),
+}
+
 /// Most runs of a batch started at once: the zygote forks the shims one
 /// by one anyway, and each start in flight holds a little memory.
 const BATCH_STARTS_IN_FLIGHT: usize = 64;
@@ -29,13 +37,27 @@ const BATCH_STARTS_IN_FLIGHT: usize = 64;
 impl Engine {
     /// Creates an agent and starts it; answers once the exec is confirmed
     /// (`running`) or has failed (`failed`, with the reason).
-    pub async fn create(&self, request: CreateAgent) -> Result<AgentView, EngineError> {
+    ///
+    /// With an idempotency `key` that a create made agents with already
+    /// (its answer was lost: the client sends it again), nothing is
+    /// created: the answer is that agent as it is now.
+    pub async fn create(
+        &self,
+        request: CreateAgent,
+        key: Option<String>,
+    ) -> Result<AgentView, EngineError> {
         let checked = self.check_create(request)?;
-        let (id, queued) = self
-            .record_created(vec![checked])
-            .await?
-            .pop()
-            .ok_or_else(|| EngineError::internal("an agent was not recorded"))?;
+        let (id, queued) = match self.record_created(vec![checked], key).await? {
+            Recorded::New(mut recorded) => recorded
+                .pop()
+                .ok_or_else(|| EngineError::internal("an agent was not recorded"))?,
+            Recorded::Before(ids) => {
+                let id = ids
+                    .first()
+                    .ok_or_else(|| EngineError::internal("a key of no agent"))?;
+                return self.view_made_before(id).await;
+            }
+        };
         if !queued {
             // A task of its own, as for a batch: a client that goes away
             // does not cancel the start half-way.
@@ -52,9 +74,23 @@ impl Engine {
     /// agents are recorded in one transaction, then started side by side.
     /// Answers, in the batch's order, once each exec is confirmed or has
     /// failed.
-    pub async fn create_batch(&self, batch: CreateAgents) -> Result<Vec<AgentView>, EngineError> {
+    /// An idempotency `key` works as for [`Engine::create`].
+    pub async fn create_batch(
+        &self,
+        batch: CreateAgents,
+        key: Option<String>,
+    ) -> Result<Vec<AgentView>, EngineError> {
         let checked = self.check_batch(batch)?;
-        let recorded = self.record_created(checked).await?;
+        let recorded = match self.record_created(checked, key).await? {
+            Recorded::New(recorded) => recorded,
+            Recorded::Before(ids) => {
+                let mut views = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    views.push(self.view_made_before(id).await?);
+                }
+                return Ok(views);
+            }
+        };
         let to_start: Vec<String> = recorded
             .iter()
             .filter(|(_, queued)| !queued)
@@ -151,11 +187,18 @@ impl Engine {
     async fn record_created(
         &self,
         checked: Vec<Checked>,
-    ) -> Result<Vec<(String, bool)>, EngineError> {
+        key: Option<String>,
+    ) -> Result<Recorded, EngineError> {
         let single = checked.len() == 1;
         // Held until the agents are recorded, so that they count against
-        // the limits before anyone else counts (see `queue`).
+        // the limits before anyone else counts (see `queue`); and so that
+        // two creates of one key cannot both make agents.
         let admission = self.inner.admission.lock().await;
+        if let Some(key) = &key {
+            if let Some(ids) = self.store().created_by(key)? {
+                return Ok(Recorded::Before(ids));
+            }
+        }
         let limits = self.limits();
         let mut registry = self.registry();
         let mut taken = Vec::new();
@@ -252,8 +295,9 @@ impl Engine {
             .map(|agent| (agent.row(), agent.status.run.row(&agent.identity.id)))
             .collect();
         let pairs: Vec<_> = rows.iter().map(|(agent, run)| (agent, run)).collect();
-        self.inner
-            .write_with_events(drafts, |store, events| store.create_many(&pairs, events))?;
+        self.inner.write_with_events(drafts, |store, events| {
+            store.create_many(&pairs, key.as_deref(), events)
+        })?;
         let recorded = agents
             .iter()
             .map(|agent| {
@@ -268,7 +312,16 @@ impl Engine {
         }
         drop(registry);
         drop(admission);
-        Ok(recorded)
+        Ok(Recorded::New(recorded))
+    }
+
+    /// An agent a create made before, as its answer would have shown it:
+    /// once its start is over (a daemon that restarted may be starting it
+    /// now).
+    async fn view_made_before(&self, id: &str) -> Result<AgentView, EngineError> {
+        let mut states = self.subscribe(id)?;
+        let _ = states.wait_for(|state| *state != State::Starting).await;
+        self.current_view(id)
     }
 
     /// Starts the current runs of agents in state `starting`, side by

@@ -10,6 +10,7 @@
 
 mod checkpoint;
 pub mod events;
+pub mod idempotency;
 pub mod ledger;
 pub mod prune;
 mod schema;
@@ -350,18 +351,27 @@ impl Store {
     /// transaction. Fails with [`StoreError::NameTaken`] if the name is in
     /// use, and then changes nothing.
     pub fn create(&mut self, agent: &AgentRow, run: &RunRow, events: &[EventRecord]) -> Result<()> {
-        self.create_many(&[(agent, run)], events)
+        self.create_many(&[(agent, run)], None, events)
     }
 
     /// Inserts many new agents, each with its first run, and their events,
     /// in one transaction: all of them or none (a name taken refuses the
-    /// whole batch with [`StoreError::NameTaken`]).
+    /// whole batch with [`StoreError::NameTaken`]). With an idempotency
+    /// `key`, the key is recorded with them (see [`Store::created_by`]).
     pub fn create_many(
         &mut self,
         agents: &[(&AgentRow, &RunRow)],
+        key: Option<&str>,
         events: &[EventRecord],
     ) -> Result<()> {
         self.write_with_events(events, |transaction| {
+            if let Some(key) = key {
+                let ids: Vec<&str> = agents.iter().map(|(agent, _)| agent.id.as_str()).collect();
+                let at = agents
+                    .first()
+                    .map_or_else(Utc::now, |(agent, _)| agent.created_at);
+                idempotency::add(transaction, key, &ids, at)?;
+            }
             let mut insert = transaction.prepare_cached(
                 "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at,
                      health, health_reason, probe, restart_at)

@@ -85,6 +85,8 @@ pub fn prune(connection: &mut Connection, retention: Retention, now: DateTime<Ut
         }
         thread::sleep(BETWEEN_BATCHES);
     }
+    // Idempotency keys past their day go with the events' prune.
+    crate::idempotency::prune(connection, now)?;
     Ok(pruned)
 }
 

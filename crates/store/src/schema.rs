@@ -182,6 +182,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         cost_usd REAL,
         PRIMARY KEY (agent_id, run, key)
     ) STRICT, WITHOUT ROWID;",
+    // 8: the idempotency keys of creates (see `idempotency`): a create
+    // sent again after its answer was lost gets the agents it made.
+    "CREATE TABLE idempotency (
+        key TEXT PRIMARY KEY,
+        agents TEXT NOT NULL,
+        at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -45,6 +45,11 @@ pub use request::*;
 pub use session::{AdapterKind, SessionView, TelemetryMode, TelemetryView, TokenCounts};
 pub use state::{Health, State};
 
+/// Request header of a create (`POST /v1/agents`, `/v1/batch`): a key the
+/// client makes once per create and sends again with a retry, so that a
+/// create whose answer was lost makes its agents once.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
 /// Path prefix of every versioned API route.
 pub const API_PREFIX: &str = "/v1";
 

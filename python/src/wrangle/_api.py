@@ -7,6 +7,7 @@ import enum
 import errno
 import os
 import signal as signals
+import uuid
 from datetime import datetime, timedelta
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 from urllib.parse import quote
@@ -155,7 +156,9 @@ def create(
     for key, value in options.items():
         if value is not None:
             body[key] = option_value(key, value)
-    return Call("POST", "/v1/agents", body=body)
+    # A key of its own: if the daemon dies before answering, the create
+    # is sent again to the next one and makes its agent once.
+    return Call("POST", "/v1/agents", body=body, idempotency_key=uuid.uuid4().hex)
 
 
 def started(value: Any) -> Agent:

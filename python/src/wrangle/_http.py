@@ -26,6 +26,11 @@ from .errors import DaemonError, DaemonUnreachable, from_answer
 ATTEMPTS = 3
 """How many times a request is sent at most when the daemon goes away under it."""
 
+KEYED_ATTEMPTS = 16
+"""How many times a create with an idempotency key is sent at most: its
+pauses add up to a few seconds, time for a killed daemon's successor to
+take over."""
+
 RETRY_PAUSE = 0.02
 """Pause before sending a request again, in seconds, times the attempt's number."""
 
@@ -45,6 +50,9 @@ class Call(NamedTuple):
     params: Optional[Dict[str, str]] = None
     body: Any = None
     accept: Optional[str] = None
+    idempotency_key: Optional[str] = None
+    """A create's key: sent again after a lost answer, it makes nothing
+    new, so such a call is retried like a GET."""
 
 
 class Lost(Exception):
@@ -112,6 +120,8 @@ def _request(call: Call) -> httpx.Request:
         headers["content-type"] = "application/json"
     if call.accept is not None:
         headers["accept"] = call.accept
+    if call.idempotency_key is not None:
+        headers["idempotency-key"] = call.idempotency_key
     return httpx.Request(call.method, BASE + call.path, params=call.params, content=content, headers=headers)
 
 
@@ -164,8 +174,10 @@ class SyncHttp:
                         response.close()
             except (httpx.TransportError, httpx.StreamError) as error:
                 kind, failure = _classify(error, call, self.daemon)
-                again = kind == "no-daemon" or (kind == "lost" and call.method == "GET")
-                if not (restart and again) or attempt >= ATTEMPTS:
+                retried = call.method == "GET" or call.idempotency_key is not None
+                again = kind == "no-daemon" or (kind == "lost" and retried)
+                attempts = ATTEMPTS if call.idempotency_key is None else KEYED_ATTEMPTS
+                if not (restart and again) or attempt >= attempts:
                     raise failure from error
                 if kind == "lost":
                     time.sleep(RETRY_PAUSE * attempt)
@@ -235,8 +247,10 @@ class AsyncHttp:
                         await response.aclose()
             except (httpx.TransportError, httpx.StreamError) as error:
                 kind, failure = _classify(error, call, self.daemon)
-                again = kind == "no-daemon" or (kind == "lost" and call.method == "GET")
-                if not (restart and again) or attempt >= ATTEMPTS:
+                retried = call.method == "GET" or call.idempotency_key is not None
+                again = kind == "no-daemon" or (kind == "lost" and retried)
+                attempts = ATTEMPTS if call.idempotency_key is None else KEYED_ATTEMPTS
+                if not (restart and again) or attempt >= attempts:
                     raise failure from error
                 if kind == "lost":
                     await asyncio.sleep(RETRY_PAUSE * attempt)

@@ -15,7 +15,7 @@ use wrangle_wire::{AgentView, CreateAgent, State};
 /// failed. Prints the id (or the agent as JSON); a failed exec is an error.
 pub async fn run(client: &Client, args: &RunArgs) -> Result<u8> {
     let request = create_request(args, std::env::current_dir, std::env::vars_os())?;
-    let value: Value = client.post(&routes::agents(), &request).await?;
+    let value: Value = client.post_create(&routes::agents(), &request).await?;
     let agent: AgentView = client::from_value(value.clone())?;
     if args.json {
         output::print_json(&value)?;

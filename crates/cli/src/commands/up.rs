@@ -179,7 +179,7 @@ pub async fn up(client: &Client, args: &UpArgs) -> Result<u8> {
                 .collect(),
         };
         match client
-            .post::<_, Vec<AgentView>>(&routes::batch(false), &batch)
+            .post_create::<_, Vec<AgentView>>(&routes::batch(false), &batch)
             .await
         {
             Ok(created) => {
