@@ -13,6 +13,7 @@ socket answers), found as ``wrangle_bin=``, ``$WRANGLE_BIN`` or on PATH.
 import os
 import shutil
 import subprocess
+import time
 from typing import Mapping, Optional, Sequence, Union
 
 from .errors import DaemonUnreachable
@@ -95,12 +96,23 @@ def cli(
         raise DaemonUnreachable(f"cannot run {binary}: {error}") from error
 
 
+START_ATTEMPTS = 5
+"""How many times ``wrangle daemon`` is run to start a daemon at most."""
+
+
 def start_daemon(binary: str, home: str, options: Sequence[str] = ()) -> None:
     """Starts a daemon for ``home`` unless one runs (``wrangle daemon
     OPTIONS``) and returns once it answers on its socket."""
-    done = cli(binary, home, ["daemon", *options], timeout=START_TIMEOUT)
-    if done.returncode != 0:
+    # A daemon that dies while `wrangle daemon` starts it or asks after it
+    # (killed, or stopping) makes that command fail; the next try starts
+    # a new one. What fails every time is said as it was.
+    for attempt in range(1, START_ATTEMPTS + 1):
+        done = cli(binary, home, ["daemon", *options], timeout=START_TIMEOUT)
+        if done.returncode == 0:
+            return
         said = done.stderr.strip().removeprefix("wrangle: ")
-        raise DaemonUnreachable(
-            f"cannot start the daemon for {home} with {binary}: {said or f'exit status {done.returncode}'}"
-        )
+        if attempt == START_ATTEMPTS:
+            raise DaemonUnreachable(
+                f"cannot start the daemon for {home} with {binary}: {said or f'exit status {done.returncode}'}"
+            )
+        time.sleep(0.05 * attempt)
