@@ -321,7 +321,13 @@ impl Client {
             tokio::time::sleep(RETRY_PAUSE * attempt).await;
             attempt += 1;
             if let Err(ConnectError::NotRunning(_)) = try_connect(&self.socket).await {
-                autostart::start_daemon(home, &self.socket, &[]).await?;
+                // A daemon started here may die before it answers (killed):
+                // the next attempt starts another, unless none is left.
+                if let Err(error) = autostart::start_daemon(home, &self.socket, &[]).await {
+                    if attempt >= attempts {
+                        return Err(error);
+                    }
+                }
             }
         }
     }
