@@ -492,3 +492,43 @@ fn doctor_without_cgroups_names_the_fallbacks_and_their_fixes() {
     );
     assert!(problems.iter().all(|p| p["essential"] == json!(false)));
 }
+
+/// The soft and hard open-file limits of `pid`, from `/proc/PID/limits`.
+fn open_file_limits(pid: i32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    (fields[3].to_string(), fields[4].to_string())
+}
+
+#[test]
+fn the_daemon_raises_its_open_files_and_agents_get_the_limit_it_was_started_with() {
+    let home = Home::new();
+    let started = Command::new("prlimit")
+        .arg("--nofile=4096:8192")
+        .arg(env!("CARGO_BIN_EXE_wrangle"))
+        .arg("daemon")
+        .env("WRANGLE_HOME", home.path())
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(started.success());
+    let daemon = home.daemon_pid().unwrap();
+    let (soft, hard) = open_file_limits(daemon);
+    // Raised to the hard limit, and past it where the daemon may
+    // (CAP_SYS_RESOURCE, which this machine's root may lack).
+    assert_eq!(
+        soft, hard,
+        "the daemon's soft limit is raised to its hard one"
+    );
+    assert!(soft.parse::<u64>().unwrap() >= 8192, "{soft}");
+    let id = home.run(&["--", "sleep", &marker()]);
+    assert_eq!(
+        open_file_limits(home.pid(&id)),
+        ("4096".to_string(), "8192".to_string()),
+        "the agent has the limit the daemon was started with"
+    );
+}

@@ -116,6 +116,9 @@ pub fn remove_runtime_files(home: &Path) {
 /// run and a few per run being started, for fleets of several thousand.
 const FD_TABLE_SIZE: u64 = 16384;
 
+/// The open-file limit the daemon asks for where it may (as root).
+const FD_LIMIT_WANTED: u64 = 1 << 20;
+
 /// Raises the soft limit of open files to the hard limit (the daemon holds
 /// a pidfd per run, and thousands of runs are the point), and sizes the
 /// descriptor table for it now, while the daemon has one thread: growing
@@ -123,7 +126,25 @@ const FD_TABLE_SIZE: u64 = 16384;
 /// `wrangle_os::fdtable`).
 pub fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
+    // Children get back what the daemon was started with.
+    wrangle_os::fdtable::remember_original_limit();
     let mut limit = getrlimit(Resource::Nofile);
+    // Root (CAP_SYS_RESOURCE) may go past the hard limit, up to the
+    // kernel's `fs.nr_open`: a fleet of 10,000 holds a pidfd each, and
+    // the sampler keeps its files open only where the limit leaves room
+    // (opening them anew each tick costs most of an idle daemon's CPU).
+    let wanted = wrangle_os::features::sysctl_number("fs/nr_open")
+        .unwrap_or(FD_LIMIT_WANTED)
+        .min(FD_LIMIT_WANTED);
+    if limit.maximum.is_some_and(|maximum| maximum < wanted) {
+        let raised = rustix::process::Rlimit {
+            current: Some(wanted),
+            maximum: Some(wanted),
+        };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
         if let Err(error) = setrlimit(Resource::Nofile, limit) {

@@ -151,15 +151,19 @@ impl LocalShims {
         }
         fs::write(dir.join(SPEC_FILE), &spec_json)?;
         let shim_log = fs::File::create(dir.join(SHIM_LOG))?;
-        let mut child = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .arg(wrangle_shim::SHIM_COMMAND)
             .arg(dir)
             .arg(self.daemon_pid.to_string())
             .env_clear()
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(shim_log)
-            .spawn()?;
+            .stderr(shim_log);
+        if let Some(limit) = wrangle_os::fdtable::original_limit() {
+            command.env(wrangle_os::fdtable::ORIGINAL_LIMIT_ENV, limit);
+        }
+        let mut child = command.spawn()?;
         // Our unreaped child: its pid cannot be reused before we reap it.
         let shim = match PidFd::open_child(child.id() as i32) {
             Ok(shim) => shim,

@@ -111,14 +111,18 @@ impl Zygote {
         let (ours, theirs) = fdpass::socket_pair()?;
         fdpass::set_receive_timeout(ours.as_fd(), ANSWER_TIMEOUT)?;
         let room = " ".repeat(zygote::title_room(&self.runs));
-        let process = Command::new(&self.program)
+        let mut command = Command::new(&self.program);
+        command
             .arg(ZYGOTE_COMMAND)
             .arg(self.daemon_pid.to_string())
             .arg(room)
             .env_clear()
             .stdin(Stdio::from(theirs))
-            .stdout(Stdio::null())
-            .spawn()?;
+            .stdout(Stdio::null());
+        if let Some(limit) = wrangle_os::fdtable::original_limit() {
+            command.env(wrangle_os::fdtable::ORIGINAL_LIMIT_ENV, limit);
+        }
+        let process = command.spawn()?;
         Ok(Running {
             socket: ours,
             process,

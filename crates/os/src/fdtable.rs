@@ -31,6 +31,56 @@ pub fn reserve(descriptors: u64) -> io::Result<u64> {
     Ok(highest as u64 + 1)
 }
 
+/// Environment variable through which the daemon gives its children (the
+/// zygote, shims) the open-file limit it was started with: `SOFT:HARD`,
+/// `-` for unlimited.
+pub const ORIGINAL_LIMIT_ENV: &str = "WRANGLE_NOFILE";
+
+/// The open-file limit the process was started with, kept by
+/// [`remember_original_limit`] before the daemon raises its own.
+static ORIGINAL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Keeps the current open-file limit as the original one, for children
+/// (see [`ORIGINAL_LIMIT_ENV`]). Call before raising it.
+pub fn remember_original_limit() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let show =
+        |value: Option<u64>| value.map_or_else(|| "-".to_string(), |value| value.to_string());
+    let _ = ORIGINAL.set(format!("{}:{}", show(limit.current), show(limit.maximum)));
+}
+
+/// The original open-file limit as [`ORIGINAL_LIMIT_ENV`] carries it, if
+/// it was kept.
+pub fn original_limit() -> Option<&'static str> {
+    ORIGINAL.get().map(String::as_str)
+}
+
+/// Puts back the open-file limit the daemon was started with, as its
+/// child found it in [`ORIGINAL_LIMIT_ENV`]: the daemon raises its own for
+/// thousands of runs, and agents must not inherit that (a program that
+/// closes every descriptor up to its limit would take seconds).
+pub fn restore_original_limit() {
+    let Ok(value) = std::env::var(ORIGINAL_LIMIT_ENV) else {
+        return;
+    };
+    let Some((soft, hard)) = value.split_once(':') else {
+        return;
+    };
+    let read = |text: &str| -> Option<Option<u64>> {
+        if text == "-" {
+            Some(None)
+        } else {
+            text.parse().ok().map(Some)
+        }
+    };
+    if let (Some(current), Some(maximum)) = (read(soft), read(hard)) {
+        let _ = rustix::process::setrlimit(
+            rustix::process::Resource::Nofile,
+            rustix::process::Rlimit { current, maximum },
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

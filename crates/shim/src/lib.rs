@@ -37,6 +37,9 @@ pub fn main(args: &[OsString]) -> ExitCode {
         diag!("wrangle shim: invalid daemon pid {daemon_pid:?}");
         return ExitCode::from(2);
     };
+    // An agent gets the limit the daemon was started with (the zygote's
+    // shims have it already).
+    wrangle_os::fdtable::restore_original_limit();
     match supervise::run(Path::new(dir), daemon_pid, None) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

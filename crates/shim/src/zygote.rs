@@ -112,6 +112,8 @@ pub fn main(args: &[OsString]) -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    // Shims and their agents get the limit the daemon was started with.
+    wrangle_os::fdtable::restore_original_limit();
     let socket = match rustix::io::dup(rustix::stdio::stdin()) {
         Ok(socket) => socket,
         Err(error) => {

@@ -141,6 +141,25 @@ impl Scratch {
     }
 }
 
+/// Walks in a row a quiet tree may skip: its memory can still change
+/// without it running (the kernel reclaims, a file mapping is dropped),
+/// so it is looked at in full at least this often.
+const QUIET_WALKS_SKIPPED: u32 = 15;
+
+/// What the last full walk of a tree found (see [`RunSampler::walk`]).
+#[derive(Debug, Clone)]
+struct Quiet {
+    /// The cgroup's CPU time then, in microseconds.
+    usec: u64,
+    /// The pids looked at first then: the main process and the cgroup's
+    /// members, sorted.
+    members: Vec<i32>,
+    tree: TreeMetrics,
+    main: Option<(ProcCounters, u32)>,
+    /// Walks skipped since.
+    skipped: u32,
+}
+
 /// One run under watch.
 #[derive(Debug)]
 pub struct RunSampler {
@@ -158,6 +177,10 @@ pub struct RunSampler {
     /// take their time with them where there is no cgroup.
     tree_usec: u64,
     main_cpu: CpuMeter,
+    /// What the last full walk found, with the cgroup's CPU time and
+    /// members then: while neither moves, nothing of the tree ran, so
+    /// nothing of it changed (see [`RunSampler::walk`]).
+    quiet: Option<Quiet>,
     status_file: StatusFile,
     /// The kernel's watch on the run's directory; without one, its files
     /// are looked at on every tick.
@@ -217,6 +240,7 @@ impl RunSampler {
             tree_cpu: CpuMeter::default(),
             tree_usec: 0,
             main_cpu: CpuMeter::default(),
+            quiet: None,
             marked: true,
         }
     }
@@ -310,6 +334,31 @@ impl RunSampler {
         scratch.queue.push(self.target.main.pid);
         let mut cpu_ticks = 0;
         let cgroup_usec = self.roots(scratch, &mut cpu_ticks);
+        // A tree that used no CPU since the last walk, with the same
+        // members, cannot have changed (a process that starts, ends,
+        // opens a file or grows runs first): what the last walk found
+        // stands, at the cost of two reads instead of a walk. A full walk
+        // still comes now and then.
+        let members = cgroup_usec.map(|_| {
+            let mut members = scratch.queue.clone();
+            members.sort_unstable();
+            members
+        });
+        if let (Some(usec), Some(members), Some(quiet)) = (cgroup_usec, &members, &mut self.quiet) {
+            let kept: usize = self
+                .processes
+                .values()
+                .map(|process| process.open_files())
+                .sum();
+            if quiet.usec == usec
+                && quiet.members == *members
+                && quiet.skipped < QUIET_WALKS_SKIPPED
+                && scratch.keep(kept)
+            {
+                quiet.skipped += 1;
+                return (quiet.tree.clone(), quiet.main.clone(), usec);
+            }
+        }
         let mut tree = TreeMetrics::default();
         let mut main = None;
         let mut index = 0;
@@ -348,6 +397,16 @@ impl RunSampler {
         // Processes not met in this walk have ended: their files close.
         self.processes.clear();
         mem::swap(&mut self.processes, &mut self.walked);
+        self.quiet = match (cgroup_usec, members) {
+            (Some(usec), Some(members)) => Some(Quiet {
+                usec,
+                members,
+                tree: tree.clone(),
+                main: main.clone(),
+                skipped: 0,
+            }),
+            _ => None,
+        };
         let usec = cgroup_usec.unwrap_or_else(|| scratch.micros(cpu_ticks));
         (tree, main, usec)
     }
