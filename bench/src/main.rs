@@ -1,15 +1,20 @@
 //! `wrangle-bench`: wrangle against the floor of what one process can do,
 //! for N agents (`sleep 3600`), in one run:
 //!
+//! 0. whether the machine can hold N at all (`kernel.pid_max`, open
+//!    files...: see [`capacity`]), before anything starts;
 //! 1. floor: posix_spawnp N, then SIGTERM + waitpid N (`--floor-runs`
 //!    times, median);
 //! 2. start N through a daemon in a fresh home, over the API (a few
 //!    parallel keep-alive connections), until `ps --json` shows all
 //!    running (`--start-runs` times, each in a fresh home, median; all but
 //!    the last fleet are stopped at once, the last goes on to the phases
-//!    below); the floor runs and the start runs take turns, so that a
-//!    slow drift of the machine hits both alike; and, once, with a loop
-//!    of `wrangle run`;
+//!    below); the declarative path as a user runs it: `wrangle up` of a
+//!    file of N, `up` again, `wrangle down` (`--up-runs` times, each in a
+//!    fresh home, see [`declared`]); the floor runs, the start runs and
+//!    the `up` runs take turns, so that a slow drift of the machine hits
+//!    them alike, and only one fleet runs at a time; and, once, a loop of
+//!    `wrangle run` of `--cli-loop` agents (100);
 //! 3. `wrangle ps --json`, `GET /v1/agents`, `wrangle summary --json`
 //!    and `GET /metrics` with N running;
 //! 4. the daemon's (and the shims') idle CPU and memory, with the sampler
@@ -17,8 +22,11 @@
 //! 5. stop all until `/proc` shows none left;
 //! 6. start N over the API while `--subscribers` processes of `wrangle
 //!    events --json` follow the event stream (taking turns with the floor
-//!    and the plain starts): how fast every one of them has every event of
-//!    the start, none lost, none twice.
+//!    and the plain starts; for N up to `--subscribers-max`): how fast
+//!    every one of them has every event of the start, none lost, none
+//!    twice.
+//!
+//! The report judges each figure against its target (see [`targets`]).
 //!
 //! With `--sessions` it measures instead what reading agents' output
 //! costs the daemon (see [`sessions`]): one agent printing Claude
@@ -35,8 +43,10 @@
 //! Run it with `cargo run --release -p wrangle-bench -- --agents 100,1000`
 //! (see BENCHMARKS.md).
 
+mod capacity;
 mod cleanup;
 mod client;
+mod declared;
 mod emit;
 mod events;
 mod export;
@@ -49,6 +59,7 @@ mod report;
 mod sessions;
 mod start;
 mod stats;
+mod targets;
 mod telemetry;
 mod wrangle;
 
@@ -58,7 +69,7 @@ use cleanup::Tag;
 use client::Api;
 use hyper::{Method, StatusCode};
 use procinfo::{Machine, ProcessId};
-use report::{Figures, StartRun, Targets};
+use report::{Figures, StartRun};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,9 +96,15 @@ struct Args {
     /// Parallel connections for the API start.
     #[arg(long, default_value_t = 4)]
     connections: usize,
-    /// Measure the `wrangle run` loop for N up to this.
-    #[arg(long, default_value_t = 1000)]
-    cli_loop_max: usize,
+    /// Agents the loop of `wrangle run` starts at each N (at most N; 0
+    /// skips the loop).
+    #[arg(long, default_value_t = 100)]
+    cli_loop: usize,
+    /// Rounds of the declarative path per N (`wrangle up` of a file of N,
+    /// `up` again, `wrangle down`), each in a fresh home, taking turns
+    /// with the floor runs (the medians are used; 0 skips it).
+    #[arg(long, default_value_t = 3)]
+    up_runs: usize,
     /// Runs of the floor per N (the median is used).
     #[arg(long, default_value_t = 3)]
     floor_runs: usize,
@@ -103,6 +120,9 @@ struct Args {
     /// to skip).
     #[arg(long, default_value_t = 10)]
     subscribers: usize,
+    /// Follow the stream with `--subscribers` only for N up to this.
+    #[arg(long, default_value_t = 1000)]
+    subscribers_max: usize,
     /// Seconds to watch the idle daemon.
     #[arg(long, default_value_t = 10)]
     idle_seconds: u64,
@@ -218,6 +238,17 @@ fn run(args: Args) -> Result<ExitCode> {
     if args.sessions && args.telemetry {
         bail!("--sessions and --telemetry are phases of their own: run one at a time");
     }
+    // The largest fleet this run will start, checked before anything is
+    // built or started.
+    let largest = if args.sessions {
+        args.fleet_agents.max(1)
+    } else if args.telemetry {
+        args.telemetry_agents
+    } else {
+        args.agents.iter().copied().max().unwrap_or(0)
+    };
+    let limits = capacity::Limits::read();
+    limits.check(largest)?;
     let binary = wrangle::locate(args.wrangle.clone(), args.no_build)?;
     let tag = Tag::new();
     cleanup::init(&binary, &tag);
@@ -228,6 +259,7 @@ fn run(args: Args) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     let mut machine = Machine::describe();
     machine.home_filesystem = procinfo::filesystem_of(&args.home_base);
+    machine.limits = limits.to_string();
 
     if args.sessions {
         let figures = runtime.block_on(sessions::bench(&args, &binary, &tag, &mut machine))?;
@@ -286,7 +318,6 @@ fn run(args: Args) -> Result<ExitCode> {
         &machine,
         &binary.display().to_string(),
         &figures,
-        &Targets::default(),
         left.len(),
     );
     text.push_str(&python::markdown(&python_starts));
@@ -322,7 +353,7 @@ const SAMPLER_TICK: Duration = Duration::from_secs(2);
 /// holds steady ticks, not the first look at N new runs (which opens
 /// their files) right after the start.
 fn wait_sampled(wrangle: &Wrangle, n: usize) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + start::PHASE_TIMEOUT;
     loop {
         let sampled = wrangle
             .ps()?
@@ -332,8 +363,11 @@ fn wait_sampled(wrangle: &Wrangle, n: usize) -> Result<()> {
         if sampled >= n {
             break;
         }
-        if Instant::now() > deadline {
-            bail!("after 30 s the sampler had seen only {sampled} of {n} agents");
+        if Instant::now() > deadline || cleanup::interrupted() {
+            bail!(
+                "after {} s the sampler had seen only {sampled} of {n} agents",
+                start::PHASE_TIMEOUT.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -440,17 +474,80 @@ async fn bench_one(
     let env_entries: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
     let busy = wait_quiet(Duration::from_secs(args.quiet_wait));
+    // Checked again now: what else runs may have taken pids since.
+    let warnings = capacity::Limits::read().check(n)?;
     eprintln!("N = {n}: machine {busy:.0}% busy");
-    // Floor and start take turns (the extra runs of either come last), so
-    // that a slow drift of the machine hits both alike.
+    let mut not_measured = Vec::new();
+    let subscribers = if n <= args.subscribers_max {
+        args.subscribers
+    } else {
+        if args.subscribers > 0 {
+            not_measured.push(format!(
+                "the start with {} `wrangle events` subscribers (N above --subscribers-max {})",
+                args.subscribers, args.subscribers_max
+            ));
+        }
+        0
+    };
+    // Floor, starts and `up` take turns (the extra runs of any come last),
+    // so that a slow drift of the machine hits them alike. One fleet runs
+    // at a time: the start over the API comes last in a round, and the
+    // last one's fleet goes on to the phases after the rounds.
     let mut floor_runs = Vec::new();
     let mut api_start_runs = Vec::new();
     let mut events = Vec::new();
+    let mut up_runs = Vec::new();
     let mut kept = None;
-    for round in 0..args.floor_runs.max(args.start_runs) {
+    let rounds = args.floor_runs.max(args.start_runs).max(args.up_runs);
+    for round in 0..rounds {
         if round < args.floor_runs {
             eprintln!("N = {n}: floor, run {} of {}", round + 1, args.floor_runs);
             floor_runs.push(floor::measure(n, &argv, &env_entries)?);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if round < args.start_runs && subscribers > 0 {
+            eprintln!(
+                "N = {n}: start over the API with {subscribers} `wrangle events` subscribers, run {} of {}",
+                round + 1,
+                args.start_runs
+            );
+            let phase = format!("e{}", round + 1);
+            let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, &phase), tag)?;
+            let (api, daemon, _) = start_daemon(&wrangle).await?;
+            let how = start::ApiStart {
+                wrangle: &wrangle,
+                daemon,
+                api: &api,
+                n,
+                connections: args.connections,
+                argv: &argv,
+                env: &env,
+                options: &RunOptions::default(),
+                program: AGENT_ARGV[0],
+            };
+            let delivery = events::start_with_subscribers(how, subscribers).await?;
+            measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
+            wrangle.stop_daemon(daemon)?;
+            events.push(delivery);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        if round < args.up_runs {
+            eprintln!(
+                "N = {n}: `wrangle up` of a file of {n}, `up` again, `wrangle down`, run {} of {}",
+                round + 1,
+                args.up_runs
+            );
+            let phase = format!("u{}", round + 1);
+            let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, &phase), tag)?;
+            let (_, daemon, _) = start_daemon(&wrangle).await?;
+            up_runs.push(declared::measure(
+                &wrangle,
+                daemon,
+                n,
+                &argv,
+                AGENT_ARGV[0],
+            )?);
+            wrangle.stop_daemon(daemon)?;
             std::thread::sleep(Duration::from_millis(200));
         }
         if round < args.start_runs {
@@ -473,33 +570,9 @@ async fn bench_one(
                 std::thread::sleep(Duration::from_millis(200));
             }
         }
-        if round < args.start_runs && args.subscribers > 0 {
-            eprintln!(
-                "N = {n}: start over the API with {} `wrangle events` subscribers, run {} of {}",
-                args.subscribers,
-                round + 1,
-                args.start_runs
-            );
-            let phase = format!("e{}", round + 1);
-            let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, &phase), tag)?;
-            let (api, daemon, _) = start_daemon(&wrangle).await?;
-            let how = start::ApiStart {
-                wrangle: &wrangle,
-                daemon,
-                api: &api,
-                n,
-                connections: args.connections,
-                argv: &argv,
-                env: &env,
-                options: &RunOptions::default(),
-                program: AGENT_ARGV[0],
-            };
-            let delivery = events::start_with_subscribers(how, args.subscribers).await?;
-            measure::stop_via_cli(&wrangle, &delivery.start.fleet)?;
-            wrangle.stop_daemon(daemon)?;
-            events.push(delivery);
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    }
+    if args.up_runs == 0 {
+        not_measured.push("`wrangle up` and `wrangle down` (--up-runs 0)".into());
     }
     let Started {
         wrangle,
@@ -536,15 +609,17 @@ async fn bench_one(
     // without a journal skips recently freed inodes).
     wrangle.stop_daemon(daemon)?;
 
-    let (cli_start, stop_api) = if n <= args.cli_loop_max {
-        eprintln!("N = {n}: start with a loop of `wrangle run`");
+    let loop_agents = args.cli_loop.min(n);
+    let (cli_start, stop_api) = if loop_agents > 0 {
+        eprintln!("N = {n}: start {loop_agents} with a loop of `wrangle run`");
         let wrangle = Wrangle::new(binary, home_for(&args.home_base, n, "b"), tag)?;
         let (api, daemon, _) = start_daemon(&wrangle).await?;
-        let start = start::start_via_cli(&wrangle, daemon, n, &argv)?;
+        let start = start::start_via_cli(&wrangle, daemon, loop_agents, &argv)?;
         let stop = measure::stop_via_api(&api, &start.fleet).await?;
         wrangle.stop_daemon(daemon)?;
         (Some(start), Some(stop))
     } else {
+        not_measured.push("the loop of `wrangle run` (--cli-loop 0)".into());
         (None, None)
     };
 
@@ -556,6 +631,7 @@ async fn bench_one(
         api_start_runs,
         connections: args.connections,
         cli_start,
+        up: up_runs,
         ps_cli,
         ps_api,
         summary_cli,
@@ -565,5 +641,7 @@ async fn bench_one(
         reattach,
         stop_cli,
         stop_api,
+        not_measured,
+        warnings,
     })
 }

@@ -247,6 +247,17 @@ fn wait_until_none(
     }
 }
 
+/// Waits, after a stop that began at `started` and answered after
+/// `answered`, until no agent of `fleet` is left in `/proc` and every
+/// shim has exited; the times of each, since `started`.
+pub fn until_stopped(fleet: &Fleet, started: Instant, answered: Duration) -> Result<Stop> {
+    Ok(Stop {
+        answered,
+        agents_gone: wait_gone(&fleet.agents, started, "agent")?,
+        shims_exited: wait_exited(&fleet.shims, started, "shim")?,
+    })
+}
+
 /// Stops all with `wrangle stop --all`, then checks `/proc`.
 pub fn stop_via_cli(wrangle: &Wrangle, fleet: &Fleet) -> Result<Stop> {
     let started = Instant::now();
@@ -259,11 +270,7 @@ pub fn stop_via_cli(wrangle: &Wrangle, fleet: &Fleet) -> Result<Stop> {
             fleet.agents.len()
         );
     }
-    Ok(Stop {
-        answered,
-        agents_gone: wait_gone(&fleet.agents, started, "agent")?,
-        shims_exited: wait_exited(&fleet.shims, started, "shim")?,
-    })
+    until_stopped(fleet, started, answered)
 }
 
 /// Stops all with `POST /v1/stop {"all": true}`, then checks `/proc`.
@@ -281,11 +288,7 @@ pub async fn stop_via_api(api: &Api, fleet: &Fleet) -> Result<Stop> {
             fleet.agents.len()
         );
     }
-    Ok(Stop {
-        answered,
-        agents_gone: wait_gone(&fleet.agents, started, "agent")?,
-        shims_exited: wait_exited(&fleet.shims, started, "shim")?,
-    })
+    until_stopped(fleet, started, answered)
 }
 
 /// How a daemon crash with the fleet running went.

@@ -167,7 +167,7 @@ pub fn ticks_per_second() -> u64 {
 }
 
 /// A `Key:   123 kB` line of `/proc/PID/status` or `smaps_rollup`, in KiB.
-fn kib_field(path: &str, key: &str) -> Option<u64> {
+pub fn kib_field(path: &str, key: &str) -> Option<u64> {
     let text = fs::read_to_string(path).ok()?;
     text.lines()
         .find_map(|line| line.strip_prefix(key)?.strip_prefix(':'))
@@ -251,6 +251,8 @@ pub struct Machine {
     pub home_filesystem: String,
     /// `/proc/loadavg` when the benchmark started.
     pub load: String,
+    /// The limits that bound a fleet (see `capacity`), if read.
+    pub limits: String,
 }
 
 impl Machine {
@@ -283,6 +285,7 @@ impl Machine {
                         .join(" ")
                 })
                 .unwrap_or_default(),
+            limits: String::new(),
         }
     }
 }

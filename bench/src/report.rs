@@ -2,6 +2,7 @@
 //! a table of figures per N, the targets with pass/fail, and a row in the
 //! peers' format (PEERS.md).
 
+use crate::declared::UpRun;
 use crate::events::Delivery;
 use crate::floor::FloorRun;
 use crate::measure::{Idle, Reattach, Status, Stop};
@@ -48,8 +49,12 @@ pub struct Figures {
     pub api_start_runs: Vec<StartRun>,
     /// Parallel connections the API start used.
     pub connections: usize,
-    /// Start with a loop of `wrangle run`, if measured for this N.
+    /// Start with a loop of `wrangle run` (of `--cli-loop` agents, at
+    /// most N), if measured.
     pub cli_start: Option<Start>,
+    /// The declarative path (`up`, `up` again, `down`), each round taking
+    /// turns with the floor's runs; empty if not measured.
+    pub up: Vec<UpRun>,
     /// `wrangle ps --json`, the CLI process.
     pub ps_cli: Status,
     /// `GET /v1/agents`, one connection per call.
@@ -69,6 +74,11 @@ pub struct Figures {
     pub stop_cli: Stop,
     /// `POST /v1/stop` after the CLI-loop start, if that was measured.
     pub stop_api: Option<Stop>,
+    /// Phases left out at this N, each with why.
+    pub not_measured: Vec<String>,
+    /// What of the machine's limits disturbs the figures of this N (see
+    /// `capacity`).
+    pub warnings: Vec<String>,
 }
 
 impl Figures {
@@ -102,9 +112,37 @@ impl Figures {
     }
 
     /// The start with subscribers of median time, if any was measured.
-    fn median_delivery(&self) -> Option<&Delivery> {
+    pub fn median_delivery(&self) -> Option<&Delivery> {
         let median = self.events_samples().median();
         self.events.iter().find(|e| e.start.all_running == median)
+    }
+
+    /// One figure of each round of the declarative path.
+    fn up_samples(&self, pick: fn(&UpRun) -> Duration) -> Samples {
+        Samples::new(self.up.iter().map(pick).collect())
+    }
+
+    /// Median time of `wrangle up` until it exited, if measured.
+    pub fn up_median(&self) -> Option<Duration> {
+        (!self.up.is_empty()).then(|| self.up_samples(|run| run.up).median())
+    }
+
+    /// The round of `up` of median time, if any.
+    fn median_up_run(&self) -> Option<&UpRun> {
+        let median = self.up_median()?;
+        self.up.iter().find(|run| run.up == median)
+    }
+
+    /// Median time of `wrangle down` until no agent was left, if measured.
+    pub fn down_median(&self) -> Option<Duration> {
+        (!self.up.is_empty()).then(|| self.up_samples(|run| run.down.agents_gone).median())
+    }
+
+    /// Agents the loop of `wrangle run` started, if it ran.
+    fn cli_loop_agents(&self) -> Option<usize> {
+        self.cli_start
+            .as_ref()
+            .map(|start| start.fleet.agents.len())
     }
 
     /// Median time of the API start until the last request had answered.
@@ -125,42 +163,6 @@ fn range_cell(samples: &Samples) -> String {
         )
     } else {
         time(samples.median())
-    }
-}
-
-/// The thresholds the figures are judged against.
-#[derive(Debug, Clone, Copy)]
-pub struct Targets {
-    /// Start at most this many times the floor's spawn time.
-    pub start_ratio: f64,
-    /// `ps --json` (CLI, median) under this.
-    pub status: Duration,
-    /// Stop of all under this (until /proc shows none left).
-    pub stop: Duration,
-    /// Idle daemon below this % of one core, with the sampler at its
-    /// default 2 s tick: issue 2's 1% (issue 4, which added the sampler,
-    /// allowed 2%).
-    pub idle_cpu: f64,
-    /// A new daemon re-attached every agent within this after a SIGKILL.
-    pub reattach: Duration,
-    /// `GET /metrics` (median) under this.
-    pub scrape: Duration,
-    /// Start with the event stream followed at most this many times the
-    /// floor's spawn time.
-    pub start_with_stream_ratio: f64,
-}
-
-impl Default for Targets {
-    fn default() -> Targets {
-        Targets {
-            start_ratio: 2.0,
-            status: Duration::from_millis(20),
-            stop: Duration::from_secs(1),
-            idle_cpu: 1.0,
-            reattach: Duration::from_secs(1),
-            scrape: Duration::from_millis(20),
-            start_with_stream_ratio: 1.8,
-        }
     }
 }
 
@@ -211,7 +213,6 @@ pub fn markdown(
     machine: &Machine,
     binary: &str,
     figures: &[Figures],
-    targets: &Targets,
     left_behind: usize,
 ) -> String {
     let mut out = String::new();
@@ -224,17 +225,34 @@ pub fn markdown(
     let _ = writeln!(out, "- load average at the start: {}", machine.load);
     let _ = writeln!(out, "- homes on: {}", machine.home_filesystem);
     let _ = writeln!(out, "- containment: {}", machine.containment);
+    if !machine.limits.is_empty() {
+        let _ = writeln!(out, "- limits: {}", machine.limits);
+    }
     let _ = writeln!(out, "- wrangle: `{binary}`");
     let _ = writeln!(
         out,
-        "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process; floor and API start: median of their runs, interleaved"
+        "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process; floor, API start and `up`: median of their runs, interleaved; one fleet at a time"
     );
     let _ = writeln!(
         out,
         "- processes left behind after the benchmark: {left_behind}\n"
     );
     figure_table(&mut out, figures);
-    target_table(&mut out, figures, targets);
+    for f in figures {
+        for note in &f.not_measured {
+            let _ = writeln!(out, "- N = {}: not measured: {note}", f.n);
+        }
+        for warning in &f.warnings {
+            let _ = writeln!(out, "- N = {}: **warning**: {warning}", f.n);
+        }
+    }
+    if figures
+        .iter()
+        .any(|f| !f.not_measured.is_empty() || !f.warnings.is_empty())
+    {
+        let _ = writeln!(out);
+    }
+    crate::targets::table(&mut out, figures);
     peer_rows(&mut out, figures);
     out
 }
@@ -298,18 +316,83 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
         },
     );
     row(
-        "start, loop of `wrangle run` CLI: until all running",
-        &|f| {
-            f.cli_start
-                .as_ref()
-                .map_or("not measured".into(), |s| time(s.all_running))
+        "**start, `wrangle up -f FILE` of N declared agents: until it exited**",
+        &|f| match f.up_median() {
+            None => "not measured".into(),
+            Some(_) => format!("**{}**", range_cell(&f.up_samples(|run| run.up))),
         },
     );
-    row("start ratio (CLI loop / floor spawn)", &|f| {
-        f.cli_start.as_ref().map_or("–".into(), |s| {
-            format!("{:.1}x", ratio(s.all_running, f.floor_spawn()))
+    row("up ratio (`up` / floor spawn, medians)", &|f| {
+        f.up_median().map_or("–".into(), |up| {
+            format!("{:.1}x", ratio(up, f.floor_spawn()))
         })
     });
+    row(
+        "up: until `ps --json`, run after it exited, showed all running",
+        &|f| {
+            f.up_median().map_or("–".into(), |_| {
+                range_cell(&f.up_samples(|run| run.up_all_running))
+            })
+        },
+    );
+    row(
+        "CPU during `up` (its median run): machine busy, daemon (+ zygote), shims, agents, the `up` process",
+        &|f| {
+            f.median_up_run().map_or("–".into(), |run| {
+                let cpu = &run.up_cpu;
+                format!(
+                    "{:.0}%, {:.2} s, {:.2} s, {:.2} s, {:.3} s",
+                    cpu.machine_busy, cpu.daemon, cpu.shims, cpu.agents, run.up_cli_cpu
+                )
+            })
+        },
+    );
+    row(
+        "`wrangle up` again on the same file (starts nothing, same pids)",
+        &|f| {
+            f.up_median()
+                .map_or("–".into(), |_| range_cell(&f.up_samples(|run| run.again)))
+        },
+    );
+    row("`wrangle down -f FILE`: answered", &|f| {
+        f.up_median().map_or("–".into(), |_| {
+            range_cell(&f.up_samples(|run| run.down.answered))
+        })
+    });
+    row(
+        "**stop, `wrangle down -f FILE`: no agent left in /proc**",
+        &|f| {
+            f.down_median().map_or("not measured".into(), |_| {
+                format!(
+                    "**{}**",
+                    range_cell(&f.up_samples(|run| run.down.agents_gone))
+                )
+            })
+        },
+    );
+    row("down ratio (`down` / floor stop, medians)", &|f| {
+        f.down_median().map_or("–".into(), |down| {
+            format!("{:.1}x", ratio(down, f.floor_stop()))
+        })
+    });
+    row(
+        "start, loop of `wrangle run` CLI (K agents): until all running",
+        &|f| match (&f.cli_start, f.cli_loop_agents()) {
+            (Some(s), Some(k)) => format!("{} (K = {k})", time(s.all_running)),
+            _ => "not measured".into(),
+        },
+    );
+    row(
+        "loop ratio, per agent (loop / K over floor spawn / N)",
+        &|f| match (&f.cli_start, f.cli_loop_agents()) {
+            (Some(s), Some(k)) if k > 0 => {
+                let per_agent = s.all_running.as_secs_f64() / k as f64;
+                let floor = f.floor_spawn().as_secs_f64() / f.n.max(1) as f64;
+                format!("{:.1}x", per_agent / floor.max(1e-12))
+            }
+            _ => "–".into(),
+        },
+    );
     row("**`wrangle ps --json` CLI, wall time**", &|f| {
         format!("**{}**", status_cell(&f.ps_cli))
     });
@@ -398,7 +481,7 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     row("stop ratio (wrangle stop / floor stop)", &|f| {
         format!("{:.1}x", ratio(f.stop_cli.agents_gone, f.floor_stop()))
     });
-    row("stop, `POST /v1/stop` (after CLI-loop start)", &|f| {
+    row("stop, `POST /v1/stop` of the loop's K agents", &|f| {
         f.stop_api
             .as_ref()
             .map_or("not measured".into(), |s| time(s.agents_gone))
@@ -436,121 +519,6 @@ fn figure_table(out: &mut String, figures: &[Figures]) {
     let _ = writeln!(out);
 }
 
-fn target_table(out: &mut String, figures: &[Figures], targets: &Targets) {
-    let _ = writeln!(
-        out,
-        "### Targets\n\n| target | N | measured | verdict |\n|---|---|---|---|"
-    );
-    for f in figures {
-        let start = ratio(f.start_all_running(), f.floor_spawn());
-        let _ = writeln!(
-            out,
-            "| start within {:.0}x of the floor | {} | {:.1}x ({} vs {}) | {} |",
-            targets.start_ratio,
-            f.n,
-            start,
-            time(f.start_all_running()),
-            time(f.floor_spawn()),
-            verdict(
-                start <= targets.start_ratio,
-                format!("{:.1}x over the target", start / targets.start_ratio)
-            )
-        );
-        let status = f.ps_cli.samples.median();
-        let _ = writeln!(
-            out,
-            "| `ps --json` under {} | {} | {} | {} |",
-            time(targets.status),
-            f.n,
-            time(status),
-            verdict(
-                status < targets.status,
-                format!("{:.2}x the target", ratio(status, targets.status))
-            )
-        );
-        let reattach = f.reattach.took;
-        let _ = writeln!(
-            out,
-            "| re-attach after a daemon SIGKILL under {} | {} | {} | {} |",
-            time(targets.reattach),
-            f.n,
-            time(reattach),
-            verdict(
-                reattach < targets.reattach,
-                format!("{:.2}x the target", ratio(reattach, targets.reattach))
-            )
-        );
-        let stop = f.stop_cli.agents_gone;
-        let _ = writeln!(
-            out,
-            "| stop all under {} | {} | {} | {} |",
-            time(targets.stop),
-            f.n,
-            time(stop),
-            verdict(
-                stop < targets.stop,
-                format!("{:.2}x the target", ratio(stop, targets.stop))
-            )
-        );
-        if let Some(metrics) = &f.metrics {
-            let scrape = metrics.samples.median();
-            let _ = writeln!(
-                out,
-                "| `GET /metrics` under {} | {} | {} | {} |",
-                time(targets.scrape),
-                f.n,
-                time(scrape),
-                verdict(
-                    scrape < targets.scrape,
-                    format!("{:.2}x the target", ratio(scrape, targets.scrape))
-                )
-            );
-        }
-        if let Some(events) = f.median_delivery() {
-            let start = ratio(events.start.all_running, f.floor_spawn());
-            let lost: u64 = f.events.iter().map(|e| e.lost).sum();
-            let twice: u64 = f.events.iter().map(|e| e.twice).sum();
-            let _ = writeln!(
-                out,
-                "| start within {:.1}x of the floor with {} subscribers | {} | {:.1}x ({}) | {} |",
-                targets.start_with_stream_ratio,
-                events.subscribers,
-                f.n,
-                start,
-                time(events.start.all_running),
-                verdict(
-                    start <= targets.start_with_stream_ratio,
-                    format!("{:.2}x the target", start / targets.start_with_stream_ratio)
-                )
-            );
-            let _ = writeln!(
-                out,
-                "| every subscriber gets every event, once | {} | {lost} lost, {twice} twice of {} runs x {} x {} | {} |",
-                f.n,
-                f.events.len(),
-                events.subscribers,
-                events.events,
-                verdict(
-                    lost == 0 && twice == 0,
-                    format!("{lost} lost, {twice} twice")
-                )
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| idle daemon below {:.0}% of a core | {} | {:.2}% | {} |",
-            targets.idle_cpu,
-            f.n,
-            f.idle.daemon_cpu,
-            verdict(
-                f.idle.daemon_cpu < targets.idle_cpu,
-                format!("{:.2}x the target", f.idle.daemon_cpu / targets.idle_cpu)
-            )
-        );
-    }
-    let _ = writeln!(out);
-}
-
 fn peer_rows(out: &mut String, figures: &[Figures]) {
     let _ = writeln!(
         out,
@@ -564,17 +532,16 @@ fn peer_rows(out: &mut String, figures: &[Figures]) {
             time(f.floor_spawn()),
             time(f.floor_stop())
         );
-        let cli = f
-            .cli_start
-            .as_ref()
-            .map(|s| format!(" (CLI loop: {})", time(s.all_running)))
+        let up = f
+            .up_median()
+            .map(|up| format!(" (`up`: {})", time(up)))
             .unwrap_or_default();
         let _ = writeln!(
             out,
             "| {} wrangle | {}{} | {} | {} | {:.2}% | {} |",
             f.n,
             time(f.start_all_running()),
-            cli,
+            up,
             time(f.ps_cli.samples.median()),
             time(f.stop_cli.agents_gone),
             f.idle.daemon_cpu,

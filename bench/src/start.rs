@@ -57,8 +57,9 @@ pub struct StartCpu {
     pub agents: f64,
 }
 
-/// The counters a [`StartCpu`] is the difference of.
-struct CpuMark {
+/// The counters a [`StartCpu`] is the difference of: taken just before a
+/// start, and turned into the start's CPU once its fleet is known.
+pub struct CpuMark {
     machine: (u64, u64),
     daemon: u64,
     /// The zygote's CPU in ns; it starts with the first run, so it is
@@ -67,7 +68,8 @@ struct CpuMark {
 }
 
 impl CpuMark {
-    fn now(daemon: ProcessId) -> CpuMark {
+    /// The counters now, for the daemon `daemon` (and its zygote).
+    pub fn now(daemon: ProcessId) -> CpuMark {
         CpuMark {
             machine: procinfo::machine_ticks().unwrap_or_default(),
             daemon: procinfo::cpu_ticks(daemon.pid).unwrap_or_default(),
@@ -77,7 +79,9 @@ impl CpuMark {
         }
     }
 
-    fn since(&self, daemon: ProcessId, fleet: &Fleet) -> StartCpu {
+    /// The CPU used since this mark by the daemon (and its zygote), and
+    /// over their whole lives by the fleet's shims and agents.
+    pub fn since(&self, daemon: ProcessId, fleet: &Fleet) -> StartCpu {
         let now = CpuMark::now(daemon);
         let hz = procinfo::ticks_per_second() as f64;
         let busy = now.machine.0.saturating_sub(self.machine.0) as f64;
@@ -113,8 +117,9 @@ struct Listed {
     containment: Option<String>,
 }
 
-/// The name of the `index`th agent.
-fn agent_name(index: usize) -> String {
+/// The name of the `index`th agent (the same on every path: the API, the
+/// loop of `wrangle run` and the `wrangle.toml` of `up`).
+pub fn agent_name(index: usize) -> String {
     format!("bench-{index}")
 }
 
@@ -122,7 +127,7 @@ fn agent_name(index: usize) -> String {
 /// returns when it saw that, and the agents' processes, checked in `/proc`
 /// afterwards (so that the check is not timed as part of the start) to
 /// be `program`.
-fn wait_all_running(
+pub fn wait_all_running(
     wrangle: &Wrangle,
     names: &HashSet<String>,
     program: &str,

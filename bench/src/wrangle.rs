@@ -101,6 +101,11 @@ impl Wrangle {
         })
     }
 
+    /// The home.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
     /// The API socket in the home.
     pub fn socket(&self) -> PathBuf {
         self.home.join("wrangle.sock")
