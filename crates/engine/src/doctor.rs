@@ -196,6 +196,11 @@ fn limit_report(
 /// Running agents wanted on one box: the fleets wrangle is built for.
 const FLEET_GOAL: u64 = 10_000;
 
+/// Files the sampler keeps open for a run of one process, to sample it
+/// cheaply: its `/proc` stat, children and fd list, its cgroup's members
+/// and CPU, and its directory.
+const SAMPLER_FILES_A_RUN: u64 = 6;
+
 /// How many more agents the kernel's limits leave room for, with a
 /// problem (and its fix) for each limit that holds the fleet under
 /// [`FLEET_GOAL`].
@@ -214,12 +219,24 @@ fn capacity(problems: &mut Vec<Problem>) -> Capacity {
             "sysctl -w kernel.pid_max=4194304 (and kernel.pid_max in /etc/sysctl.d/ to keep it)",
         ));
     }
+    let raise_open_files = "raise the hard limit of open files for the daemon's user (LimitNOFILE=1048576 in its systemd unit, or nofile in /etc/security/limits.conf), then restart the daemon";
     if let (Some(max), Some(used)) = (open_files, open_files_used) {
         room.push((
             max.saturating_sub(used),
             "the daemon's open-file limit",
-            "raise the hard limit of open files for the daemon's user (LimitNOFILE=1048576 in its systemd unit, or nofile in /etc/security/limits.conf), then restart the daemon",
+            raise_open_files,
         ));
+        // Past this many runs the sampler opens each run's files anew on
+        // every tick instead of keeping them: the fleet still runs, at
+        // more CPU.
+        let sampled_cheaply = (max / 2) / SAMPLER_FILES_A_RUN;
+        if sampled_cheaply < FLEET_GOAL {
+            problems.push(Problem {
+                essential: false,
+                problem: format!("the daemon's open-file limit ({max}) lets the sampler keep the files of about {sampled_cheaply} runs open; past that it opens them anew on every tick, which costs CPU"),
+                fix: raise_open_files.to_string(),
+            });
+        }
     }
     if let Some(watches) = inotify_watches {
         room.push((
