@@ -232,7 +232,7 @@ fn an_env_without_equals_is_refused() {
         &home,
         &["run", "-e", "=value", "--", "true"],
         2,
-        "invalid environment variable name \"\"",
+        "wrangle: invalid --env \"=value\": expected KEY=VALUE, the KEY not empty",
     );
     rejected_by_api(
         &home,
