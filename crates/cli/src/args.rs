@@ -318,9 +318,9 @@ fn max_running(text: &str) -> Result<MaxRunning, InvalidInput> {
 fn max_running_daemon(text: &str) -> Result<u32, InvalidInput> {
     match max_running(text)? {
         MaxRunning(Some(max)) => Ok(max),
-        MaxRunning(None) => Err(InvalidInput(
-            "leave --max-running out for no limit".to_string(),
-        )),
+        MaxRunning(None) => Err(InvalidInput(format!(
+            "invalid limit {text:?}: give a whole number of agents, at least 1 (leave --max-running out for no limit)"
+        ))),
     }
 }
 
@@ -556,6 +556,9 @@ fn agent_ref(text: &str) -> Result<String, InvalidInput> {
         Ok(text.to_owned())
     }
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {
