@@ -212,6 +212,9 @@ fn checked_labels(
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
