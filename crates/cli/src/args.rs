@@ -707,7 +707,7 @@ mod tests {
         );
         assert_eq!(
             validation_message(&[&tcp[..], &["--health-retries", "0", "--", "x"]].concat()),
-            parse::validate_health_retries(0).unwrap_err()
+            "invalid health retries \"0\": give a whole number of failed probes, at least 1"
         );
         assert!(
             validation_message(&[&tcp[..], &["--health-retries", "many", "--", "x"]].concat())

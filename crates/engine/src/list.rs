@@ -105,7 +105,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+        #![proptest_config(crate::proptest_config())]
 
         /// `ps --filter`: any text is read, or refused naming the piece
         /// that cannot be read and saying what can.

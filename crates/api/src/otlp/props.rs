@@ -13,14 +13,6 @@ use proptest::prelude::*;
 use prost::Message;
 use std::io::Write;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// An attribute's value of any kind, numbers at their limits, and now and
 /// then one wrangle does not read (bytes, or none: `{}` in JSON).
 fn any_value() -> impl Strategy<Value = AnyValue> {
@@ -162,7 +154,7 @@ fn gzipped() -> HeaderMap {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_body_is_decoded_or_refused_with_a_reason(body in body(), zipped in any::<bool>()) {

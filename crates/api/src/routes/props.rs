@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use wrangle_wire::IDEMPOTENCY_KEY;
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_key_is_taken_or_refused_by_name(bytes in prop_oneof![

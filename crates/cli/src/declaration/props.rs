@@ -31,14 +31,6 @@ budget_usd = 1.5
 labels = { team = "a" }
 "#;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// What breaks TOML: quotes, brackets, escapes, numbers past every type,
 /// NUL, a BOM, non-ASCII.
 const ODD: &[&str] = &[
@@ -223,7 +215,7 @@ fn declaration() -> impl Strategy<Value = Table> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_text_is_read_or_refused_at_a_line(text in prop_oneof![

@@ -11,14 +11,6 @@ use chrono::TimeZone;
 use proptest::prelude::*;
 use std::io::Write;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// One fixed time: two readers given the same lines match exactly.
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 6, 10, 0, 0).unwrap()
@@ -49,7 +41,7 @@ fn consistent(session: &Session) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_lines_are_counted_and_keep_the_session_consistent(

@@ -137,39 +137,35 @@ fn request() -> impl Strategy<Value = CreateAgent> {
         })
 }
 
-/// Every value the request gives, as text.
-fn given(request: &CreateAgent) -> Vec<String> {
+/// Every value the request gives, as text: strings, then numbers.
+fn given(request: &CreateAgent) -> (Vec<String>, Vec<String>) {
     let options = serde_json::to_value(&request.options).unwrap_or_default();
-    let values = options
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter_map(|(_, value)| match value {
-            serde_json::Value::String(text) => Some(text.clone()),
-            serde_json::Value::Null => None,
-            other => Some(other.to_string()),
-        });
+    let fields = options.as_object().into_iter().flatten();
+    let texts = fields
+        .clone()
+        .filter_map(|(_, value)| value.as_str().map(str::to_string));
+    let numbers = fields
+        .filter(|(_, value)| value.is_number())
+        .map(|(_, value)| value.to_string());
     let maps = request
         .env
         .iter()
         .chain(&request.labels)
         .flat_map(|(key, value)| [key.clone(), value.clone()]);
-    let numbers = [
-        request.options.budget_usd.map(|usd| usd.to_string()),
-        request.options.pids_max.map(|count| count.to_string()),
-        request.options.nofile.map(|count| count.to_string()),
-    ];
-    values
+    // A float as Rust prints it: NaN and infinities are no JSON number.
+    let usd = request.options.budget_usd.map(|usd| usd.to_string());
+    let texts = texts
         .chain(maps)
         .chain(request.command.clone())
         .chain(request.cwd.clone())
-        .chain(numbers.into_iter().flatten())
-        .collect()
+        .collect();
+    (texts, numbers.chain(usd).collect())
 }
 
 /// What a refusal that names options, not one value, says.
 const ACROSS: &[&str] = &[
     "the command is empty",
+    "--health-cmd is empty",
     "--on-hang needs --idle-timeout",
     "is shorter than --backoff-initial",
     "needs a probe",
@@ -181,17 +177,21 @@ const ACROSS: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_request_is_a_spec_or_refused_by_name(request in request()) {
         if let Err(error) = AgentSpec::from_request(&request, Path::new("/srv")) {
             let message = &error.message;
-            let named = given(&request).iter().any(|value| {
-                // Plainly only where it is long enough not to be there
-                // by chance.
-                message.contains(&format!("{value:?}")) || (value.len() >= 4 && message.contains(value.as_str()))
-            });
+            let (texts, numbers) = given(&request);
+            // A text named in its {:?} form, as given or trimmed (or
+            // plainly where it is long enough not to be there by chance),
+            // a number as it is.
+            let named = texts.iter().any(|value| {
+                message.contains(&format!("{value:?}"))
+                    || message.contains(&format!("{:?}", value.trim()))
+                    || (value.len() >= 4 && message.contains(value.as_str()))
+            }) || numbers.iter().any(|number| message.contains(number.as_str()));
             prop_assert!(named || ACROSS.iter().any(|said| message.contains(said)), "{message}");
         }
     }

@@ -10,14 +10,6 @@ use crate::adapters::CallFigures;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 const NAMES: &[&str] = &[
     "claude_code.api_request",
     "api_request",
@@ -121,7 +113,7 @@ fn record() -> impl Strategy<Value = Record> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn any_records_are_read_within_range(records in prop::collection::vec(record(), 1..16)) {
@@ -144,7 +136,8 @@ proptest! {
             prop_assert!(!tools.take(record, now));
         }
         prop_assert!(calls.cost_usd().is_none_or(|cost| cost.is_finite() && cost >= 0.0));
-        let _ = calls.tokens.values().map(|tokens| tokens.total()).sum::<u64>();
+        // The totals as a session's view sums them, saturating.
+        let _ = crate::adapters::Session::default().figures(Some(&calls)).total_tokens();
         prop_assert!(tools.failed <= tools.finished);
         prop_assert!(tools.denials.len() as u64 <= tools.denied && tools.denials.len() <= 32);
         let _ = (tools.running(), tools.waiting());

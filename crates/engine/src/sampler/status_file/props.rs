@@ -6,14 +6,6 @@ use super::{parse, Report, MAX_STATUS_FILE};
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: 256,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Any JSON value a few levels deep, `progress` and `message` among its
 /// keys, numbers at their limits.
 fn value() -> impl Strategy<Value = Value> {
@@ -58,7 +50,7 @@ fn bytes() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(crate::proptest_config())]
 
     #[test]
     fn anything_written_gives_a_report_or_a_reason_that_says_what_is_accepted(bytes in bytes()) {
