@@ -232,7 +232,7 @@ fn an_env_without_equals_is_refused() {
         &home,
         &["run", "-e", "=value", "--", "true"],
         2,
-        "invalid environment variable name \"\"",
+        "wrangle: invalid --env \"=value\": expected KEY=VALUE, the KEY not empty",
     );
     rejected_by_api(
         &home,
@@ -277,7 +277,7 @@ fn a_bad_health_probe_is_refused() {
         ),
         (
             &["--health-cmd", "true", "--health-retries", "0"],
-            "invalid health retries 0",
+            "invalid health retries \"0\": give a whole number of failed probes, at least 1",
         ),
         (
             &["--health-cmd", "true", "--health-tcp", "127.0.0.1:9"],

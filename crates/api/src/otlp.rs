@@ -263,7 +263,9 @@ fn decompressed(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
 }
 
 /// The request in `body`. OTLP JSON writes 64-bit numbers as strings; a
-/// body that writes times as numbers is taken too.
+/// body that writes times as numbers is taken too, and so is one with an
+/// empty value (`{}`, which OpenTelemetry's JavaScript exporters write for
+/// an attribute that is null or undefined).
 fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, ApiError> {
     match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
@@ -272,6 +274,7 @@ fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, A
             let mut value: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|error| ApiError::invalid(format!("malformed OTLP JSON: {error}")))?;
             times_as_strings(&mut value);
+            empty_values_dropped(&mut value);
             serde_json::from_value(value)
                 .map_err(|_| ApiError::invalid(format!("malformed OTLP JSON: {first}")))
         }),
@@ -291,6 +294,25 @@ fn times_as_strings(value: &mut serde_json::Value) {
             }
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(times_as_strings),
+        _ => {}
+    }
+}
+
+/// Drops every empty `AnyValue` (`{}`) of `value`: a key's or a body's,
+/// and those in an array. The JSON mapping refuses them (a oneof with no
+/// field set), which would refuse the whole body for one attribute
+/// wrangle does not read.
+fn empty_values_dropped(value: &mut serde_json::Value) {
+    let empty = |value: &serde_json::Value| value.as_object().is_some_and(|map| map.is_empty());
+    match value {
+        serde_json::Value::Object(map) => {
+            map.retain(|key, inner| !(matches!(key.as_str(), "value" | "body") && empty(inner)));
+            if let Some(serde_json::Value::Array(values)) = map.get_mut("values") {
+                values.retain(|inner| !empty(inner));
+            }
+            map.values_mut().for_each(empty_values_dropped);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(empty_values_dropped),
         _ => {}
     }
 }
@@ -358,6 +380,9 @@ fn value_of(value: &AnyValue) -> Option<AttributeValue> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

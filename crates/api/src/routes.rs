@@ -199,12 +199,19 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         .map(str::trim)
         .filter(|key| (1..=200).contains(&key.len()) && !key.contains(','))
         .ok_or_else(|| {
-            ApiError::invalid(
-                "the Idempotency-Key header is 1 to 200 visible characters, without a comma",
-            )
+            // Named as sent, but cut: a header may be kilobytes long.
+            let sent = String::from_utf8_lossy(value.as_bytes());
+            let shown: String = sent.chars().take(SHOWN).collect();
+            let more = if sent.chars().count() > SHOWN { "…" } else { "" };
+            ApiError::invalid(format!(
+                "invalid Idempotency-Key {shown:?}{more}: use 1 to 200 visible ASCII characters, without a comma"
+            ))
         })?;
     Ok(Some(key.to_string()))
 }
+
+/// Characters of a refused header value shown in its error.
+const SHOWN: usize = 40;
 
 /// One agent by id, name or unique id prefix.
 #[utoipa::path(
@@ -404,3 +411,6 @@ async fn not_found() -> ApiError {
         "no such route; see /openapi.json",
     ))
 }
+
+#[cfg(test)]
+mod props;

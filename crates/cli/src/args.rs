@@ -318,9 +318,9 @@ fn max_running(text: &str) -> Result<MaxRunning, InvalidInput> {
 fn max_running_daemon(text: &str) -> Result<u32, InvalidInput> {
     match max_running(text)? {
         MaxRunning(Some(max)) => Ok(max),
-        MaxRunning(None) => Err(InvalidInput(
-            "leave --max-running out for no limit".to_string(),
-        )),
+        MaxRunning(None) => Err(InvalidInput(format!(
+            "invalid limit {text:?}: give a whole number of agents, at least 1 (leave --max-running out for no limit)"
+        ))),
     }
 }
 
@@ -558,6 +558,9 @@ fn agent_ref(text: &str) -> Result<String, InvalidInput> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use clap::error::ErrorKind;
@@ -704,7 +707,7 @@ mod tests {
         );
         assert_eq!(
             validation_message(&[&tcp[..], &["--health-retries", "0", "--", "x"]].concat()),
-            parse::validate_health_retries(0).unwrap_err()
+            "invalid health retries \"0\": give a whole number of failed probes, at least 1"
         );
         assert!(
             validation_message(&[&tcp[..], &["--health-retries", "many", "--", "x"]].concat())

@@ -278,6 +278,9 @@ fn declaration_hash(request: &CreateAgent) -> String {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -88,6 +88,52 @@ impl Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A comma-separated filter of states or labels, some of them
+    /// mistyped, some odd.
+    fn filter_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            prop::sample::select(State::ALL.map(State::as_str).to_vec()).prop_map(str::to_string),
+            prop::sample::select(vec![
+                "", " ", "=", "team=a", "=x", "k=", "Running", "\0", "é=ü"
+            ])
+            .prop_map(str::to_string),
+            "\\PC{0,8}",
+        ];
+        prop::collection::vec(piece, 0..5).prop_map(|pieces| pieces.join(","))
+    }
+
+    proptest! {
+        #![proptest_config(crate::proptest_config())]
+
+        /// `ps --filter`: any text is read, or refused naming the piece
+        /// that cannot be read and saying what can.
+        #[test]
+        fn any_filter_is_read_or_refused_by_name(state in proptest::option::of(filter_text()), label in proptest::option::of(filter_text())) {
+            let query = ListQuery { state: state.clone(), label: label.clone(), ..ListQuery::default() };
+            if let Err(error) = Filter::parse(&query) {
+                let pieces: Vec<String> = [state, label]
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|text| text.split(',').map(|piece| format!("{piece:?}")).collect::<Vec<_>>())
+                    .collect();
+                let message = &error.message;
+                prop_assert!(pieces.iter().any(|piece| message.contains(piece.as_str())), "{message}");
+                prop_assert!(
+                    message.contains("in the filter: use ") || message.contains("use KEY=VALUE or KEY"),
+                    "{message}"
+                );
+            }
+        }
+
+        #[test]
+        fn any_states_read_back(states in prop::collection::vec(prop::sample::select(State::ALL.to_vec()), 1..5)) {
+            let text: Vec<&str> = states.iter().map(|state| state.as_str()).collect();
+            let query = ListQuery { state: Some(text.join(" , ")), ..ListQuery::default() };
+            prop_assert_eq!(Filter::parse(&query).map(|filter| filter.states), Ok(Some(states)));
+        }
+    }
 
     #[test]
     fn a_filter_that_cannot_be_read_says_what_can() {

@@ -88,7 +88,9 @@ impl HealthCheck {
                 ));
             }
             if command.contains('\0') {
-                return Err(EngineError::invalid("the --health-cmd contains a NUL byte"));
+                return Err(EngineError::invalid(format!(
+                    "--health-cmd {command:?} contains a NUL byte"
+                )));
             }
             probes.push((
                 "--health-cmd",

@@ -51,7 +51,7 @@ impl AgentSpec {
             parse::validate_env_key(key).map_err(EngineError::invalid)?;
             if value.contains('\0') {
                 return Err(EngineError::invalid(format!(
-                    "environment variable {key} contains a NUL byte"
+                    "environment variable {key:?} contains a NUL byte in its value"
                 )));
             }
         }
@@ -210,6 +210,9 @@ fn checked_labels(
     }
     Ok(labels.clone())
 }
+
+#[cfg(test)]
+mod props;
 
 #[cfg(test)]
 mod tests {

@@ -465,10 +465,12 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<Since, String> {
         return Err("`since` is empty: give an event id, a time or a duration like 10m".into());
     }
     if trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        return trimmed
-            .parse()
-            .map(Since::Id)
-            .map_err(|_| format!("event id {trimmed:?} is too large"));
+        return trimmed.parse().map(Since::Id).map_err(|_| {
+            format!(
+                "invalid `since` {text:?}: an event id is at most {}",
+                u64::MAX
+            )
+        });
     }
     if let Ok(time) = DateTime::parse_from_rfc3339(trimmed) {
         return Ok(Since::Time(time.with_timezone(&Utc)));
@@ -478,7 +480,9 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<Since, String> {
             .ok()
             .and_then(|ago| now.checked_sub_signed(ago))
             .map(Since::Time)
-            .ok_or_else(|| format!("`since` {trimmed:?} is too far back")),
+            .ok_or_else(|| {
+                format!("invalid `since` {text:?}: too far back; give a time or a shorter duration")
+            }),
         Err(_) => Err(format!(
             "invalid `since` {text:?}: give an event id (1234), a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
         )),
@@ -597,7 +601,7 @@ mod tests {
             .contains("invalid `since`"));
         assert!(parse_since("99999999999999999999999", now)
             .unwrap_err()
-            .contains("too large"));
+            .contains("at most 18446744073709551615"));
     }
 
     #[test]

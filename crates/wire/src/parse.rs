@@ -25,8 +25,13 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Longest duration taken, about 31 years: longer than any timeout needs,
+/// and far from overflowing a clock (`Instant + duration` panics) or a
+/// count of milliseconds.
+pub const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
 /// Parses a duration: `10s`, `500ms`, `2m`, `1h30m`, or a bare number of
-/// seconds (`10`, `0.5`).
+/// seconds (`10`, `0.5`); at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
     let bad = || {
@@ -35,14 +40,25 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if trimmed.is_empty() {
         return Err(bad());
     }
-    if let Ok(seconds) = trimmed.parse::<f64>() {
-        return if seconds.is_finite() && (0.0..1e9).contains(&seconds) {
-            Ok(Duration::from_secs_f64(seconds))
-        } else {
-            Err(bad())
-        };
+    let duration = match trimmed.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => {
+            // Checked before the conversion, which panics past u64 seconds.
+            if seconds > MAX_DURATION.as_secs_f64() {
+                MAX_DURATION + Duration::from_secs(1)
+            } else {
+                Duration::from_secs_f64(seconds)
+            }
+        }
+        Ok(_) => return Err(bad()),
+        Err(_) => humantime::parse_duration(trimmed).map_err(|_| bad())?,
+    };
+    if duration > MAX_DURATION {
+        return Err(format!(
+            "invalid duration {text:?}: the longest is {}s (about 31 years)",
+            MAX_DURATION.as_secs()
+        ));
     }
-    humantime::parse_duration(trimmed).map_err(|_| bad())
+    Ok(duration)
 }
 
 /// Parses an idle timeout: a duration ([`parse_duration`]) above zero.
@@ -94,8 +110,9 @@ const SIZE_UNITS: [(&str, u64); 5] = [
     ("t", 1 << 40),
 ];
 
-/// Largest size wrangle takes: far beyond any machine, well inside `u64`.
-const MAX_SIZE: f64 = (1u64 << 60) as f64;
+/// Largest size wrangle takes (1048576T): far beyond any machine, well
+/// inside `u64`.
+pub const MAX_SIZE: u64 = 1 << 60;
 
 /// Parses a size: `64M`, `1.5G`, `512K`, `2T` or a plain number of bytes.
 /// Units are binary (`K` = 1024) and may be written `m`, `MB` or `MiB`.
@@ -103,6 +120,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
     let bad =
         || format!("invalid size {text:?}: use a number of bytes or a value like 512K, 64M, 1.5G");
+    let too_large = || format!("invalid size {text:?}: the largest is 1048576T");
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(trimmed.len());
@@ -117,10 +135,26 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .find(|(name, _)| *name == unit)
         .map(|(_, multiplier)| *multiplier)
         .ok_or_else(bad)?;
+    if !number.contains('.') {
+        // Whole numbers exactly: through f64, a count of bytes past 2^53
+        // would come back as another number.
+        let value: u64 = match number.parse() {
+            Ok(value) => value,
+            Err(_) if !number.is_empty() => return Err(too_large()),
+            Err(_) => return Err(bad()),
+        };
+        return value
+            .checked_mul(multiplier)
+            .filter(|bytes| *bytes <= MAX_SIZE)
+            .ok_or_else(too_large);
+    }
     let value: f64 = number.parse().map_err(|_| bad())?;
-    let bytes = value * multiplier as f64;
-    if !bytes.is_finite() || bytes > MAX_SIZE || (multiplier == 1 && value.fract() != 0.0) {
+    if multiplier == 1 && value.fract() != 0.0 {
         return Err(bad());
+    }
+    let bytes = value * multiplier as f64;
+    if bytes > MAX_SIZE as f64 {
+        return Err(too_large());
     }
     Ok(bytes as u64)
 }
@@ -274,15 +308,20 @@ pub fn signal_name(number: i32) -> String {
         .unwrap_or_else(|| format!("signal {number}"))
 }
 
-/// Parses `KEY=VALUE` of `--env`; the value may be empty or contain `=`.
+/// Parses `KEY=VALUE` of `--env`; the value may be empty or contain `=`,
+/// neither may contain NUL (the daemon refuses it too).
 pub fn parse_env_pair(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((key, value)) => {
-            validate_env_key(key)?;
-            Ok((key.to_string(), value.to_string()))
-        }
-        None => Err(format!("invalid --env {text:?}: expected KEY=VALUE")),
+    let bad = |why: &str| format!("invalid --env {text:?}: {why}");
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| bad("expected KEY=VALUE"))?;
+    if key.is_empty() {
+        return Err(bad("expected KEY=VALUE, the KEY not empty"));
     }
+    if text.contains('\0') {
+        return Err(bad("a KEY=VALUE cannot contain NUL"));
+    }
+    Ok((key.to_string(), value.to_string()))
 }
 
 /// Checks an environment variable name: not empty, no `=` and no NUL.
@@ -481,7 +520,9 @@ pub fn parse_budget_usd(text: &str) -> Result<f64, String> {
         .trim_start_matches('$')
         .parse::<f64>()
         .map_err(|_| format!("invalid budget {text:?}: give a number of US dollars, e.g. 0.50"))?;
-    check_budget_usd(usd)
+    check_budget_usd(usd).map_err(|_| {
+        format!("invalid budget {text:?}: give a number of US dollars above 0, e.g. 0.50")
+    })
 }
 
 /// Checks a budget in US dollars: finite and above zero.
@@ -497,10 +538,17 @@ pub fn check_budget_usd(usd: f64) -> Result<f64, String> {
 
 /// Parses `--budget-tokens`: a whole number of tokens, at least 1.
 pub fn parse_budget_tokens(text: &str) -> Result<u64, String> {
-    let tokens = text.trim().replace('_', "").parse::<u64>().map_err(|_| {
-        format!("invalid token budget {text:?}: give a whole number of tokens, e.g. 200000")
-    })?;
-    check_budget_tokens(tokens)
+    let bad = || {
+        format!(
+            "invalid token budget {text:?}: give a whole number of tokens from 1 up, e.g. 200000"
+        )
+    };
+    let tokens = text
+        .trim()
+        .replace('_', "")
+        .parse::<u64>()
+        .map_err(|_| bad())?;
+    check_budget_tokens(tokens).map_err(|_| bad())
 }
 
 /// Checks a token budget: at least one token.

@@ -88,15 +88,20 @@ pub struct TokenCounts {
 impl TokenCounts {
     /// All four together.
     pub fn total(&self) -> u64 {
-        self.input + self.output + self.cache_read + self.cache_write
+        // Saturating: the counts come from what agents print, and a line
+        // with u64::MAX tokens must not overflow (a panic in debug).
+        self.input
+            .saturating_add(self.output)
+            .saturating_add(self.cache_read)
+            .saturating_add(self.cache_write)
     }
 
-    /// Adds `other` to these.
+    /// Adds `other` to these (saturating, as [`TokenCounts::total`]).
     pub fn add(&mut self, other: &TokenCounts) {
-        self.input += other.input;
-        self.output += other.output;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
     }
 
     /// What these have more than `base`, kind by kind (zero where less).

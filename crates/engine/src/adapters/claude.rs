@@ -320,7 +320,7 @@ fn result(session: &mut Session, line: &Line, changed: &mut Changed) {
         session.tokens.clear();
         session.reported_cost_by_model.clear();
         for (model, usage) in by_model {
-            if let Some(cost) = usage.cost_usd {
+            if let Some(cost) = usage.cost_usd.filter(|cost| *cost >= 0.0) {
                 session.reported_cost_by_model.insert(model.clone(), cost);
             }
             let counts = TokenCounts {
@@ -337,7 +337,8 @@ fn result(session: &mut Session, line: &Line, changed: &mut Changed) {
         session.tokens.clear();
         session.add_tokens(model.as_deref(), &usage.counts());
     }
-    if let Some(cost) = line.total_cost_usd {
+    // JSON has no infinity; a cost below 0 is no cost.
+    if let Some(cost) = line.total_cost_usd.filter(|cost| *cost >= 0.0) {
         session.reported_cost_usd = Some(cost);
     }
     if let Some(turns) = line.num_turns {

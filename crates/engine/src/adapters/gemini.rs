@@ -97,7 +97,7 @@ impl ModelStats {
         match self.tokens {
             Some(tokens) => TokenCounts {
                 input: tokens.prompt.saturating_sub(tokens.cached),
-                output: tokens.candidates + tokens.thoughts,
+                output: tokens.candidates.saturating_add(tokens.thoughts),
                 cache_read: tokens.cached,
                 cache_write: 0,
             },

@@ -295,4 +295,6 @@ fn model_of(argv: &[String]) -> Option<String> {
 }
 
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;

@@ -97,15 +97,23 @@ pub fn read(
                     model.as_deref(),
                     &TokenCounts {
                         input: tokens.input,
-                        output: tokens.output + tokens.reasoning,
+                        output: tokens.output.saturating_add(tokens.reasoning),
                         cache_read: tokens.cache.read,
                         cache_write: tokens.cache.write,
                     },
                 );
                 changed.usage = true;
             }
-            if let Some(cost) = part.cost {
-                *session.reported_cost_usd.get_or_insert(0.0) += cost;
+            // A cost below 0, or one that makes the sum infinite, is no
+            // cost: it would make every later figure meaningless.
+            let before = session.reported_cost_usd.unwrap_or(0.0);
+            if let Some(total) = part
+                .cost
+                .filter(|cost| *cost >= 0.0)
+                .map(|cost| before + cost)
+                .filter(|total| total.is_finite())
+            {
+                session.reported_cost_usd = Some(total);
                 changed.usage = true;
             }
             if part.reason.as_deref() == Some("stop") {

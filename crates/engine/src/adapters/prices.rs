@@ -171,8 +171,10 @@ fn normalize(model: &str) -> String {
             name = head.to_string();
         }
     }
-    if name.len() > 11 {
-        let (head, tail) = name.split_at(name.len() - 11);
+    // `get`, not `split_at`: a model named in non-ASCII letters may have
+    // no character boundary there, and the model is what an agent printed.
+    let cut = name.len().saturating_sub(11);
+    if let (true, Some(head), Some(tail)) = (cut > 0, name.get(..cut), name.get(cut..)) {
         let parts: Vec<&str> = tail.trim_start_matches('-').split('-').collect();
         if tail.starts_with('-')
             && parts.len() == 3

@@ -218,7 +218,9 @@ impl CallFigures {
             .or_default()
             .add(tokens);
         if let Some(cost) = cost_usd {
-            *self.cost_by_model.entry(model.to_string()).or_default() += cost;
+            // Kept finite: a sum that overflowed would price nothing.
+            let sum = self.cost_by_model.entry(model.to_string()).or_default();
+            *sum = (*sum + cost).min(f64::MAX);
         }
     }
 

@@ -27,15 +27,18 @@ pub struct Report {
     pub details: Option<Map<String, Value>>,
 }
 
+/// A status file as an agent writes one, for error messages.
+const EXAMPLE: &str = r#"{"progress": 40, "message": "running tests"}"#;
+
 /// Parses a status file: a JSON object whose `progress` (when present) is
 /// a number from 0 to 100 and whose `message` is a string. The error says
 /// what is wrong, for people.
 pub fn parse(bytes: &[u8]) -> Result<Report, String> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|error| format!("invalid JSON: {error}"))?;
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|error| format!("invalid JSON ({error}): write one object like {EXAMPLE}"))?;
     let Value::Object(mut details) = value else {
         return Err(format!(
-            "it must hold a JSON object like {{\"progress\": 40, \"message\": \"running tests\"}}, not {}",
+            "it must hold a JSON object like {EXAMPLE}, not {}",
             kind(&value)
         ));
     };
@@ -166,6 +169,9 @@ pub fn last_write(dir: &WatchedDir, name: &str) -> Option<DateTime<Utc>> {
 }
 
 #[cfg(test)]
+mod props;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
@@ -195,11 +201,12 @@ mod tests {
     fn bad_reports_say_what_is_wrong() {
         let error = |text: &str| parse(text.as_bytes()).unwrap_err();
         assert!(
-            error("{\"progress\": 4").starts_with("invalid JSON: "),
+            error("{\"progress\": 4").starts_with("invalid JSON ("),
             "{}",
             error("{")
         );
-        assert!(error("").starts_with("invalid JSON: "));
+        assert!(error("").starts_with("invalid JSON ("));
+        assert!(error("").ends_with(&format!("): write one object like {EXAMPLE}")));
         assert!(
             error("[1, 2]").contains("not an array"),
             "{}",

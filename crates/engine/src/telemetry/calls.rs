@@ -27,7 +27,7 @@ pub fn failed_attempt(record: &Record) -> Option<Option<(u32, String)>> {
     let attempt = attributes
         .get("attempt")
         .and_then(AttributeValue::as_u64)
-        .unwrap_or(0) as u32;
+        .map_or(0, |attempt| u32::try_from(attempt).unwrap_or(u32::MAX));
     let failed = error.is_some() || status.is_some_and(|status| status >= 400);
     Some(failed.then(|| {
         let why = match (error, status) {
@@ -36,7 +36,7 @@ pub fn failed_attempt(record: &Record) -> Option<Option<(u32, String)>> {
             (None, None) => "failed".to_string(),
         };
         // Attempts count from 0; the one being retried is the next.
-        (attempt + 1, why)
+        (attempt.saturating_add(1), why)
     }))
 }
 
@@ -76,7 +76,11 @@ pub fn call_of(record: &Record) -> Option<Call> {
                         .attributes
                         .get("cost_usd")
                         .and_then(AttributeValue::as_f64)
-                });
+                })
+                // Protobuf carries NaN and infinities: such a cost, or
+                // one below 0, is none (NaN would make every budget
+                // check false).
+                .filter(|cost| cost.is_finite() && *cost >= 0.0);
             Some(Call {
                 model: model(),
                 tokens: TokenCounts {
@@ -121,8 +125,9 @@ pub fn call_of(record: &Record) -> Option<Call> {
                 model: model(),
                 tokens: TokenCounts {
                     input: input.saturating_sub(cached),
-                    output: count("output_token_count").unwrap_or(0)
-                        + count("thoughts_token_count").unwrap_or(0),
+                    output: count("output_token_count")
+                        .unwrap_or(0)
+                        .saturating_add(count("thoughts_token_count").unwrap_or(0)),
                     cache_read: cached,
                     cache_write: 0,
                 },

@@ -15,6 +15,8 @@ pub mod calls;
 mod credentials;
 pub(crate) mod intake;
 mod plan;
+#[cfg(test)]
+mod props;
 mod receive;
 pub mod tools;
 

@@ -215,7 +215,7 @@ impl ToolActivity {
                 }
                 self.finished += 1;
                 self.failed += u64::from(!success);
-                self.busy_ms += duration_ms.unwrap_or(0);
+                self.busy_ms = self.busy_ms.saturating_add(duration_ms.unwrap_or(0));
             }
         }
         true

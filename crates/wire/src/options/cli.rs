@@ -121,10 +121,13 @@ pub fn host_port(text: &str) -> Result<String, InvalidInput> {
 
 /// `--health-retries`: a number, at least 1.
 pub fn retries(text: &str) -> Result<u32, InvalidInput> {
-    let number = text.parse::<u32>().map_err(|_| {
+    // One message for both, naming what was typed (the daemon's names the
+    // number it was sent).
+    let bad = || {
         InvalidInput(format!(
             "invalid health retries {text:?}: give a whole number of failed probes, at least 1"
         ))
-    })?;
-    parse::validate_health_retries(number).map_err(InvalidInput)
+    };
+    let number = text.parse::<u32>().map_err(|_| bad())?;
+    parse::validate_health_retries(number).map_err(|_| bad())
 }
