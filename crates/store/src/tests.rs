@@ -552,3 +552,45 @@ fn a_session_only_moves_forward_and_goes_with_its_agent() {
     store.delete_agent("a1", &[]).unwrap();
     assert_eq!(store.session("a1", 1).unwrap(), None);
 }
+
+#[test]
+fn an_idempotency_key_names_its_agents_until_a_day_has_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    let (a, b) = (agent("a1", "one"), agent("b2", "two"));
+    let (ra, rb) = (run("a1"), run("b2"));
+    store
+        .create_many(&[(&a, &ra), (&b, &rb)], Some("key-1"), &[])
+        .unwrap();
+    assert_eq!(
+        store.created_by("key-1").unwrap(),
+        Some(vec!["a1".to_string(), "b2".to_string()])
+    );
+    assert_eq!(store.created_by("key-2").unwrap(), None);
+    // A key taken again is refused, and the batch with it.
+    let c = agent("c3", "three");
+    let rc = run("c3");
+    assert!(store.create_many(&[(&c, &rc)], Some("key-1"), &[]).is_err());
+    assert!(store.load().unwrap().iter().all(|(row, _)| row.id != "c3"));
+    // Kept a day after the agents' creation, then pruned.
+    let mut connection = Connection::open(&path).unwrap();
+    let keep = Retention {
+        max_age: None,
+        max_events: None,
+    };
+    prune::prune(
+        &mut connection,
+        keep,
+        a.created_at + chrono::Duration::hours(23),
+    )
+    .unwrap();
+    assert!(store.created_by("key-1").unwrap().is_some());
+    prune::prune(
+        &mut connection,
+        keep,
+        a.created_at + chrono::Duration::hours(25),
+    )
+    .unwrap();
+    assert_eq!(store.created_by("key-1").unwrap(), None);
+}
