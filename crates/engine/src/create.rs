@@ -227,6 +227,7 @@ impl Engine {
         }
         let now = Utc::now();
         let mut agents: Vec<Agent> = Vec::with_capacity(checked.len());
+        let mut specs = Vec::with_capacity(checked.len());
         let mut drafts = Vec::with_capacity(checked.len() * 2);
         let mut made_up = HashSet::new();
         for (
@@ -262,7 +263,6 @@ impl Engine {
                     id,
                     name,
                     spec,
-                    spec_json,
                     // A microsecond apart: lists (oldest first) keep the
                     // batch's order.
                     created_at: now + chrono::Duration::microseconds(index as i64),
@@ -288,11 +288,18 @@ impl Engine {
             };
             drafts.push(Draft::about(&agent, created, now));
             drafts.push(Draft::about(&agent, events::of_state(&agent), now));
+            specs.push(spec_json);
             agents.push(agent);
         }
         let rows: Vec<_> = agents
             .iter()
-            .map(|agent| (agent.row(), agent.status.run.row(&agent.identity.id)))
+            .zip(specs)
+            .map(|(agent, spec_json)| {
+                (
+                    agent.created_row(spec_json),
+                    agent.status.run.row(&agent.identity.id),
+                )
+            })
             .collect();
         let pairs: Vec<_> = rows.iter().map(|(agent, run)| (agent, run)).collect();
         self.inner.write_with_events(drafts, |store, events| {

@@ -121,10 +121,10 @@ pub struct Identity {
     pub id: String,
     /// Unique name.
     pub name: String,
-    /// What it runs.
+    /// What it runs. (Its JSON is written once, when the agent is
+    /// created, and not kept: with a fleet's environments it is most of
+    /// an agent's memory.)
     pub spec: AgentSpec,
-    /// The spec as stored.
-    pub spec_json: String,
     /// When it was created.
     pub created_at: DateTime<Utc>,
 }
@@ -294,12 +294,18 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// The store row of the agent.
+    /// The store row of the agent, for a change of it: without its spec,
+    /// which no change writes (see [`Agent::created_row`]).
     pub fn row(&self) -> AgentRow {
+        self.created_row(String::new())
+    }
+
+    /// The store row of the agent as it is created, with its spec as JSON.
+    pub fn created_row(&self, spec_json: String) -> AgentRow {
         AgentRow {
             id: self.identity.id.clone(),
             name: self.identity.name.clone(),
-            spec: self.identity.spec_json.clone(),
+            spec: spec_json,
             state: self.status.state,
             reason: self.status.reason.clone(),
             run: self.status.run.number,

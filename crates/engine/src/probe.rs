@@ -521,7 +521,6 @@ mod tests {
                 id: "a".into(),
                 name: "a".into(),
                 spec,
-                spec_json: "{}".into(),
                 created_at: Utc::now(),
             }),
             status: Status {

@@ -60,7 +60,6 @@ impl Engine {
                         id: row.id,
                         name: row.name,
                         spec,
-                        spec_json: row.spec,
                         created_at: row.created_at,
                     }),
                     status: Status {

@@ -186,7 +186,6 @@ mod tests {
                     idle_timeout_ms: None,
                     session: Default::default(),
                 },
-                spec_json: "{}".into(),
                 created_at: chrono::Utc::now(),
             }),
             status: Status {
