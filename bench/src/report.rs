@@ -208,15 +208,12 @@ pub fn verdict(pass: bool, off_by: String) -> String {
     }
 }
 
-/// The whole report.
-pub fn markdown(
-    machine: &Machine,
-    binary: &str,
-    figures: &[Figures],
-    left_behind: usize,
-) -> String {
+/// A report's title and the lines that say where it was measured: the
+/// machine, its load, the homes' file system, the containment, the limits
+/// and the binary.
+pub fn header(title: &str, machine: &Machine, binary: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## wrangle benchmark — {}\n", machine.date);
+    let _ = writeln!(out, "## {title} — {}\n", machine.date);
     let _ = writeln!(
         out,
         "- machine: {} — {} cores, {:.1} GiB, Linux {}",
@@ -229,6 +226,17 @@ pub fn markdown(
         let _ = writeln!(out, "- limits: {}", machine.limits);
     }
     let _ = writeln!(out, "- wrangle: `{binary}`");
+    out
+}
+
+/// The whole report.
+pub fn markdown(
+    machine: &Machine,
+    binary: &str,
+    figures: &[Figures],
+    left_behind: usize,
+) -> String {
+    let mut out = header("wrangle benchmark", machine, binary);
     let _ = writeln!(
         out,
         "- agents: `sleep 3600`; floor = posix_spawnp/SIGTERM/waitpid from one process; floor, API start and `up`: median of their runs, interleaved; one fleet at a time"

@@ -13,19 +13,9 @@ const THREADS_SHOWN: usize = 4;
 
 /// The `--telemetry` report.
 pub fn markdown(machine: &Machine, binary: &str, figures: &Figures, left_behind: usize) -> String {
-    let mut out = String::new();
     let received = &figures.received;
     let n = received.n;
-    let _ = writeln!(out, "## wrangle telemetry benchmark — {}\n", machine.date);
-    let _ = writeln!(
-        out,
-        "- machine: {} — {} cores, {:.1} GiB, Linux {}",
-        machine.cpu, machine.cores, machine.memory_gib, machine.kernel
-    );
-    let _ = writeln!(out, "- load average at the start: {}", machine.load);
-    let _ = writeln!(out, "- homes on: {}", machine.home_filesystem);
-    let _ = writeln!(out, "- containment: {}", machine.containment);
-    let _ = writeln!(out, "- wrangle: `{binary}`");
+    let mut out = crate::report::header("wrangle telemetry benchmark", machine, binary);
     let _ = writeln!(
         out,
         "- sampler tick: {} (the daemon's default)",
