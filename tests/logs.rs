@@ -1,6 +1,7 @@
-//! `wrangle logs`: stdout and stderr each to its own stream, one stream
-//! only, the last N lines, capture timestamps, and `-f` that follows the
-//! agent until it ends.
+//! `wrangle logs`: both streams to standard output in capture order, one
+//! stream only, the last N lines, capture timestamps, `--since` and
+//! `--until`, `-f` that follows the agent until it ends, and all of it
+//! across the files of a log rotated by size.
 
 mod common;
 
@@ -45,7 +46,7 @@ fn combined(home: &Home, args: &[&str]) -> String {
 }
 
 #[test]
-fn logs_prints_stdout_and_stderr_to_their_own_streams() {
+fn logs_prints_both_streams_to_stdout_in_capture_order() {
     let home = Home::new();
     let script = ordered_output(&["out:o1", "err:e1", "out:o2", "err:e2"]);
     let id = home.run(&["--", "sh", "-c", &script]);
@@ -53,9 +54,13 @@ fn logs_prints_stdout_and_stderr_to_their_own_streams() {
 
     let output = home.wrangle(&["logs", &id]);
     assert_eq!(output.code(), 0);
-    assert_eq!(output.stdout, "o1\no2\n");
-    assert_eq!(output.stderr, "e1\ne2\n");
-    assert_eq!(combined(&home, &["logs", &id]), "o1\ne1\no2\ne2\n");
+    assert_eq!(output.stdout, "o1\ne1\no2\ne2\n");
+    assert_eq!(output.stderr, "");
+    // Where both are merged, a prefix (or --timestamps) tells them apart.
+    assert_eq!(
+        home.ok(&["logs", "--prefix", &id]),
+        "stdout o1\nstderr e1\nstdout o2\nstderr e2\n"
+    );
 
     // The logs are plain files where inspect says, with their indexes.
     let agent = home.inspect(&id);
@@ -84,10 +89,12 @@ fn logs_stdout_and_stderr_select_one_stream() {
         (output.stdout.as_str(), output.stderr.as_str()),
         ("o1\no2\n", "")
     );
+    // stderr's lines go to stdout too, so that `logs --stderr a | grep`
+    // works.
     let output = home.wrangle(&["logs", "--stderr", &id]);
     assert_eq!(
         (output.stdout.as_str(), output.stderr.as_str()),
-        ("", "e1\n")
+        ("e1\n", "")
     );
     let output = home.fails(&["logs", "--stdout", "--stderr", &id]);
     assert_eq!(output.code(), 2, "the flags exclude each other");
@@ -137,7 +144,17 @@ fn logs_timestamps_start_each_line_with_its_capture_time() {
         .map(|line| line.split_once(' ').expect("TIME TEXT"))
         .collect();
     let texts: Vec<&str> = lines.iter().map(|(_, text)| *text).collect();
-    assert_eq!(texts, ["first", "second", "third"], "{text}");
+    // Both streams merged: the stream follows the time.
+    assert_eq!(
+        texts,
+        ["stdout first", "stderr second", "stdout third"],
+        "{text}"
+    );
+    let stdout_only = home.ok(&["logs", "--timestamps", "--stdout", &id]);
+    assert!(
+        stdout_only.lines().all(|line| !line.contains("stdout")),
+        "{stdout_only}"
+    );
     let times: Vec<_> = lines
         .iter()
         .map(|(time, _)| rfc3339(&serde_json::json!(time), "a line's time"))
@@ -195,13 +212,17 @@ fn logs_follow_prints_new_output_and_exits_when_the_agent_ends() {
         .recv_timeout(Duration::from_secs(20))
         .expect("logs -f prints new output");
     assert_eq!(second, "second");
+    let third = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("logs -f prints stderr's output");
+    assert_eq!(third, "oops");
     let output = common::finish(&mut follower, COMMAND_TIMEOUT, "logs -f");
     assert_eq!(output.code(), 0, "{output:?}");
     assert!(
         received.recv_timeout(Duration::from_secs(5)).is_err(),
         "nothing more on stdout"
     );
-    assert_eq!(output.stderr, "oops\n");
+    assert_eq!(output.stderr, "");
     assert_eq!(home.state(&id), "failed");
 }
 
@@ -253,5 +274,162 @@ fn logs_survive_a_lot_of_output() {
     assert_eq!(
         home.ok(&["logs", "--stdout", "--tail", "1", &id]),
         "200000\n"
+    );
+}
+
+/// The numbers of a log of `seq` output, checked to be whole lines.
+fn numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .map(|line| {
+            line.parse()
+                .unwrap_or_else(|_| panic!("not a number: {line:?}"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_log_is_rotated_by_size_and_read_back_as_one() {
+    let home = Home::new();
+    // About 1.3 MB of numbered lines into files of 64K, three kept.
+    let id = home.run(&[
+        "--log-max-size",
+        "64K",
+        "--log-max-files",
+        "3",
+        "--",
+        "sh",
+        "-c",
+        "seq 1 200000; echo done >&2",
+    ]);
+    home.ok(&["wait", &id]);
+    let agent = home.inspect(&id);
+    let stdout_log = std::path::PathBuf::from(agent["stdout_log"].as_str().unwrap());
+    let dir = stdout_log.parent().unwrap();
+    let mut rotated: Vec<(u64, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().into_string().unwrap();
+            let number = name.strip_prefix("stdout.log.")?.parse().ok()?;
+            Some((number, entry.metadata().unwrap().len()))
+        })
+        .collect();
+    rotated.sort();
+    // Three files kept: the current one and the two newest rotated, each
+    // of exactly the size asked for, each with its index.
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    assert_eq!(rotated[1].0, rotated[0].0 + 1);
+    assert!(
+        rotated.iter().all(|(_, length)| *length == 64 * 1024),
+        "{rotated:?}"
+    );
+    for (number, _) in &rotated {
+        assert!(dir.join(format!("stdout.log.{number}.idx")).exists());
+    }
+    let current = std::fs::metadata(&stdout_log).unwrap().len();
+    assert!(current <= 64 * 1024, "{current}");
+
+    // Read as one: consecutive numbers up to the last, the oldest gone,
+    // no line cut where one file ends and the next begins.
+    let all = numbers(&home.ok(&["logs", "--stdout", &id]));
+    assert_eq!(*all.last().unwrap(), 200_000);
+    assert!(
+        all.windows(2).all(|pair| pair[1] == pair[0] + 1),
+        "a gap or a cut line"
+    );
+    let kept_bytes: u64 = 2 * 64 * 1024 + current;
+    let read_bytes: u64 = all.iter().map(|n| n.to_string().len() as u64 + 1).sum();
+    assert!(
+        kept_bytes - read_bytes < 8,
+        "{kept_bytes} kept, {read_bytes} read"
+    );
+    // The tail reaches back across files.
+    let tail = numbers(&home.ok(&["logs", "--stdout", "--tail", "20000", &id]));
+    assert_eq!(tail, ((200_000 - 19_999)..=200_000).collect::<Vec<_>>());
+    assert_eq!(home.ok(&["logs", "--tail", "1", &id]), "done\n");
+}
+
+#[test]
+fn logs_follow_reads_on_across_rotations_and_misses_nothing() {
+    let home = Home::new();
+    let go = home.path().join("go");
+    // Slow enough to be followed, fast enough to rotate a few times.
+    let script = format!(
+        "until [ -e {go} ]; do sleep 0.01; done; i=0; while [ $i -lt 40 ]; do seq $((i*1000+1)) $((i*1000+1000)); i=$((i+1)); sleep 0.02; done",
+        go = go.display()
+    );
+    let id = home.run(&[
+        "--log-max-size",
+        "16K",
+        "--log-max-files",
+        "100",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let mut follower = home
+        .command(&["logs", "-f", &id])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start logs -f");
+    std::fs::write(&go, "").unwrap();
+    let output = common::finish(&mut follower, COMMAND_TIMEOUT, "logs -f");
+    let followed = numbers(&output.stdout);
+    assert_eq!(followed, (1..=40_000).collect::<Vec<_>>());
+    let agent = home.inspect(&id);
+    let dir = std::path::Path::new(agent["stdout_log"].as_str().unwrap())
+        .parent()
+        .unwrap()
+        .to_owned();
+    assert!(
+        dir.join("stdout.log.10").exists(),
+        "it rotated more than ten times"
+    );
+}
+
+#[test]
+fn logs_since_and_until_pick_lines_by_capture_time() {
+    let home = Home::new();
+    let go = home.path().join("go");
+    let script = format!(
+        "echo early; until [ -e {go} ]; do sleep 0.01; done; echo late",
+        go = go.display()
+    );
+    let id = home.run(&["--", "sh", "-c", &script]);
+    common::wait_until(common::SOON, "the first line", || {
+        home.ok(&["logs", &id]) == "early\n"
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(&go, "").unwrap();
+    home.ok(&["wait", &id]);
+    assert_eq!(home.ok(&["logs", "--since", &between, &id]), "late\n");
+    assert_eq!(home.ok(&["logs", "--until", &between, &id]), "early\n");
+    assert_eq!(home.ok(&["logs", "--since", "1h", &id]), "early\nlate\n");
+    assert_eq!(home.ok(&["logs", "--until", "1h", &id]), "");
+    assert_eq!(
+        home.ok(&["logs", "--until", &between, "--tail", "1", &id]),
+        "early\n"
+    );
+    // A followed log ends once --until has passed.
+    assert_eq!(
+        home.ok(&["logs", "-f", "--until", &between, &id]),
+        "early\n"
+    );
+    // Bad bounds are refused, naming the flag and what it takes.
+    let output = home.fails(&["logs", "--since", "yesterday-ish", &id]);
+    assert!(
+        output.stderr.contains("invalid --since \"yesterday-ish\"")
+            && output.stderr.contains("10m"),
+        "{}",
+        output.stderr
+    );
+    let output = home.fails(&["logs", "--since", "1m", "--until", "1h", &id]);
+    assert!(
+        output.stderr.contains("is after --until"),
+        "{}",
+        output.stderr
     );
 }

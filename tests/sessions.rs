@@ -278,3 +278,32 @@ fn the_adapter_can_be_chosen_or_refused() {
     );
     assert_eq!(answer.status, 400, "{}", answer.body);
 }
+
+#[test]
+fn the_adapter_reads_on_across_rotated_logs() {
+    let home = fast_home();
+    // 3000 lines of about 40 bytes into files of 4K: some thirty rotations
+    // while the adapter reads.
+    let script = r#"i=1; while [ $i -le 3000 ]; do echo "{\"message\":\"step $i\",\"tokens\":$i}"; i=$((i+1)); done; echo '{"result":{"success":true,"message":"fin"}}'"#;
+    let id = home.run(&[
+        "--adapter",
+        "jsonl",
+        "--log-max-size",
+        "4K",
+        "--log-max-files",
+        "1000",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    home.ok(&["wait", &id]);
+    let session = &home.inspect(&id)["session"];
+    assert_eq!(session["lines"], 3001, "{session}");
+    assert_eq!(
+        session["other_lines"], 0,
+        "no line cut where a file ends: {session}"
+    );
+    assert_eq!(session["result"]["message"], "fin", "{session}");
+    assert_eq!(session["tokens"]["output"], 3000, "{session}");
+}

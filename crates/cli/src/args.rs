@@ -179,9 +179,24 @@ pub struct LogsArgs {
     #[arg(long)]
     pub stderr: bool,
 
-    /// Start each line with the time it was captured (RFC 3339, UTC)
+    /// Start each line with the time it was captured (RFC 3339, UTC), and,
+    /// where both streams are printed, the stream's name
     #[arg(short, long)]
     pub timestamps: bool,
+
+    /// Start each line with the name of its stream (stdout or stderr)
+    #[arg(long)]
+    pub prefix: bool,
+
+    /// Only lines captured since TIME (RFC 3339) or DURATION ago, e.g.
+    /// 10m, 2h, 2026-12-06T10:00:00Z
+    #[arg(long, value_name = "TIME|DURATION", value_parser = time_bound("--since"))]
+    pub since: Option<String>,
+
+    /// Only lines captured until TIME or DURATION ago (same forms); with
+    /// --follow, stop once it has passed
+    #[arg(long, value_name = "TIME|DURATION", value_parser = time_bound("--until"))]
+    pub until: Option<String>,
 
     /// Print the output of run N (1 is the first) instead of the current run
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
@@ -554,6 +569,16 @@ fn agent_ref(text: &str) -> Result<String, InvalidInput> {
         ))
     } else {
         Ok(text.to_owned())
+    }
+}
+
+/// A `--since` or `--until`: checked here with the daemon's parser, sent
+/// as typed (a duration is counted back from the daemon's clock).
+fn time_bound(flag: &'static str) -> impl Fn(&str) -> Result<String, InvalidInput> + Clone {
+    move |text| {
+        wrangle_wire::parse::parse_time_or_ago(flag, text, chrono::Utc::now())
+            .map(|_| text.trim().to_owned())
+            .map_err(InvalidInput)
     }
 }
 

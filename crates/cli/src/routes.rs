@@ -96,6 +96,13 @@ pub fn logs(reference: &str, query: &LogsQuery) -> String {
     if let Some(run) = query.run {
         params.push(format!("run={run}"));
     }
+    let value = |text: &str| utf8_percent_encode(text, SEGMENT).to_string();
+    if let Some(since) = &query.since {
+        params.push(format!("since={}", value(since)));
+    }
+    if let Some(until) = &query.until {
+        params.push(format!("until={}", value(until)));
+    }
     let path = format!("{}/logs", agent(reference));
     if params.is_empty() {
         path
@@ -223,10 +230,12 @@ mod tests {
             tail: Some(20),
             follow: true,
             run: None,
+            since: Some("2026-12-06T10:00:00+01:00".into()),
+            until: None,
         };
         assert_eq!(
             logs("x", &query),
-            "/v1/agents/x/logs?stream=stderr&tail=20&follow=true"
+            "/v1/agents/x/logs?stream=stderr&tail=20&follow=true&since=2026-12-06T10%3A00%3A00%2B01%3A00"
         );
     }
 

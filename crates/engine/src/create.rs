@@ -385,6 +385,7 @@ impl Engine {
             stop_timeout_ms: identity.spec.stop_timeout_ms,
             cgroup: self.cgroup_for(id, run.number),
             limits: Default::default(),
+            logs: identity.spec.logs,
         };
         let number = run.number;
         let started = match self.limit_plan(id, number, &identity.spec.limits) {

@@ -4,9 +4,10 @@
 use crate::error::EngineError;
 use crate::logs::{merge, LogCursor};
 use crate::Engine;
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use wrangle_wire::{LogLine, LogStream, LogsQuery};
+use wrangle_wire::{parse, LogLine, LogStream, LogsQuery};
 
 /// How often a followed log is checked for new output.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(100);
@@ -32,6 +33,25 @@ impl Engine {
                 agent.identity.name, agent.status.run.number
             )));
         }
+        let now = Utc::now();
+        let bound = |what: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(|text| parse::parse_time_or_ago(what, text, now))
+                .transpose()
+                .map_err(EngineError::invalid)
+        };
+        let since = bound("--since", &query.since)?;
+        let until = bound("--until", &query.until)?;
+        if let (Some(since), Some(until)) = (since, until) {
+            if since > until {
+                return Err(EngineError::invalid(format!(
+                    "--since ({}) is after --until ({}): nothing could match",
+                    since.to_rfc3339(),
+                    until.to_rfc3339()
+                )));
+            }
+        }
+        let window = TimeWindow { since, until };
         let dir = self.run_dir(&id, run);
         let streams: Vec<LogStream> = match query.stream {
             Some(stream) => vec![stream],
@@ -39,13 +59,13 @@ impl Engine {
         };
         let mut cursors = Vec::new();
         for stream in streams {
-            let path = dir.join(match stream {
-                LogStream::Stdout => wrangle_shim::protocol::STDOUT_LOG,
-                LogStream::Stderr => wrangle_shim::protocol::STDERR_LOG,
-            });
-            let cursor = match query.tail {
-                Some(lines) => LogCursor::at_tail(stream, &path, lines),
-                None => Ok(LogCursor::new(stream, &path, 0)),
+            let files = agent.identity.spec.log_files(&dir, stream);
+            let path = files.current_path();
+            // Counted back from the end, the last lines may all be after
+            // --until: then the tail is taken from all the lines.
+            let cursor = match query.tail.filter(|_| until.is_none()) {
+                Some(lines) => LogCursor::at_tail(stream, files, lines),
+                None => Ok(LogCursor::new(stream, files, 0)),
             }
             .map_err(|e| EngineError::internal(format!("cannot read {}: {e}", path.display())))?;
             cursors.push(cursor);
@@ -64,8 +84,9 @@ impl Engine {
             loop {
                 // Decide before reading: output written before the end was
                 // recorded is all in the files by then.
-                let over = !query.follow || run_is_over(&engine);
+                let over = !query.follow || run_is_over(&engine) || window.has_passed();
                 let mut lines = read_all(&mut cursors);
+                lines.retain(|line| window.holds(line));
                 if first {
                     if let Some(tail) = query.tail {
                         let excess = lines.len().saturating_sub(tail);
@@ -74,7 +95,8 @@ impl Engine {
                     first = false;
                 }
                 if over {
-                    lines.extend(cursors.iter_mut().filter_map(LogCursor::take_partial));
+                    let partial = cursors.iter_mut().filter_map(LogCursor::take_partial);
+                    lines.extend(partial.filter(|line| window.holds(line)));
                 }
                 for line in lines {
                     if sender.send(line).await.is_err() {
@@ -92,6 +114,26 @@ impl Engine {
             }
         });
         Ok(receiver)
+    }
+}
+
+/// The times asked for with `--since` and `--until`.
+#[derive(Clone, Copy)]
+struct TimeWindow {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl TimeWindow {
+    /// Whether the line was captured within the window.
+    fn holds(&self, line: &LogLine) -> bool {
+        self.since.is_none_or(|since| line.time >= since)
+            && self.until.is_none_or(|until| line.time <= until)
+    }
+
+    /// Whether the window is over: nothing captured from now on is in it.
+    fn has_passed(&self) -> bool {
+        self.until.is_some_and(|until| Utc::now() > until)
     }
 }
 

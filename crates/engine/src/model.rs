@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wrangle_os::ProcessId;
-use wrangle_shim::protocol::LimitPlan;
+use wrangle_shim::protocol::{LimitPlan, LogRotation};
 use wrangle_store::{AgentRow, RunRow};
 use wrangle_wire::{AdapterKind, Cause, Health, State, TelemetryMode};
 
@@ -63,9 +63,16 @@ pub struct AgentSpec {
     /// milliseconds; never when absent (and in specs stored before it).
     #[serde(default)]
     pub idle_timeout_ms: Option<u64>,
+    /// How its logs are rotated; the defaults in specs stored before.
+    #[serde(default, skip_serializing_if = "is_default_rotation")]
+    pub logs: LogRotation,
     /// How its session is read and what it may spend.
     #[serde(flatten)]
     pub session: SessionSpec,
+}
+
+fn is_default_rotation(rotation: &LogRotation) -> bool {
+    *rotation == LogRotation::default()
 }
 
 /// How an agent's session is read, how long it may linger after its

@@ -92,6 +92,12 @@ pub fn classify(shim: &ShimState) -> Ending {
     if let Some(error) = &shim.log_error {
         reason.push_str(&format!("; output not fully recorded: {error}"));
     }
+    if shim.log_dropped_bytes > 0 {
+        reason.push_str(&format!(
+            "; {} bytes of output dropped while the log could not be written (a marker line in the log says where)",
+            shim.log_dropped_bytes
+        ));
+    }
     Ending {
         state,
         reason,
@@ -155,6 +161,7 @@ mod tests {
             kill: None,
             leftovers: 0,
             log_error: None,
+            log_dropped_bytes: 0,
             finished_at: Some(at(5_010)),
             limits: Default::default(),
             oom_kills: 0,

@@ -183,6 +183,7 @@ mod tests {
                     labels: Default::default(),
                     health_check: None,
                     limits: Default::default(),
+                    logs: Default::default(),
                     idle_timeout_ms: None,
                     session: Default::default(),
                 },

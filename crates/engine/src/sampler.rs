@@ -159,6 +159,7 @@ impl Sampler {
                         main,
                         cgroup: run.cgroup.clone(),
                         dir: run.dir.clone(),
+                        log_max_size: agent.identity.spec.logs.max_size,
                         started_at: run.started_at,
                         session: agent
                             .session

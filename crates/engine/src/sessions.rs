@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wrangle_store::{CostDelta, Ledgered, SessionRow};
-use wrangle_wire::{AdapterKind, EventKind, TokenCounts};
+use wrangle_wire::{AdapterKind, EventKind, LogStream, TokenCounts};
 
 /// Shortest time between two `agent.usage` events of one agent.
 const USAGE_EVERY: chrono::Duration = chrono::Duration::seconds(1);
@@ -154,7 +154,11 @@ impl Engine {
         let now = Utc::now();
         // Without an adapter only the telemetry counts: nothing to read.
         if reader.kind() != AdapterKind::None {
-            if let Err(error) = tail.read(&agent.status.run.stdout_log(), &mut reader, now) {
+            let files = agent
+                .identity
+                .spec
+                .log_files(&agent.status.run.dir, LogStream::Stdout);
+            if let Err(error) = tail.read(&files, &mut reader, now) {
                 tracing::warn!("agent {id} run {run}: cannot read the rest of its output: {error}");
             }
             tail.finish(&mut reader, now);

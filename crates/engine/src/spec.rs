@@ -9,7 +9,9 @@ use crate::policy::RestartSpec;
 use crate::probe::HealthCheck;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use wrangle_wire::{parse, CreateAgent, RunOptions, TelemetryMode};
+use wrangle_shim::logfiles::LogFiles;
+use wrangle_shim::protocol::{LogRotation, STDERR_LOG, STDOUT_LOG};
+use wrangle_wire::{parse, CreateAgent, LogStream, RunOptions, TelemetryMode};
 
 impl AgentSpec {
     /// Checks a create request and turns it into a spec; relative paths are
@@ -101,8 +103,18 @@ impl AgentSpec {
             health_check: HealthCheck::from_options(options)?,
             limits: SpecLimits::from_options(options)?,
             idle_timeout_ms: idle_timeout.map(|timeout| timeout.as_millis() as u64),
+            logs: log_rotation(options)?,
             session: SessionSpec::from_options(options)?,
         })
+    }
+
+    /// The files of stream `stream` of the run in `run_dir`.
+    pub fn log_files(&self, run_dir: &Path, stream: LogStream) -> LogFiles {
+        let name = match stream {
+            LogStream::Stdout => STDOUT_LOG,
+            LogStream::Stderr => STDERR_LOG,
+        };
+        LogFiles::new(run_dir, name, self.logs.max_size)
     }
 
     /// The agent's environment as it asked for it: the base, then `--env`
@@ -209,6 +221,21 @@ fn checked_labels(
         }
     }
     Ok(labels.clone())
+}
+
+/// How the agent's logs are rotated, from its options.
+fn log_rotation(options: &RunOptions) -> Result<LogRotation, EngineError> {
+    let defaults = LogRotation::default();
+    Ok(LogRotation {
+        max_size: match &options.log_max_size {
+            Some(size) => parse::parse_log_max_size(size).map_err(EngineError::invalid)?,
+            None => defaults.max_size,
+        },
+        max_files: match options.log_max_files {
+            Some(files) => parse::check_log_max_files(files).map_err(EngineError::invalid)?,
+            None => defaults.max_files,
+        },
+    })
 }
 
 #[cfg(test)]

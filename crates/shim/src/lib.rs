@@ -12,6 +12,7 @@
 mod diag;
 mod capture;
 mod limits;
+pub mod logfiles;
 pub mod logindex;
 pub mod protocol;
 mod stop;

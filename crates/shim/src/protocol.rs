@@ -53,6 +53,35 @@ pub struct ShimSpec {
     /// The run's resource limits and how each is to be enforced.
     #[serde(default)]
     pub limits: LimitPlan,
+    /// How its logs are rotated.
+    #[serde(default)]
+    pub logs: LogRotation,
+}
+
+/// Default size at which a log is rotated (`--log-max-size`).
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 20 * 1024 * 1024;
+/// Default number of files kept per stream, the current one included
+/// (`--log-max-files`).
+pub const DEFAULT_LOG_MAX_FILES: u32 = 5;
+
+/// How a run's logs are rotated: each stream's current file is rotated
+/// at `max_size` bytes, and at most `max_files` files (the current one
+/// included) are kept per stream, as docker's `max-size` and `max-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRotation {
+    /// Bytes per file.
+    pub max_size: u64,
+    /// Files kept per stream, the current one included.
+    pub max_files: u32,
+}
+
+impl Default for LogRotation {
+    fn default() -> Self {
+        LogRotation {
+            max_size: DEFAULT_LOG_MAX_SIZE,
+            max_files: DEFAULT_LOG_MAX_FILES,
+        }
+    }
 }
 
 /// How one limit is enforced.
@@ -245,6 +274,10 @@ pub struct ShimState {
     /// The last error writing the logs, if output could not be recorded.
     #[serde(default)]
     pub log_error: Option<String>,
+    /// Bytes of output dropped because the logs could not be written (a
+    /// full disk); a marker line in the log says where.
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
     /// The run's limits as its spec planned them (cgroup v1 groups made
     /// for the run are listed here, for whoever cleans up after the shim).
     #[serde(default)]

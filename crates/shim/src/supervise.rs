@@ -4,9 +4,10 @@
 
 use crate::capture::Capture;
 use crate::limits::RunLimits;
+use crate::logfiles::LogFiles;
 use crate::protocol::{
     ControlCommand, ExitRecord, KillRecord, Phase, ShimSpec, ShimState, StopRecord, WatchdogKill,
-    CONTROL_FIFO, INDEX_SUFFIX, SPEC_FILE, STATE_FILE, STDERR_LOG, STDOUT_LOG,
+    CONTROL_FIFO, SPEC_FILE, STATE_FILE, STDERR_LOG, STDOUT_LOG,
 };
 use crate::stop::StopSequence;
 use crate::tree::Tree;
@@ -91,6 +92,7 @@ pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
         kill: None,
         leftovers: 0,
         log_error: None,
+        log_dropped_bytes: 0,
         finished_at: None,
         limits: spec.limits.clone(),
         oom_kills: 0,
@@ -99,8 +101,16 @@ pub fn run(dir: &Path, parent: i32, spec: Option<ShimSpec>) -> io::Result<()> {
 
     let (stdout_read, stdout_write) = output_pipe()?;
     let (stderr_read, stderr_write) = output_pipe()?;
-    let stdout = capture(dir, STDOUT_LOG, stdout_read);
-    let stderr = capture(dir, STDERR_LOG, stderr_read);
+    let stdout = Capture::new(
+        stdout_read,
+        LogFiles::new(dir, STDOUT_LOG, spec.logs.max_size),
+        spec.logs,
+    );
+    let stderr = Capture::new(
+        stderr_read,
+        LogFiles::new(dir, STDERR_LOG, spec.logs.max_size),
+        spec.logs,
+    );
     let control_path = dir.join(CONTROL_FIFO);
     match files::make_fifo(&control_path) {
         Ok(()) => {}
@@ -227,14 +237,6 @@ fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((read, write))
 }
 
-fn capture(dir: &Path, log: &str, pipe: OwnedFd) -> Capture {
-    Capture::new(
-        pipe,
-        &dir.join(log),
-        &dir.join(format!("{log}{INDEX_SUFFIX}")),
-    )
-}
-
 fn write_state(dir: &Path, state: &ShimState) -> io::Result<()> {
     let json = serde_json::to_vec(state).map_err(io::Error::other)?;
     files::write_by_exchange(&dir.join(STATE_FILE), &json)
@@ -309,8 +311,8 @@ impl Supervisor {
             if ready.stderr {
                 self.stderr.read_available(now_nanos);
             }
-            self.stdout.retry_pending();
-            self.stderr.retry_pending();
+            self.stdout.retry_pending(now_nanos);
+            self.stderr.retry_pending(now_nanos);
             self.watch_memory(Instant::now());
             if let Some(sequence) = &mut self.sequence {
                 if !self.tree.is_empty() {
@@ -515,6 +517,7 @@ impl Supervisor {
             .last_error()
             .or(self.stderr.last_error())
             .map(str::to_string);
+        self.state.log_dropped_bytes = self.stdout.dropped_bytes() + self.stderr.dropped_bytes();
         if let Err(error) = write_state(&self.dir, &self.state) {
             diag!("wrangle shim: cannot write {STATE_FILE}: {error}");
         }
@@ -528,8 +531,8 @@ impl Supervisor {
             let now_nanos = unix_nanos();
             self.stdout.read_available(now_nanos);
             self.stderr.read_available(now_nanos);
-            self.stdout.retry_pending();
-            self.stderr.retry_pending();
+            self.stdout.retry_pending(now_nanos);
+            self.stderr.retry_pending(now_nanos);
             if (self.stdout.is_done() && self.stderr.is_done())
                 || started.elapsed() > FINAL_RETRY_LIMIT
             {

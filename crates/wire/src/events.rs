@@ -472,21 +472,17 @@ pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<Since, String> {
             )
         });
     }
-    if let Ok(time) = DateTime::parse_from_rfc3339(trimmed) {
-        return Ok(Since::Time(time.with_timezone(&Utc)));
-    }
-    match humantime::parse_duration(trimmed) {
-        Ok(ago) => chrono::Duration::from_std(ago)
-            .ok()
-            .and_then(|ago| now.checked_sub_signed(ago))
-            .map(Since::Time)
-            .ok_or_else(|| {
-                format!("invalid `since` {text:?}: too far back; give a time or a shorter duration")
-            }),
-        Err(_) => Err(format!(
-            "invalid `since` {text:?}: give an event id (1234), a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
-        )),
-    }
+    crate::parse::parse_time_or_ago("`since`", trimmed, now)
+        .map(Since::Time)
+        .map_err(|error| {
+            if error.contains("too far back") {
+                error
+            } else {
+                format!(
+                    "invalid `since` {text:?}: give an event id (1234), a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
+                )
+            }
+        })
 }
 
 /// Splits a `type` filter into its prefixes, checking each: a prefix must

@@ -50,6 +50,18 @@ pub struct RunOptions {
     #[cfg_attr(feature = "clap", arg(long, value_name = "N", value_parser = cli::nofile, allow_hyphen_values = true))]
     pub nofile: Option<u64>,
 
+    /// Size at which each output stream's log is rotated, e.g. 10M, 1G
+    /// [default: 20M]
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "SIZE", value_parser = cli::log_max_size, help_heading = "Logs"))]
+    pub log_max_size: Option<String>,
+
+    /// Log files kept per output stream, the current one included; the
+    /// oldest goes at each rotation [default: 5]
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, value_name = "N", value_parser = cli::log_max_files, help_heading = "Logs"))]
+    pub log_max_files: Option<u32>,
+
     /// Call the agent hung after this long without output, a write to its
     /// status file, or anything its session explains (a running tool, an
     /// API retry, a rate limit), e.g. 5m [default: never]

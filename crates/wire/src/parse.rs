@@ -189,6 +189,44 @@ pub fn parse_memory_max(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// Smallest size a log is rotated at.
+pub const MIN_LOG_MAX_SIZE: u64 = 1 << 10;
+
+/// Parses `--log-max-size`: a size (see [`parse_size`]) of at least 1K.
+pub fn parse_log_max_size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text).map_err(|error| format!("invalid log size: {error}"))?;
+    if bytes < MIN_LOG_MAX_SIZE {
+        return Err(format!(
+            "invalid log size {text:?}: a log is rotated at 1K or more, like 10M"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Most log files kept per stream.
+pub const MAX_LOG_FILES: u32 = 1000;
+
+/// Checks `--log-max-files`: from 1 (the current file only) to 1000.
+pub fn check_log_max_files(files: u32) -> Result<u32, String> {
+    if (1..=MAX_LOG_FILES).contains(&files) {
+        Ok(files)
+    } else {
+        Err(format!(
+            "invalid number of log files {files}: keep from 1 (the current file only) to {MAX_LOG_FILES}"
+        ))
+    }
+}
+
+/// Parses `--log-max-files` (see [`check_log_max_files`]).
+pub fn parse_log_max_files(text: &str) -> Result<u32, String> {
+    let files = text.trim().parse::<u32>().map_err(|_| {
+        format!(
+            "invalid number of log files {text:?}: use a whole number from 1 to {MAX_LOG_FILES}"
+        )
+    })?;
+    check_log_max_files(files)
+}
+
 /// Smallest CPU limit: the kernel's shortest CFS quota (1 ms) per 100 ms.
 pub const MIN_CPU_MAX: f64 = 0.01;
 /// Largest CPU limit taken.
@@ -792,5 +830,30 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+}
+
+/// Parses a point in time given as `what` (e.g. `--since`): an RFC 3339
+/// time (`2026-12-06T10:00:00Z`) or a duration before `now` (`90s`, `10m`,
+/// `1h30m`).
+pub fn parse_time_or_ago(
+    what: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let trimmed = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(trimmed) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    match humantime::parse_duration(trimmed) {
+        Ok(ago) => chrono::Duration::from_std(ago)
+            .ok()
+            .and_then(|ago| now.checked_sub_signed(ago))
+            .ok_or_else(|| {
+                format!("invalid {what} {text:?}: too far back; give a time or a shorter duration")
+            }),
+        Err(_) => Err(format!(
+            "invalid {what} {text:?}: give a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
+        )),
     }
 }

@@ -140,6 +140,14 @@ pub struct LogsQuery {
     /// Which run; the current one when absent.
     #[serde(default)]
     pub run: Option<u32>,
+    /// Only lines captured at or after this time: RFC 3339, or a duration
+    /// ago (`10m`).
+    #[serde(default)]
+    pub since: Option<String>,
+    /// Only lines captured at or before this time (same forms); a followed
+    /// log ends once it has passed.
+    #[serde(default)]
+    pub until: Option<String>,
 }
 
 /// `GET /v1/daemon`: who answers.

@@ -28,6 +28,10 @@ Since = Union[int, str, datetime, timedelta, None]
 (a ``datetime``, or RFC 3339 text), or a while ago (``"10m"``, a
 ``timedelta``); None for the next event."""
 
+TimeBound = Union[str, datetime, timedelta, None]
+"""A bound of a log's capture times: a time (a ``datetime``, or RFC 3339
+text), or a while ago (``"10m"``, a ``timedelta``)."""
+
 Signal = Union[str, int, signals.Signals]
 """A signal: ``"TERM"``, ``"SIGINT"``, ``9`` or ``signal.SIGHUP``."""
 
@@ -40,6 +44,8 @@ RUN_OPTIONS: Dict[str, type] = {
     "cpu_max": str,
     "pids_max": int,
     "nofile": int,
+    "log_max_size": str,
+    "log_max_files": int,
     "idle_timeout": str,
     "on_hang": str,
     "adapter": str,
@@ -253,6 +259,8 @@ def logs(
     stream: Union[None, str, LogStream],
     tail: Optional[int],
     run: Optional[int],
+    since: TimeBound = None,
+    until: TimeBound = None,
 ) -> Call:
     """``GET /v1/agents/{agent}/logs`` as JSON lines."""
     params: Dict[str, str] = {}
@@ -264,6 +272,11 @@ def logs(
         params["tail"] = str(tail)
     if run is not None:
         params["run"] = str(run)
+    for name, bound in (("since", since), ("until", until)):
+        if bound is not None:
+            if isinstance(bound, (bool, int)):
+                raise TypeError(f"{name} is a time or a duration, not {bound!r}")
+            params[name] = str(since_text(bound))
     return Call("GET", agent_path(agent, "/logs"), params=params or None, accept=NDJSON)
 
 

@@ -146,9 +146,11 @@ class AsyncClient:
         stream: Union[None, str, LogStream] = None,
         tail: Optional[int] = None,
         run: Optional[int] = None,
+        since: _api.TimeBound = None,
+        until: _api.TimeBound = None,
     ) -> AsyncIterator[LogLine]:
         """See :meth:`Client.log_lines`."""
-        call = _api.logs(agent, follow, stream, tail, run)
+        call = _api.logs(agent, follow, stream, tail, run, since, until)
         async with self._http.lines(call) as (_, lines):
             try:
                 async for line in lines:
@@ -165,9 +167,13 @@ class AsyncClient:
         stream: Union[None, str, LogStream] = None,
         tail: Optional[int] = None,
         run: Optional[int] = None,
+        since: _api.TimeBound = None,
+        until: _api.TimeBound = None,
     ) -> AsyncIterator[str]:
         """See :meth:`Client.logs`."""
-        async for line in self.log_lines(agent, follow=follow, stream=stream, tail=tail, run=run):
+        async for line in self.log_lines(
+            agent, follow=follow, stream=stream, tail=tail, run=run, since=since, until=until
+        ):
             yield line.text
 
     def events(

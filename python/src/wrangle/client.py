@@ -153,12 +153,15 @@ class Client:
         stream: Union[None, str, LogStream] = None,
         tail: Optional[int] = None,
         run: Optional[int] = None,
+        since: _api.TimeBound = None,
+        until: _api.TimeBound = None,
     ) -> Iterator[LogLine]:
         """The agent's output line by line, stdout and stderr interleaved in
         the order they were captured (or only ``stream``), the last
-        ``tail`` lines, of the current run (or ``run``); with ``follow``,
-        new lines as they come until the run ends."""
-        call = _api.logs(agent, follow, stream, tail, run)
+        ``tail`` lines, of the current run (or ``run``), only those captured
+        from ``since`` to ``until``; with ``follow``, new lines as they come
+        until the run ends."""
+        call = _api.logs(agent, follow, stream, tail, run, since, until)
         with self._http.lines(call) as (_, lines):
             try:
                 for line in lines:
@@ -175,9 +178,13 @@ class Client:
         stream: Union[None, str, LogStream] = None,
         tail: Optional[int] = None,
         run: Optional[int] = None,
+        since: _api.TimeBound = None,
+        until: _api.TimeBound = None,
     ) -> Iterator[str]:
         """As :meth:`log_lines`, each line's text (without its newline)."""
-        for line in self.log_lines(agent, follow=follow, stream=stream, tail=tail, run=run):
+        for line in self.log_lines(
+            agent, follow=follow, stream=stream, tail=tail, run=run, since=since, until=until
+        ):
             yield line.text
 
     def events(

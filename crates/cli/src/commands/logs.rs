@@ -1,5 +1,6 @@
-//! `wrangle logs`: an agent's output, each line to the stream it came
-//! from, written as it arrives.
+//! `wrangle logs`: an agent's output, written to standard output as it
+//! arrives, whichever stream it came from (as journalctl and kubectl do),
+//! so that `wrangle logs --stderr a | grep x` works.
 
 use crate::args::LogsArgs;
 use crate::client::{lost, Client};
@@ -12,12 +13,19 @@ use hyper::Method;
 use std::io::{self, Write};
 use wrangle_wire::{LogLine, LogStream, LogsQuery};
 
-/// Streams the agent's log lines to stdout and stderr. With `--follow` it
-/// ends when the daemon ends the body (the agent has ended).
+/// Streams the agent's log lines to stdout. With `--follow` it ends when
+/// the daemon ends the body (the agent has ended, or `--until` passed).
 pub async fn logs(client: &Client, args: &LogsArgs) -> Result<u8> {
     let path = routes::logs(&args.agent, &query(args));
     let mut body = client.get_stream(&path).await?;
-    let mut writer = LogWriter::new(io::stdout(), io::stderr(), args.timestamps);
+    let merged = !args.stdout && !args.stderr;
+    let mut writer = LogWriter::new(
+        io::stdout(),
+        LineFormat {
+            timestamps: args.timestamps,
+            stream: args.prefix || (merged && args.timestamps),
+        },
+    );
     let mut lines = LineBuffer::default();
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|error| lost(&Method::GET, &path, &error))?;
@@ -72,6 +80,8 @@ fn query(args: &LogsArgs) -> LogsQuery {
         tail: args.tail,
         follow: args.follow,
         run: args.run,
+        since: args.since.clone(),
+        until: args.until.clone(),
     }
 }
 
@@ -81,49 +91,48 @@ fn parse(line: &[u8]) -> Result<LogLine> {
         .map_err(|error| anyhow!("the daemon sent a log line wrangle cannot read: {error}"))
 }
 
-/// Writes log lines to the CLI's own stdout and stderr.
-struct LogWriter<O: Write, E: Write> {
-    /// Where the agent's stdout lines go.
-    stdout: O,
-    /// Where the agent's stderr lines go.
-    stderr: E,
-    /// Whether each line starts with its capture time.
+/// What leads each printed line.
+#[derive(Debug, Clone, Copy, Default)]
+struct LineFormat {
+    /// The capture time.
     timestamps: bool,
+    /// The stream's name (`stdout`, `stderr`).
+    stream: bool,
 }
 
-impl<O: Write, E: Write> LogWriter<O, E> {
-    /// A writer to these two outputs.
-    fn new(stdout: O, stderr: E, timestamps: bool) -> Self {
-        LogWriter {
-            stdout,
-            stderr,
-            timestamps,
-        }
+/// Writes log lines to the CLI's own stdout.
+struct LogWriter<O: Write> {
+    out: O,
+    format: LineFormat,
+}
+
+impl<O: Write> LogWriter<O> {
+    /// A writer to `out`.
+    fn new(out: O, format: LineFormat) -> Self {
+        LogWriter { out, format }
     }
 
-    /// Writes one line to the stream it came from.
+    /// Writes one line.
     fn write(&mut self, line: &LogLine) -> Result<()> {
-        let text = render(line, self.timestamps);
-        let target: &mut dyn Write = match line.stream {
-            LogStream::Stdout => &mut self.stdout,
-            LogStream::Stderr => &mut self.stderr,
-        };
-        output::check(target.write_all(text.as_bytes()))
+        output::check(self.out.write_all(render(line, self.format).as_bytes()))
     }
 
     /// Shows what was written so far, as it arrives.
     fn flush(&mut self) -> Result<()> {
-        output::check(self.stdout.flush())?;
-        output::check(self.stderr.flush())
+        output::check(self.out.flush())
     }
 }
 
-/// The text of a line as printed: the optional time, the text, and the
-/// newline unless the agent has not written it yet.
-fn render(line: &LogLine, timestamps: bool) -> String {
+/// The text of a line as printed: the optional time and stream, the text,
+/// and the newline unless the agent has not written it yet.
+fn render(line: &LogLine, format: LineFormat) -> String {
     let mut text = String::with_capacity(line.text.len() + 40);
-    if timestamps {
+    if format.timestamps {
         text.push_str(&timestamp_micros(&line.time));
+        text.push(' ');
+    }
+    if format.stream {
+        text.push_str(line.stream.as_str());
         text.push(' ');
     }
     text.push_str(&line.text);
@@ -149,8 +158,8 @@ mod tests {
     }
 
     #[test]
-    fn each_line_goes_to_its_stream() {
-        let mut writer = LogWriter::new(Vec::new(), Vec::new(), false);
+    fn every_line_goes_to_stdout_in_order() {
+        let mut writer = LogWriter::new(Vec::new(), LineFormat::default());
         writer
             .write(&line(LogStream::Stdout, "out 1", true))
             .unwrap();
@@ -159,17 +168,31 @@ mod tests {
             .write(&line(LogStream::Stdout, "prompt> ", false))
             .unwrap();
         writer.flush().unwrap();
-        assert_eq!(writer.stdout, b"out 1\nprompt> ");
-        assert_eq!(writer.stderr, b"err\n");
+        assert_eq!(writer.out, b"out 1\nerr\nprompt> ");
     }
 
     #[test]
-    fn timestamps_lead_the_line() {
+    fn timestamps_and_the_stream_lead_the_line() {
+        let both = LineFormat {
+            timestamps: true,
+            stream: true,
+        };
         assert_eq!(
-            render(&line(LogStream::Stdout, "hello", true), true),
+            render(&line(LogStream::Stderr, "hello", true), both),
+            "2024-05-01T12:00:00.001500Z stderr hello\n"
+        );
+        let time_only = LineFormat {
+            timestamps: true,
+            stream: false,
+        };
+        assert_eq!(
+            render(&line(LogStream::Stdout, "hello", true), time_only),
             "2024-05-01T12:00:00.001500Z hello\n"
         );
-        assert_eq!(render(&line(LogStream::Stdout, "", true), false), "\n");
+        assert_eq!(
+            render(&line(LogStream::Stdout, "", true), LineFormat::default()),
+            "\n"
+        );
     }
 
     #[test]
@@ -192,7 +215,7 @@ mod tests {
                 Ok(())
             }
         }
-        let mut writer = LogWriter::new(Closed, Vec::new(), false);
+        let mut writer = LogWriter::new(Closed, LineFormat::default());
         let error = writer
             .write(&line(LogStream::Stdout, "x", true))
             .unwrap_err();
@@ -213,7 +236,9 @@ mod tests {
                 stream: Some(LogStream::Stdout),
                 tail: Some(3),
                 follow: false,
-                run: None
+                run: None,
+                since: None,
+                until: None,
             }
         );
     }

@@ -144,8 +144,8 @@ proptest! {
         }
 
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let path = dir.path().join("stdout.log");
-        let mut file = std::fs::File::create(&path).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let files = wrangle_shim::logfiles::LogFiles::new(dir.path(), "stdout.log", 1 << 30);
+        let mut file = std::fs::File::create(files.current_path()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut offsets: Vec<usize> = cuts.iter().map(|cut| cut.index(log.len() + 1)).collect();
         offsets.push(log.len());
         offsets.sort_unstable();
@@ -155,7 +155,7 @@ proptest! {
         for offset in offsets {
             file.write_all(&log[written..offset]).map_err(|e| TestCaseError::fail(e.to_string()))?;
             written = offset;
-            tail.read(&path, &mut read, at()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            tail.read(&files, &mut read, at()).map_err(|e| TestCaseError::fail(e.to_string()))?;
         }
         tail.finish(&mut read, at());
         prop_assert_eq!(read.session(), whole.session());

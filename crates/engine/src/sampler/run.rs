@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use wrangle_os::sample::{self, DirWatch, ProcCounters, WatchedCgroup, WatchedDir, WatchedProcess};
 use wrangle_os::ProcessId;
+use wrangle_shim::logfiles::LogFiles;
 use wrangle_shim::protocol::{STDERR_LOG, STDOUT_LOG};
 use wrangle_wire::{AdapterKind, ProcessMetrics, TreeMetrics};
 
@@ -44,6 +45,8 @@ pub struct Target {
     pub cgroup: Option<PathBuf>,
     /// The run's directory: its logs and status file.
     pub dir: PathBuf,
+    /// Size at which its logs are rotated.
+    pub log_max_size: u64,
     /// When the exec was confirmed.
     pub started_at: Option<DateTime<Utc>>,
     /// What the run's adapter has read so far (stored), if one reads it.
@@ -213,9 +216,8 @@ impl RunSampler {
             .filter(|read| read.reader.kind() != AdapterKind::None)
             .map(|read| LiveSession {
                 stderr: (read.reader.kind() == AdapterKind::Gemini).then(|| {
-                    let length =
-                        std::fs::metadata(target.dir.join(STDERR_LOG)).map_or(0, |m| m.len());
-                    Tail::stderr_at(length)
+                    let files = LogFiles::new(&target.dir, STDERR_LOG, target.log_max_size);
+                    Tail::stderr_at(files.end().unwrap_or(0))
                 }),
                 reader: read.reader.clone(),
                 stdout: Tail::at(read.read_to),
@@ -445,11 +447,17 @@ impl RunSampler {
             observation.report_error.clone_from(&status_file.error);
             observation.last_heartbeat_at = status_file.heartbeat;
         }
+        // Just after a rotation the current file is new and empty: the
+        // last write seen stays.
         if dirty.stdout {
-            self.stdout_at = status_file::last_write(&dir, STDOUT_LOG);
+            self.stdout_at = self
+                .stdout_at
+                .max(status_file::last_write(&dir, STDOUT_LOG));
         }
         if dirty.stderr {
-            self.stderr_at = status_file::last_write(&dir, STDERR_LOG);
+            self.stderr_at = self
+                .stderr_at
+                .max(status_file::last_write(&dir, STDERR_LOG));
         }
         observation.last_output_at = self.stdout_at.max(self.stderr_at);
         if dirty.stdout || dirty.stderr {
@@ -467,8 +475,10 @@ impl RunSampler {
             return;
         };
         let before = (live.stdout.read_to(), live.reader.session().lines);
+        let segment_size = self.target.log_max_size;
         let mut read = |tail: &mut Tail, log: &str| {
-            if let Err(error) = tail.read(&self.target.dir.join(log), &mut live.reader, wall) {
+            let files = LogFiles::new(&self.target.dir, log, segment_size);
+            if let Err(error) = tail.read(&files, &mut live.reader, wall) {
                 tracing::debug!(%error, "cannot read a run's {log} for its adapter");
             }
         };

@@ -29,6 +29,7 @@ fn target(dir: &Path, run: u32) -> Target {
         main: me,
         cgroup: None,
         dir: dir.to_owned(),
+        log_max_size: 1 << 20,
         started_at: None,
         session: None,
     }

@@ -69,7 +69,7 @@ fn options() -> impl Strategy<Value = RunOptions> {
             text(),
         ),
         (text(), text(), text(), text(), text(), text(), text()),
-        (text(), text(), text(), text(), text(), text()),
+        (text(), text(), text(), text(), text(), text(), text()),
         (
             proptest::option::weighted(0.2, prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()]),
             proptest::option::weighted(0.2, prop_oneof![Just(0u32), any::<u32>()]),
@@ -108,6 +108,8 @@ fn options() -> impl Strategy<Value = RunOptions> {
             health_interval: c.3,
             health_timeout: c.4,
             group: c.5,
+            log_max_size: c.6,
+            log_max_files: retries,
             pids_max: count,
             nofile: count.map(|count| count / 2),
             budget_usd: usd,

@@ -54,6 +54,16 @@ pub fn memory_max(text: &str) -> Result<String, InvalidInput> {
     typed(text, parse::parse_memory_max)
 }
 
+/// `--log-max-size`.
+pub fn log_max_size(text: &str) -> Result<String, InvalidInput> {
+    typed(text, parse::parse_log_max_size)
+}
+
+/// `--log-max-files`.
+pub fn log_max_files(text: &str) -> Result<u32, InvalidInput> {
+    parse::parse_log_max_files(text).map_err(InvalidInput)
+}
+
 /// `--cpu-max`.
 pub fn cpu_max(text: &str) -> Result<String, InvalidInput> {
     typed(text, parse::parse_cpu_max)
