@@ -31,6 +31,7 @@ fn main() -> ExitCode {
             events_keep: options.events_keep,
             events_max: options.events_max,
             metrics_agents_max: options.metrics_agents_max,
+            logs_max_total: options.logs_max_total,
         })
     })
 }

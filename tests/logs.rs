@@ -433,3 +433,65 @@ fn logs_since_and_until_pick_lines_by_capture_time() {
         output.stderr
     );
 }
+
+#[test]
+fn the_homes_logs_stay_under_their_cap_oldest_ended_runs_first() {
+    let home = Home::new();
+    home.ok(&[
+        "daemon",
+        "--sample-interval",
+        "100ms",
+        "--logs-max-total",
+        "256K",
+    ]);
+    // An ended run with about 190K of logs, the oldest.
+    let old = home.run(&["--", "sh", "-c", "seq 1 30000"]);
+    home.ok(&["wait", &old]);
+    assert_eq!(home.ok(&["logs", "--tail", "1", &old]), "30000\n");
+    // A running agent that writes on, rotated at 32K, keeping many files.
+    let go = home.path().join("go");
+    let script = format!(
+        "i=0; while [ $i -lt 60 ]; do seq $((i*1000+1)) $((i*1000+1000)); i=$((i+1)); sleep 0.05; done; until [ -e {go} ]; do sleep 0.05; done",
+        go = go.display()
+    );
+    let live = home.run(&[
+        "--log-max-size",
+        "32K",
+        "--log-max-files",
+        "100",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let doctor = || home.json(&["doctor", "--json"])["logs"].clone();
+    common::wait_until(Duration::from_secs(30), "the old run's logs to go", || {
+        home.ok(&["logs", &old]).is_empty()
+    });
+    common::wait_until(
+        Duration::from_secs(30),
+        "the live run's oldest rotated files to go",
+        || {
+            let logs = doctor();
+            logs["deleted_files"].as_u64().unwrap() > 2
+                && logs["used_bytes"].as_u64().unwrap() <= 256 * 1024
+        },
+    );
+    // What the running agent writes now is never deleted, and what is
+    // left of it still reads as consecutive lines.
+    std::fs::write(&go, "").unwrap();
+    home.ok(&["wait", &live]);
+    let numbers = numbers(&home.ok(&["logs", &live]));
+    assert_eq!(*numbers.last().unwrap(), 60_000);
+    assert!(numbers[0] > 1, "its oldest lines went");
+    let gaps: Vec<&[u64]> = numbers
+        .windows(2)
+        .filter(|pair| pair[1] != pair[0] + 1)
+        .collect();
+    assert!(gaps.is_empty(), "gaps {gaps:?} in {} lines", numbers.len());
+    let logs = doctor();
+    assert_eq!(logs["max_total_bytes"], 256 * 1024);
+    assert!(logs["deleted_bytes"].as_u64().unwrap() > 190_000, "{logs}");
+    let text = home.ok(&["doctor"]);
+    assert!(text.contains("old files deleted"), "{text}");
+}

@@ -37,6 +37,9 @@ pub struct Options {
     /// Most agents with series of their own on `/metrics`
     /// (`--metrics-agents-max`); 1000 when absent.
     pub metrics_agents_max: Option<usize>,
+    /// Most bytes all runs' logs may take (`--logs-max-total`); a tenth
+    /// of the home's file system, at most 10G, when absent.
+    pub logs_max_total: Option<u64>,
 }
 
 /// How long events are kept when no `--events-keep` is given.
@@ -140,6 +143,11 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
             max_age: Some(options.events_keep.unwrap_or(DEFAULT_EVENTS_KEEP)),
             max_events: Some(options.events_max.unwrap_or(DEFAULT_EVENTS_MAX)),
         },
+        logs_max_total: options.logs_max_total.unwrap_or_else(|| {
+            wrangle_engine::logcap::default_max_total(
+                wrangle_os::features::filesystem_space(&home).map(|(size, _)| size),
+            )
+        }),
         bind_telemetry,
     })
     .await

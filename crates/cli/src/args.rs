@@ -499,6 +499,12 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "N")]
     pub metrics_agents_max: Option<usize>,
 
+    /// Most space all runs' logs may take, e.g. 2G; over it the oldest
+    /// ended runs' logs go, then the oldest rotated files [default: a
+    /// tenth of the home's file system, at most 10G]
+    #[arg(long, value_name = "SIZE", value_parser = logs_max_total)]
+    pub logs_max_total: Option<String>,
+
     /// What to do with the daemon; start it when absent.
     #[command(subcommand)]
     pub action: Option<DaemonAction>,
@@ -536,6 +542,13 @@ fn event_type(text: &str) -> Result<String, InvalidInput> {
 /// `--env KEY=VALUE`.
 fn env_pair(text: &str) -> Result<(String, String), InvalidInput> {
     parse::parse_env_pair(text).map_err(InvalidInput)
+}
+
+/// `--logs-max-total`: a size, checked, kept as typed.
+fn logs_max_total(text: &str) -> Result<String, InvalidInput> {
+    parse::parse_size(text)
+        .map(|_| text.trim().to_owned())
+        .map_err(|error| InvalidInput(format!("invalid --logs-max-total: {error}")))
 }
 
 /// `--sample-interval`: checked, kept as typed.

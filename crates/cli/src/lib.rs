@@ -47,6 +47,8 @@ pub struct DaemonOptions {
     /// Most agents with series of their own on `/metrics`
     /// (`--metrics-agents-max`).
     pub metrics_agents_max: Option<usize>,
+    /// Most bytes all runs' logs may take (`--logs-max-total`).
+    pub logs_max_total: Option<u64>,
 }
 
 /// Runs the CLI with the process's arguments; `serve` runs a daemon in this
@@ -75,6 +77,7 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
             events_keep,
             events_max,
             metrics_agents_max,
+            logs_max_total,
             ..
         }) => {
             // Checked by clap already, with the same parsers.
@@ -88,6 +91,11 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
                 .map(wrangle_wire::parse::parse_positive_duration)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
+            let logs_max_total = logs_max_total
+                .as_deref()
+                .map(wrangle_wire::parse::parse_size)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             run_foreground(
                 DaemonOptions {
                     home,
@@ -96,6 +104,7 @@ fn run(cli: Cli, serve: fn(DaemonOptions) -> anyhow::Result<()>) -> anyhow::Resu
                     events_keep,
                     events_max,
                     metrics_agents_max,
+                    logs_max_total,
                 },
                 serve,
             )

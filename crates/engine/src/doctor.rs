@@ -8,6 +8,9 @@ use wrangle_os::{features, spawn, Containment};
 use wrangle_wire::doctor::{ContainmentReport, LimitSupport, Problem};
 use wrangle_wire::{Capacity, DoctorReport, Enforcement};
 
+/// Free space on the home's disk under which doctor warns.
+const LOW_DISK_SPACE: u64 = 100 << 20;
+
 /// File systems on which SQLite's locking and WAL are not to be trusted.
 const NETWORK_FILESYSTEMS: [&str; 6] = ["nfs", "nfs4", "cifs", "smb3", "9p", "fuse.sshfs"];
 
@@ -70,6 +73,18 @@ impl Engine {
             });
         }
         let capacity = capacity(&mut problems);
+        let logs = self.logs_report();
+        if let Some(free) = logs.free_bytes.filter(|free| *free < LOW_DISK_SPACE) {
+            problems.push(Problem {
+                essential: false,
+                problem: format!(
+                    "the disk of the home {} has {} free: agents' output is dropped (with a marker in their logs) once it is full, and changes are refused",
+                    home.display(),
+                    wrangle_wire::parse::format_size(free)
+                ),
+                fix: "free space on that disk, or lower the cap on logs (wrangle daemon --logs-max-total)".into(),
+            });
+        }
         let wsl = features::wsl_version();
         match wsl {
             Some(1) => problems.push(Problem {
@@ -106,6 +121,7 @@ impl Engine {
             pidfd,
             clone_into_cgroup,
             telemetry,
+            logs: Some(logs),
             capacity: Some(capacity),
             problems,
         }

@@ -24,6 +24,7 @@ pub mod health;
 mod kill;
 pub mod limits;
 mod list;
+pub mod logcap;
 pub mod logs;
 pub mod metrics;
 pub mod model;
@@ -81,6 +82,8 @@ pub struct EngineConfig {
     pub events: EventsConfig,
     /// How long events are kept.
     pub retention: Retention,
+    /// Most bytes the logs of all runs may take (see [`logcap`]).
+    pub logs_max_total: u64,
     /// Binds the loopback port agents export their telemetry to, given
     /// the one kept from before (bound again if it can be); returns the
     /// port bound, if any. Called once the store is open, before any run
@@ -143,6 +146,8 @@ struct Inner {
     limits: Mutex<queue::Limits>,
     /// Held from counting slots to recording a start (see `queue`).
     admission: tokio::sync::Mutex<()>,
+    /// What the cap on the home's logs has done.
+    log_cap: Mutex<logcap::CapStats>,
     /// Events announced to subscribers.
     events: EventBus,
     /// The price table of costs agents do not report.
@@ -248,6 +253,7 @@ impl Engine {
                 started_at: Utc::now(),
                 limits: Mutex::new(limits),
                 admission: tokio::sync::Mutex::new(()),
+                log_cap: Mutex::default(),
             }),
         };
         let reattached = engine.recover(loaded).await?;
@@ -263,6 +269,10 @@ impl Engine {
         telemetry::intake::start(Arc::downgrade(&engine.inner), deliveries).map_err(|e| {
             EngineError::internal(format!("cannot start the telemetry intake: {e}"))
         })?;
+        // The logs are looked at as often as the sampler walks every run
+        // whole: a walk of ten thousand run directories is not free.
+        logcap::start(Arc::downgrade(&engine.inner), interval * 15)
+            .map_err(|e| EngineError::internal(format!("cannot start the log cap: {e}")))?;
         Ok(engine)
     }
 

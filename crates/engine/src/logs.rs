@@ -26,6 +26,12 @@ pub struct LogCursor {
     /// An unfinished line and the capture time of its first byte.
     partial: Vec<u8>,
     partial_time: i64,
+    /// The file read to its end last, to go on from without a break.
+    finished: Option<u64>,
+    /// Reading starts in a file whose predecessor is gone: its first bytes
+    /// may be the end of a line begun there, passed over to the first
+    /// newline.
+    skip_fragment: bool,
 }
 
 /// One file of the stream being read, and what is known of its index.
@@ -47,6 +53,8 @@ impl LogCursor {
             open: None,
             partial: Vec::new(),
             partial_time: 0,
+            finished: None,
+            skip_fragment: false,
         }
     }
 
@@ -77,6 +85,7 @@ impl LogCursor {
                     // would have, had it been written without a break.
                     let next = self.files.start_of(open.segment.number + 1);
                     self.position = self.position.max(next);
+                    self.finished = Some(open.segment.number);
                     self.open = None;
                     continue;
                 }
@@ -109,8 +118,23 @@ impl LogCursor {
         }
         let located = self.files.locate(self.position, &rotated);
         let Some(segment) = self.files.open(located.segment)? else {
-            return Ok(false);
+            return match self.files.after_gap(located.segment, &rotated) {
+                Some(next) => {
+                    self.position = next;
+                    self.partial.clear();
+                    self.open_segment()
+                }
+                None => Ok(false),
+            };
         };
+        let number = segment.number;
+        if located.offset == 0
+            && number > 1
+            && self.finished != Some(number - 1)
+            && !rotated.contains(&(number - 1))
+        {
+            self.skip_fragment = true;
+        }
         self.open = Some(OpenSegment {
             segment,
             index_file: None,
@@ -128,6 +152,15 @@ impl LogCursor {
         let start = open.segment.start;
         let mut lines = Vec::new();
         let mut rest = bytes;
+        if self.skip_fragment {
+            let fragment = rest
+                .iter()
+                .position(|byte| *byte == b'\n')
+                .map_or(rest.len(), |n| n + 1);
+            self.skip_fragment = fragment == rest.len() && rest.last() != Some(&b'\n');
+            self.position += fragment as u64;
+            rest = &rest[fragment..];
+        }
         while !rest.is_empty() {
             if self.partial.is_empty() {
                 self.partial_time =
@@ -375,7 +408,8 @@ mod tests {
         write_log(dir.path(), "out.log", &[("\n", 50)]);
         let files = LogFiles::new(dir.path(), "out.log", 6);
         assert_eq!(files.end().unwrap(), 19);
-        // From the start: the lost file's rest of a line is skipped with it.
+        // From the start: the rest of a line begun in the lost file is
+        // passed over with it.
         let mut cursor = LogCursor::new(LogStream::Stdout, files.clone(), 0);
         let mut got = Vec::new();
         loop {
@@ -389,7 +423,7 @@ mod tests {
                     .map(|l| (l.text, l.time.timestamp_nanos_opt().unwrap())),
             );
         }
-        let expected = [("o", 20), ("three", 20), ("four", 40)];
+        let expected = [("three", 20), ("four", 40)];
         let expected: Vec<(String, i64)> =
             expected.iter().map(|(t, n)| (t.to_string(), *n)).collect();
         assert_eq!(got, expected);

@@ -42,6 +42,17 @@ pub fn filesystem_of(path: &Path) -> Option<String> {
         .map(|mount| mount.fs_type)
 }
 
+/// Size and free space, in bytes, of the file system holding `path`
+/// (free: what an unprivileged user may still write).
+pub fn filesystem_space(path: &Path) -> Option<(u64, u64)> {
+    let stats = rustix::fs::statvfs(path).ok()?;
+    let block = stats.f_frsize.max(1);
+    Some((
+        stats.f_blocks.saturating_mul(block),
+        stats.f_bavail.saturating_mul(block),
+    ))
+}
+
 /// A number the kernel publishes under `/proc/sys` (e.g.
 /// `kernel/pid_max`), if it can be read.
 pub fn sysctl_number(name: &str) -> Option<u64> {

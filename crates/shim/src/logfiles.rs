@@ -134,6 +134,23 @@ impl LogFiles {
         }
     }
 
+    /// Where reading goes on from when file number `number` was deleted
+    /// (the home's cap takes the oldest rotated files, but not always all
+    /// before a kept one): the start of the next file there is, if
+    /// `number` is behind the current file.
+    pub fn after_gap(&self, number: u64, rotated: &[u64]) -> Option<u64> {
+        let current = LogFiles::current_number(rotated);
+        if number >= current {
+            return None;
+        }
+        let next = rotated
+            .iter()
+            .copied()
+            .find(|&kept| kept > number)
+            .unwrap_or(current);
+        Some(self.start_of(next))
+    }
+
     /// Opens file number `number`: `Ok(None)` when it is not there (not
     /// written yet, or deleted). The current file is checked after it is
     /// opened, so that a rotation in between cannot hand over the next
@@ -297,6 +314,8 @@ mod tests {
         assert!(files.open(3).unwrap().unwrap().rotated);
         assert!(!files.open(4).unwrap().unwrap().rotated);
         assert!(files.open(5).unwrap().is_none());
+        assert_eq!(files.after_gap(1, &rotated), Some(10));
+        assert_eq!(files.after_gap(4, &rotated), None);
         assert_eq!(files.disk_usage().unwrap(), (23, 4));
         assert_eq!(files.delete_rotated(2).unwrap(), 10);
         assert_eq!(files.rotated().unwrap(), [3]);

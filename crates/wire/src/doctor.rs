@@ -47,6 +47,9 @@ pub struct DoctorReport {
     /// HTTP, loopback), if it could bind its port.
     #[serde(default)]
     pub telemetry: Option<String>,
+    /// The cap on the home's logs and what it has done.
+    #[serde(default)]
+    pub logs: Option<LogsReport>,
     /// One entry per problem found, with what to do about it.
     pub problems: Vec<Problem>,
 }
@@ -108,4 +111,21 @@ pub struct Problem {
     pub problem: String,
     /// What to do about it.
     pub fix: String,
+}
+
+/// The cap on the logs of the whole home (`wrangle daemon
+/// --logs-max-total`) and what it has deleted since the daemon started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogsReport {
+    /// Most bytes all runs' logs may take.
+    pub max_total_bytes: u64,
+    /// Bytes they took at the last look.
+    pub used_bytes: u64,
+    /// Files deleted to keep under the cap (the oldest ended runs' first,
+    /// then rotated files).
+    pub deleted_files: u64,
+    /// Bytes those files held.
+    pub deleted_bytes: u64,
+    /// Free bytes on the home's file system.
+    pub free_bytes: Option<u64>,
 }

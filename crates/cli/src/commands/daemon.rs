@@ -34,6 +34,9 @@ pub async fn start(home: &Path, args: &DaemonArgs) -> Result<u8> {
     if let Some(max) = args.metrics_agents_max {
         daemon_args.extend(["--metrics-agents-max".into(), max.to_string()]);
     }
+    if let Some(max) = &args.logs_max_total {
+        daemon_args.extend(["--logs-max-total".into(), max.clone()]);
+    }
     let (client, started) = match Client::connect_running(home).await? {
         Some(client) => (client, false),
         None => (Client::start(home, &daemon_args).await?, true),

@@ -7,7 +7,8 @@ use crate::table::Table;
 use crate::{output, routes};
 use anyhow::Result;
 use serde_json::Value;
-use wrangle_wire::doctor::LimitSupport;
+use wrangle_wire::doctor::{LimitSupport, LogsReport};
+use wrangle_wire::parse::format_size;
 use wrangle_wire::DoctorReport;
 
 /// Exit code when something essential is missing.
@@ -97,6 +98,13 @@ fn describe(report: &DoctorReport) -> String {
                 |endpoint| format!("received at {endpoint} (OTLP/HTTP)"),
             ),
         ),
+        (
+            "logs",
+            report
+                .logs
+                .as_ref()
+                .map_or_else(|| "unknown".to_string(), describe_logs),
+        ),
     ] {
         table.push(vec![format!("{key}:"), value]);
     }
@@ -114,6 +122,26 @@ fn describe(report: &DoctorReport) -> String {
             "{kind}: {}\n  fix: {}\n",
             problem.problem, problem.fix
         ));
+    }
+    text
+}
+
+/// The cap on the home's logs and what it deleted.
+fn describe_logs(logs: &LogsReport) -> String {
+    let mut text = format!(
+        "{} of {} cap",
+        format_size(logs.used_bytes),
+        format_size(logs.max_total_bytes)
+    );
+    if logs.deleted_files > 0 {
+        text.push_str(&format!(
+            "; {} old files deleted ({})",
+            logs.deleted_files,
+            format_size(logs.deleted_bytes)
+        ));
+    }
+    if let Some(free) = logs.free_bytes {
+        text.push_str(&format!("; {} free on the disk", format_size(free)));
     }
     text
 }
@@ -152,6 +180,13 @@ mod tests {
             pidfd: true,
             clone_into_cgroup: false,
             telemetry: None,
+            logs: Some(LogsReport {
+                max_total_bytes: 10 << 30,
+                used_bytes: 3 << 20,
+                deleted_files: 4,
+                deleted_bytes: 80 << 20,
+                free_bytes: Some(5 << 30),
+            }),
             capacity: None,
             wsl: None,
             problems: vec![Problem {
@@ -172,6 +207,7 @@ mod tests {
             "memory limits: cgroup v1: a group per run",
             "pids limits: not enforced",
             "clone3 into cgroup: no",
+            "logs: 3 MiB of 10 GiB cap; 4 old files deleted (80 MiB); 5 GiB free on the disk",
             "problem: --pids-max cannot be enforced",
             "fix: enable pids",
         ] {

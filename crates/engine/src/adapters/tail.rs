@@ -86,7 +86,13 @@ impl Tail {
                     let located = files.locate(position, &rotated);
                     match files.open(located.segment)? {
                         Some(segment) => open.insert(segment),
-                        None => return Ok(changed),
+                        None => match files.after_gap(located.segment, &rotated) {
+                            Some(next) => {
+                                self.pass_over(next);
+                                continue;
+                            }
+                            None => return Ok(changed),
+                        },
                     }
                 }
             };
@@ -123,11 +129,12 @@ impl Tail {
     }
 
     /// Goes on from `position`: what came before it can no longer be
-    /// read, and a line cut by the gap is dropped.
+    /// read, and what is left of a line cut by the gap is passed over as
+    /// one line not understood.
     fn pass_over(&mut self, position: u64) {
         self.read_to = position;
         self.partial.clear();
-        self.skipping = false;
+        self.skipping = true;
     }
 
     /// The run has ended: a last line without a newline counts too.

@@ -1,0 +1,307 @@
+//! The cap on the logs of the whole home (`wrangle daemon
+//! --logs-max-total`, by default a tenth of its file system and at most
+//! 10G, as journald does): each run's logs are rotated by its shim, but
+//! ten thousand runs of five files each can still fill a disk. Over the
+//! cap, the logs of the oldest ended runs go first, then the oldest rotated
+//! files of running ones; a file being written is never deleted. What was
+//! deleted is logged and counted for `wrangle doctor`.
+
+use crate::{Engine, Inner};
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::thread;
+use std::time::{Duration, SystemTime};
+use wrangle_shim::logfiles::with_suffix;
+use wrangle_shim::protocol::{INDEX_SUFFIX, STDERR_LOG, STDOUT_LOG};
+use wrangle_wire::doctor::LogsReport;
+
+/// The cap when none is given and the file system's size is not known,
+/// and the most the default may be.
+pub const DEFAULT_MAX_TOTAL: u64 = 10 << 30;
+
+/// The default cap for a home on a file system of `filesystem_size`
+/// bytes: a tenth of it, at most [`DEFAULT_MAX_TOTAL`].
+pub fn default_max_total(filesystem_size: Option<u64>) -> u64 {
+    filesystem_size.map_or(DEFAULT_MAX_TOTAL, |size| (size / 10).min(DEFAULT_MAX_TOTAL))
+}
+
+/// What the cap has done since the daemon started.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CapStats {
+    /// Bytes of logs in the home at the last look.
+    pub used: u64,
+    /// Files deleted to keep under the cap.
+    pub deleted_files: u64,
+    /// Bytes those files held.
+    pub deleted_bytes: u64,
+}
+
+/// One log file in the home, and whose it is.
+#[derive(Debug, Clone)]
+struct LogFile {
+    path: PathBuf,
+    bytes: u64,
+    modified: SystemTime,
+    /// A rotated file's number (`stdout.log.3`): finished, never written
+    /// again.
+    rotated: Option<u64>,
+}
+
+/// The logs of one run.
+#[derive(Debug)]
+struct RunLogs {
+    ended: bool,
+    files: Vec<LogFile>,
+}
+
+impl RunLogs {
+    /// When it last wrote: its newest file's time.
+    fn last_write(&self) -> SystemTime {
+        self.files
+            .iter()
+            .map(|file| file.modified)
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+}
+
+/// Starts the thread that keeps the home's logs under `max_total`,
+/// looking every `interval`.
+pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
+    thread::Builder::new()
+        .name("wrangle-logcap".into())
+        .spawn(move || loop {
+            thread::sleep(interval);
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            Engine { inner }.keep_logs_under_cap();
+        })
+        .map(drop)
+}
+
+impl Engine {
+    /// Looks at every run's logs and deletes the oldest past the cap.
+    pub(crate) fn keep_logs_under_cap(&self) {
+        let max_total = self.inner.config.logs_max_total;
+        let runs_dir = self.inner.config.home.join("runs");
+        // Which runs still write: each agent's current run, unless ended.
+        let live: HashMap<String, u32> = self
+            .registry()
+            .agents()
+            .filter(|agent| !agent.status.state.is_ended())
+            .map(|agent| (agent.identity.id.clone(), agent.status.run.number))
+            .collect();
+        let runs = match scan(&runs_dir, &live) {
+            Ok(runs) => runs,
+            Err(error) => {
+                tracing::warn!("cannot look at the logs in {}: {error}", runs_dir.display());
+                return;
+            }
+        };
+        let used: u64 = runs
+            .iter()
+            .flat_map(|run| &run.files)
+            .map(|f| f.bytes)
+            .sum();
+        let (deleted_files, deleted_bytes) = if used > max_total {
+            trim(runs, used - max_total)
+        } else {
+            (0, 0)
+        };
+        if deleted_files > 0 {
+            tracing::info!(
+                "the logs in {} were over their cap ({} of {}): deleted the {deleted_files} oldest files ({})",
+                runs_dir.display(),
+                wrangle_wire::parse::format_size(used),
+                wrangle_wire::parse::format_size(max_total),
+                wrangle_wire::parse::format_size(deleted_bytes),
+            );
+        }
+        let mut stats = self.inner.log_cap.lock().unwrap_or_else(|e| e.into_inner());
+        stats.used = used - deleted_bytes;
+        stats.deleted_files += deleted_files;
+        stats.deleted_bytes += deleted_bytes;
+    }
+
+    /// The cap and what it has done, for `wrangle doctor`.
+    pub(crate) fn logs_report(&self) -> LogsReport {
+        let stats = *self.inner.log_cap.lock().unwrap_or_else(|e| e.into_inner());
+        LogsReport {
+            max_total_bytes: self.inner.config.logs_max_total,
+            used_bytes: stats.used,
+            deleted_files: stats.deleted_files,
+            deleted_bytes: stats.deleted_bytes,
+            free_bytes: wrangle_os::features::filesystem_space(&self.inner.config.home)
+                .map(|(_, free)| free),
+        }
+    }
+}
+
+/// Every run's log files under `runs_dir` (`<agent>/<run>/`); a run is
+/// live when `live` names it as its agent's current one.
+fn scan(runs_dir: &Path, live: &HashMap<String, u32>) -> io::Result<Vec<RunLogs>> {
+    let mut runs = Vec::new();
+    let agents = match fs::read_dir(runs_dir) {
+        Ok(agents) => agents,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(runs),
+        Err(error) => return Err(error),
+    };
+    for agent in agents.flatten() {
+        let agent_id = agent.file_name().to_string_lossy().into_owned();
+        let Ok(run_dirs) = fs::read_dir(agent.path()) else {
+            continue; // removed meanwhile
+        };
+        for run in run_dirs.flatten() {
+            let number: Option<u32> = run.file_name().to_str().and_then(|n| n.parse().ok());
+            let ended = live.get(&agent_id) != number.as_ref();
+            let files = log_files(&run.path());
+            if !files.is_empty() {
+                runs.push(RunLogs { ended, files });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The log files (and their indexes) of one run directory.
+fn log_files(dir: &Path) -> Vec<LogFile> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = [STDOUT_LOG, STDERR_LOG]
+            .iter()
+            .find_map(|log| name.strip_prefix(log))
+        else {
+            continue;
+        };
+        let rest = rest.strip_suffix(INDEX_SUFFIX).unwrap_or(rest);
+        let rotated = match rest.strip_prefix('.').map(str::parse::<u64>) {
+            Some(Ok(number)) => Some(number),
+            None if rest.is_empty() => None,
+            _ => continue,
+        };
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        files.push(LogFile {
+            path: entry.path(),
+            bytes: metadata.len(),
+            modified: metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            rotated,
+        });
+    }
+    files
+}
+
+/// Deletes at least `excess` bytes: whole ended runs' logs, oldest first,
+/// then rotated files of live runs, oldest first. Returns the files and
+/// bytes deleted.
+fn trim(runs: Vec<RunLogs>, excess: u64) -> (u64, u64) {
+    let (mut ended, live): (Vec<RunLogs>, Vec<RunLogs>) = runs.into_iter().partition(|r| r.ended);
+    ended.sort_by_key(RunLogs::last_write);
+    let mut rotated: Vec<LogFile> = live
+        .into_iter()
+        .flat_map(|run| run.files)
+        .filter(|file| {
+            file.rotated.is_some() && !file.path.to_string_lossy().ends_with(INDEX_SUFFIX)
+        })
+        .collect();
+    // Files rotated within the same clock tick go in their order, so that
+    // a stream loses its oldest files, not some in the middle.
+    rotated.sort_by_key(|file| (file.modified, file.rotated));
+    let mut deleted = (0u64, 0u64);
+    let mut delete = |path: &Path, bytes: u64| match fs::remove_file(path) {
+        Ok(()) => {
+            deleted.0 += 1;
+            deleted.1 += bytes;
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => tracing::warn!("cannot delete the log {}: {error}", path.display()),
+    };
+    let mut freed = 0;
+    for run in ended {
+        if freed >= excess {
+            break;
+        }
+        for file in run.files {
+            delete(&file.path, file.bytes);
+            freed += file.bytes;
+        }
+    }
+    for file in rotated {
+        if freed >= excess {
+            break;
+        }
+        // A rotated file goes with its index.
+        let index = with_suffix(&file.path, INDEX_SUFFIX);
+        let index_bytes = fs::metadata(&index).map_or(0, |m| m.len());
+        delete(&file.path, file.bytes);
+        delete(&index, index_bytes);
+        freed += file.bytes + index_bytes;
+    }
+    deleted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, bytes: usize, age_seconds: u64) {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, vec![b'x'; bytes]).unwrap();
+        let time = SystemTime::now() - Duration::from_secs(age_seconds);
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(time)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_oldest_ended_runs_go_first_then_rotated_files_never_current_ones() {
+        let home = tempfile::tempdir().unwrap();
+        let runs = home.path().join("runs");
+        // Agent a: run 1 ended long ago, run 2 live with a rotated file.
+        write(&runs.join("a/1/stdout.log"), 100, 500);
+        write(&runs.join("a/1/stderr.log.idx"), 16, 500);
+        write(&runs.join("a/1/state.json"), 10, 500);
+        write(&runs.join("a/2/stdout.log.1"), 100, 300);
+        write(&runs.join("a/2/stdout.log.1.idx"), 16, 300);
+        write(&runs.join("a/2/stdout.log"), 50, 1);
+        // Agent b: ended recently.
+        write(&runs.join("b/1/stdout.log"), 100, 100);
+        let live = HashMap::from([("a".to_string(), 2)]);
+        let scanned = scan(&runs, &live).unwrap();
+        let used: u64 = scanned.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum();
+        assert_eq!(used, 100 + 16 + 100 + 16 + 50 + 100, "state.json is no log");
+        // 150 too much: a's first run goes, then b's (the next oldest
+        // ended), and nothing of the live run.
+        assert_eq!(trim(scanned, 150), (3, 216));
+        assert!(!runs.join("a/1/stdout.log").exists());
+        assert!(runs.join("a/1/state.json").exists());
+        assert!(!runs.join("b/1/stdout.log").exists());
+        assert!(runs.join("a/2/stdout.log.1").exists());
+        // Then the live run's rotated file with its index; never the
+        // file being written.
+        let scanned = scan(&runs, &live).unwrap();
+        assert_eq!(trim(scanned, 1000), (2, 116));
+        assert!(!runs.join("a/2/stdout.log.1.idx").exists());
+        assert!(runs.join("a/2/stdout.log").exists());
+    }
+
+    #[test]
+    fn the_default_is_a_tenth_of_the_disk_and_at_most_10g() {
+        assert_eq!(default_max_total(Some(1 << 30)), (1 << 30) / 10);
+        assert_eq!(default_max_total(Some(1 << 40)), 10 << 30);
+        assert_eq!(default_max_total(None), 10 << 30);
+    }
+}
