@@ -1,6 +1,8 @@
 //! The engine's errors: each has the API's error code and a message for
 //! people.
 
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use wrangle_store::StoreError;
 use wrangle_wire::{ErrorCode, ItemError};
 
@@ -47,12 +49,37 @@ impl EngineError {
     }
 }
 
+/// The home whose disk a full-disk error names (one per daemon).
+static HOME: OnceLock<PathBuf> = OnceLock::new();
+
+/// Names the home in the errors of a full disk; the first call wins.
+pub(crate) fn name_home(home: &Path) {
+    let _ = HOME.set(home.to_path_buf());
+}
+
+impl EngineError {
+    /// The store could not record a change because its disk is full.
+    pub fn disk_full(detail: &str) -> Self {
+        let home = HOME.get().map_or_else(
+            || "wrangle's home".to_string(),
+            |home| home.display().to_string(),
+        );
+        Self::new(
+            ErrorCode::InsufficientStorage,
+            format!(
+                "the disk holding {home} is full ({detail}): nothing was changed; free space on it and try again (reads still work; wrangle doctor shows the free space)"
+            ),
+        )
+    }
+}
+
 impl From<StoreError> for EngineError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::NameTaken(_) => {
                 EngineError::new(ErrorCode::AlreadyExists, error.to_string())
             }
+            full if full.is_disk_full() => EngineError::disk_full(&full.to_string()),
             other => EngineError::internal(other.to_string()),
         }
     }

@@ -207,6 +207,7 @@ impl Engine {
     /// to the shims of those that were running: agents keep running, and
     /// runs that ended meanwhile get their real exit status.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        error::name_home(&config.home);
         let mut store = Store::open(&config.home.join("wrangle.db"))?;
         store.start_pruning(config.retention, PRUNE_EVERY)?;
         let loaded = store.load()?;

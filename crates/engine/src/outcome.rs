@@ -89,14 +89,17 @@ pub fn classify(shim: &ShimState) -> Ending {
     if cause != Cause::Memory {
         reason.push_str(&crate::limits::oom_note(shim).unwrap_or_default());
     }
-    if let Some(error) = &shim.log_error {
-        reason.push_str(&format!("; output not fully recorded: {error}"));
-    }
     if shim.log_dropped_bytes > 0 {
+        let why = shim
+            .log_error
+            .as_deref()
+            .unwrap_or("the log could not be written");
         reason.push_str(&format!(
-            "; {} bytes of output dropped while the log could not be written (a marker line in the log says where)",
+            "; {} bytes of output dropped ({why}; a marker line in the log says where, once it could be written)",
             shim.log_dropped_bytes
         ));
+    } else if let Some(error) = &shim.log_error {
+        reason.push_str(&format!("; output not fully recorded: {error}"));
     }
     Ending {
         state,

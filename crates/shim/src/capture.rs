@@ -82,6 +82,20 @@ impl Capture {
         self.pipe.is_none() && !self.has_pending()
     }
 
+    /// True once the pipe reached end-of-file (or could not be read).
+    pub fn pipe_closed(&self) -> bool {
+        self.pipe.is_none()
+    }
+
+    /// No more waiting for the disk: what is still kept is dropped (and
+    /// counted), and no marker will be written.
+    pub fn give_up(&mut self) {
+        let kept = self.pending.len();
+        self.pending = Vec::new();
+        self.drop_bytes(kept);
+        self.dropped = 0;
+    }
+
     /// True while bytes or a drop's marker wait for the disk.
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty() || self.dropped > 0

@@ -25,9 +25,14 @@ use wrangle_os::spawn::{self, AgentCommand};
 use wrangle_os::{files, memory, ProcessId, RunCgroup};
 
 /// How often bytes the disk refused are retried.
-const RETRY_INTERVAL: Duration = Duration::from_secs(1);
-/// How long the shim keeps retrying refused bytes after the tree is gone.
+const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How long the shim waits, after the tree is gone, for a process outside
+/// it that still holds an output pipe open (it was handed the fd).
 const FINAL_RETRY_LIMIT: Duration = Duration::from_secs(30);
+/// How long the shim waits, after the tree is gone, for a full disk to
+/// take the last output: the run's end is recorded only once the shim is
+/// done, and it must not wait on the disk for long.
+const FINAL_DISK_WAIT: Duration = Duration::from_secs(2);
 /// How often the memory watchdog sums the tree's resident memory: often
 /// enough that a fast allocator gets little past the limit, seldom enough
 /// to cost nothing worth noting (it runs only for runs with a memory limit
@@ -533,9 +538,14 @@ impl Supervisor {
             self.stderr.read_available(now_nanos);
             self.stdout.retry_pending(now_nanos);
             self.stderr.retry_pending(now_nanos);
+            let closed = self.stdout.pipe_closed() && self.stderr.pipe_closed();
             if (self.stdout.is_done() && self.stderr.is_done())
                 || started.elapsed() > FINAL_RETRY_LIMIT
+                || (closed && started.elapsed() > FINAL_DISK_WAIT)
             {
+                // What the disk still refuses counts as dropped.
+                self.stdout.give_up();
+                self.stderr.give_up();
                 break;
             }
             // Either the disk refuses bytes, or a process outside the tree

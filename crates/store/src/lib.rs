@@ -594,6 +594,23 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;
 
 /// Turns SQLite's "database is locked" into [`StoreError::Locked`], which
 /// names the file and the likely culprit.
+impl StoreError {
+    /// True when the write failed because the disk is full (SQLite's
+    /// `SQLITE_FULL`, or `ENOSPC`/`EDQUOT` from a file of the store).
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Sqlite(error) => {
+                error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            StoreError::Io(error) => matches!(
+                error.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ),
+            _ => false,
+        }
+    }
+}
+
 fn explain_busy(error: StoreError, path: &str) -> StoreError {
     match error {
         StoreError::Sqlite(error)

@@ -26,6 +26,9 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The caller may not talk to this daemon: another user (403).
     PermissionDenied,
+    /// The disk of the daemon's home is full: the change was not
+    /// recorded, and nothing was changed (507).
+    InsufficientStorage,
 }
 
 impl ErrorCode {
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 503,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
+            ErrorCode::InsufficientStorage => 507,
         }
     }
 }

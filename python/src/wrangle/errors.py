@@ -90,6 +90,14 @@ class PermissionDenied(DaemonError):
     code = "permission_denied"
 
 
+class InsufficientStorage(DaemonError):
+    """The disk of the daemon's home is full (507): the change was not
+    recorded and nothing was changed; reads still work, and the same call
+    works again once space is freed."""
+
+    code = "insufficient_storage"
+
+
 class DaemonUnreachable(Unavailable):
     """No daemon answers on the socket and none could be started (no
     ``wrangle`` executable, or it failed: the message says why)."""
@@ -142,6 +150,7 @@ ERRORS: Dict[str, Type[DaemonError]] = {
         Unavailable,
         Unauthenticated,
         PermissionDenied,
+        InsufficientStorage,
     )
 }
 """The exception of each code the daemon sends."""
