@@ -219,12 +219,13 @@ pub fn check_log_max_files(files: u32) -> Result<u32, String> {
 
 /// Parses `--log-max-files` (see [`check_log_max_files`]).
 pub fn parse_log_max_files(text: &str) -> Result<u32, String> {
-    let files = text.trim().parse::<u32>().map_err(|_| {
+    let refused = || {
         format!(
-            "invalid number of log files {text:?}: use a whole number from 1 to {MAX_LOG_FILES}"
+            "invalid number of log files {text:?}: keep a whole number from 1 (the current file only) to {MAX_LOG_FILES}"
         )
-    })?;
-    check_log_max_files(files)
+    };
+    let files = text.trim().parse::<u32>().map_err(|_| refused())?;
+    check_log_max_files(files).map_err(|_| refused())
 }
 
 /// Smallest CPU limit: the kernel's shortest CFS quota (1 ms) per 100 ms.

@@ -1,10 +1,12 @@
-//! Times: `events --since`, `events --type`, `cost --since`.
+//! Times: `events --since`, `events --type`, `cost --since`, `logs
+//! --since` and `--until`.
 
 use crate::near::{config, input, refused_well};
 use chrono::{DateTime, NaiveDate, SecondsFormat, TimeZone, Utc};
 use proptest::prelude::*;
 use wrangle_wire::cost::parse_cost_since;
 use wrangle_wire::events::{parse_since, parse_type_filter, Since, EVENT_TYPES};
+use wrangle_wire::parse::parse_time_or_ago;
 
 const VALID: &[&str] = &[
     "1234",
@@ -47,6 +49,11 @@ proptest! {
             refused_well(&since, &text, &["duration ago (10m, 2h)", "at most", "shorter duration"])?;
         }
         refused_well(&parse_cost_since(&text, now()), &text, &["today"])?;
+        let bound = parse_time_or_ago("--since", &text, now());
+        refused_well(&bound, &text, &["duration ago (10m, 2h)", "shorter duration"])?;
+        if let Err(error) = &bound {
+            prop_assert!(error.starts_with("invalid --since"), "{error}");
+        }
         if let Err(error) = parse_type_filter(&text) {
             prop_assert!(
                 error.contains("the types are") || error.contains("give a type such as"),

@@ -1,8 +1,12 @@
-//! Sizes: `--memory-max`, and the sizes of logs.
+//! Sizes: `--memory-max`, `--log-max-size`, `--log-max-files` and
+//! `--logs-max-total`.
 
 use crate::near::{config, input, refused_well};
 use proptest::prelude::*;
-use wrangle_wire::parse::{format_size, parse_memory_max, parse_size, MAX_SIZE, MIN_MEMORY_MAX};
+use wrangle_wire::parse::{
+    format_size, parse_log_max_files, parse_log_max_size, parse_memory_max, parse_size,
+    MAX_LOG_FILES, MAX_SIZE, MIN_LOG_MAX_SIZE, MIN_MEMORY_MAX,
+};
 
 const VALID: &[&str] = &[
     "64M", "1.5G", "512K", "2T", "1048576", "64 MiB", "100b", "1048576T", "0.5k", "20M",
@@ -41,6 +45,16 @@ proptest! {
         refused_well(&memory, &text, &["64M", "1048576T", "at least 1M"])?;
         if let Ok(bytes) = memory {
             prop_assert!((MIN_MEMORY_MAX..=MAX_SIZE).contains(&bytes));
+        }
+        let log = parse_log_max_size(&text);
+        refused_well(&log, &text, &["64M", "1048576T", "1K or more"])?;
+        if let Ok(bytes) = log {
+            prop_assert!((MIN_LOG_MAX_SIZE..=MAX_SIZE).contains(&bytes));
+        }
+        let files = parse_log_max_files(&text);
+        refused_well(&files, &text, &["from 1"])?;
+        if let Ok(files) = files {
+            prop_assert!((1..=MAX_LOG_FILES).contains(&files));
         }
     }
 
