@@ -137,6 +137,9 @@ impl Engine {
         let limits = self.limits();
         let (mut occupancy, queued) = {
             let registry = self.registry();
+            if registry.queued() == 0 {
+                return Vec::new();
+            }
             let mut queued: Vec<&Agent> = registry
                 .agents()
                 .filter(|agent| agent.status.state == State::Queued)

@@ -32,6 +32,9 @@ pub struct Findings<'a> {
 pub struct Registry {
     agents: HashMap<String, Entry>,
     names: HashMap<String, String>,
+    /// How many agents are queued: each end of a run looks whether one can
+    /// start, and must not walk ten thousand agents to learn there is none.
+    queued: usize,
 }
 
 impl Registry {
@@ -40,12 +43,22 @@ impl Registry {
         let id = agent.identity.id.clone();
         self.names.insert(agent.identity.name.clone(), id.clone());
         let (state, _) = watch::channel(agent.status.state);
-        self.agents.insert(id, Entry { agent, state });
+        self.queued += usize::from(agent.status.state == State::Queued);
+        if let Some(old) = self.agents.insert(id, Entry { agent, state }) {
+            self.queued -= usize::from(old.agent.status.state == State::Queued);
+        }
+    }
+
+    /// How many agents are queued.
+    pub fn queued(&self) -> usize {
+        self.queued
     }
 
     /// Replaces an agent's record and tells its watchers.
     pub fn replace(&mut self, agent: Agent) {
         if let Some(entry) = self.agents.get_mut(&agent.identity.id) {
+            self.queued -= usize::from(entry.agent.status.state == State::Queued);
+            self.queued += usize::from(agent.status.state == State::Queued);
             entry.state.send_replace(agent.status.state);
             entry.agent = agent;
         }
@@ -70,6 +83,7 @@ impl Registry {
     /// Forgets an agent; its watchers see the channel close.
     pub fn remove(&mut self, id: &str) -> Option<Agent> {
         let entry = self.agents.remove(id)?;
+        self.queued -= usize::from(entry.agent.status.state == State::Queued);
         self.names.remove(&entry.agent.identity.name);
         Some(entry.agent)
     }
@@ -246,5 +260,26 @@ mod tests {
         registry.remove("a1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         assert!(watcher.has_changed().is_err());
         assert!(registry.id_of_name("one").is_none());
+    }
+
+    #[test]
+    fn queued_agents_are_counted_through_every_change() {
+        let mut registry = Registry::default();
+        let queued = |id: &str, name: &str| {
+            let mut agent = agent(id, name);
+            agent.status.state = State::Queued;
+            agent
+        };
+        registry.insert(queued("q1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "one"));
+        registry.insert(queued("q2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "two"));
+        registry.insert(agent("r1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "three"));
+        assert_eq!(registry.queued(), 2);
+        registry.replace(agent("q1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "one"));
+        assert_eq!(registry.queued(), 1);
+        registry.replace(queued("r1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "three"));
+        assert_eq!(registry.queued(), 2);
+        registry.remove("q2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        registry.insert(queued("r1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "three"));
+        assert_eq!(registry.queued(), 1, "inserted again, counted once");
     }
 }
