@@ -1,5 +1,6 @@
 """The typed API on real processes: what each call did is checked in /proc."""
 
+import datetime
 import os
 import signal
 import threading
@@ -178,6 +179,16 @@ def test_logs_follow_until_the_agent_ends(client: wrangle.Client) -> None:
     lines = list(client.log_lines("talker", stream=wrangle.LogStream.STDOUT))
     assert [line.stream for line in lines] == [wrangle.LogStream.STDOUT] * 3
     assert all(line.complete for line in lines)
+    # By capture time: a time, or a while ago; a bad bound changes nothing.
+    # (A line's time has nanoseconds, Python's microseconds.)
+    middle = lines[1].time
+    after_middle = middle + datetime.timedelta(microseconds=1)
+    assert list(client.logs("talker", stream="stdout", since=middle)) == ["line 2", "line 3"]
+    assert list(client.logs("talker", stream="stdout", until=after_middle)) == ["line 1", "line 2"]
+    assert len(list(client.logs("talker", since="1h"))) == 4
+    assert list(client.logs("talker", since=datetime.timedelta(0))) == []
+    with pytest.raises(wrangle.InvalidArgument, match="--since"):
+        list(client.logs("talker", since="soonish"))
 
 
 def test_wait_returns_how_the_agent_ended(client: wrangle.Client) -> None:
