@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// Replaces `path` with `contents` atomically: readers see the old file or
@@ -28,12 +29,16 @@ pub fn write_by_exchange(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut spare = path.as_os_str().to_owned();
     spare.push(".next");
     let spare = Path::new(&spare);
-    let mut file = fs::OpenOptions::new()
+    // Overwritten in place and cut to length, never truncated to zero
+    // first: ext4 flushes a file truncated to zero when it is closed
+    // (auto_da_alloc), which cost each shim's state write a disk write.
+    let file = fs::OpenOptions::new()
         .write(true)
         .create(true)
-        .truncate(true)
+        .truncate(false)
         .open(spare)?;
-    file.write_all(contents)?;
+    file.write_all_at(contents, 0)?;
+    file.set_len(contents.len() as u64)?;
     drop(file);
     match rustix::fs::renameat_with(
         rustix::fs::CWD,
