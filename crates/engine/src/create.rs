@@ -440,12 +440,12 @@ impl Engine {
 
     /// Records how the run ended once its shim has exited.
     pub(crate) fn watch_run(&self, id: &str, run: u32, shim: PidFd) {
-        let engine = self.clone();
+        let ends = self.inner.ends.clone();
         let id = id.to_string();
-        let runtime = tokio::runtime::Handle::current();
         let watched = self.inner.shims.when_exited(shim, move || {
-            // Off the watcher thread: recording may touch the disk.
-            runtime.spawn_blocking(move || engine.run_ended(&id, run));
+            // Recorded off the watcher thread, with the others that ended
+            // meanwhile.
+            let _ = ends.send((id, run));
         });
         if let Err(error) = watched {
             tracing::error!("cannot watch a shim: {error}");

@@ -5,9 +5,12 @@ use crate::error::EngineError;
 use crate::executor::{kill_leftovers, kill_tree, read_state};
 use crate::outcome::{classify, Ending};
 use crate::policy::Decision;
-use crate::Engine;
+use crate::{Engine, Inner};
 use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Weak;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
 use wrangle_shim::protocol::ShimState;
 use wrangle_wire::{Cause, ErrorCode, State};
 
@@ -17,12 +20,64 @@ const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest pause between two attempts at recording an end.
 const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
+/// Most ends recorded in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// Starts the task that records the runs whose shims exited, as many at
+/// once as have ended meanwhile: a thousand agents stopped together are
+/// recorded in a few transactions, not a thousand.
+pub(crate) fn start_recording(engine: Weak<Inner>, mut ends: UnboundedReceiver<(String, u32)>) {
+    tokio::spawn(async move {
+        while let Some(first) = ends.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match ends.try_recv() {
+                    Ok(end) => batch.push(end),
+                    Err(_) => break,
+                }
+            }
+            let Some(inner) = engine.upgrade() else {
+                return;
+            };
+            let engine = Engine { inner };
+            // Off the async threads: recording touches the disk.
+            let _ = tokio::task::spawn_blocking(move || engine.runs_ended(batch)).await;
+        }
+    });
+}
+
 impl Engine {
-    /// The shim of run `run` has exited: read its last state and record the
-    /// end. Does nothing if that run's end is already recorded.
-    pub(crate) fn run_ended(&self, id: &str, run: u32) {
+    /// The shims of these runs have exited: read their last states and
+    /// record the ends, together. An end already recorded is left alone.
+    pub(crate) fn runs_ended(&self, runs: Vec<(String, u32)>) {
+        let mut endings: Vec<(String, u32, Ending)> = runs
+            .into_iter()
+            .map(|(id, run)| {
+                let ending = self.ending_of_run(&id, run);
+                (id, run, ending)
+            })
+            .collect();
+        for (_, _, ending) in &mut endings {
+            ending.ended_at = Some(ending.ended_at.unwrap_or_else(Utc::now));
+        }
+        if endings.len() > 1 {
+            match self.try_record_endings(&endings) {
+                Ok(()) => return,
+                Err(error) => tracing::warn!(
+                    "cannot record {} ends together ({error}); recording each on its own",
+                    endings.len()
+                ),
+            }
+        }
+        for (id, run, ending) in endings {
+            self.record_ending(&id, run, ending);
+        }
+    }
+
+    /// How run `run` ended, from its shim's last state.
+    fn ending_of_run(&self, id: &str, run: u32) -> Ending {
         let dir = self.run_dir(id, run);
-        let ending = match read_state(&dir) {
+        match read_state(&dir) {
             Ok(state) => self.ending_of(&state),
             Err(error) => {
                 // Without the shim's word, what the daemon recorded of the
@@ -40,8 +95,7 @@ impl Engine {
                     ended_at: Some(Utc::now()),
                 }
             }
-        };
-        self.record_ending(id, run, ending);
+        }
     }
 
     /// Classifies a shim's last state; if the shim did not finish its
@@ -101,47 +155,91 @@ impl Engine {
     /// Records the end under the agent's policies (see `apply_policies`)
     /// and schedules the restart they ask for.
     fn try_record_ending(&self, id: &str, run: u32, ending: &Ending) -> Result<(), EngineError> {
-        if !self
-            .snapshot(id)
-            .is_ok_and(|agent| is_current(agent.status.state, agent.status.run.number, run))
-        {
+        self.try_record_endings(&[(id.to_string(), run, ending.clone())])
+    }
+
+    /// Records the ends in one transaction, each under its agent's
+    /// policies, and schedules the restarts they ask for.
+    fn try_record_endings(&self, endings: &[(String, u32, Ending)]) -> Result<(), EngineError> {
+        let mut planned: HashMap<&str, PlannedEnd> = HashMap::new();
+        for (id, run, ending) in endings {
+            let run = *run;
+            if !self
+                .snapshot(id)
+                .is_ok_and(|agent| is_current(agent.status.state, agent.status.run.number, run))
+            {
+                continue;
+            }
+            // The last lines of its output, its final result among them.
+            self.finish_session(id, run);
+            let Ok(agent) = self.snapshot(id) else {
+                continue; // removed meanwhile
+            };
+            let ending = with_agents_result(&agent, run, ending);
+            let (ending, decision) = self.apply_policies(&agent, &ending)?;
+            let restart_at = match &decision {
+                Decision::Restart { delay, .. } => chrono::Duration::from_std(*delay)
+                    .ok()
+                    .map(|delay| Utc::now() + delay),
+                _ => None,
+            };
+            planned.insert(
+                id,
+                PlannedEnd {
+                    run,
+                    ending,
+                    decision,
+                    restart_at,
+                    recorded: false,
+                },
+            );
+        }
+        if planned.is_empty() {
             return Ok(());
         }
-        // The last lines of its output, its final result among them.
-        self.finish_session(id, run);
-        let agent = self.snapshot(id)?;
-        let ending = with_agents_result(&agent, run, ending);
-        let (ending, decision) = self.apply_policies(&agent, &ending)?;
-        let mut recorded = false;
-        let restart_at = match &decision {
-            Decision::Restart { delay, .. } => chrono::Duration::from_std(*delay)
-                .ok()
-                .map(|delay| Utc::now() + delay),
-            _ => None,
-        };
-        self.transition(id, |status| {
-            if !is_current(status.state, status.run.number, run) {
+        let ids: Vec<String> = planned.keys().map(|id| id.to_string()).collect();
+        self.transition_by(&ids, |id, status| {
+            let Some(end) = planned.get_mut(id) else {
+                return;
+            };
+            if !is_current(status.state, status.run.number, end.run) {
                 return;
             }
+            let ending = &end.ending;
             status.state = ending.state;
             status.reason = Some(ending.reason.clone());
             status.run.exit_code = ending.exit_code;
             status.run.signal = ending.signal;
             status.run.ended_at = ending.ended_at;
             status.run.cause = Some(ending.cause);
-            status.restart_at = restart_at;
-            recorded = true;
+            status.restart_at = end.restart_at;
+            end.recorded = true;
         })?;
-        match decision {
-            Decision::Restart { next, delay, .. } if recorded => {
-                self.schedule_restart(id, next, delay)
+        let mut slot_freed = false;
+        for (id, end) in planned {
+            match end.decision {
+                Decision::Restart { next, delay, .. } if end.recorded => {
+                    self.schedule_restart(id, next, delay)
+                }
+                _ if end.recorded => slot_freed = true,
+                _ => {}
             }
-            // A slot may have freed.
-            _ if recorded => self.admit_queued(),
-            _ => {}
+        }
+        if slot_freed {
+            self.admit_queued();
         }
         Ok(())
     }
+}
+
+/// An end about to be recorded, and what its policy decided.
+struct PlannedEnd {
+    run: u32,
+    ending: Ending,
+    decision: Decision,
+    restart_at: Option<chrono::DateTime<Utc>>,
+    /// Whether the transition recorded it (the run was still current).
+    recorded: bool,
 }
 
 /// A run whose agent reported an error as its final result has failed,

@@ -148,6 +148,8 @@ struct Inner {
     admission: tokio::sync::Mutex<()>,
     /// What the cap on the home's logs has done.
     log_cap: Mutex<logcap::CapStats>,
+    /// Runs whose shim has exited, to be recorded (in batches).
+    ends: tokio::sync::mpsc::UnboundedSender<(String, u32)>,
     /// Events announced to subscribers.
     events: EventBus,
     /// The price table of costs agents do not report.
@@ -225,6 +227,7 @@ impl Engine {
             groups: store.group_limits()?.into_iter().collect(),
         };
         let (intake, deliveries) = telemetry::intake::Intake::new();
+        let (ends, ended_runs) = tokio::sync::mpsc::unbounded_channel();
         let engine = Engine {
             inner: Arc::new(Inner {
                 shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
@@ -255,6 +258,7 @@ impl Engine {
                 limits: Mutex::new(limits),
                 admission: tokio::sync::Mutex::new(()),
                 log_cap: Mutex::default(),
+                ends,
             }),
         };
         let reattached = engine.recover(loaded).await?;
@@ -264,6 +268,7 @@ impl Engine {
             reattached,
             agents: engine.registry().len() as u32,
         })?;
+        ended::start_recording(Arc::downgrade(&engine.inner), ended_runs);
         let interval = engine.inner.config.sample_interval;
         sampler::start(Arc::downgrade(&engine.inner), interval)
             .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
@@ -474,6 +479,16 @@ impl Engine {
         ids: &[String],
         change: impl Fn(&mut Status),
     ) -> Result<(), EngineError> {
+        self.transition_by(ids, |_, status| change(status))
+    }
+
+    /// [`Engine::transition_each`] with a change of its own for each agent,
+    /// given its id.
+    fn transition_by(
+        &self,
+        ids: &[String],
+        mut change: impl FnMut(&str, &mut Status),
+    ) -> Result<(), EngineError> {
         let mut registry = self.registry();
         let now = Utc::now();
         let mut updates = Vec::new();
@@ -483,7 +498,7 @@ impl Engine {
                 continue;
             };
             let mut status = current.status.clone();
-            change(&mut status);
+            change(id, &mut status);
             if status == current.status {
                 continue;
             }

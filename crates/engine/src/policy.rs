@@ -161,6 +161,16 @@ pub enum Decision {
     },
 }
 
+/// Whether the policy restarts an agent whose run ended `state`, before
+/// its limits are looked at (the past runs are needed only then).
+pub fn may_restart(spec: &RestartSpec, state: State) -> bool {
+    match spec.policy {
+        RestartPolicy::Never => false,
+        RestartPolicy::OnFailure => state == State::Failed,
+        RestartPolicy::Always => matches!(state, State::Failed | State::Completed),
+    }
+}
+
 /// Decides after run `ended` (the last of `history`, oldest first) ended
 /// in `state`. `jitter` in [0, 1) spreads restarts of many agents apart.
 pub fn decide(
@@ -170,11 +180,7 @@ pub fn decide(
     now: DateTime<Utc>,
     jitter: f64,
 ) -> Decision {
-    let restart = match spec.policy {
-        RestartPolicy::Never => false,
-        RestartPolicy::OnFailure => state == State::Failed,
-        RestartPolicy::Always => matches!(state, State::Failed | State::Completed),
-    };
+    let restart = may_restart(spec, state);
     let Some(last) = history.last() else {
         return Decision::Stay;
     };

@@ -81,7 +81,13 @@ impl Engine {
             }
             _ => {}
         }
-        let history = self.past_runs(agent, &ending)?;
+        // Most ends restart nothing (a stop, a policy of never): the store
+        // is asked for the past runs only when they count.
+        let history = if policy::may_restart(&spec, ending.state) {
+            self.past_runs(agent, &ending)?
+        } else {
+            Vec::new()
+        };
         let now = ending.ended_at.unwrap_or_else(Utc::now);
         let decision = policy::decide(&spec, ending.state, &history, now, rand::random::<f64>());
         match &decision {
