@@ -77,7 +77,7 @@ const FILES_RESERVED: usize = 1024;
 #[derive(Debug)]
 pub struct Scratch {
     /// For `/proc` and cgroup files.
-    buffer: Vec<u8>,
+    pub(super) buffer: Vec<u8>,
     /// For status files.
     file: Vec<u8>,
     /// Pids still to look at in the current walk.
@@ -148,6 +148,10 @@ impl Scratch {
 /// without it running (the kernel reclaims, a file mapping is dropped),
 /// so it is looked at in full at least this often.
 const QUIET_WALKS_SKIPPED: u32 = 15;
+
+/// What a walk of a tree finds: its metrics, the main process's counters
+/// and open files (if found), and the tree's CPU time in microseconds.
+type Walked = (TreeMetrics, Option<(ProcCounters, u32)>, u64);
 
 /// What the last full walk of a tree found (see [`RunSampler::walk`]).
 #[derive(Debug, Clone)]
@@ -288,8 +292,19 @@ impl RunSampler {
 
     /// Samples the run once, at `now` (`wall` on the clock), into
     /// [`RunSampler::observation`].
-    pub fn sample(&mut self, scratch: &mut Scratch, now: Instant, wall: DateTime<Utc>) {
-        let (mut tree, main, tree_usec) = self.walk(scratch);
+    /// With `fleet_quiet` (no run's cgroup used CPU since the last tick),
+    /// a tree walked before is taken as it was without a look.
+    pub fn sample(
+        &mut self,
+        scratch: &mut Scratch,
+        now: Instant,
+        wall: DateTime<Utc>,
+        fleet_quiet: bool,
+    ) {
+        let (mut tree, main, tree_usec) = match self.unchanged(scratch, fleet_quiet) {
+            Some(unchanged) => unchanged,
+            None => self.walk(scratch),
+        };
         let counting_for = self
             .target
             .started_at
@@ -323,12 +338,35 @@ impl RunSampler {
         self.look_at_files(scratch, wall);
     }
 
+    /// What the last walk found, when the whole fleet was quiet and this
+    /// tree may skip a walk (it is in a cgroup, and its files still fit).
+    fn unchanged(&mut self, scratch: &mut Scratch, fleet_quiet: bool) -> Option<Walked> {
+        if !fleet_quiet || self.target.cgroup.is_none() {
+            return None;
+        }
+        let quiet = self.quiet.as_mut()?;
+        if quiet.skipped >= QUIET_WALKS_SKIPPED {
+            return None;
+        }
+        let kept: usize = self
+            .processes
+            .values()
+            .map(|process| process.open_files())
+            .sum::<usize>()
+            + self.cgroup.as_ref().map_or(0, |cgroup| cgroup.open_files());
+        if !scratch.keep(kept) {
+            return None;
+        }
+        quiet.skipped += 1;
+        Some((quiet.tree.clone(), quiet.main.clone(), quiet.usec))
+    }
+
     /// Walks the tree once: its metrics (CPU % aside), the main process's
     /// counters and open files if it was found, and the tree's CPU time
     /// since the run started in microseconds, reaped processes included
     /// (the cgroup's counter, else every member's own and reaped
     /// children's time plus what the shim reaped).
-    fn walk(&mut self, scratch: &mut Scratch) -> (TreeMetrics, Option<(ProcCounters, u32)>, u64) {
+    fn walk(&mut self, scratch: &mut Scratch) -> Walked {
         scratch.queue.clear();
         scratch.visited.clear();
         // The main process first: as a zombie it is in no cgroup, and its
