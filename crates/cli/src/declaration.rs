@@ -114,7 +114,15 @@ const RESERVED_KEYS: [&str; 2] = ["name", "inherit_env"];
 /// relative `cwd`s are taken from the file's directory, which is also the
 /// default.
 pub fn parse(path: &Path, text: &str) -> Result<Declaration, FileError> {
-    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    // Where each line ends, found once: counting the newlines before each
+    // key made a file of 10,000 agents take seconds to read.
+    let newlines: Vec<usize> = text
+        .bytes()
+        .enumerate()
+        .filter(|(_, byte)| *byte == b'\n')
+        .map(|(offset, _)| offset)
+        .collect();
+    let line_of = |offset: usize| newlines.partition_point(|&newline| newline < offset) + 1;
     let error = |offset: usize, message: String| FileError {
         path: path.to_path_buf(),
         line: line_of(offset),
