@@ -6,7 +6,7 @@ use crate::executor::Started;
 use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::{names, queue, Engine};
 use chrono::Utc;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use wrangle_os::PidFd;
 use wrangle_shim::protocol::ShimSpec;
@@ -46,7 +46,7 @@ impl Engine {
         request: CreateAgent,
         key: Option<String>,
     ) -> Result<AgentView, EngineError> {
-        let checked = self.check_create(request)?;
+        let checked = self.check_create(request, None)?;
         let (id, queued) = match self.record_created(vec![checked], key).await? {
             Recorded::New(mut recorded) => recorded
                 .pop()
@@ -128,10 +128,11 @@ impl Engine {
             inherit_env,
             agents,
         } = batch;
+        let shared_env = inherit_env.map(Arc::new);
         let mut checked = Vec::with_capacity(agents.len());
         let mut items = Vec::new();
         let mut names = HashSet::new();
-        for (index, mut request) in agents.into_iter().enumerate() {
+        for (index, request) in agents.into_iter().enumerate() {
             let name = request.name.clone();
             let mut refuse = |error: EngineError| {
                 items.push(ItemError {
@@ -149,10 +150,7 @@ impl Engine {
                     continue;
                 }
             }
-            if request.inherit_env.is_none() {
-                request.inherit_env.clone_from(&inherit_env);
-            }
-            match self.check_create(request) {
+            match self.check_create(request, shared_env.as_ref()) {
                 Ok(agent) => checked.push(agent),
                 Err(error) => refuse(error),
             }
@@ -163,10 +161,16 @@ impl Engine {
         Err(batch_refused(items, checked.len()))
     }
 
-    /// Checks one create request: its spec, limits, group budget, name.
-    fn check_create(&self, request: CreateAgent) -> Result<Checked, EngineError> {
+    /// Checks one create request: its spec, limits, group budget, name;
+    /// without an environment of its own it takes `shared_env` (a
+    /// batch's).
+    fn check_create(
+        &self,
+        request: CreateAgent,
+        shared_env: Option<&Arc<BTreeMap<String, String>>>,
+    ) -> Result<Checked, EngineError> {
         let name = request.name.clone();
-        let spec = AgentSpec::from_owned_request(request, &self.inner.cwd)?;
+        let spec = AgentSpec::from_owned_request(request, shared_env, &self.inner.cwd)?;
         self.check_limits(&spec.limits)?;
         self.check_group_budget(spec.group.as_deref())?;
         if let Some(name) = &name {

@@ -33,8 +33,10 @@ pub struct AgentSpec {
     /// Variables set explicitly (`--env`).
     pub env: BTreeMap<String, String>,
     /// The environment the agent starts from (usually the caller's); the
-    /// daemon's own when absent.
-    pub base_env: Option<BTreeMap<String, String>>,
+    /// daemon's own when absent. Shared by the agents of one batch (or
+    /// loaded alike): ten thousand copies of a shell's environment were a
+    /// fifth of a daemon's memory.
+    pub base_env: Option<Arc<BTreeMap<String, String>>>,
     /// Absolute working directory.
     pub cwd: PathBuf,
     /// Signal that starts the staged stop.

@@ -10,6 +10,7 @@ use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::outcome::Ending;
 use crate::Engine;
 use chrono::Utc;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrangle_os::PidFd;
@@ -28,15 +29,24 @@ impl Engine {
         loaded: Vec<(AgentRow, Option<RunRow>)>,
     ) -> Result<u32, EngineError> {
         let mut active = Vec::new();
+        // Agents created together share their environment in memory again.
+        let mut environments: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
         {
             let mut registry = self.registry();
             for (row, run) in loaded {
-                let spec: AgentSpec = serde_json::from_str(&row.spec).map_err(|error| {
+                let mut spec: AgentSpec = serde_json::from_str(&row.spec).map_err(|error| {
                     EngineError::internal(format!(
                         "the store holds an unreadable spec for agent {} ({}): {error}",
                         row.name, row.id
                     ))
                 })?;
+                if let Some(env) = spec.base_env.take() {
+                    let shared = environments.get(&env).cloned().unwrap_or_else(|| {
+                        environments.insert(env.clone());
+                        env
+                    });
+                    spec.base_env = Some(shared);
+                }
                 let run = match &run {
                     Some(run) => Run::from_row(run),
                     None => Run {

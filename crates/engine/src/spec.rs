@@ -9,6 +9,7 @@ use crate::policy::RestartSpec;
 use crate::probe::HealthCheck;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use wrangle_shim::logfiles::LogFiles;
 use wrangle_shim::protocol::{LogRotation, STDERR_LOG, STDOUT_LOG};
 use wrangle_wire::{parse, CreateAgent, LogStream, RunOptions, TelemetryMode};
@@ -20,22 +21,28 @@ impl AgentSpec {
         request: &CreateAgent,
         daemon_cwd: &Path,
     ) -> Result<AgentSpec, EngineError> {
-        AgentSpec::checked(request, request.inherit_env.clone(), daemon_cwd)
+        let base_env = request.inherit_env.clone().map(Arc::new);
+        AgentSpec::checked(request, base_env, daemon_cwd)
     }
 
     /// [`AgentSpec::from_request`] of a request that is not needed after:
-    /// the base environment (often the largest part) is moved, not copied.
+    /// the base environment (often the largest part) is moved, not copied;
+    /// without one of its own, the request takes `shared_env` (a batch's).
     pub fn from_owned_request(
         mut request: CreateAgent,
+        shared_env: Option<&Arc<BTreeMap<String, String>>>,
         daemon_cwd: &Path,
     ) -> Result<AgentSpec, EngineError> {
-        let base_env = request.inherit_env.take();
+        let base_env = match request.inherit_env.take() {
+            Some(own) => Some(Arc::new(own)),
+            None => shared_env.cloned(),
+        };
         AgentSpec::checked(&request, base_env, daemon_cwd)
     }
 
     fn checked(
         request: &CreateAgent,
-        base_env: Option<BTreeMap<String, String>>,
+        base_env: Option<Arc<BTreeMap<String, String>>>,
         daemon_cwd: &Path,
     ) -> Result<AgentSpec, EngineError> {
         if request.command.is_empty() || request.command[0].is_empty() {
@@ -48,7 +55,10 @@ impl AgentSpec {
                 "command argument {arg:?} contains a NUL byte"
             )));
         }
-        let environments = request.env.iter().chain(base_env.iter().flatten());
+        let environments = request
+            .env
+            .iter()
+            .chain(base_env.iter().flat_map(|env| env.iter()));
         for (key, value) in environments {
             parse::validate_env_key(key).map_err(EngineError::invalid)?;
             if value.contains('\0') {
@@ -121,7 +131,7 @@ impl AgentSpec {
     /// (wrangle's own variables left out).
     pub fn merged_env(&self) -> BTreeMap<String, String> {
         let mut env = match &self.base_env {
-            Some(base) => base.clone(),
+            Some(base) => (**base).clone(),
             None => std::env::vars().collect(),
         };
         env.extend(
@@ -319,7 +329,7 @@ mod tests {
             ("WRANGLE_RUN".into(), "from the caller's own run".into()),
         ]));
         req.env = BTreeMap::from([("A".into(), "explicit".into())]);
-        let spec = AgentSpec::from_owned_request(req, Path::new("/")).unwrap();
+        let spec = AgentSpec::from_owned_request(req, None, Path::new("/")).unwrap();
         let pairs = spec.environment("abc", 2, Path::new("/x/status.json"));
         let env: BTreeMap<_, _> = pairs.iter().cloned().collect();
         assert_eq!(pairs.len(), env.len(), "a variable twice: {pairs:?}");
@@ -328,5 +338,20 @@ mod tests {
         assert_eq!(env["WRANGLE_AGENT_ID"], "abc");
         assert_eq!(env["WRANGLE_RUN"], "2");
         assert_eq!(env["WRANGLE_STATUS_FILE"], "/x/status.json");
+    }
+
+    #[test]
+    fn agents_of_a_batch_share_its_environment_unless_they_bring_their_own() {
+        let shared = Arc::new(BTreeMap::from([("PATH".to_string(), "/bin".to_string())]));
+        let one = AgentSpec::from_owned_request(request(&["true"]), Some(&shared), Path::new("/"))
+            .unwrap();
+        let two = AgentSpec::from_owned_request(request(&["true"]), Some(&shared), Path::new("/"))
+            .unwrap();
+        let (one, two) = (one.base_env.unwrap(), two.base_env.unwrap());
+        assert!(Arc::ptr_eq(&one, &two) && Arc::ptr_eq(&one, &shared));
+        let mut own = request(&["true"]);
+        own.inherit_env = Some(BTreeMap::from([("PATH".into(), "/usr/bin".into())]));
+        let own = AgentSpec::from_owned_request(own, Some(&shared), Path::new("/")).unwrap();
+        assert_eq!(own.base_env.unwrap()["PATH"], "/usr/bin");
     }
 }
