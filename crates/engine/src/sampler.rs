@@ -155,7 +155,7 @@ impl Sampler {
             }
             None => false,
         };
-        for run in self.runs.values_mut() {
+        for run in self.runs.values_mut().filter(|run| !run.is_stopping()) {
             run.sample(&mut self.scratch, now, wall, fleet_quiet);
         }
     }
@@ -173,8 +173,11 @@ impl Sampler {
             let (Some(shim), Some(main)) = (run.shim, run.process) else {
                 continue;
             };
+            let stopping = agent.status.state == State::Stopping;
             match self.runs.get_mut(agent.identity.id.as_str()) {
-                Some(sampler) if sampler.watches(run.number, shim) => sampler.mark(),
+                Some(sampler) if sampler.watches(run.number, shim) => sampler.mark(stopping),
+                // A run seen first while it is stopped is not sampled.
+                _ if stopping => {}
                 _ => new_runs.push((
                     agent.identity.id.clone(),
                     Target {

@@ -87,8 +87,14 @@ impl Engine {
         cause: Cause,
     ) -> Result<StopResult, EngineError> {
         let mut states = self.subscribe(id)?;
-        if self.snapshot(id)?.status.state.is_ended() {
+        let agent = self.snapshot(id)?;
+        if agent.status.state.is_ended() {
             return self.stop_result(id, true);
+        }
+        if agent.status.state == State::Stopping {
+            // Marked by a stop of many (or an earlier stop): the shim is
+            // told at once, without another look.
+            return self.send_stop(id, &agent, timeout, &mut states).await;
         }
         // Waiting to restart or queued: nothing runs, so the stop is only a
         // record, and the pending restart finds the agent no longer in
@@ -123,6 +129,18 @@ impl Engine {
         if agent.status.state.is_ended() {
             return self.stop_result(id, true);
         }
+        self.send_stop(id, &agent, timeout, &mut states).await
+    }
+
+    /// Tells the shim of `agent` (being stopped) to stop its tree, and
+    /// waits until the agent has ended.
+    async fn send_stop(
+        &self,
+        id: &str,
+        agent: &crate::model::Agent,
+        timeout: Option<Duration>,
+        states: &mut tokio::sync::watch::Receiver<State>,
+    ) -> Result<StopResult, EngineError> {
         let command = ControlCommand::Stop {
             signal: agent.identity.spec.stop_signal,
             timeout_ms: timeout

@@ -200,6 +200,8 @@ pub struct RunSampler {
     stderr_at: Option<DateTime<Utc>>,
     /// Still to be watched, as found by the latest look at the registry.
     marked: bool,
+    /// Being stopped: not sampled any more (see [`RunSampler::is_stopping`]).
+    stopping: bool,
     /// Its adapter, if one reads it.
     session: Option<LiveSession>,
     /// What the last tick saw.
@@ -248,6 +250,7 @@ impl RunSampler {
             main_cpu: CpuMeter::default(),
             quiet: None,
             marked: true,
+            stopping: false,
         }
     }
 
@@ -256,9 +259,28 @@ impl RunSampler {
         self.target.run == run && self.target.shim == shim
     }
 
-    /// Notes that the run is still to be watched.
-    pub fn mark(&mut self) {
+    /// Notes that the run is still to be watched, and whether it is being
+    /// stopped.
+    pub fn mark(&mut self, stopping: bool) {
         self.marked = true;
+        if stopping && !self.stopping {
+            // Not sampled any more: its files are let go, so that they
+            // count against no other run's.
+            self.processes.clear();
+            self.walked.clear();
+            self.cgroup = None;
+            self.shim = None;
+            self.dir = None;
+        }
+        self.stopping = stopping;
+    }
+
+    /// A run being stopped keeps what the last tick saw and is not sampled
+    /// again: a stop of ten thousand changes every tree at once, and
+    /// walking them all while they go only slowed the stop (its end reads
+    /// the rest of the output anyway).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
     }
 
     /// Whether the run was marked since the last call; clears the mark.
