@@ -50,6 +50,9 @@ impl Engine {
     /// The shims of these runs have exited: read their last states and
     /// record the ends, together. An end already recorded is left alone.
     pub(crate) fn runs_ended(&self, runs: Vec<(String, u32)>) {
+        let started = std::time::Instant::now();
+        let count = runs.len();
+        let _timing = scopeguard_timing(started, count);
         let mut endings: Vec<(String, u32, Ending)> = runs
             .into_iter()
             .map(|(id, run)| {
@@ -215,6 +218,13 @@ impl Engine {
             status.restart_at = end.restart_at;
             end.recorded = true;
         })?;
+        // The shims leave their runs' (empty) cgroups to be removed here.
+        let cgroups: Vec<std::path::PathBuf> = planned
+            .iter()
+            .filter(|(_, end)| end.recorded)
+            .filter_map(|(id, _)| self.snapshot(id).ok()?.status.run.cgroup)
+            .collect();
+        remove_cgroups(&cgroups);
         let mut slot_freed = false;
         for (id, end) in planned {
             match end.decision {
@@ -229,6 +239,25 @@ impl Engine {
             self.admit_queued();
         }
         Ok(())
+    }
+}
+
+/// Removes the cgroups of runs that have ended. One whose last process
+/// is still leaving is tried again a few times; one that still holds a
+/// process (it escaped the shim's stop) is killed first.
+pub(crate) fn remove_cgroups(paths: &[std::path::PathBuf]) {
+    for path in paths {
+        let cgroup = wrangle_os::RunCgroup::existing(path);
+        for attempt in 0..5 {
+            match cgroup.remove() {
+                Ok(()) => break,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
+                Err(_) if attempt == 0 => {
+                    let _ = cgroup.kill_all();
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
     }
 }
 
@@ -270,4 +299,15 @@ fn with_agents_result(agent: &crate::model::Agent, run: u32, ending: &Ending) ->
 /// recorded yet.
 fn is_current(state: State, current: u32, run: u32) -> bool {
     current == run && !state.is_ended() && state != State::Backoff
+}
+
+/// Logs (at debug) how long recording a batch of ends took.
+fn scopeguard_timing(started: std::time::Instant, count: usize) -> impl Drop {
+    struct Timing(std::time::Instant, usize);
+    impl Drop for Timing {
+        fn drop(&mut self) {
+            tracing::debug!(ends = self.1, took = ?self.0.elapsed(), "recorded ends");
+        }
+    }
+    Timing(started, count)
 }

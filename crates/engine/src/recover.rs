@@ -29,6 +29,7 @@ impl Engine {
         loaded: Vec<(AgentRow, Option<RunRow>)>,
     ) -> Result<u32, EngineError> {
         let mut active = Vec::new();
+        let mut ended_cgroups = Vec::new();
         // Agents created together share their environment in memory again.
         let mut environments: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
         {
@@ -57,6 +58,10 @@ impl Engine {
                 };
                 if !row.state.is_ended() {
                     active.push(row.id.clone());
+                } else if let Some(cgroup) = &run.cgroup {
+                    // An end recorded just before the daemon died may
+                    // have left its run's cgroup.
+                    ended_cgroups.push(cgroup.clone());
                 }
                 // Findings of a probe stored by an older wrangle, or
                 // unreadable, start afresh: the probe runs again.
@@ -88,6 +93,7 @@ impl Engine {
                 });
             }
         }
+        crate::ended::remove_cgroups(&ended_cgroups);
         let mut reattached = 0;
         let mut never_started = Vec::new();
         for id in active {

@@ -563,15 +563,9 @@ impl Supervisor {
         self.state.finished_at = Some(Utc::now());
         self.save_state();
         let _ = fs::remove_file(&self.control_path);
-        if let Some(cgroup) = self.tree.cgroup() {
-            // The last member may need a moment to leave after its reaping.
-            for _ in 0..100 {
-                if cgroup.remove().is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+        // The run's cgroup is left, empty, to the daemon, which removes it
+        // once it has recorded the end: ten thousand shims removing theirs
+        // at once all waited on the lock of the one directory they share.
         self.limits.remove();
         Ok(())
     }

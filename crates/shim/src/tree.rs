@@ -21,11 +21,6 @@ impl Tree {
         Tree { main_pid, cgroup }
     }
 
-    /// The run's cgroup, if any.
-    pub fn cgroup(&self) -> Option<&RunCgroup> {
-        self.cgroup.as_ref()
-    }
-
     /// Sends `signal` to every process of the tree. Without a cgroup: the
     /// agent's process group, then every other descendant of the shim
     /// (those that left the group with `setsid`).

@@ -25,6 +25,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 use wrangle_os::fork::{self, Forked};
 use wrangle_os::proctitle::TitleArea;
 use wrangle_os::signals::{self, ChildExits};
@@ -130,6 +131,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
 }
 
+/// How long exited shims wait to be reaped. Each wait for any child scans
+/// the zygote's children from the oldest until it meets one that exited:
+/// reaping each shim as it went made a stop of 10,000 quadratic (seconds
+/// of the kernel's time), while reaping a moment later finds many exited
+/// together. Nobody waits on the reaping: the daemon holds a pidfd of
+/// each shim.
+const REAP_DELAY: Duration = Duration::from_millis(100);
+
 /// Answers requests until the daemon closes its end.
 fn serve(socket: OwnedFd) -> io::Result<()> {
     // A Ctrl-C in the daemon's terminal is not for us; the daemon ends us
@@ -144,12 +153,18 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
     // Found once: every shim has the argv block at the same place.
     let title = TitleArea::of_self().ok();
     let mut buffer = vec![0u8; MAX_REQUEST];
+    // When the shims that exited are to be reaped (see REAP_DELAY).
+    let mut reap_at: Option<Instant> = None;
     loop {
         let mut fds = [
             rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN),
             rustix::event::PollFd::new(&exits, rustix::event::PollFlags::IN),
         ];
-        match rustix::event::poll(&mut fds, None) {
+        let timeout = reap_at.map(|at| {
+            let wait = at.saturating_duration_since(Instant::now());
+            rustix::event::Timespec::try_from(wait).unwrap_or_default()
+        });
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(error) => return Err(error.into()),
@@ -158,7 +173,11 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
             (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
         if exits_ready {
             exits.drain();
+            reap_at.get_or_insert_with(|| Instant::now() + REAP_DELAY);
+        }
+        if reap_at.is_some_and(|at| Instant::now() >= at) {
             while let Ok(Some(_)) = signals::reap_one() {}
+            reap_at = None;
         }
         if !request_ready {
             continue;
