@@ -50,9 +50,7 @@ impl Engine {
     /// The shims of these runs have exited: read their last states and
     /// record the ends, together. An end already recorded is left alone.
     pub(crate) fn runs_ended(&self, runs: Vec<(String, u32)>) {
-        let started = std::time::Instant::now();
-        let count = runs.len();
-        let _timing = scopeguard_timing(started, count);
+        let _timing = BatchTiming(std::time::Instant::now(), runs.len());
         let mut endings: Vec<(String, u32, Ending)> = runs
             .into_iter()
             .map(|(id, run)| {
@@ -301,13 +299,12 @@ fn is_current(state: State, current: u32, run: u32) -> bool {
     current == run && !state.is_ended() && state != State::Backoff
 }
 
-/// Logs (at debug) how long recording a batch of ends took.
-fn scopeguard_timing(started: std::time::Instant, count: usize) -> impl Drop {
-    struct Timing(std::time::Instant, usize);
-    impl Drop for Timing {
-        fn drop(&mut self) {
-            tracing::debug!(ends = self.1, took = ?self.0.elapsed(), "recorded ends");
-        }
+/// Logs (at debug, `WRANGLE_LOG=wrangle_engine::ended=debug`) how long
+/// recording a batch of ends took, when dropped.
+struct BatchTiming(std::time::Instant, usize);
+
+impl Drop for BatchTiming {
+    fn drop(&mut self) {
+        tracing::debug!(ends = self.1, took = ?self.0.elapsed(), "recorded ends");
     }
-    Timing(started, count)
 }
