@@ -277,6 +277,28 @@ fn logs_survive_a_lot_of_output() {
     );
 }
 
+/// A shell loop printing the numbers from 1 in `blocks` blocks of 1000,
+/// pausing `pause` seconds after each.
+fn counting(blocks: u32, pause: &str) -> String {
+    format!(
+        "i=0; while [ $i -lt {blocks} ]; do seq $((i*1000+1)) $((i*1000+1000)); i=$((i+1)); sleep {pause}; done"
+    )
+}
+
+/// Runs `sh -c script` with its logs rotated at `size`, keeping 100 files.
+fn run_rotated(home: &Home, size: &str, script: &str) -> String {
+    home.run(&[
+        "--log-max-size",
+        size,
+        "--log-max-files",
+        "100",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ])
+}
+
 /// The numbers of a log of `seq` output, checked to be whole lines.
 fn numbers(text: &str) -> Vec<u64> {
     text.lines()
@@ -355,19 +377,11 @@ fn logs_follow_reads_on_across_rotations_and_misses_nothing() {
     let go = home.path().join("go");
     // Slow enough to be followed, fast enough to rotate a few times.
     let script = format!(
-        "until [ -e {go} ]; do sleep 0.01; done; i=0; while [ $i -lt 40 ]; do seq $((i*1000+1)) $((i*1000+1000)); i=$((i+1)); sleep 0.02; done",
+        "until [ -e {go} ]; do sleep 0.01; done; {}",
+        counting(40, "0.02"),
         go = go.display()
     );
-    let id = home.run(&[
-        "--log-max-size",
-        "16K",
-        "--log-max-files",
-        "100",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let id = run_rotated(&home, "16K", &script);
     let mut follower = home
         .command(&["logs", "-f", &id])
         .stdout(Stdio::piped())
@@ -451,19 +465,11 @@ fn the_homes_logs_stay_under_their_cap_oldest_ended_runs_first() {
     // A running agent that writes on, rotated at 32K, keeping many files.
     let go = home.path().join("go");
     let script = format!(
-        "i=0; while [ $i -lt 60 ]; do seq $((i*1000+1)) $((i*1000+1000)); i=$((i+1)); sleep 0.05; done; until [ -e {go} ]; do sleep 0.05; done",
+        "{}; until [ -e {go} ]; do sleep 0.05; done",
+        counting(60, "0.05"),
         go = go.display()
     );
-    let live = home.run(&[
-        "--log-max-size",
-        "32K",
-        "--log-max-files",
-        "100",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let live = run_rotated(&home, "32K", &script);
     let doctor = || home.json(&["doctor", "--json"])["logs"].clone();
     common::wait_until(Duration::from_secs(30), "the old run's logs to go", || {
         home.ok(&["logs", &old]).is_empty()

@@ -432,20 +432,12 @@ mod tests {
         assert_eq!(tail_position(&files, 2).unwrap(), 8);
         assert_eq!(tail_position(&files, 9).unwrap(), 6);
         let mut cursor = LogCursor::at_tail(LogStream::Stdout, files.clone(), 2).unwrap();
-        let texts: Vec<String> = cursor
-            .read_lines()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(texts, ["three"]);
-        let texts: Vec<String> = cursor
-            .read_lines()
-            .unwrap()
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(texts, ["four"]);
+        assert_eq!(texts(cursor.read_lines().unwrap()), ["three"]);
+        assert_eq!(texts(cursor.read_lines().unwrap()), ["four"]);
+    }
+
+    fn texts(lines: Vec<LogLine>) -> Vec<String> {
+        lines.into_iter().map(|line| line.text).collect()
     }
 
     #[test]
@@ -454,7 +446,6 @@ mod tests {
         write_log(dir.path(), "out.log", &[("ab\ncd", 10)]);
         let files = LogFiles::new(dir.path(), "out.log", 6);
         let mut cursor = LogCursor::new(LogStream::Stdout, files.clone(), 0);
-        let texts = |lines: Vec<LogLine>| lines.into_iter().map(|l| l.text).collect::<Vec<_>>();
         assert_eq!(texts(cursor.read_lines().unwrap()), ["ab"]);
         // The shim fills the file, rotates it and starts the next one.
         std::fs::OpenOptions::new()
