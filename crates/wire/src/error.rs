@@ -26,6 +26,9 @@ pub enum ErrorCode {
     Unauthenticated,
     /// The caller may not talk to this daemon: another user (403).
     PermissionDenied,
+    /// The route exists, but not with this method (405); the `Allow`
+    /// header lists its methods.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -39,6 +42,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 503,
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
+            ErrorCode::MethodNotAllowed => 405,
         }
     }
 }

@@ -90,6 +90,12 @@ class PermissionDenied(DaemonError):
     code = "permission_denied"
 
 
+class MethodNotAllowed(DaemonError):
+    """The route exists, but not with this HTTP method (405)."""
+
+    code = "method_not_allowed"
+
+
 class DaemonUnreachable(Unavailable):
     """No daemon answers on the socket and none could be started (no
     ``wrangle`` executable, or it failed: the message says why)."""
@@ -142,6 +148,7 @@ ERRORS: Dict[str, Type[DaemonError]] = {
         Unavailable,
         Unauthenticated,
         PermissionDenied,
+        MethodNotAllowed,
     )
 }
 """The exception of each code the daemon sends."""
