@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::Body;
-use axum::extract::{FromRequest, FromRequestParts, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -26,6 +26,12 @@ pub struct JsonBody<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct QueryArgs<T>(pub T);
+
+/// A path parameter whose rejection (say, percent-encoded bytes that
+/// are not UTF-8) is a JSON error.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathArg<T>(pub T);
 
 /// Every route of the API, each request counted for `/metrics`.
 pub fn router(state: AppState) -> Router {
@@ -63,6 +69,7 @@ pub fn router(state: AppState) -> Router {
                 .route("/metrics", get(crate::metrics::scrape))
                 .with_state(metrics.clone()),
         )
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::count_requests,
@@ -222,7 +229,7 @@ const SHOWN: usize = 40;
 )]
 pub async fn inspect_agent(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (event_id, view) = state.engine.inspect_with_event_id(&agent)?;
     Ok(([(EVENT_ID_HEADER, event_id.to_string())], Json(view)))
@@ -260,7 +267,7 @@ pub async fn list_groups(State(state): State<AppState>) -> Json<Vec<GroupView>> 
 )]
 pub async fn set_group(
     State(state): State<AppState>,
-    Path(group): Path<String>,
+    PathArg(group): PathArg<String>,
     JsonBody(request): JsonBody<SetGroup>,
 ) -> Result<Json<GroupView>, ApiError> {
     Ok(Json(state.engine.set_group(&group, request).await?))
@@ -276,7 +283,7 @@ pub async fn set_group(
 )]
 pub async fn restart_agent(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.restart(&agent).await?))
 }
@@ -290,7 +297,7 @@ pub async fn restart_agent(
 )]
 pub async fn agent_runs(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
 ) -> Result<Json<Vec<RunView>>, ApiError> {
     Ok(Json(state.engine.runs(&agent)?))
 }
@@ -304,7 +311,7 @@ pub async fn agent_runs(
 )]
 pub async fn remove_agent(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
     QueryArgs(query): QueryArgs<RemoveQuery>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.remove(&agent, query.force).await?))
@@ -320,7 +327,7 @@ pub async fn remove_agent(
 )]
 pub async fn kill_agent(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
     JsonBody(request): JsonBody<KillRequest>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.kill(&agent, request).await?))
@@ -335,7 +342,7 @@ pub async fn kill_agent(
 )]
 pub async fn wait_agent(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     Ok(Json(state.engine.wait(&agent).await?))
 }
@@ -352,7 +359,7 @@ pub async fn wait_agent(
 )]
 pub async fn agent_logs(
     State(state): State<AppState>,
-    Path(agent): Path<String>,
+    PathArg(agent): PathArg<String>,
     QueryArgs(query): QueryArgs<LogsQuery>,
 ) -> Result<Response, ApiError> {
     let lines = state.engine.logs(&agent, query)?;
@@ -409,6 +416,15 @@ async fn not_found() -> ApiError {
     ApiError(ErrorBody::new(
         wrangle_wire::ErrorCode::NotFound,
         "no such route; see /openapi.json",
+    ))
+}
+
+/// A route asked with a method it does not take; axum adds the `Allow`
+/// header with the ones it does.
+async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError(ErrorBody::new(
+        wrangle_wire::ErrorCode::MethodNotAllowed,
+        format!("this route does not take {method}; see the Allow header or /openapi.json"),
     ))
 }
 

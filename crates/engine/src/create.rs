@@ -59,12 +59,7 @@ impl Engine {
             }
         };
         if !queued {
-            // A task of its own, as for a batch: a client that goes away
-            // does not cancel the start half-way.
-            let (engine, id) = (self.clone(), id.clone());
-            tokio::spawn(async move { engine.start_run(&id).await })
-                .await
-                .map_err(|error| EngineError::internal(format!("the start failed: {error}")))??;
+            self.start_run_to_the_end(&id).await?;
         }
         self.current_view(&id)
     }
@@ -355,6 +350,17 @@ impl Engine {
             }
             while starting.join_next().await.is_some() {}
         })
+    }
+
+    /// [`Engine::start_run`] in a task of its own, as a batch's starts are,
+    /// awaited: a client that goes away (its request's future dropped)
+    /// does not cancel the start half-way, which would leave the agent
+    /// `starting` for good, its shim unwatched.
+    pub(crate) async fn start_run_to_the_end(&self, id: &str) -> Result<(), EngineError> {
+        let (engine, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move { engine.start_run(&id).await })
+            .await
+            .map_err(|error| EngineError::internal(format!("the start failed: {error}")))?
     }
 
     /// Starts the agent's current run (state `starting`) in a shim, records

@@ -212,7 +212,7 @@ impl Engine {
             queued
         };
         if queued.is_none() {
-            self.start_run(&id).await?;
+            self.start_run_to_the_end(&id).await?;
         }
         self.current_view(&id)
     }

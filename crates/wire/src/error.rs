@@ -29,6 +29,9 @@ pub enum ErrorCode {
     /// The disk of the daemon's home is full: the change was not
     /// recorded, and nothing was changed (507).
     InsufficientStorage,
+    /// The route exists, but not with this method (405); the `Allow`
+    /// header lists its methods.
+    MethodNotAllowed,
 }
 
 impl ErrorCode {
@@ -43,6 +46,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::InsufficientStorage => 507,
+            ErrorCode::MethodNotAllowed => 405,
         }
     }
 }

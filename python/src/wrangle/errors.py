@@ -98,6 +98,12 @@ class InsufficientStorage(DaemonError):
     code = "insufficient_storage"
 
 
+class MethodNotAllowed(DaemonError):
+    """The route exists, but not with this HTTP method (405)."""
+
+    code = "method_not_allowed"
+
+
 class DaemonUnreachable(Unavailable):
     """No daemon answers on the socket and none could be started (no
     ``wrangle`` executable, or it failed: the message says why)."""
@@ -151,6 +157,7 @@ ERRORS: Dict[str, Type[DaemonError]] = {
         Unauthenticated,
         PermissionDenied,
         InsufficientStorage,
+        MethodNotAllowed,
     )
 }
 """The exception of each code the daemon sends."""
