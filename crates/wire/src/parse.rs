@@ -599,6 +599,31 @@ pub fn check_budget_tokens(tokens: u64) -> Result<u64, String> {
     }
 }
 
+/// Parses a point in time given as `what` (e.g. `--since`): an RFC 3339
+/// time (`2026-12-06T10:00:00Z`) or a duration before `now` (`90s`, `10m`,
+/// `1h30m`).
+pub fn parse_time_or_ago(
+    what: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let trimmed = text.trim();
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(trimmed) {
+        return Ok(time.with_timezone(&chrono::Utc));
+    }
+    match humantime::parse_duration(trimmed) {
+        Ok(ago) => chrono::Duration::from_std(ago)
+            .ok()
+            .and_then(|ago| now.checked_sub_signed(ago))
+            .ok_or_else(|| {
+                format!("invalid {what} {text:?}: too far back; give a time or a shorter duration")
+            }),
+        Err(_) => Err(format!(
+            "invalid {what} {text:?}: give a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -831,30 +856,5 @@ mod tests {
                 "{bad}: {err}"
             );
         }
-    }
-}
-
-/// Parses a point in time given as `what` (e.g. `--since`): an RFC 3339
-/// time (`2026-12-06T10:00:00Z`) or a duration before `now` (`90s`, `10m`,
-/// `1h30m`).
-pub fn parse_time_or_ago(
-    what: &str,
-    text: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<chrono::DateTime<chrono::Utc>, String> {
-    let trimmed = text.trim();
-    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(trimmed) {
-        return Ok(time.with_timezone(&chrono::Utc));
-    }
-    match humantime::parse_duration(trimmed) {
-        Ok(ago) => chrono::Duration::from_std(ago)
-            .ok()
-            .and_then(|ago| now.checked_sub_signed(ago))
-            .ok_or_else(|| {
-                format!("invalid {what} {text:?}: too far back; give a time or a shorter duration")
-            }),
-        Err(_) => Err(format!(
-            "invalid {what} {text:?}: give a time (2026-12-06T10:00:00Z) or a duration ago (10m, 2h)"
-        )),
     }
 }
