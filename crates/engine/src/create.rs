@@ -156,6 +156,18 @@ impl Engine {
         Err(batch_refused(items, checked.len()))
     }
 
+    /// The one copy of an environment agents start from.
+    pub(crate) fn intern_env(
+        &self,
+        env: Arc<BTreeMap<String, String>>,
+    ) -> Arc<BTreeMap<String, String>> {
+        self.inner
+            .environments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .intern(env)
+    }
+
     /// Checks one create request: its spec, limits, group budget, name;
     /// without an environment of its own it takes `shared_env` (a
     /// batch's).
@@ -165,7 +177,8 @@ impl Engine {
         shared_env: Option<&Arc<BTreeMap<String, String>>>,
     ) -> Result<Checked, EngineError> {
         let name = request.name.clone();
-        let spec = AgentSpec::from_owned_request(request, shared_env, &self.inner.cwd)?;
+        let mut spec = AgentSpec::from_owned_request(request, shared_env, &self.inner.cwd)?;
+        spec.base_env = spec.base_env.map(|env| self.intern_env(env));
         self.check_limits(&spec.limits)?;
         self.check_group_budget(spec.group.as_deref())?;
         if let Some(name) = &name {

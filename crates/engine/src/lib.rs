@@ -150,6 +150,8 @@ struct Inner {
     log_cap: Mutex<logcap::CapStats>,
     /// Runs whose shim has exited, to be recorded (in batches).
     ends: tokio::sync::mpsc::UnboundedSender<(String, u32)>,
+    /// The environments agents start from, each kept once.
+    environments: Mutex<spec::Environments>,
     /// Events announced to subscribers.
     events: EventBus,
     /// The price table of costs agents do not report.
@@ -259,6 +261,7 @@ impl Engine {
                 admission: tokio::sync::Mutex::new(()),
                 log_cap: Mutex::default(),
                 ends,
+                environments: Mutex::default(),
             }),
         };
         let reattached = engine.recover(loaded).await?;

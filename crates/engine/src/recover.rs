@@ -10,7 +10,6 @@ use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::outcome::Ending;
 use crate::Engine;
 use chrono::Utc;
-use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrangle_os::PidFd;
@@ -30,8 +29,6 @@ impl Engine {
     ) -> Result<u32, EngineError> {
         let mut active = Vec::new();
         let mut ended_cgroups = Vec::new();
-        // Agents created together share their environment in memory again.
-        let mut environments: HashSet<Arc<BTreeMap<String, String>>> = HashSet::new();
         {
             let mut registry = self.registry();
             for (row, run) in loaded {
@@ -41,13 +38,7 @@ impl Engine {
                         row.name, row.id
                     ))
                 })?;
-                if let Some(env) = spec.base_env.take() {
-                    let shared = environments.get(&env).cloned().unwrap_or_else(|| {
-                        environments.insert(env.clone());
-                        env
-                    });
-                    spec.base_env = Some(shared);
-                }
+                spec.base_env = spec.base_env.map(|env| self.intern_env(env));
                 let run = match &run {
                     Some(run) => Run::from_row(run),
                     None => Run {

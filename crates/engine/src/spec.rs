@@ -233,6 +233,31 @@ fn checked_labels(
     Ok(labels.clone())
 }
 
+/// The environments agents start from, each kept once: a client that
+/// creates agents one request at a time sends the same environment with
+/// each, and ten thousand copies of it were a fifth of the daemon's memory.
+#[derive(Debug, Default)]
+pub struct Environments {
+    known: std::collections::HashSet<Arc<BTreeMap<String, String>>>,
+}
+
+/// Environments kept before those no agent holds any more are let go.
+const ENVIRONMENTS_KEPT: usize = 256;
+
+impl Environments {
+    /// The one copy of `env`: a known equal one, or `env`, now known.
+    pub fn intern(&mut self, env: Arc<BTreeMap<String, String>>) -> Arc<BTreeMap<String, String>> {
+        if let Some(known) = self.known.get(&env) {
+            return known.clone();
+        }
+        if self.known.len() >= ENVIRONMENTS_KEPT {
+            self.known.retain(|known| Arc::strong_count(known) > 1);
+        }
+        self.known.insert(env.clone());
+        env
+    }
+}
+
 /// How the agent's logs are rotated, from its options.
 fn log_rotation(options: &RunOptions) -> Result<LogRotation, EngineError> {
     let defaults = LogRotation::default();
@@ -353,5 +378,23 @@ mod tests {
         own.inherit_env = Some(BTreeMap::from([("PATH".into(), "/usr/bin".into())]));
         let own = AgentSpec::from_owned_request(own, Some(&shared), Path::new("/")).unwrap();
         assert_eq!(own.base_env.unwrap()["PATH"], "/usr/bin");
+    }
+
+    #[test]
+    fn equal_environments_are_kept_once_and_unused_ones_let_go() {
+        let mut environments = Environments::default();
+        let env = |value: &str| Arc::new(BTreeMap::from([("A".to_string(), value.to_string())]));
+        let first = environments.intern(env("1"));
+        let again = environments.intern(env("1"));
+        assert!(Arc::ptr_eq(&first, &again));
+        assert!(!Arc::ptr_eq(&first, &environments.intern(env("2"))));
+        drop((first, again));
+        for n in 0..ENVIRONMENTS_KEPT + 10 {
+            environments.intern(env(&n.to_string()));
+        }
+        assert!(
+            environments.known.len() <= ENVIRONMENTS_KEPT,
+            "unused ones go"
+        );
     }
 }
