@@ -520,14 +520,18 @@ fn codex_retrying_in_silence_says_so_and_counts_each_call_once() {
     let Some(codex) = agent_clis::find("codex") else {
         return;
     };
-    // Four 503s: Codex retries them with nothing on stdout.
+    // Four 503s: Codex retries them with nothing on stdout, backing off
+    // 0.2, 0.4, 0.8 and 1.6 s, some 3 s of silence that only its
+    // telemetry explains. The idle timeout is shorter than that, but not
+    // shorter than Codex's own start before its first word (over 1 s on a
+    // busy machine).
     let bench = Bench::new(codex_echo(4));
     let home = &bench.home;
     bench.codex_with(
         &codex,
         "patient",
         "Run echo wrangled",
-        &["--idle-timeout", "1s", "--on-hang", "stop"],
+        &["--idle-timeout", "2s", "--on-hang", "stop"],
     );
     let seen = bench.watch("patient");
     let view = home.inspect("patient");
