@@ -244,20 +244,9 @@ fn init_tracing() {
         .try_init();
 }
 
-/// How this crate's property tests run: proptest's defaults (256 cases,
-/// or `PROPTEST_CASES`), no files of failures written into the source
-/// tree, and a fixed seed unless `PROPTEST_RNG_SEED` gives another: a run
-/// tries the same cases on every machine, so CI is never flaky; another
-/// seed tries others.
+/// How this crate's property tests run (see
+/// [`wrangle_wire::testing::proptest_config`]).
 #[cfg(test)]
 pub(crate) fn proptest_config() -> proptest::test_runner::Config {
-    use proptest::test_runner::{Config, RngSeed};
-    let mut config = Config {
-        failure_persistence: None,
-        ..Config::default()
-    };
-    if config.rng_seed == RngSeed::Random {
-        config.rng_seed = RngSeed::Fixed(16);
-    }
-    config
+    wrangle_wire::testing::proptest_config()
 }

@@ -188,6 +188,7 @@ impl Engine {
                 id,
                 PlannedEnd {
                     run,
+                    cgroup: agent.status.run.cgroup.clone(),
                     ending,
                     decision,
                     restart_at,
@@ -218,9 +219,9 @@ impl Engine {
         })?;
         // The shims leave their runs' (empty) cgroups to be removed here.
         let cgroups: Vec<std::path::PathBuf> = planned
-            .iter()
-            .filter(|(_, end)| end.recorded)
-            .filter_map(|(id, _)| self.snapshot(id).ok()?.status.run.cgroup)
+            .values()
+            .filter(|end| end.recorded)
+            .filter_map(|end| end.cgroup.clone())
             .collect();
         remove_cgroups(&cgroups);
         let mut slot_freed = false;
@@ -262,6 +263,8 @@ pub(crate) fn remove_cgroups(paths: &[std::path::PathBuf]) {
 /// An end about to be recorded, and what its policy decided.
 struct PlannedEnd {
     run: u32,
+    /// The run's cgroup, removed once the end is recorded.
+    cgroup: Option<std::path::PathBuf>,
     ending: Ending,
     decision: Decision,
     restart_at: Option<chrono::DateTime<Utc>>,

@@ -29,6 +29,8 @@ pub mod policy;
 pub mod request;
 pub mod session;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use agent::AgentView;
 pub use cost::{CostBy, CostQuery, CostReport, CostRow};

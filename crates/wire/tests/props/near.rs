@@ -4,23 +4,9 @@
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-/// How the properties run: proptest's defaults (256 cases, or
-/// `PROPTEST_CASES`: enough to find the odd input, few enough to add
-/// seconds to `cargo test`), no files of failures written into the source
-/// tree (a regression found is kept as a plain test instead), and a fixed
-/// seed unless `PROPTEST_RNG_SEED` gives another: a run tries the same
-/// cases on every machine, so CI is never flaky; another seed tries
-/// others.
+/// How the properties run (see [`wrangle_wire::testing::proptest_config`]).
 pub fn config() -> ProptestConfig {
-    use proptest::test_runner::RngSeed;
-    let mut config = ProptestConfig {
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    if config.rng_seed == RngSeed::Random {
-        config.rng_seed = RngSeed::Fixed(16);
-    }
-    config
+    wrangle_wire::testing::proptest_config()
 }
 
 /// Pieces that break parsers: huge numbers, signs, NUL, non-ASCII,
