@@ -215,23 +215,7 @@ fn serve_telemetry(engine: &Engine, bound: &otlp::BoundListener) {
         tracing::warn!("no telemetry port could be bound: agents' own telemetry is not received");
         return;
     };
-    let listener = match tokio::net::TcpListener::from_std(listener) {
-        Ok(listener) => listener,
-        Err(error) => {
-            tracing::warn!("cannot serve the telemetry port: {error}");
-            return;
-        }
-    };
-    tracing::info!(
-        port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
-        "receiving telemetry"
-    );
-    let router = otlp::router(engine.clone());
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router).await {
-            tracing::error!("the telemetry server failed: {error}");
-        }
-    });
+    otlp::serve(engine.clone(), listener);
 }
 
 fn init_tracing() {

@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use pace::Pace;
 use prost::Message;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -67,11 +68,53 @@ pub fn binder() -> (TelemetryBinder, BoundListener) {
 struct Receiver {
     engine: Engine,
     forwarder: Forwarder,
+    pace: Arc<Pace>,
+}
+
+/// Serves the agents' telemetry on `listener` from a thread of its own,
+/// for as long as the daemon runs. Its own thread and runtime, so that
+/// its wake-ups can be paced (see [`pace`]) without holding up the API.
+pub fn serve(engine: Engine, listener: TcpListener) {
+    let served = std::thread::Builder::new()
+        .name("wrangle-otlp".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    tracing::error!("cannot start the telemetry runtime: {error}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(error) => {
+                        tracing::warn!("cannot serve the telemetry port: {error}");
+                        return;
+                    }
+                };
+                tracing::info!(
+                    port = listener.local_addr().map(|a| a.port()).unwrap_or(0),
+                    "receiving telemetry"
+                );
+                let pace = Pace::new();
+                tokio::spawn(pace.clone().pacer());
+                if let Err(error) = axum::serve(listener, router(engine, pace)).await {
+                    tracing::error!("the telemetry server failed: {error}");
+                }
+            });
+        });
+    if let Err(error) = served {
+        tracing::error!("cannot start the telemetry thread: {error}");
+    }
 }
 
 /// The routes of the telemetry port (its forwarder starts on the current
-/// runtime).
-pub fn router(engine: Engine) -> Router {
+/// runtime); each request notes itself to `pace`.
+fn router(engine: Engine, pace: Arc<Pace>) -> Router {
     Router::new()
         .route("/v1/logs", post(logs))
         .route(
@@ -85,6 +128,7 @@ pub fn router(engine: Engine) -> Router {
         .with_state(Receiver {
             engine,
             forwarder: Forwarder::start(),
+            pace,
         })
 }
 
@@ -135,6 +179,7 @@ impl Encoding {
 
 /// `POST /v1/logs`.
 async fn logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+    receiver.pace.request_came();
     match take_logs(receiver, &headers, body).await {
         Ok(encoding) => encoding.ok(),
         Err(error) => error.into_response(),
@@ -173,6 +218,7 @@ async fn dropped(
     body: Bytes,
     path: &'static str,
 ) -> Response {
+    receiver.pace.request_came();
     let taken = sender(&receiver.engine, &headers).and_then(|(id, run)| {
         let encoding = Encoding::of(&headers)?;
         forward(
@@ -319,16 +365,21 @@ fn empty_values_dropped(value: &mut serde_json::Value) {
 
 /// Every log record of `request`, as the engine takes them.
 fn records_of(request: &ExportLogsServiceRequest) -> Vec<Record> {
+    // One buffer for every record's encoding (see `record_of`).
+    let mut encoded = Vec::new();
     request
         .resource_logs
         .iter()
         .flat_map(|resource| &resource.scope_logs)
         .flat_map(|scope| &scope.log_records)
-        .map(record_of)
+        .map(|record| record_of(record, &mut encoded))
         .collect()
 }
 
-fn record_of(record: &LogRecord) -> Record {
+/// The engine's record of `record`. Its key is a digest of its protobuf
+/// encoding (written into `encoded`), so that the same record delivered
+/// twice, in either encoding, is counted once.
+fn record_of(record: &LogRecord, encoded: &mut Vec<u8>) -> Record {
     let attributes: BTreeMap<String, AttributeValue> = record
         .attributes
         .iter()
@@ -358,11 +409,12 @@ fn record_of(record: &LogRecord) -> Record {
         record.observed_time_unix_nano
     };
     let at = chrono::DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX));
-    let digest = Sha256::digest(record.encode_to_vec());
-    let key = digest[..16]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    encoded.clear();
+    record
+        .encode(encoded)
+        .expect("a Vec grows to take any message");
+    let digest = Sha256::digest(&encoded);
+    let key = hex::encode(&digest[..16]);
     Record {
         key,
         at,
@@ -381,6 +433,7 @@ fn value_of(value: &AnyValue) -> Option<AttributeValue> {
     })
 }
 
+mod pace;
 #[cfg(test)]
 mod props;
 

@@ -395,7 +395,7 @@ fn idempotency_key() -> Result<String> {
         &mut bytes,
     )
     .context("cannot read /dev/urandom")?;
-    Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    Ok(hex::encode(bytes))
 }
 
 /// A request body as JSON.

@@ -70,8 +70,7 @@ impl Credentials {
     pub fn token(&self, agent_id: &str, run: u32) -> String {
         let subject = format!("{agent_id}.{run}");
         let mac = self.mac(&subject);
-        let hex: String = mac.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("{subject}.{hex}")
+        format!("{subject}.{}", hex::encode(mac))
     }
 
     /// The agent and run a token is for, if its MAC is right (compared in
@@ -80,7 +79,9 @@ impl Credentials {
         let (subject, hex) = token.trim().rsplit_once('.')?;
         let (agent_id, run) = subject.rsplit_once('.')?;
         let run: u32 = run.parse().ok()?;
-        let given = decode_hex(hex).filter(|given| given.len() == MAC_LEN)?;
+        let given = hex::decode(hex)
+            .ok()
+            .filter(|given| given.len() == MAC_LEN)?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).ok()?;
         mac.update(subject.as_bytes());
         mac.verify_truncated_left(&given).ok()?;
@@ -96,17 +97,6 @@ impl Credentials {
         short.copy_from_slice(&full[..MAC_LEN]);
         short
     }
-}
-
-/// Bytes of a hex string, if it is one.
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

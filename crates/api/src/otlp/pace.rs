@@ -1,0 +1,90 @@
+//! The telemetry thread's wake-ups, coalesced. A thousand agents
+//! exporting once a second each send their own request at their own
+//! moment: served as they come, the thread wakes a thousand times a second
+//! and each wake-up (the switch into the thread, `epoll_wait`, the
+//! scheduler's turn) cost more than the request itself. While requests
+//! keep coming, the thread instead sleeps a few milliseconds between
+//! turns, and each turn takes every request that arrived meanwhile, as a
+//! network card coalesces its interrupts. With no requests it waits on
+//! its sockets as usual, so an idle daemon pays nothing for it.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long the thread sleeps between turns while requests come: a
+/// record's way to `inspect` grows by at most this much (against the
+/// 100 ms it may take), a second's thousand requests take ~100 turns.
+pub const TURN: Duration = Duration::from_millis(10);
+
+/// Whether requests came since the pacer last looked.
+#[derive(Debug, Default)]
+pub struct Pace {
+    busy: AtomicBool,
+    woken: Notify,
+}
+
+impl Pace {
+    /// A pace and its pacer (to run on the thread it paces, see
+    /// [`Pace::pacer`]).
+    pub fn new() -> Arc<Pace> {
+        Arc::new(Pace::default())
+    }
+
+    /// Notes a request: the pacer starts pacing if it did not.
+    pub fn request_came(&self) {
+        if !self.busy.swap(true, Ordering::AcqRel) {
+            self.woken.notify_one();
+        }
+    }
+
+    /// Runs for ever on a current-thread runtime: while requests come,
+    /// blocks the thread for [`TURN`] and then yields, so that the runtime
+    /// takes everything that became ready meanwhile in one turn.
+    pub async fn pacer(self: Arc<Pace>) {
+        loop {
+            self.woken.notified().await;
+            while self.busy.swap(false, Ordering::AcqRel) {
+                // Blocking on purpose: the runtime is this thread's alone,
+                // and its sockets are to be read in bunches.
+                std::thread::sleep(TURN);
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Requests that come while it paces are taken at its next turn, and
+    /// it stops pacing (waits without sleeping) once they stop.
+    #[test]
+    fn paces_while_requests_come_and_rests_after() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pace = Pace::new();
+            tokio::spawn(pace.clone().pacer());
+            let started = Instant::now();
+            for _ in 0..5 {
+                pace.request_came();
+                tokio::task::yield_now().await;
+            }
+            // Five requests in a row: each yield found the pacer asleep
+            // for a turn at most once.
+            assert!(started.elapsed() >= TURN);
+            tokio::time::sleep(TURN * 3).await;
+            // No requests since: a wait on a timer is not held up by it.
+            let quiet = Instant::now();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            assert!(quiet.elapsed() < TURN, "{:?}", quiet.elapsed());
+            assert!(!pace.busy.load(Ordering::Acquire));
+        });
+    }
+}
