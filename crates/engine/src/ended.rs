@@ -217,13 +217,14 @@ impl Engine {
             status.restart_at = end.restart_at;
             end.recorded = true;
         })?;
-        // The shims leave their runs' (empty) cgroups to be removed here.
+        // The shims leave their runs' (empty) cgroups to be removed, on a
+        // thread of its own: the next batch of ends does not wait for it.
         let cgroups: Vec<std::path::PathBuf> = planned
             .values()
             .filter(|end| end.recorded)
             .filter_map(|end| end.cgroup.clone())
             .collect();
-        remove_cgroups(&cgroups);
+        self.inner.cgroup_removal.remove(cgroups);
         let mut slot_freed = false;
         for (id, end) in planned {
             match end.decision {
@@ -238,25 +239,6 @@ impl Engine {
             self.admit_queued();
         }
         Ok(())
-    }
-}
-
-/// Removes the cgroups of runs that have ended. One whose last process
-/// is still leaving is tried again a few times; one that still holds a
-/// process (it escaped the shim's stop) is killed first.
-pub(crate) fn remove_cgroups(paths: &[std::path::PathBuf]) {
-    for path in paths {
-        let cgroup = wrangle_os::RunCgroup::existing(path);
-        for attempt in 0..5 {
-            match cgroup.remove() {
-                Ok(()) => break,
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => break,
-                Err(_) if attempt == 0 => {
-                    let _ = cgroup.kill_all();
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 pub mod adapters;
 mod assess;
+mod cgroup_removal;
 mod create;
 mod doctor;
 mod ended;
@@ -148,6 +149,8 @@ struct Inner {
     admission: tokio::sync::Mutex<()>,
     /// What the cap on the home's logs has done.
     log_cap: Mutex<logcap::CapStats>,
+    /// Removes the cgroups of ended runs.
+    cgroup_removal: cgroup_removal::CgroupRemoval,
     /// Runs whose shim has exited, to be recorded (in batches).
     ends: tokio::sync::mpsc::UnboundedSender<(String, u32)>,
     /// The environments agents start from, each kept once.
@@ -261,6 +264,7 @@ impl Engine {
                 admission: tokio::sync::Mutex::new(()),
                 log_cap: Mutex::default(),
                 ends,
+                cgroup_removal: cgroup_removal::CgroupRemoval::start(),
                 environments: Mutex::default(),
             }),
         };

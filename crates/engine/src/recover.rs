@@ -84,7 +84,7 @@ impl Engine {
                 });
             }
         }
-        crate::ended::remove_cgroups(&ended_cgroups);
+        self.inner.cgroup_removal.remove(ended_cgroups);
         let mut reattached = 0;
         let mut never_started = Vec::new();
         for id in active {

@@ -1,6 +1,7 @@
 //! The agent's whole process tree, however it is held together: signalled,
 //! killed and checked for emptiness the same way by the stop sequence.
 
+use std::cell::Cell;
 use std::io;
 use wrangle_os::{signals, RunCgroup};
 
@@ -13,12 +14,21 @@ pub struct Tree {
     main_pid: i32,
     /// The run's cgroup, when one holds the tree.
     cgroup: Option<RunCgroup>,
+    /// Found empty once: nothing is left that could fill it again, and a
+    /// shim ending among ten thousand does not read its cgroup again and
+    /// again (each read of a cgroup file waits on the kernel's cgroup
+    /// locks).
+    found_empty: Cell<bool>,
 }
 
 impl Tree {
     /// The tree of the agent `main_pid`, held by `cgroup` if there is one.
     pub fn new(main_pid: i32, cgroup: Option<RunCgroup>) -> Tree {
-        Tree { main_pid, cgroup }
+        Tree {
+            main_pid,
+            cgroup,
+            found_empty: Cell::new(false),
+        }
     }
 
     /// Sends `signal` to every process of the tree. Without a cgroup: the
@@ -33,8 +43,13 @@ impl Tree {
     /// /proc, which a stop of many runs at once must not repeat needlessly.
     pub fn signal_each(&self, numbers: &[i32]) -> io::Result<()> {
         if let Some(cgroup) = &self.cgroup {
+            // Its members read once for all the signals.
+            let members = cgroup.pids()?;
             for &signal in numbers {
-                cgroup.signal_all(signal)?;
+                for &pid in &members {
+                    // A member that exits meanwhile is fine (ESRCH).
+                    let _ = signals::send(pid, signal);
+                }
             }
             return Ok(());
         }
@@ -80,13 +95,18 @@ impl Tree {
     /// no child (every orphan of the tree is reparented to it) and the
     /// cgroup, if any, is empty.
     pub fn is_empty(&self) -> bool {
+        if self.found_empty.get() {
+            return true;
+        }
         if !signals::has_no_children() {
             return false;
         }
-        match &self.cgroup {
+        let empty = match &self.cgroup {
             Some(cgroup) => !cgroup.is_populated().unwrap_or(false),
             None => true,
-        }
+        };
+        self.found_empty.set(empty);
+        empty
     }
 
     /// The pids of the tree's live processes: the cgroup's members, or the
