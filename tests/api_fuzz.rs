@@ -73,12 +73,13 @@ const FUZZ_NAMES: [&str; 6] = ["fz-0", "fz-1", "fz-2", "fz-3", "fz.b0", "fz_b1"]
 const WORK: &str = "work";
 
 /// The error codes of the API and the status each is sent with.
-const ERROR_CODES: [(&str, u16); 10] = [
+const ERROR_CODES: [(&str, u16); 11] = [
     ("invalid_argument", 400),
     ("unauthenticated", 401),
     ("permission_denied", 403),
     ("not_found", 404),
     ("method_not_allowed", 405),
+    ("payload_too_large", 413),
     ("ambiguous", 409),
     ("already_exists", 409),
     ("failed_precondition", 409),

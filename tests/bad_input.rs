@@ -385,6 +385,32 @@ fn malformed_json_sent_to_the_api_is_refused() {
         r#"{"agents": "worker"}"#,
         (400, "invalid_argument", malformed),
     );
+    // An array is not the object it would spell field by field: this one
+    // read as `{"agents": [], "all": true}` and stopped every agent.
+    for (path, body) in [
+        ("/v1/stop", r#"[[], true]"#),
+        ("/v1/agents", r#"[["sleep", "1"]]"#),
+    ] {
+        rejected_by_api(
+            &home,
+            ("POST", path),
+            JSON,
+            body,
+            (400, "invalid_argument", "expected a JSON object"),
+        );
+    }
+    // Over the 2 MiB a create may be: 413, with the JSON error.
+    let huge = format!(
+        r#"{{"command": ["true"], "name": "{}"}}"#,
+        "a".repeat(3 << 20)
+    );
+    rejected_by_api(
+        &home,
+        ("POST", "/v1/agents"),
+        JSON,
+        &huge,
+        (413, "payload_too_large", malformed),
+    );
     rejected_by_api(
         &home,
         ("POST", "/v1/agents"),

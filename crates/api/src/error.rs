@@ -28,7 +28,11 @@ impl From<EngineError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        ApiError::invalid(format!("malformed request body: {}", rejection.body_text()))
+        let message = format!("malformed request body: {}", rejection.body_text());
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError(ErrorBody::new(ErrorCode::PayloadTooLarge, message));
+        }
+        ApiError::invalid(message)
     }
 }
 

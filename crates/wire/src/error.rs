@@ -32,6 +32,9 @@ pub enum ErrorCode {
     /// The route exists, but not with this method (405); the `Allow`
     /// header lists its methods.
     MethodNotAllowed,
+    /// The body is over the route's limit (413): 2 MiB for one agent,
+    /// 64 MiB for a batch.
+    PayloadTooLarge,
 }
 
 impl ErrorCode {
@@ -47,6 +50,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => 403,
             ErrorCode::InsufficientStorage => 507,
             ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
         }
     }
 }

@@ -104,6 +104,13 @@ class MethodNotAllowed(DaemonError):
     code = "method_not_allowed"
 
 
+class PayloadTooLarge(DaemonError):
+    """The request's body is over the daemon's limit for its route (413):
+    2 MiB for one agent, 64 MiB for a batch."""
+
+    code = "payload_too_large"
+
+
 class DaemonUnreachable(Unavailable):
     """No daemon answers on the socket and none could be started (no
     ``wrangle`` executable, or it failed: the message says why)."""
@@ -158,6 +165,7 @@ ERRORS: Dict[str, Type[DaemonError]] = {
         PermissionDenied,
         InsufficientStorage,
         MethodNotAllowed,
+        PayloadTooLarge,
     )
 }
 """The exception of each code the daemon sends."""
