@@ -15,6 +15,7 @@ mod limits;
 pub mod logfiles;
 pub mod logindex;
 pub mod protocol;
+mod reaping;
 mod stop;
 mod supervise;
 mod tree;

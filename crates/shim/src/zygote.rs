@@ -17,6 +17,7 @@
 //! parent-death signal), running ones carry on, reparented.
 
 use crate::protocol::ShimSpec;
+use crate::reaping::{self, Reaper};
 use crate::supervise;
 use std::ffi::OsString;
 use std::fs::File;
@@ -25,7 +26,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use wrangle_os::fork::{self, Forked};
 use wrangle_os::proctitle::TitleArea;
 use wrangle_os::signals::{self, ChildExits};
@@ -131,14 +132,6 @@ pub fn main(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// How long exited shims wait to be reaped. Each wait for any child scans
-/// the zygote's children from the oldest until it meets one that exited:
-/// reaping each shim as it went made a stop of 10,000 quadratic (seconds
-/// of the kernel's time), while reaping a moment later finds many exited
-/// together. Nobody waits on the reaping: the daemon holds a pidfd of
-/// each shim.
-const REAP_DELAY: Duration = Duration::from_millis(100);
-
 /// Answers requests until the daemon closes its end.
 fn serve(socket: OwnedFd) -> io::Result<()> {
     // A Ctrl-C in the daemon's terminal is not for us; the daemon ends us
@@ -153,32 +146,29 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
     // Found once: every shim has the argv block at the same place.
     let title = TitleArea::of_self().ok();
     let mut buffer = vec![0u8; MAX_REQUEST];
-    // When the shims that exited are to be reaped (see REAP_DELAY).
-    let mut reap_at: Option<Instant> = None;
+    let mut reaper = Reaper::new()?;
     loop {
         let mut fds = [
             rustix::event::PollFd::new(&socket, rustix::event::PollFlags::IN),
             rustix::event::PollFd::new(&exits, rustix::event::PollFlags::IN),
+            rustix::event::PollFd::from_borrowed_fd(reaper.notes(), rustix::event::PollFlags::IN),
         ];
-        let timeout = reap_at.map(|at| {
-            let wait = at.saturating_duration_since(Instant::now());
-            rustix::event::Timespec::try_from(wait).unwrap_or_default()
-        });
+        let timeout = reaper
+            .timeout(Instant::now())
+            .map(|wait| rustix::event::Timespec::try_from(wait).unwrap_or_default());
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(error) => return Err(error.into()),
         }
-        let (request_ready, exits_ready) =
-            (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+        let [request_ready, exits_ready, notes_ready] =
+            [0, 1, 2].map(|slot| !fds[slot].revents().is_empty());
+        let now = Instant::now();
         if exits_ready {
             exits.drain();
-            reap_at.get_or_insert_with(|| Instant::now() + REAP_DELAY);
+            reaper.child_exited(now);
         }
-        if reap_at.is_some_and(|at| Instant::now() >= at) {
-            while let Ok(Some(_)) = signals::reap_one() {}
-            reap_at = None;
-        }
+        reaper.reap(notes_ready, now);
         if !request_ready {
             continue;
         }
@@ -202,7 +192,8 @@ fn serve(socket: OwnedFd) -> io::Result<()> {
             Ok(Forked::Child) => {
                 drop(socket);
                 drop(exits);
-                become_shim(&dir, spec, zygote, title, report)
+                let note_writer = reaper.into_note_writer();
+                become_shim(&dir, spec, zygote, title, report, note_writer)
             }
             Ok(Forked::Parent(pid)) => {
                 drop(report);
@@ -251,6 +242,7 @@ fn become_shim(
     zygote: i32,
     title: Option<TitleArea>,
     report: OwnedFd,
+    note_writer: OwnedFd,
 ) -> ! {
     let wired = File::open("/dev/null").and_then(|null| {
         rustix::stdio::dup2_stdin(&null)?;
@@ -283,6 +275,7 @@ fn become_shim(
             1
         }
     };
+    reaping::leave_note(&note_writer);
     std::process::exit(code)
 }
 
