@@ -26,13 +26,18 @@ const SWEEP_DELAY: Duration = Duration::from_secs(1);
 /// again (it writes its note just before it exits).
 const RETRY: Duration = Duration::from_millis(5);
 
+/// How long a noted shim is waited for by its pid at most; one still not
+/// reaped by then (it hangs in its exit) is left to the sweep, so that
+/// the zygote does not go on waking every few milliseconds for it.
+const PENDING_MAX: Duration = Duration::from_secs(1);
+
 /// The zygote's side: notes to read, shims to reap.
 pub struct Reaper {
     notes: OwnedFd,
     /// The write end, inherited by every shim forked.
     note_writer: OwnedFd,
-    /// Noted shims not reaped yet.
-    pending: Vec<i32>,
+    /// Noted shims not reaped yet, and when their notes were read.
+    pending: Vec<(i32, Instant)>,
     /// When to sweep.
     sweep_at: Option<Instant>,
 }
@@ -82,16 +87,17 @@ impl Reaper {
     /// and sweeps when it is due.
     pub fn reap(&mut self, notes_ready: bool, now: Instant) {
         if notes_ready {
-            self.read_notes();
+            self.read_notes(now);
         }
-        self.pending.retain(|&pid| !reaped_or_gone(pid));
+        self.pending
+            .retain(|&(pid, noted)| !reaped_or_gone(pid) && now < noted + PENDING_MAX);
         if self.sweep_at.is_some_and(|at| now >= at) {
             while let Ok(Some(_)) = signals::reap_one() {}
             self.sweep_at = None;
         }
     }
 
-    fn read_notes(&mut self) {
+    fn read_notes(&mut self, now: Instant) {
         let mut buffer = [0u8; 4096];
         loop {
             match rustix::io::read(&self.notes, &mut buffer) {
@@ -99,7 +105,8 @@ impl Reaper {
                 Ok(length) => self.pending.extend(
                     buffer[..length - length % 4]
                         .chunks_exact(4)
-                        .map(|note| i32::from_ne_bytes([note[0], note[1], note[2], note[3]])),
+                        .map(|note| i32::from_ne_bytes([note[0], note[1], note[2], note[3]]))
+                        .map(|pid| (pid, now)),
                 ),
             }
         }
@@ -133,6 +140,8 @@ mod tests {
     /// A child that leaves a note is reaped by its pid, with no sweep;
     /// one that leaves none is reaped by the sweep after its exit signal.
     #[test]
+    // The children are reaped by the reaper under test, not by `wait`.
+    #[allow(clippy::zombie_processes)]
     fn noted_children_are_reaped_at_once_and_the_rest_by_the_sweep() {
         let mut reaper = Reaper::new().unwrap();
         let writer = reaper.note_writer.try_clone().unwrap();
