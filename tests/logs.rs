@@ -325,6 +325,14 @@ fn a_log_is_rotated_by_size_and_read_back_as_one() {
     ]);
     home.ok(&["wait", &id]);
     let agent = home.inspect(&id);
+    // `inspect` says how its logs rotate, in JSON and in words.
+    assert_eq!(agent["log_max_size_bytes"], 64 * 1024, "{agent}");
+    assert_eq!(agent["log_max_files"], 3, "{agent}");
+    let words = home.ok(&["inspect", &id]);
+    assert!(
+        words.contains("at 64 KiB, 3 files kept per stream"),
+        "{words}"
+    );
     let stdout_log = std::path::PathBuf::from(agent["stdout_log"].as_str().unwrap());
     let dir = stdout_log.parent().unwrap();
     let mut rotated: Vec<(u64, u64)> = std::fs::read_dir(dir)

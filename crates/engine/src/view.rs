@@ -84,6 +84,8 @@ impl Agent {
             total_tokens: (spent.tokens.total() > 0).then_some(spent.tokens),
             stdout_log: run.stdout_log().display().to_string(),
             stderr_log: run.stderr_log().display().to_string(),
+            log_max_size_bytes: Some(identity.spec.logs.max_size),
+            log_max_files: Some(identity.spec.logs.max_files),
         }
     }
 

@@ -111,6 +111,13 @@ pub struct AgentView {
     pub stdout_log: String,
     /// Path of the current run's stderr log.
     pub stderr_log: String,
+    /// Size at which a log file is rotated, in bytes (`--log-max-size`).
+    #[serde(default)]
+    pub log_max_size_bytes: Option<u64>,
+    /// Log files kept per stream, the current one included
+    /// (`--log-max-files`).
+    #[serde(default)]
+    pub log_max_files: Option<u32>,
 }
 
 impl AgentView {

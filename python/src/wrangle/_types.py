@@ -365,6 +365,10 @@ class Agent:
     total_cost_usd: Optional[float] = None
     """What all its runs have cost together, in USD."""
     total_tokens: Optional[TokenCounts] = None
+    log_max_size_bytes: Optional[int] = None
+    """Size at which a log file is rotated (``log_max_size``)."""
+    log_max_files: Optional[int] = None
+    """Log files kept per stream, the current one included."""
 
     @property
     def short_id(self) -> str:

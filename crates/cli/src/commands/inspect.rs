@@ -75,6 +75,8 @@ fn describe(agent: &AgentView) -> String {
         total_tokens,
         stdout_log,
         stderr_log,
+        log_max_size_bytes,
+        log_max_files,
     } = agent;
     let seconds = |value: &Option<f64>| {
         value
@@ -86,7 +88,7 @@ fn describe(agent: &AgentView) -> String {
     };
     let stop_timeout = Duration::try_from_secs_f64(*stop_timeout_seconds)
         .map_or_else(|_| stop_timeout_seconds.to_string(), format_seconds);
-    let fields: [(&str, String); 49] = [
+    let fields: [(&str, String); 50] = [
         ("id", id.clone()),
         ("name", name.clone()),
         ("state", state.to_string()),
@@ -299,12 +301,27 @@ fn describe(agent: &AgentView) -> String {
         ("last_heartbeat_at", time(last_heartbeat_at)),
         ("stdout_log", stdout_log.clone()),
         ("stderr_log", stderr_log.clone()),
+        (
+            "log_rotation",
+            describe_rotation(*log_max_size_bytes, *log_max_files),
+        ),
     ];
     let mut table = Table::headless();
     for (key, value) in fields {
         table.push(vec![format!("{key}:"), value]);
     }
     table.render()
+}
+
+/// `at 20 MiB, 5 files kept per stream`, or `-` when the daemon did not
+/// say.
+fn describe_rotation(max_size: Option<u64>, max_files: Option<u32>) -> String {
+    match (max_size, max_files) {
+        (Some(size), Some(files)) => {
+            format!("at {}, {files} files kept per stream", format_size(size))
+        }
+        _ => "-".to_owned(),
+    }
 }
 
 /// `memory 64 MiB (cgroup v1), cpu 0.5 cores (cgroup v1), pids 5 (cgroup
@@ -452,6 +469,7 @@ last_output_at:      -
 last_heartbeat_at:   -
 stdout_log:          /h/runs/worker-1/1/stdout.log
 stderr_log:          /h/runs/worker-1/1/stderr.log
+log_rotation:        at 20 MiB, 5 files kept per stream
 ";
         assert_eq!(text, expected);
     }

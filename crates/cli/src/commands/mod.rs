@@ -105,5 +105,7 @@ pub(crate) fn sample_agent() -> wrangle_wire::AgentView {
         total_tokens: None,
         stdout_log: "/h/runs/worker-1/1/stdout.log".into(),
         stderr_log: "/h/runs/worker-1/1/stderr.log".into(),
+        log_max_size_bytes: Some(20 << 20),
+        log_max_files: Some(5),
     }
 }
