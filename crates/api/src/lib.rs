@@ -154,6 +154,7 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     .map_err(|error| anyhow::anyhow!("cannot open the store in {}: {error}", home.display()))?;
     let listener = daemon::bind_socket(&home)?;
     serve_telemetry(&engine, &telemetry_listener);
+    let engine_at_exit = engine.clone();
     daemon::write_pid_file(&home)?;
     let shutdown = Arc::new(Notify::new());
     let metrics = Arc::new(metrics::Metrics::new(
@@ -204,6 +205,8 @@ async fn run(home: PathBuf, options: &Options) -> anyhow::Result<()> {
     // In-flight requests get a moment to answer; long ones (`wait`,
     // `logs -f`) are cut after it, and their clients see the daemon go.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+    let cleanup = engine_at_exit.clone();
+    let _ = tokio::task::spawn_blocking(move || cleanup.finish_cleanup(SHUTDOWN_GRACE)).await;
     tracing::info!("stopped; agents keep running");
     Ok(())
 }

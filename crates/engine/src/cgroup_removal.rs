@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Passes over the cgroups still there, at most.
 const PASSES: u32 = 10;
@@ -24,6 +25,7 @@ const FIRST_PAUSE: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub(crate) struct CgroupRemoval {
     sender: Mutex<Option<Sender<Vec<PathBuf>>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl CgroupRemoval {
@@ -37,8 +39,33 @@ impl CgroupRemoval {
         if let Err(error) = &started {
             tracing::warn!("cannot start the cgroup removal thread ({error}): cgroups are removed as ends are recorded");
         }
+        let (sender, thread) = match started {
+            Ok(thread) => (Some(sender), Some(thread)),
+            Err(_) => (None, None),
+        };
         CgroupRemoval {
-            sender: Mutex::new(started.ok().map(|_| sender)),
+            sender: Mutex::new(sender),
+            thread: Mutex::new(thread),
+        }
+    }
+
+    /// Removes what is queued, waiting at most `patience`, and from then
+    /// on removes where it is asked: the daemon is stopping, and a cgroup
+    /// left in the queue would outlive it (the next daemon of the same
+    /// home removes its agents' last ones, but a home may not come back).
+    pub fn finish(&self, patience: Duration) {
+        drop(self.sender.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let deadline = Instant::now() + patience;
+        while !thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
+        } else {
+            tracing::warn!("the removal of ended runs' cgroups did not finish in time");
         }
     }
 
@@ -119,5 +146,24 @@ mod tests {
         }
         assert!(!empty.exists());
         assert!(held.join("child").exists());
+    }
+
+    /// What is queued when the daemon stops is removed before it goes;
+    /// what is asked after that is removed at once.
+    #[test]
+    fn finishing_removes_what_is_queued() {
+        let root = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..50).map(|n| root.path().join(n.to_string())).collect();
+        for path in &paths {
+            std::fs::create_dir(path).unwrap();
+        }
+        let removal = CgroupRemoval::start();
+        removal.remove(paths.clone());
+        removal.finish(Duration::from_secs(10));
+        assert!(paths.iter().all(|path| !path.exists()));
+        let late = root.path().join("late");
+        std::fs::create_dir(&late).unwrap();
+        removal.remove(vec![late.clone()]);
+        assert!(!late.exists());
     }
 }

@@ -375,6 +375,12 @@ impl Engine {
         self.inner.events.close();
     }
 
+    /// The daemon is about to exit: the cgroups of runs whose ends are
+    /// recorded are removed first (waiting at most `patience`).
+    pub fn finish_cleanup(&self, patience: std::time::Duration) {
+        self.inner.cgroup_removal.finish(patience);
+    }
+
     /// Who answers: pid, version, home, containment, counts.
     pub fn info(&self) -> DaemonInfo {
         let registry = self.registry();
