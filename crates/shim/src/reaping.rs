@@ -71,10 +71,7 @@ impl Reaper {
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         let retry = (!self.pending.is_empty()).then_some(RETRY);
         let sweep = self.sweep_at.map(|at| at.saturating_duration_since(now));
-        match (retry, sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        retry.into_iter().chain(sweep).min()
     }
 
     /// A child exited (SIGCHLD): a sweep is due soon, for one that left
