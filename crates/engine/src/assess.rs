@@ -320,7 +320,7 @@ impl Engine {
         }
         let read = newer.as_ref().unwrap_or(stored);
         let calls = findings.calls();
-        let telemetry = findings.telemetry.as_deref();
+        let telemetry = findings.telemetry.as_deref().map(RunTelemetry::told);
         let mut published = findings.published.clone();
         drafts.extend(self.session_drafts(agent, read, telemetry, &mut published, now, false));
         let mut ledgered = findings.ledgered.clone();

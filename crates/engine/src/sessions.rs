@@ -11,7 +11,7 @@ use crate::adapters::{self, CallFigures, Reader, Tail};
 use crate::error::EngineError;
 use crate::events::Draft;
 use crate::model::Agent;
-use crate::telemetry::{self, Plan, RunTelemetry};
+use crate::telemetry::{self, Plan, RunTelemetry, Told};
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -171,7 +171,7 @@ impl Engine {
         let Ok(agent) = registry.get(id) else { return };
         let mut published = agent.session.published.clone();
         let calls = agent.session.calls();
-        let telemetry = agent.session.telemetry.as_deref();
+        let telemetry = agent.session.telemetry.as_deref().map(RunTelemetry::told);
         let drafts = self.session_drafts(agent, &read, telemetry, &mut published, now, true);
         let mut ledgered = agent.session.ledgered.clone();
         let deltas = self.ledger_changes(agent, &read, calls, &mut ledgered, now);
@@ -227,7 +227,7 @@ impl Engine {
         &self,
         agent: &Agent,
         read: &SessionRead,
-        telemetry: Option<&RunTelemetry>,
+        telemetry: Option<Told<'_>>,
         published: &mut Published,
         now: DateTime<Utc>,
         flush: bool,
@@ -248,12 +248,12 @@ impl Engine {
         let waiting = session
             .waiting
             .clone()
-            .or_else(|| telemetry.and_then(RunTelemetry::waiting));
+            .or_else(|| telemetry.and_then(|told| told.tools.waiting()));
         if waiting != published.waiting {
             published.waiting = waiting.clone();
             kinds.push(EventKind::Waiting { waiting });
         }
-        let calls = telemetry.map(|telemetry| &telemetry.calls);
+        let calls = telemetry.map(|told| told.calls);
         // The figures alone, as the view would show them (not the whole
         // view: this runs for every delivery of telemetry).
         let figures = session.figures(calls);

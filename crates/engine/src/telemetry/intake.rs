@@ -75,8 +75,11 @@ pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std:
     thread::Builder::new()
         .name("wrangle-telemetry".into())
         .spawn(move || {
+            // One batch, kept from one to the next: grown once, not for
+            // each.
+            let mut batch = Vec::with_capacity(BATCH_MAX);
             while let Ok(first) = deliveries.recv() {
-                let mut batch = vec![first];
+                batch.push(first);
                 // What comes within a moment joins: under load a batch
                 // holds many deliveries; one alone waits only this long.
                 // A sleep, not a wait on the channel, so that each of them
@@ -93,7 +96,7 @@ pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std:
                     return;
                 };
                 let engine = crate::Engine { inner };
-                engine.receive_batch(batch);
+                engine.receive_batch(&mut batch);
             }
         })
         .map(drop)

@@ -133,21 +133,28 @@ impl RunTelemetry {
         telemetry
     }
 
-    /// Whether the call of `key` was counted already.
-    pub fn has_seen(&self, key: &str) -> bool {
-        self.seen.contains(&key_id(key))
+    /// Whether the call of `key` (see [`key_id`]) was counted already.
+    pub fn has_seen(&self, key: u64) -> bool {
+        self.seen.contains(&key)
     }
 
-    /// Counts one call.
-    pub fn count(&mut self, call: &TelemetryCall) {
-        if self.seen.insert(key_id(&call.key)) {
-            self.calls.add(&call.model, &call.tokens, call.cost_usd);
-        }
+    /// Notes the calls of `keys` as counted (their figures are added
+    /// apart).
+    pub(crate) fn add_seen(&mut self, keys: impl IntoIterator<Item = u64>) {
+        self.seen.extend(keys);
     }
 
     /// What the agent waits for a person for, by its telemetry.
     pub fn waiting(&self) -> Option<String> {
         self.tools.waiting()
+    }
+
+    /// What it said that the session's events tell.
+    pub fn told(&self) -> Told<'_> {
+        Told {
+            calls: &self.calls,
+            tools: &self.tools,
+        }
     }
 
     /// What explains the agent's silence, by its telemetry: a model call
@@ -173,6 +180,17 @@ impl RunTelemetry {
             retry.attempt
         ))
     }
+}
+
+/// What a run's telemetry said that the session's events tell: its calls
+/// and its tools. Borrowed, so that a batch of records can tell it
+/// without a copy of the run's whole telemetry.
+#[derive(Debug, Clone, Copy)]
+pub struct Told<'a> {
+    /// The model calls counted.
+    pub calls: &'a CallFigures,
+    /// Its tools.
+    pub tools: &'a ToolActivity,
 }
 
 /// A record's key as a number: its first 64 bits (keys are hex digests),

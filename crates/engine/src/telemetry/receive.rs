@@ -5,13 +5,15 @@
 //! call that crossed it stops the agent within a moment of its record.
 
 use super::intake::Delivery;
-use super::{calls, Record, RunTelemetry};
+use super::tools::{self, ToolActivity};
+use super::{calls, key_id, Record, RunTelemetry, Told};
+use crate::adapters::CallFigures;
 use crate::error::EngineError;
 use crate::registry::Registry;
 use crate::sessions::Published;
 use crate::Engine;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use wrangle_store::Ledgered;
 use wrangle_store::TelemetryCall;
@@ -118,18 +120,19 @@ impl Engine {
         })?
     }
 
-    /// Takes a batch of deliveries: counts them under one hold of the
-    /// registry, stores them in one transaction, then tells each delivery
-    /// what it changed and holds the agents to their budgets.
-    pub(crate) fn receive_batch(&self, batch: Vec<Delivery>) {
+    /// Takes a batch of deliveries (emptied): counts them under one hold
+    /// of the registry, stores them in one transaction, then tells each
+    /// delivery what it changed and holds the agents to their budgets.
+    pub(crate) fn receive_batch(&self, batch: &mut Vec<Delivery>) {
         let now = Utc::now();
         let mut answers = Vec::with_capacity(batch.len());
         let outcome = {
             let mut registry = self.registry();
-            // Each agent's telemetry as the batch changes it, copied once.
+            // What the batch changes of each agent's telemetry, over what
+            // the registry holds (which is not copied).
             let mut working: BTreeMap<String, Working> = BTreeMap::new();
             let mut new_calls = Vec::new();
-            for delivery in batch {
+            for delivery in batch.drain(..) {
                 let received = self.count(&registry, &delivery, &mut working, &mut new_calls, now);
                 answers.push((delivery.done, received));
             }
@@ -145,14 +148,18 @@ impl Engine {
                 deltas.extend(self.ledger_changes(
                     agent,
                     read,
-                    Some(&work.telemetry.calls),
+                    Some(&work.calls),
                     &mut work.ledgered,
                     now,
                 ));
+                let told = Told {
+                    calls: &work.calls,
+                    tools: work.tools.as_ref().unwrap_or(&work.base.tools),
+                };
                 drafts.extend(self.session_drafts(
                     agent,
                     read,
-                    Some(&work.telemetry),
+                    Some(told),
                     &mut work.published,
                     now,
                     false,
@@ -172,14 +179,10 @@ impl Engine {
                     self.inner.lock_spending().apply(&deltas);
                     let mut stops = Vec::new();
                     for (id, work) in working {
-                        let run = work.run;
                         let changed = work.changed;
-                        let telemetry = Arc::new(work.telemetry);
                         registry.update_findings(&id, |findings| {
-                            if findings.session.run == run {
-                                findings.session.telemetry = Some(telemetry);
-                                findings.session.ledgered = work.ledgered;
-                                findings.session.published = work.published;
+                            if findings.session.run == work.run {
+                                work.apply(findings.session);
                             }
                         });
                         if changed {
@@ -238,39 +241,45 @@ impl Engine {
         }
         let work = working.entry(id.clone()).or_insert_with(|| Working {
             run,
-            telemetry: RunTelemetry::clone(telemetry),
+            base: telemetry.clone(),
+            new_keys: HashSet::new(),
+            calls: telemetry.calls.clone(),
+            last_at: telemetry.last_at,
+            retrying: telemetry.retrying.clone(),
+            tools: None,
             ledgered: findings.ledgered.clone(),
             published: findings.published.clone(),
             changed: false,
         });
-        let counted = &mut work.telemetry;
         for record in records {
             tracing::trace!(agent = id, run, name = record.name, key = record.key, attributes = ?record.attributes, "telemetry record");
-            counted.last_at = counted.last_at.max(Some(now));
-            if counted.has_seen(&record.key) {
+            work.last_at = work.last_at.max(Some(now));
+            let key = key_id(&record.key);
+            if work.base.has_seen(key) || work.new_keys.contains(&key) {
                 continue;
             }
-            if counted.tools.take(record, now) {
-                work.changed = true;
+            if tools::is_tool_record(&record.name) {
+                let tools = work.tools.get_or_insert_with(|| work.base.tools.clone());
+                work.changed |= tools.take(record, now);
                 continue;
             }
             match calls::failed_attempt(record) {
                 Some(Some((attempt, error))) => {
-                    let since = counted.retrying.as_ref().map_or(now, |retry| retry.since);
-                    counted.retrying = Some(RetryView {
+                    let since = work.retrying.as_ref().map_or(now, |retry| retry.since);
+                    work.retrying = Some(RetryView {
                         attempt,
                         max: None,
                         error: Some(error),
                         since,
                     });
                 }
-                Some(None) => counted.retrying = None,
+                Some(None) => work.retrying = None,
                 None => {}
             }
             let Some(call) = calls::call_of(record) else {
                 continue;
             };
-            counted.retrying = None;
+            work.retrying = None;
             let call = TelemetryCall {
                 agent_id: id.clone(),
                 run,
@@ -280,7 +289,8 @@ impl Engine {
                 tokens: call.tokens,
                 cost_usd: call.cost_usd,
             };
-            counted.count(&call);
+            work.new_keys.insert(key);
+            work.calls.add(&call.model, &call.tokens, call.cost_usd);
             new_calls.push(call);
             received.new_calls += 1;
             work.changed = true;
@@ -289,13 +299,55 @@ impl Engine {
     }
 }
 
-/// An agent's telemetry as a batch changes it.
+/// What a batch changes of an agent's telemetry: the run's telemetry as
+/// the registry holds it (`base`, shared, not copied: a run's keys grow
+/// with every call) and what changed over it, put in its place once the
+/// batch is stored (and dropped if it is not).
 struct Working {
     run: u32,
-    telemetry: RunTelemetry,
+    base: Arc<RunTelemetry>,
+    /// Calls first counted in this batch, by key.
+    new_keys: HashSet<u64>,
+    calls: CallFigures,
+    last_at: Option<DateTime<Utc>>,
+    retrying: Option<RetryView>,
+    /// Its tools, copied once a tool record comes.
+    tools: Option<ToolActivity>,
     ledgered: BTreeMap<String, Ledgered>,
     published: Published,
     /// Its calls or tools changed: its ledger, events and budget are
     /// looked at.
     changed: bool,
+}
+
+impl Working {
+    /// Puts what the batch changed in `session`'s telemetry.
+    fn apply(self, session: &mut crate::sessions::SessionFindings) {
+        let Working {
+            base,
+            new_keys,
+            calls,
+            last_at,
+            retrying,
+            tools,
+            ledgered,
+            published,
+            ..
+        } = self;
+        // The registry's copy and `base` are one: without them both the
+        // run's telemetry is changed in place, not copied (a view that
+        // holds it still makes a copy).
+        drop(session.telemetry.take());
+        let mut telemetry = Arc::unwrap_or_clone(base);
+        telemetry.add_seen(new_keys);
+        telemetry.calls = calls;
+        telemetry.last_at = last_at;
+        telemetry.retrying = retrying;
+        if let Some(tools) = tools {
+            telemetry.tools = tools;
+        }
+        session.telemetry = Some(Arc::new(telemetry));
+        session.ledgered = ledgered;
+        session.published = published;
+    }
 }

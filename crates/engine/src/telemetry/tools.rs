@@ -54,8 +54,26 @@ pub enum ToolRecord {
     },
 }
 
+/// Whether a record of this name speaks of a tool: [`tool_record`] reads
+/// it, and [`ToolActivity::take`] may change.
+pub fn is_tool_record(name: &str) -> bool {
+    matches!(
+        name,
+        "claude_code.tool_decision"
+            | "tool_decision"
+            | "codex.tool_decision"
+            | "claude_code.tool_result"
+            | "tool_result"
+            | "codex.tool_result"
+            | "gemini_cli.tool_call"
+    )
+}
+
 /// What `record` says of a tool, if it is a tool record.
 pub fn tool_record(record: &Record) -> Option<ToolRecord> {
+    if !is_tool_record(&record.name) {
+        return None;
+    }
     let text = |key: &str| {
         record
             .attributes
