@@ -203,8 +203,7 @@ async fn take_logs(
         &body,
     );
     let body = decompressed(headers, body)?;
-    let request = decode(encoding, &body)?;
-    let records = records_of(&request);
+    let records = records_of(&decode(encoding, &body)?);
     engine.receive_telemetry(&id, run, records).await?;
     Ok(encoding)
 }
@@ -308,70 +307,31 @@ fn decompressed(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
     }
 }
 
-/// The request in `body`. OTLP JSON writes 64-bit numbers as strings; a
-/// body that writes times as numbers is taken too, and so is one with an
-/// empty value (`{}`, which OpenTelemetry's JavaScript exporters write for
-/// an attribute that is null or undefined).
-fn decode(encoding: Encoding, body: &[u8]) -> Result<ExportLogsServiceRequest, ApiError> {
+/// The log records of the request in `body` (see [`json`] for what its
+/// JSON may be).
+fn decode(encoding: Encoding, body: &[u8]) -> Result<Vec<LogRecord>, ApiError> {
     match encoding {
         Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
+            .map(|request| {
+                request
+                    .resource_logs
+                    .into_iter()
+                    .flat_map(|resource| resource.scope_logs)
+                    .flat_map(|scope| scope.log_records)
+                    .collect()
+            })
             .map_err(|error| ApiError::invalid(format!("malformed OTLP protobuf: {error}"))),
-        Encoding::Json => serde_json::from_slice(body).or_else(|first| {
-            let mut value: serde_json::Value = serde_json::from_slice(body)
-                .map_err(|error| ApiError::invalid(format!("malformed OTLP JSON: {error}")))?;
-            times_as_strings(&mut value);
-            empty_values_dropped(&mut value);
-            serde_json::from_value(value)
-                .map_err(|_| ApiError::invalid(format!("malformed OTLP JSON: {first}")))
-        }),
+        Encoding::Json => json::log_records(body)
+            .map_err(|error| ApiError::invalid(format!("malformed OTLP JSON: {error}"))),
     }
 }
 
-/// Writes every `...TimeUnixNano` number of `value` as a string.
-fn times_as_strings(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, inner) in map.iter_mut() {
-                if key.ends_with("UnixNano") && inner.is_number() {
-                    *inner = serde_json::Value::String(inner.to_string());
-                } else {
-                    times_as_strings(inner);
-                }
-            }
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(times_as_strings),
-        _ => {}
-    }
-}
-
-/// Drops every empty `AnyValue` (`{}`) of `value`: a key's or a body's,
-/// and those in an array. The JSON mapping refuses them (a oneof with no
-/// field set), which would refuse the whole body for one attribute
-/// wrangle does not read.
-fn empty_values_dropped(value: &mut serde_json::Value) {
-    let empty = |value: &serde_json::Value| value.as_object().is_some_and(|map| map.is_empty());
-    match value {
-        serde_json::Value::Object(map) => {
-            map.retain(|key, inner| !(matches!(key.as_str(), "value" | "body") && empty(inner)));
-            if let Some(serde_json::Value::Array(values)) = map.get_mut("values") {
-                values.retain(|inner| !empty(inner));
-            }
-            map.values_mut().for_each(empty_values_dropped);
-        }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(empty_values_dropped),
-        _ => {}
-    }
-}
-
-/// Every log record of `request`, as the engine takes them.
-fn records_of(request: &ExportLogsServiceRequest) -> Vec<Record> {
+/// Every log record of a request, as the engine takes them.
+fn records_of(records: &[LogRecord]) -> Vec<Record> {
     // One buffer for every record's encoding (see `record_of`).
     let mut encoded = Vec::new();
-    request
-        .resource_logs
+    records
         .iter()
-        .flat_map(|resource| &resource.scope_logs)
-        .flat_map(|scope| &scope.log_records)
         .map(|record| record_of(record, &mut encoded))
         .collect()
 }
@@ -433,6 +393,7 @@ fn value_of(value: &AnyValue) -> Option<AttributeValue> {
     })
 }
 
+mod json;
 mod pace;
 #[cfg(test)]
 mod props;
@@ -448,7 +409,8 @@ mod tests {
     #[test]
     fn json_and_protobuf_of_one_request_give_the_same_records() {
         let json = decode(Encoding::Json, CLAUDE.as_bytes()).unwrap();
-        let protobuf = decode(Encoding::Protobuf, &json.encode_to_vec()).unwrap();
+        let request: ExportLogsServiceRequest = serde_json::from_str(CLAUDE).unwrap();
+        let protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).unwrap();
         let records = records_of(&json);
         assert_eq!(records, records_of(&protobuf));
         assert_eq!(records.len(), 1);
