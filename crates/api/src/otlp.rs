@@ -203,7 +203,7 @@ async fn take_logs(
         &body,
     );
     let body = decompressed(headers, body)?;
-    let records = records_of(&decode(encoding, &body)?);
+    let records = records_of(decode(encoding, &body)?);
     engine.receive_telemetry(&id, run, records).await?;
     Ok(encoding)
 }
@@ -327,54 +327,56 @@ fn decode(encoding: Encoding, body: &[u8]) -> Result<Vec<LogRecord>, ApiError> {
 }
 
 /// Every log record of a request, as the engine takes them.
-fn records_of(records: &[LogRecord]) -> Vec<Record> {
+fn records_of(records: Vec<LogRecord>) -> Vec<Record> {
     // One buffer for every record's encoding (see `record_of`).
     let mut encoded = Vec::new();
     records
-        .iter()
+        .into_iter()
         .map(|record| record_of(record, &mut encoded))
         .collect()
 }
 
-/// The engine's record of `record`. Its key is a digest of its protobuf
-/// encoding (written into `encoded`), so that the same record delivered
-/// twice, in either encoding, is counted once.
-fn record_of(record: &LogRecord, encoded: &mut Vec<u8>) -> Record {
-    let attributes: BTreeMap<String, AttributeValue> = record
-        .attributes
-        .iter()
-        .filter_map(|pair| Some((pair.key.clone(), value_of(pair.value.as_ref()?)?)))
-        .collect();
-    // Claude Code names a record in its body (`claude_code.api_request`)
-    // and `event.name` (`api_request`); Codex and Gemini CLI in
-    // `event.name` alone (`codex.sse_event`).
-    let body = record.body.as_ref().and_then(|body| match &body.value {
-        Some(any_value::Value::StringValue(text)) => Some(text.clone()),
-        _ => None,
-    });
-    let event = attributes
-        .get("event.name")
-        .and_then(AttributeValue::as_text)
-        .map(str::to_owned)
-        .or_else(|| (!record.event_name.is_empty()).then(|| record.event_name.clone()));
-    let name = match (event, body) {
-        (Some(event), _) if event.contains('.') => event,
-        (_, Some(body)) if body.contains('.') => body,
-        (Some(event), _) => event,
-        (None, body) => body.unwrap_or_default(),
-    };
+/// The engine's record of `record`, its strings moved, not copied. Its
+/// key is a digest of its protobuf encoding (written into `encoded`), so
+/// that the same record delivered twice, in either encoding, is counted
+/// once.
+fn record_of(record: LogRecord, encoded: &mut Vec<u8>) -> Record {
+    encoded.clear();
+    encoded.reserve(record.encoded_len());
+    record
+        .encode(encoded)
+        .expect("a Vec grows to take any message");
+    let digest = Sha256::digest(&encoded);
+    let key = hex::encode(&digest[..16]);
     let nanos = if record.time_unix_nano > 0 {
         record.time_unix_nano
     } else {
         record.observed_time_unix_nano
     };
     let at = chrono::DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX));
-    encoded.clear();
-    record
-        .encode(encoded)
-        .expect("a Vec grows to take any message");
-    let digest = Sha256::digest(&encoded);
-    let key = hex::encode(&digest[..16]);
+    let attributes: BTreeMap<String, AttributeValue> = record
+        .attributes
+        .into_iter()
+        .filter_map(|pair| Some((pair.key, value_of(pair.value?)?)))
+        .collect();
+    // Claude Code names a record in its body (`claude_code.api_request`)
+    // and `event.name` (`api_request`); Codex and Gemini CLI in
+    // `event.name` alone (`codex.sse_event`).
+    let body = record.body.and_then(|body| match body.value {
+        Some(any_value::Value::StringValue(text)) => Some(text),
+        _ => None,
+    });
+    let event = attributes
+        .get("event.name")
+        .and_then(AttributeValue::as_text)
+        .map(str::to_owned)
+        .or_else(|| (!record.event_name.is_empty()).then_some(record.event_name));
+    let name = match (event, body) {
+        (Some(event), _) if event.contains('.') => event,
+        (_, Some(body)) if body.contains('.') => body,
+        (Some(event), _) => event,
+        (None, body) => body.unwrap_or_default(),
+    };
     Record {
         key,
         at,
@@ -383,12 +385,12 @@ fn record_of(record: &LogRecord, encoded: &mut Vec<u8>) -> Record {
     }
 }
 
-fn value_of(value: &AnyValue) -> Option<AttributeValue> {
-    Some(match value.value.as_ref()? {
-        any_value::Value::StringValue(text) => AttributeValue::Text(text.clone()),
-        any_value::Value::IntValue(number) => AttributeValue::Int(*number),
-        any_value::Value::DoubleValue(number) => AttributeValue::Float(*number),
-        any_value::Value::BoolValue(flag) => AttributeValue::Bool(*flag),
+fn value_of(value: AnyValue) -> Option<AttributeValue> {
+    Some(match value.value? {
+        any_value::Value::StringValue(text) => AttributeValue::Text(text),
+        any_value::Value::IntValue(number) => AttributeValue::Int(number),
+        any_value::Value::DoubleValue(number) => AttributeValue::Float(number),
+        any_value::Value::BoolValue(flag) => AttributeValue::Bool(flag),
         _ => return None,
     })
 }
@@ -411,8 +413,8 @@ mod tests {
         let json = decode(Encoding::Json, CLAUDE.as_bytes()).unwrap();
         let request: ExportLogsServiceRequest = serde_json::from_str(CLAUDE).unwrap();
         let protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).unwrap();
-        let records = records_of(&json);
-        assert_eq!(records, records_of(&protobuf));
+        let records = records_of(json);
+        assert_eq!(records, records_of(protobuf));
         assert_eq!(records.len(), 1);
         let record = &records[0];
         assert_eq!(record.name, "claude_code.api_request");
@@ -421,7 +423,7 @@ mod tests {
         assert_eq!(record.key.len(), 32);
         let numbers = CLAUDE.replace("\"1765000000000000000\"", "1765000000000000000");
         let again = decode(Encoding::Json, numbers.as_bytes()).unwrap();
-        assert_eq!(records_of(&again), records);
+        assert_eq!(records_of(again), records);
         assert!(decode(Encoding::Json, b"{\"resourceLogs\": 3}").is_err());
         assert!(decode(Encoding::Protobuf, b"\xff\xff\xff").is_err());
     }

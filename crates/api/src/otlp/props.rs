@@ -164,7 +164,7 @@ proptest! {
         for encoding in [Encoding::Protobuf, Encoding::Json] {
             match decode(encoding, &plain) {
                 Ok(request) => {
-                    let _ = records_of(&request);
+                    let _ = records_of(request);
                 }
                 Err(error) => {
                     let message = &error.0.error.message;
@@ -187,14 +187,14 @@ proptest! {
         let json = serde_json::to_vec(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let from_json = decode(Encoding::Json, &json).map_err(|e| TestCaseError::fail(e.0.error.message))?;
         let from_protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).map_err(|e| TestCaseError::fail(e.0.error.message))?;
-        let records = records_of(&from_protobuf);
+        let records = records_of(from_protobuf);
         let keyless = |records: Vec<wrangle_engine::telemetry::Record>| {
             records.into_iter().map(|record| (record.at, record.name, record.attributes)).collect::<Vec<_>>()
         };
         if has_empty_value(&request) {
-            prop_assert_eq!(keyless(records_of(&from_json)), keyless(records.clone()));
+            prop_assert_eq!(keyless(records_of(from_json)), keyless(records.clone()));
         } else {
-            prop_assert_eq!(records_of(&from_json), records.clone());
+            prop_assert_eq!(records_of(from_json), records.clone());
         }
         prop_assert_eq!(records.len(), request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>());
     }
@@ -217,7 +217,7 @@ fn an_empty_value_of_a_javascript_exporter_does_not_refuse_the_body() {
     // JSON mapping alone refuses it, and with it every record of the body.
     let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1765000000000000000","body":{},"attributes":[{"key":"event.name","value":{"stringValue":"claude_code.api_request"}},{"key":"prompt.id","value":{}},{"key":"tags","value":{"arrayValue":{"values":[{},{"stringValue":"a"}]}}}]}]}]}]}"#;
     let request = decode(Encoding::Json, body).unwrap();
-    let records = records_of(&request);
+    let records = records_of(request);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].name, "claude_code.api_request");
 }
