@@ -433,7 +433,12 @@ impl Supervisor {
                 ));
             }
         }
-        self.save_state();
+        // With the tree gone, `finish` comes next and saves the end (also
+        // before it waits for anything); else the end is on record now,
+        // while the rest of the tree is being ended.
+        if !self.tree.is_empty() {
+            self.save_state();
+        }
     }
 
     /// True once a stop sequence runs or SIGKILL was sent to the tree.
@@ -487,6 +492,11 @@ impl Supervisor {
                     }
                 }
                 self.note_escalation();
+                // Not saved here: the daemon recorded the request before
+                // it sent it (and sends it again to a shim whose state
+                // has none, which only hurries it), and the end, saved
+                // next, carries it. Of ten thousand agents stopped at
+                // once, each write was one more file exchange.
             }
             ControlCommand::Kill { signal } => {
                 self.state.kill = Some(KillRecord {
@@ -505,9 +515,9 @@ impl Supervisor {
                 if let Err(error) = result {
                     diag!("wrangle shim: cannot send signal {signal}: {error}");
                 }
+                self.save_state();
             }
         }
-        self.save_state();
     }
 
     fn note_escalation(&mut self) {
@@ -532,6 +542,7 @@ impl Supervisor {
     /// clean up the FIFO and the cgroup.
     fn finish(mut self) -> io::Result<()> {
         let started = Instant::now();
+        let mut end_saved = false;
         loop {
             let now_nanos = unix_nanos();
             self.stdout.read_available(now_nanos);
@@ -551,6 +562,13 @@ impl Supervisor {
             // Either the disk refuses bytes, or a process outside the tree
             // still holds a pipe open (it was handed the fd).
             let pending = self.stdout.has_pending() || self.stderr.has_pending();
+            // The exit is on record before any wait (the shim could be
+            // killed during it); mostly the pipes are done at once and
+            // the one write below says everything.
+            if !end_saved {
+                self.save_state();
+                end_saved = true;
+            }
             std::thread::sleep(if pending {
                 RETRY_INTERVAL
             } else {
