@@ -189,6 +189,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         agents TEXT NOT NULL,
         at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;",
+    // 9: the model calls in the order they were made within a run (their
+    // key is a digest of the record, time included, so the same call is
+    // still one row): each new one goes at the end of its run's rows, and
+    // a thousand agents exporting at once write to the last page of each,
+    // where with the digest first each went to any page of the run's,
+    // and a table grown past the cache was read back page by page.
+    "CREATE TABLE telemetry_calls_in_order (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        cache_write INTEGER NOT NULL,
+        cost_usd REAL,
+        PRIMARY KEY (agent_id, run, at, key)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO telemetry_calls_in_order
+        SELECT agent_id, run, key, at, model, input, output, cache_read, cache_write, cost_usd
+        FROM telemetry_calls;
+    DROP TABLE telemetry_calls;
+    ALTER TABLE telemetry_calls_in_order RENAME TO telemetry_calls;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

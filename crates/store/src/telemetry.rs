@@ -39,7 +39,7 @@ pub(crate) fn add(transaction: &Transaction<'_>, calls: &[TelemetryCall]) -> Res
         "INSERT INTO telemetry_calls (agent_id, run, key, at, model,
                 input, output, cache_read, cache_write, cost_usd)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (agent_id, run, key) DO NOTHING",
+         ON CONFLICT (agent_id, run, at, key) DO NOTHING",
     )?;
     let mut new = Vec::with_capacity(calls.len());
     for call in calls {

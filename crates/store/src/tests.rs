@@ -594,3 +594,47 @@ fn an_idempotency_key_names_its_agents_until_a_day_has_passed() {
     .unwrap();
     assert_eq!(store.created_by("key-1").unwrap(), None);
 }
+
+/// A model call an exporter delivers twice is kept once (also across a
+/// reopening), and a run's calls come back in the order they were made,
+/// whatever their keys.
+#[test]
+fn a_telemetry_call_delivered_twice_is_kept_once_and_calls_come_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let call = |key: &str, second: i64| TelemetryCall {
+        agent_id: "a1".into(),
+        run: 1,
+        key: key.into(),
+        at: Utc.timestamp_opt(1_765_000_000 + second, 0).unwrap(),
+        model: "claude-sonnet-4-5".into(),
+        tokens: wrangle_wire::TokenCounts {
+            input: 100,
+            output: 10,
+            cache_read: 0,
+            cache_write: 0,
+        },
+        cost_usd: Some(0.01),
+    };
+    // Keys as digests are: in no order of time.
+    let (first, second, third) = (call("ff01", 1), call("0a02", 2), call("7c03", 3));
+    {
+        let mut store = Store::open(&path).unwrap();
+        store
+            .create(&agent("a1", "build"), &run("a1"), &[])
+            .unwrap();
+        let new = store
+            .record_telemetry(&[second.clone(), first.clone()], &[], &[])
+            .unwrap();
+        assert_eq!(new, vec![true, true]);
+    }
+    let mut store = Store::open(&path).unwrap();
+    let new = store
+        .record_telemetry(&[first.clone(), third.clone()], &[], &[])
+        .unwrap();
+    assert_eq!(new, vec![false, true]);
+    assert_eq!(
+        store.telemetry_calls("a1", 1).unwrap(),
+        vec![first, second, third]
+    );
+}
