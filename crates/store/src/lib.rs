@@ -381,15 +381,16 @@ impl Store {
                 idempotency::add(transaction, key, &ids, at)?;
             }
             let mut insert = transaction.prepare_cached(
-                "INSERT INTO agents (id, name, spec, state, reason, run, created_at, updated_at,
+                "INSERT INTO agents (id, name, state, reason, run, created_at, updated_at,
                      health, health_reason, probe, restart_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10, ?11)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10)",
             )?;
+            let mut insert_spec =
+                transaction.prepare_cached("INSERT INTO agent_specs (id, spec) VALUES (?1, ?2)")?;
             for (agent, run) in agents {
                 let inserted = insert.execute(params![
                     agent.id,
                     agent.name,
-                    agent.spec,
                     agent.state.as_str(),
                     agent.reason,
                     agent.run,
@@ -410,6 +411,7 @@ impl Store {
                     }
                     Err(error) => return Err(error.into()),
                 }
+                insert_spec.execute(params![agent.id, agent.spec])?;
                 write_run(transaction, agent, run)?;
             }
             Ok(())
@@ -463,11 +465,12 @@ impl Store {
     /// Every agent with its current run (if it has one), oldest first.
     pub fn load(&self) -> Result<Vec<(AgentRow, Option<RunRow>)>> {
         let mut statement = self.connection.prepare(
-            "SELECT a.id, a.name, a.spec, a.state, a.reason, a.run, a.created_at,
+            "SELECT a.id, a.name, s.spec, a.state, a.reason, a.run, a.created_at,
                     a.health, a.health_reason, a.probe, a.restart_at,
                     r.agent_id, r.run, r.dir, r.shim_pid, r.shim_start_time, r.pid, r.pid_start_time,
                     r.cgroup, r.started_at, r.ended_at, r.exit_code, r.signal, r.cause
-             FROM agents a LEFT JOIN runs r ON r.agent_id = a.id AND r.run = a.run
+             FROM agents a JOIN agent_specs s ON s.id = a.id
+                 LEFT JOIN runs r ON r.agent_id = a.id AND r.run = a.run
              ORDER BY a.created_at, a.id",
         )?;
         let rows = statement.query_map([], |row| {

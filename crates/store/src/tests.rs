@@ -165,6 +165,11 @@ fn deleting_an_agent_takes_its_runs_but_keeps_its_events() {
     assert!(!store.delete_agent("a1", &[]).unwrap());
     assert!(store.load().unwrap().is_empty());
     assert!(store.runs("a1").unwrap().is_empty());
+    let specs: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT count(*) FROM agent_specs", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(specs, 0, "the spec goes with its agent");
     assert_eq!(
         kept(&path),
         [
@@ -405,6 +410,8 @@ fn a_store_of_an_earlier_schema_keeps_its_agents_runs_and_events() {
     let mut r = r.expect("the run is kept");
     assert_eq!(a.state, State::Stopping);
     assert_eq!(a.health, Health::Unknown);
+    // The spec moved to a table of its own (schema 10).
+    assert_eq!(a.spec, r#"{"group":"ci"}"#);
     // The stop's cause, once only in words, is a value now.
     assert_eq!(r.cause, Some(Cause::Timeout));
     assert_eq!((r.shim, r.process), (Some((100, 5000)), Some((101, 5001))));
