@@ -9,39 +9,9 @@
 
 mod common;
 
+use common::disk::{free_bytes, SmallDisk};
 use common::http::request;
 use common::{marker, wait_until, Home, SOON};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs mounted on a home's directory, unmounted when dropped (after
-/// the home, declared before it, has stopped its daemon).
-#[derive(Default)]
-struct SmallDisk {
-    mounted: Option<PathBuf>,
-}
-
-impl SmallDisk {
-    fn mount(&mut self, path: &Path, size: &str) {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700")])
-            .arg("tmpfs")
-            .arg(path)
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        self.mounted = Some(path.to_path_buf());
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        if let Some(path) = &self.mounted {
-            let _ = Command::new("umount").arg("-l").arg(path).status();
-            let _ = std::fs::remove_dir(path);
-        }
-    }
-}
 
 fn state(home: &Home, id: &str) -> (String, serde_json::Value) {
     let agent = home.inspect(id);
@@ -99,7 +69,7 @@ fn a_full_disk_loses_no_exit_and_everything_works_again_once_freed() {
     wait_until(SOON, "the chatty agent to run to its end", || {
         !common::procfs::is_alive(pid)
     });
-    let (_, free) = wrangle_free(home.path());
+    let (_, free) = free_bytes(home.path());
     assert_eq!(free, 0, "the disk is full");
 
     // A change is refused with 507, naming the disk, and nothing is made.
@@ -167,22 +137,4 @@ fn a_full_disk_loses_no_exit_and_everything_works_again_once_freed() {
     let again = home.run(&["--name", "after", "--", "sleep", "60"]);
     assert_eq!(state(&home, &again).0, "running");
     assert_eq!(home.daemon_pid(), Some(daemon), "no restart was needed");
-}
-
-/// Size and free bytes of the file system of `path`.
-fn wrangle_free(path: &Path) -> (u64, u64) {
-    let output = Command::new("df")
-        .args(["-B1", "--output=size,avail"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(output.stdout).unwrap();
-    let numbers: Vec<u64> = text
-        .lines()
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    (numbers[0], numbers[1])
 }

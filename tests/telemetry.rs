@@ -356,6 +356,62 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     assert_eq!(calls(&home, "json"), 1);
 }
 
+/// A record that arrives while the disk is full is not taken: the
+/// exporter is told to come back (503 and `Retry-After`, which OTLP
+/// exporters retry; 507 they would drop), nothing of it counts, and sent
+/// again once there is room it counts once.
+#[test]
+fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
+    let mut disk = common::disk::SmallDisk::default();
+    let home = Home::new();
+    disk.mount(home.path(), "4m");
+    home.ok(&["daemon", "--sample-interval", "100ms"]);
+    let claude = fake("claude");
+    let file = transcript(
+        &home,
+        "quiet.jsonl",
+        &[
+            r#"{"type":"system","subtype":"init","session_id":"q1","model":"claude-sonnet-4-5"}"#,
+            "#sleep 120",
+        ],
+    );
+    replay(&home, "quiet", &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
+    let endpoint = telemetry(&home, "quiet")["endpoint"]
+        .as_str()
+        .expect("telemetry is received")
+        .to_string();
+    let headers = [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(&home, "quiet")),
+    ];
+    let body = api_request("1765000000000000000", 1000, 3150);
+
+    let filler = common::disk::fill(home.path());
+    let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+    assert_eq!(status, 503, "{answer}");
+    assert!(
+        answer.contains("Retry-After") || answer.contains("retry-after"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("full"),
+        "the answer names the full disk: {answer}"
+    );
+    assert_eq!(calls(&home, "quiet"), 0, "nothing of it counts");
+
+    std::fs::remove_file(filler).unwrap();
+    for _ in 0..2 {
+        let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(calls(&home, "quiet"), 1);
+    let view = home.inspect("quiet");
+    assert!(
+        close(view["session"]["cost_usd"].as_f64().unwrap(), 0.00315),
+        "{view:#}"
+    );
+}
+
 #[test]
 fn telemetry_off_leaves_the_agent_as_given_and_other_programs_are_not_touched() {
     let home = fast_home();

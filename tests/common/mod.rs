@@ -18,6 +18,7 @@ pub mod agents;
 pub mod cli_bench;
 pub mod collector;
 pub mod crash;
+pub mod disk;
 pub mod events;
 pub mod http;
 pub mod model_server;

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::forward::Forwarder;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -30,6 +30,7 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex};
 use wrangle_engine::telemetry::{AttributeValue, Record};
 use wrangle_engine::{Engine, TelemetryBinder};
+use wrangle_wire::ErrorCode;
 
 /// Largest body taken, decompressed.
 const MAX_BODY: u64 = 16 << 20;
@@ -182,8 +183,27 @@ async fn logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes)
     receiver.pace.request_came();
     match take_logs(receiver, &headers, body).await {
         Ok(encoding) => encoding.ok(),
-        Err(error) => error.into_response(),
+        Err(error) => refused(error),
     }
+}
+
+/// An error as an OTLP exporter takes it. One that passes (a full disk,
+/// a daemon too busy) is 503 with `Retry-After`, which exporters retry
+/// (OTLP/HTTP retries 429, 502, 503 and 504); a 507 they would drop, and
+/// with it the calls of the body.
+fn refused(error: ApiError) -> Response {
+    let passes = matches!(
+        error.0.error.code,
+        ErrorCode::InsufficientStorage | ErrorCode::Unavailable
+    );
+    let mut response = error.into_response();
+    if passes {
+        *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
 }
 
 async fn take_logs(
