@@ -260,26 +260,54 @@ fn api_request(time: &str, input: u64, micros: u64) -> String {
     )
 }
 
-#[test]
-fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
-    let home = fast_home();
+/// Claude agents `names` that wait, printing nothing more (only what a
+/// test posts counts), and the endpoint they export to; keep the fake
+/// CLI while they run.
+fn waiting_claudes(home: &Home, names: &[&str]) -> (common::agents::FakeCli, String) {
     let claude = fake("claude");
-    // Agents that wait: only what is posted here counts.
     let file = transcript(
-        &home,
+        home,
         "quiet.jsonl",
         &[
             r#"{"type":"system","subtype":"init","session_id":"q1","model":"claude-sonnet-4-5"}"#,
             "#sleep 120",
         ],
     );
-    for name in ["json", "proto"] {
-        replay(&home, name, &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
+    for name in names {
+        replay(home, name, &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
     }
-    let endpoint = telemetry(&home, "json")["endpoint"]
+    let endpoint = telemetry(home, names[0])["endpoint"]
         .as_str()
         .expect("telemetry is received")
         .to_string();
+    (claude, endpoint)
+}
+
+/// Posts `body` (an [`api_request`] of 1000 input tokens and $0.00315)
+/// `times` times, each answered 200: `agent` counts it once.
+fn posted_and_counted_once(
+    home: &Home,
+    agent: &str,
+    (endpoint, headers): (&str, &[String]),
+    body: &str,
+    times: usize,
+) {
+    for _ in 0..times {
+        let (status, answer) = post(endpoint, "/v1/logs", headers, body.as_bytes());
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(calls(home, agent), 1);
+    let view = home.inspect(agent);
+    assert!(
+        close(view["session"]["cost_usd"].as_f64().unwrap(), 0.00315),
+        "{view:#}"
+    );
+}
+
+#[test]
+fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
+    let home = fast_home();
+    let (_claude, endpoint) = waiting_claudes(&home, &["json", "proto"]);
     let token = token_of(&home, "json");
     let json = ["Content-Type: application/json".to_string()];
     let body = api_request("1765000000000000000", 1000, 3150);
@@ -309,16 +337,7 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
 
     // The right token: counted, and counted once however often it comes.
     let headers = [json[0].clone(), format!("Authorization: Bearer {token}")];
-    for _ in 0..3 {
-        let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
-        assert_eq!(status, 200, "{answer}");
-    }
-    assert_eq!(calls(&home, "json"), 1);
-    let view = home.inspect("json");
-    assert!(
-        close(view["session"]["cost_usd"].as_f64().unwrap(), 0.00315),
-        "{view:#}"
-    );
+    posted_and_counted_once(&home, "json", (&endpoint, &headers), &body, 3);
 
     // The same record as protobuf, gzipped, to the other agent: the same
     // session.
@@ -366,20 +385,7 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
     let home = Home::new();
     disk.mount(home.path(), "4m");
     home.ok(&["daemon", "--sample-interval", "100ms"]);
-    let claude = fake("claude");
-    let file = transcript(
-        &home,
-        "quiet.jsonl",
-        &[
-            r#"{"type":"system","subtype":"init","session_id":"q1","model":"claude-sonnet-4-5"}"#,
-            "#sleep 120",
-        ],
-    );
-    replay(&home, "quiet", &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
-    let endpoint = telemetry(&home, "quiet")["endpoint"]
-        .as_str()
-        .expect("telemetry is received")
-        .to_string();
+    let (_claude, endpoint) = waiting_claudes(&home, &["quiet"]);
     let headers = [
         "Content-Type: application/json".to_string(),
         format!("Authorization: Bearer {}", token_of(&home, "quiet")),
@@ -400,16 +406,7 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
     assert_eq!(calls(&home, "quiet"), 0, "nothing of it counts");
 
     std::fs::remove_file(filler).unwrap();
-    for _ in 0..2 {
-        let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
-        assert_eq!(status, 200, "{answer}");
-    }
-    assert_eq!(calls(&home, "quiet"), 1);
-    let view = home.inspect("quiet");
-    assert!(
-        close(view["session"]["cost_usd"].as_f64().unwrap(), 0.00315),
-        "{view:#}"
-    );
+    posted_and_counted_once(&home, "quiet", (&endpoint, &headers), &body, 2);
 }
 
 #[test]

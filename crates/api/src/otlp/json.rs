@@ -19,6 +19,8 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
 
 /// Every log record of the OTLP/JSON `ExportLogsServiceRequest` in `body`.
 pub fn log_records(body: &[u8]) -> Result<Vec<LogRecord>, serde_json::Error> {
@@ -61,9 +63,9 @@ impl<'de> Deserialize<'de> for Record {
         #[serde(rename_all = "camelCase", default)]
         #[derive(Default)]
         struct Fields {
-            #[serde(deserialize_with = "u64_of_text_or_number")]
+            #[serde(deserialize_with = "int_of_text_or_number")]
             time_unix_nano: u64,
-            #[serde(deserialize_with = "u64_of_text_or_number")]
+            #[serde(deserialize_with = "int_of_text_or_number")]
             observed_time_unix_nano: u64,
             severity_number: i32,
             severity_text: String,
@@ -198,45 +200,34 @@ struct Int(i64);
 
 impl<'de> Deserialize<'de> for Int {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct IntVisitor;
-        impl Visitor<'_> for IntVisitor {
-            type Value = i64;
-            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-                formatter.write_str("an integer, or one as text")
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<i64, E> {
-                Ok(value)
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<i64, E> {
-                i64::try_from(value).map_err(E::custom)
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<i64, E> {
-                text.parse().map_err(E::custom)
-            }
-        }
-        deserializer.deserialize_any(IntVisitor).map(Int)
+        int_of_text_or_number(deserializer).map(Int)
     }
 }
 
-/// An unsigned 64-bit number, written as text or as a number.
-fn u64_of_text_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    struct U64Visitor;
-    impl Visitor<'_> for U64Visitor {
-        type Value = u64;
+/// An integer of type `T`, written as text or as a number.
+fn int_of_text_or_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: TryFrom<i64> + TryFrom<u64> + FromStr,
+{
+    struct IntVisitor<T>(PhantomData<T>);
+    impl<T: TryFrom<i64> + TryFrom<u64> + FromStr> Visitor<'_> for IntVisitor<T> {
+        type Value = T;
         fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-            formatter.write_str("a time in nanoseconds, as text or as a number")
+            formatter.write_str("an integer, or one as text")
         }
-        fn visit_u64<E: de::Error>(self, value: u64) -> Result<u64, E> {
-            Ok(value)
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<T, E> {
+            T::try_from(value).map_err(|_| E::custom(format!("{value} is out of range")))
         }
-        fn visit_i64<E: de::Error>(self, value: i64) -> Result<u64, E> {
-            u64::try_from(value).map_err(E::custom)
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<T, E> {
+            T::try_from(value).map_err(|_| E::custom(format!("{value} is out of range")))
         }
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
-            text.parse().map_err(E::custom)
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
+            text.parse()
+                .map_err(|_| E::custom(format!("{text:?} is not an integer in range")))
         }
     }
-    deserializer.deserialize_any(U64Visitor)
+    deserializer.deserialize_any(IntVisitor(PhantomData))
 }
 
 /// Bytes written as hex (trace and span ids).
