@@ -91,6 +91,19 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// Forgets the calls of the agent's runs before `run`; how many. A
+    /// run's calls serve to count each once and to take up its figures
+    /// after a restart, and only the current run's are counted (their
+    /// cost stays in the ledger): without this, an agent that restarts
+    /// kept every call of every run it ever had.
+    pub fn forget_telemetry_before(&mut self, agent_id: &str, run: u32) -> Result<usize> {
+        self.write_with_events(&[], |transaction| {
+            Ok(transaction
+                .prepare_cached("DELETE FROM telemetry_calls WHERE agent_id = ?1 AND run < ?2")?
+                .execute(params![agent_id, run])?)
+        })
+    }
+
     /// The loopback port telemetry was last received on, if any.
     pub fn telemetry_port(&self) -> Result<Option<u16>> {
         let port: Option<i64> = self

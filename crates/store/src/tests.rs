@@ -603,10 +603,10 @@ fn an_idempotency_key_names_its_agents_until_a_day_has_passed() {
 }
 
 /// A model call an exporter delivers twice is kept once (also across a
-/// reopening), and a run's calls come back in the order they were made,
-/// whatever their keys.
+/// reopening), a run's calls come back in the order they were made,
+/// whatever their keys, and those of earlier runs can be forgotten.
 #[test]
-fn a_telemetry_call_delivered_twice_is_kept_once_and_calls_come_in_order() {
+fn telemetry_calls_are_kept_once_in_order_and_earlier_runs_forgotten() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     let call = |key: &str, second: i64| TelemetryCall {
@@ -644,4 +644,16 @@ fn a_telemetry_call_delivered_twice_is_kept_once_and_calls_come_in_order() {
         store.telemetry_calls("a1", 1).unwrap(),
         vec![first, second, third]
     );
+
+    // Run 2 begins: run 1's calls are forgotten, run 2's kept.
+    let of_run_2 = TelemetryCall {
+        run: 2,
+        ..call("aa04", 4)
+    };
+    store
+        .record_telemetry(std::slice::from_ref(&of_run_2), &[], &[])
+        .unwrap();
+    assert_eq!(store.forget_telemetry_before("a1", 2).unwrap(), 3);
+    assert!(store.telemetry_calls("a1", 1).unwrap().is_empty());
+    assert_eq!(store.telemetry_calls("a1", 2).unwrap(), vec![of_run_2]);
 }
