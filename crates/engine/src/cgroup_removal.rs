@@ -6,10 +6,10 @@
 //! 10,000 stop together), and some find their cgroup still busy with a
 //! process that is leaving. Done where the ends are recorded, the removal
 //! of one batch held up the recording of the next for seconds; here it
-//! holds up nothing, and it waits for the ends to pause (see [`QUIET`]).
+//! holds up nothing.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -86,23 +86,10 @@ impl CgroupRemoval {
     }
 }
 
-/// How long the ends must pause before their cgroups are removed: while
-/// thousands of agents stop, each removal would take the kernel's cgroup
-/// lock (and a CPU) from the exits still under way, and slow the very
-/// stop it follows.
-const QUIET: Duration = Duration::from_millis(250);
-
-/// Longest a removal waits for the ends to pause.
-const MOST_DEFERRED: Duration = Duration::from_secs(5);
-
 fn remove_as_they_come(paths: Receiver<Vec<PathBuf>>) {
     while let Ok(mut batch) = paths.recv() {
-        let first = Instant::now();
-        while first.elapsed() < MOST_DEFERRED {
-            match paths.recv_timeout(QUIET) {
-                Ok(more) => batch.extend(more),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+        while let Ok(more) = paths.try_recv() {
+            batch.extend(more);
         }
         remove_all(&batch);
     }
