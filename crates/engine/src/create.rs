@@ -380,14 +380,24 @@ impl Engine {
     /// `running` or `failed`, and watches the shim for the run's end.
     pub(crate) async fn start_run(&self, id: &str) -> Result<(), EngineError> {
         let agent = self.snapshot(id)?;
+        let number = agent.status.run.number;
+        if number > 1 {
+            // The calls of earlier runs count no more (see
+            // `forget_telemetry_before`). Here, where a run begins, not in
+            // `begin_session`, which a re-attach runs for every agent; a
+            // failure to forget them is no reason not to start.
+            if let Err(error) = self.store().forget_telemetry_before(id, number) {
+                tracing::warn!(
+                    "agent {id}: cannot forget the telemetry of its earlier runs: {error}"
+                );
+            }
+        }
         // Before the sampler can see the run running, so that its adapter
         // reads from the first line.
-        let telemetry = self
-            .begin_session(id, agent.status.run.number)
-            .unwrap_or_else(|error| {
-                tracing::warn!("agent {id}: its output is not read for a session: {error}");
-                None
-            });
+        let telemetry = self.begin_session(id, number).unwrap_or_else(|error| {
+            tracing::warn!("agent {id}: its output is not read for a session: {error}");
+            None
+        });
         let run = &agent.status.run;
         let identity = &agent.identity;
         let status_file = run.status_file();

@@ -120,16 +120,6 @@ impl Engine {
             Some(_) => self.store().ledgered(id, run)?,
             None => BTreeMap::new(),
         };
-        if run > 1 {
-            // The calls of earlier runs count no more (see
-            // `forget_telemetry_before`); a failure to forget them is no
-            // reason not to start.
-            if let Err(error) = self.store().forget_telemetry_before(id, run) {
-                tracing::warn!(
-                    "agent {id}: cannot forget the telemetry of its earlier runs: {error}"
-                );
-            }
-        }
         let telemetry = match &plan {
             Some(plan) => Some(Arc::new(RunTelemetry::new(
                 plan.clone(),

@@ -13,8 +13,9 @@
 //! (a digest of its protobuf encoding) does not depend on how it came.
 
 use base64::Engine as _;
-use opentelemetry_proto::tonic::common::v1::KeyValueList;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, ArrayValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
@@ -59,9 +60,8 @@ struct Record(LogRecord);
 
 impl<'de> Deserialize<'de> for Record {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Default)]
         #[serde(rename_all = "camelCase", default)]
-        #[derive(Default)]
         struct Fields {
             #[serde(deserialize_with = "int_of_text_or_number")]
             time_unix_nano: u64,
