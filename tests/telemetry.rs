@@ -261,9 +261,13 @@ fn api_request(time: &str, input: u64, micros: u64) -> String {
 }
 
 /// Claude agents `names` that wait, printing nothing more (only what a
-/// test posts counts), and the endpoint they export to; keep the fake
-/// CLI while they run.
-fn waiting_claudes(home: &Home, names: &[&str]) -> (common::agents::FakeCli, String) {
+/// test posts counts), run with `extra` options, and the endpoint they
+/// export to; keep the fake CLI while they run.
+fn waiting_claudes(
+    home: &Home,
+    names: &[&str],
+    extra: &[&str],
+) -> (common::agents::FakeCli, String) {
     let claude = fake("claude");
     let file = transcript(
         home,
@@ -274,7 +278,7 @@ fn waiting_claudes(home: &Home, names: &[&str]) -> (common::agents::FakeCli, Str
         ],
     );
     for name in names {
-        replay(home, name, &claude, &CLAUDE_ARGS, &file, "0.05", &[]);
+        replay(home, name, &claude, &CLAUDE_ARGS, &file, "0.05", extra);
     }
     let endpoint = telemetry(home, names[0])["endpoint"]
         .as_str()
@@ -307,7 +311,7 @@ fn posted_and_counted_once(
 #[test]
 fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     let home = fast_home();
-    let (_claude, endpoint) = waiting_claudes(&home, &["json", "proto"]);
+    let (_claude, endpoint) = waiting_claudes(&home, &["json", "proto"], &[]);
     let token = token_of(&home, "json");
     let json = ["Content-Type: application/json".to_string()];
     let body = api_request("1765000000000000000", 1000, 3150);
@@ -385,7 +389,7 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
     let home = Home::new();
     disk.mount(home.path(), "4m");
     home.ok(&["daemon", "--sample-interval", "100ms"]);
-    let (_claude, endpoint) = waiting_claudes(&home, &["quiet"]);
+    let (_claude, endpoint) = waiting_claudes(&home, &["quiet"], &[]);
     let headers = [
         "Content-Type: application/json".to_string(),
         format!("Authorization: Bearer {}", token_of(&home, "quiet")),
@@ -407,6 +411,64 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
 
     std::fs::remove_file(filler).unwrap();
     posted_and_counted_once(&home, "quiet", (&endpoint, &headers), &body, 2);
+}
+
+/// A Codex `api_request` attempt in an OTLP JSON body: `attempt` (from
+/// 0) answered with `status`.
+fn attempt(time: &str, attempt: u64, status: u64) -> String {
+    format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{time}","attributes":[{{"key":"event.name","value":{{"stringValue":"codex.api_request"}}}},{{"key":"attempt","value":{{"intValue":{attempt}}}}},{{"key":"http.response.status_code","value":{{"intValue":{status}}}}}]}}]}}]}}]}}"#
+    )
+}
+
+/// Retries the telemetry reports explain an agent's silence on stdout
+/// past its idle timeout while they last; once the last attempt goes
+/// through, the timeout counts from there (its answer may take a moment
+/// to reach stdout), and the agent is hung only after it.
+#[test]
+fn a_silence_its_retries_explained_counts_from_their_end() {
+    let home = fast_home();
+    let (_claude, endpoint) = waiting_claudes(&home, &["patient"], &["--idle-timeout", "1s"]);
+    let headers = [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(&home, "patient")),
+    ];
+    let post_attempt = |number: u64, status: u64| {
+        let time = format!("{}", 1_765_000_000_000_000_000u64 + number * 1_000_000_000);
+        let body = attempt(&time, number, status);
+        let (code, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+        assert_eq!(code, 200, "{answer}");
+    };
+    let health = || {
+        let view = home.inspect("patient");
+        let health = view["health"].as_str().unwrap().to_string();
+        let reason = view["health_reason"].as_str().unwrap_or("").to_string();
+        (health, reason)
+    };
+    // Five failed attempts over 2 s, twice the idle timeout: not hung,
+    // and the reason says why.
+    let mut explained = false;
+    for number in 0..5 {
+        post_attempt(number, 503);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let (health, reason) = health();
+        assert_ne!(health, "hung", "{reason}");
+        explained |= reason.contains("retrying the API (attempt");
+    }
+    assert!(
+        explained,
+        "the retries were never said to explain the silence"
+    );
+    // The attempt that goes through: not hung for a while after it...
+    post_attempt(5, 200);
+    let ended = std::time::Instant::now();
+    while ended.elapsed() < std::time::Duration::from_millis(600) {
+        let (health, reason) = health();
+        assert_ne!(health, "hung", "{reason}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // ...and hung once the idle timeout has passed with nothing.
+    wait_until(SOON, "the silent agent to be hung", || health().0 == "hung");
 }
 
 #[test]

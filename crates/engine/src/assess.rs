@@ -362,12 +362,16 @@ impl Agent {
                 .or_else(|| telemetry.and_then(|telemetry| telemetry.busy(now))),
             state: self.status.state,
             main: observed.map_or(MainProcess::NotSampled, |seen| seen.main),
+            // The silence a retry explained counts from its end: once
+            // Codex's last attempt goes through, its answer may take a
+            // moment to reach stdout, a moment nothing explains any more.
             silence: health::silence(
                 now,
                 [
                     self.status.run.started_at,
                     observed.and_then(|seen| seen.last_output_at),
                     observed.and_then(|seen| seen.last_heartbeat_at),
+                    telemetry.and_then(|telemetry| telemetry.retry_ended_at),
                 ],
             ),
             idle_timeout: self.identity.spec.idle_timeout(),

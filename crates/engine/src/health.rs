@@ -29,8 +29,8 @@ pub struct HealthInputs<'a> {
     pub state: State,
     /// The main process as last sampled.
     pub main: MainProcess,
-    /// Time since the last output, heartbeat or the start of the run,
-    /// whichever came last.
+    /// Time since the last output, heartbeat, end of a retry the
+    /// telemetry reported, or the start of the run, whichever came last.
     pub silence: Option<Duration>,
     /// Silence after which the agent is hung.
     pub idle_timeout: Option<Duration>,
@@ -87,9 +87,12 @@ pub fn assess(inputs: &HealthInputs<'_>) -> (Health, Option<String>) {
     (health, reason)
 }
 
-/// How long the agent has said nothing: the time since its last output,
-/// its last heartbeat or the start of its run, whichever came last.
-pub fn silence(now: DateTime<Utc>, marks: [Option<DateTime<Utc>>; 3]) -> Option<Duration> {
+/// How long the agent has said nothing: the time since the last of
+/// `marks` (its start, its last output or heartbeat, the end of a retry).
+pub fn silence(
+    now: DateTime<Utc>,
+    marks: impl IntoIterator<Item = Option<DateTime<Utc>>>,
+) -> Option<Duration> {
     let last = marks.into_iter().flatten().max()?;
     Some((now - last).to_std().unwrap_or_default())
 }

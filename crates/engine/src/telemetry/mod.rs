@@ -106,6 +106,9 @@ pub struct RunTelemetry {
     /// A model call being retried, as the telemetry says (Codex's retries
     /// are silent on stdout).
     pub retrying: Option<RetryView>,
+    /// When the last retry ended (its attempt went through): the silence
+    /// it explained counts from then.
+    pub retry_ended_at: Option<DateTime<Utc>>,
     /// What it said of the agent's tools (not stored: a daemon that
     /// restarts learns them again from the records that follow).
     pub tools: ToolActivity,
@@ -121,6 +124,7 @@ impl RunTelemetry {
             seen: HashSet::new(),
             last_at: None,
             retrying: None,
+            retry_ended_at: None,
             tools: ToolActivity::default(),
         };
         for call in stored {

@@ -246,6 +246,7 @@ impl Engine {
             calls: telemetry.calls.clone(),
             last_at: telemetry.last_at,
             retrying: telemetry.retrying.clone(),
+            retry_ended_at: telemetry.retry_ended_at,
             tools: None,
             ledgered: findings.ledgered.clone(),
             published: findings.published.clone(),
@@ -273,13 +274,13 @@ impl Engine {
                         since,
                     });
                 }
-                Some(None) => work.retrying = None,
+                Some(None) => work.retry_ended(now),
                 None => {}
             }
             let Some(call) = calls::call_of(record) else {
                 continue;
             };
-            work.retrying = None;
+            work.retry_ended(now);
             let call = TelemetryCall {
                 agent_id: id.clone(),
                 run,
@@ -311,6 +312,7 @@ struct Working {
     calls: CallFigures,
     last_at: Option<DateTime<Utc>>,
     retrying: Option<RetryView>,
+    retry_ended_at: Option<DateTime<Utc>>,
     /// Its tools, copied once a tool record comes.
     tools: Option<ToolActivity>,
     ledgered: BTreeMap<String, Ledgered>,
@@ -321,6 +323,13 @@ struct Working {
 }
 
 impl Working {
+    /// A retry under way, if any, ended `now`: its attempt went through.
+    fn retry_ended(&mut self, now: DateTime<Utc>) {
+        if self.retrying.take().is_some() {
+            self.retry_ended_at = Some(now);
+        }
+    }
+
     /// Puts what the batch changed in `session`'s telemetry.
     fn apply(self, session: &mut crate::sessions::SessionFindings) {
         let Working {
@@ -329,6 +338,7 @@ impl Working {
             calls,
             last_at,
             retrying,
+            retry_ended_at,
             tools,
             ledgered,
             published,
@@ -343,6 +353,7 @@ impl Working {
         telemetry.calls = calls;
         telemetry.last_at = last_at;
         telemetry.retrying = retrying;
+        telemetry.retry_ended_at = retry_ended_at;
         if let Some(tools) = tools {
             telemetry.tools = tools;
         }
