@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// Environment variable that turns cgroups off (`off`) or names the base
@@ -154,11 +154,18 @@ impl RunCgroup {
 
     /// Pids of every process in the cgroup; empty when it is gone.
     pub fn pids(&self) -> io::Result<Vec<i32>> {
-        match fs::read_to_string(self.path.join("cgroup.procs")) {
-            Ok(text) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
+        match fs::read_to_string(self.path.join(PROCS_FILE)) {
+            Ok(text) => Ok(pids_of(&text)),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(error) => Err(error),
         }
+    }
+
+    /// The cgroup's member list, held open to be read again and again.
+    pub fn open_members(&self) -> io::Result<CgroupMembers> {
+        Ok(CgroupMembers {
+            file: fs::File::open(self.path.join(PROCS_FILE))?,
+        })
     }
 
     /// True while any process is in the cgroup.
@@ -202,6 +209,42 @@ impl RunCgroup {
     }
 }
 
+/// The file that lists a cgroup's members, one pid per line.
+const PROCS_FILE: &str = "cgroup.procs";
+
+fn pids_of(text: &str) -> Vec<i32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// A cgroup's `cgroup.procs`, open: each read starts again from the top,
+/// with no walk of the path. Of many runs stopped at once, each path walk
+/// into the cgroup tree waited on the kernel's lock of it, which the
+/// removals of the runs already ended held for writing.
+#[derive(Debug)]
+pub struct CgroupMembers {
+    file: fs::File,
+}
+
+impl CgroupMembers {
+    /// Pids of every process in the cgroup now; empty once it is removed.
+    pub fn pids(&self) -> io::Result<Vec<i32>> {
+        let mut text = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            // From offset 0 the kernel lists the members anew.
+            match self.file.read_at(&mut chunk, text.len() as u64) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&chunk[..n]),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // A removed cgroup's files answer ENODEV: it has no members.
+                Err(error) if error.raw_os_error() == Some(libc::ENODEV) => return Ok(Vec::new()),
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(pids_of(&String::from_utf8_lossy(&text)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,8 +273,13 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
+        let members = cgroup.open_members().unwrap();
+        assert_eq!(members.pids().unwrap(), Vec::<i32>::new());
         fs::write(cgroup.path().join("cgroup.procs"), child.id().to_string()).unwrap();
         assert_eq!(cgroup.pids().unwrap(), vec![child.id() as i32]);
+        // The open list, read again, shows the member that came since.
+        assert_eq!(members.pids().unwrap(), vec![child.id() as i32]);
+        assert_eq!(members.pids().unwrap(), vec![child.id() as i32]);
         cgroup.kill_all().unwrap();
         let status = child.wait().unwrap();
         use std::os::unix::process::ExitStatusExt;
@@ -241,7 +289,10 @@ mod tests {
             assert!(std::time::Instant::now() < deadline);
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        assert_eq!(members.pids().unwrap(), Vec::<i32>::new());
         cgroup.remove().unwrap();
         assert!(!cgroup.path().exists());
+        // Held open past the removal, it lists nobody (and errs not).
+        assert_eq!(members.pids().unwrap(), Vec::<i32>::new());
     }
 }

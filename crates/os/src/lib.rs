@@ -45,7 +45,7 @@ pub mod signals;
 pub mod spawn;
 
 #[cfg(target_os = "linux")]
-pub use cgroup::{Containment, RunCgroup};
+pub use cgroup::{CgroupMembers, Containment, RunCgroup};
 #[cfg(target_os = "linux")]
 pub use pidfd::PidFd;
 #[cfg(target_os = "linux")]

@@ -3,7 +3,7 @@
 
 use std::cell::Cell;
 use std::io;
-use wrangle_os::{signals, RunCgroup};
+use wrangle_os::{signals, CgroupMembers, RunCgroup};
 
 /// Most walks of the tree per signal without a cgroup (see `signal_each`).
 const WALKS: usize = 4;
@@ -14,6 +14,9 @@ pub struct Tree {
     main_pid: i32,
     /// The run's cgroup, when one holds the tree.
     cgroup: Option<RunCgroup>,
+    /// Its member list, held open (see [`CgroupMembers`]); None without a
+    /// cgroup, or when it could not be opened (then read by its path).
+    members: Option<CgroupMembers>,
     /// Found empty once: nothing is left that could fill it again, and a
     /// shim ending among ten thousand does not read its cgroup again and
     /// again (each read of a cgroup file waits on the kernel's cgroup
@@ -24,10 +27,23 @@ pub struct Tree {
 impl Tree {
     /// The tree of the agent `main_pid`, held by `cgroup` if there is one.
     pub fn new(main_pid: i32, cgroup: Option<RunCgroup>) -> Tree {
+        let members = cgroup
+            .as_ref()
+            .and_then(|cgroup| cgroup.open_members().ok());
         Tree {
             main_pid,
             cgroup,
+            members,
             found_empty: Cell::new(false),
+        }
+    }
+
+    /// The cgroup's members (None without a cgroup).
+    fn cgroup_pids(&self) -> Option<io::Result<Vec<i32>>> {
+        match (&self.members, &self.cgroup) {
+            (Some(members), _) => Some(members.pids()),
+            (None, Some(cgroup)) => Some(cgroup.pids()),
+            (None, None) => None,
         }
     }
 
@@ -42,9 +58,9 @@ impl Tree {
     /// finding the tree once: without a cgroup that takes a walk of all of
     /// /proc, which a stop of many runs at once must not repeat needlessly.
     pub fn signal_each(&self, numbers: &[i32]) -> io::Result<()> {
-        if let Some(cgroup) = &self.cgroup {
+        if let Some(members) = self.cgroup_pids() {
             // Its members read once for all the signals.
-            let members = cgroup.pids()?;
+            let members = members?;
             for &signal in numbers {
                 for &pid in &members {
                     // A member that exits meanwhile is fine (ESRCH).
@@ -101,8 +117,8 @@ impl Tree {
         if !signals::has_no_children() {
             return false;
         }
-        let empty = match &self.cgroup {
-            Some(cgroup) => !cgroup.is_populated().unwrap_or(false),
+        let empty = match self.cgroup_pids() {
+            Some(members) => members.map_or(true, |pids| pids.is_empty()),
             None => true,
         };
         self.found_empty.set(empty);
@@ -113,8 +129,8 @@ impl Tree {
     /// shim's descendants (every process of the tree is one: the shim is
     /// their subreaper).
     pub fn pids(&self) -> Vec<i32> {
-        match &self.cgroup {
-            Some(cgroup) => cgroup.pids().unwrap_or_default(),
+        match self.cgroup_pids() {
+            Some(members) => members.unwrap_or_default(),
             None => wrangle_os::proc::descendants(std::process::id() as i32)
                 .map(|found| {
                     found
@@ -129,8 +145,8 @@ impl Tree {
 
     /// Counts the processes still in the tree (for the record of leftovers).
     pub fn count(&self) -> usize {
-        match &self.cgroup {
-            Some(cgroup) => cgroup.pids().map(|p| p.len()).unwrap_or(0),
+        match self.cgroup_pids() {
+            Some(members) => members.map(|p| p.len()).unwrap_or(0),
             None => wrangle_os::proc::descendants(std::process::id() as i32)
                 .map(|found| found.iter().filter(|p| !p.is_dead()).count())
                 .unwrap_or(0),
