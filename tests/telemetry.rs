@@ -16,6 +16,7 @@ use prost::Message;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 
 /// What claude-sonnet-4-5 costs at $3, $15, $0.30 and $3.75 per million
 /// input, output, cache-read and cache-write tokens.
@@ -260,6 +261,15 @@ fn api_request(time: &str, input: u64, micros: u64) -> String {
     )
 }
 
+/// The time `ago` before now, in Unix nanoseconds, as OTLP/JSON sends
+/// it: a model call made more than an hour ago is not counted (see
+/// [`a_call_made_over_an_hour_ago_is_taken_and_not_counted`]).
+fn nanos_ago(ago: Duration) -> String {
+    let at = std::time::SystemTime::now() - ago;
+    let nanos = at.duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    nanos.to_string()
+}
+
 /// Claude agents `names` that wait, printing nothing more (only what a
 /// test posts counts), run with `extra` options, and the endpoint they
 /// export to; keep the fake CLI while they run.
@@ -314,7 +324,7 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     let (_claude, endpoint) = waiting_claudes(&home, &["json", "proto"], &[]);
     let token = token_of(&home, "json");
     let json = ["Content-Type: application/json".to_string()];
-    let body = api_request("1765000000000000000", 1000, 3150);
+    let body = api_request(&nanos_ago(Duration::ZERO), 1000, 3150);
 
     // No token, a wrong one, another run's: refused, nothing counted.
     let (status, _) = post(&endpoint, "/v1/logs", &json, body.as_bytes());
@@ -379,6 +389,26 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     assert_eq!(calls(&home, "json"), 1);
 }
 
+/// A model call's record made more than an hour ago is taken (200) and
+/// not counted: a call is told apart from the others by its key for an
+/// hour (exporters retry for minutes), then folded into its run's
+/// figures, and an older record could be one of those.
+#[test]
+fn a_call_made_over_an_hour_ago_is_taken_and_not_counted() {
+    let home = fast_home();
+    let (_claude, endpoint) = waiting_claudes(&home, &["late"], &[]);
+    let headers = [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(&home, "late")),
+    ];
+    let old = api_request(&nanos_ago(Duration::from_secs(7200)), 1000, 3150);
+    let (status, answer) = post(&endpoint, "/v1/logs", &headers, old.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(calls(&home, "late"), 0, "{:#}", home.inspect("late"));
+    let recent = api_request(&nanos_ago(Duration::from_secs(60)), 1000, 3150);
+    posted_and_counted_once(&home, "late", (&endpoint, &headers), &recent, 2);
+}
+
 /// A record that arrives while the disk is full is not taken: the
 /// exporter is told to come back (503 and `Retry-After`, which OTLP
 /// exporters retry; 507 they would drop), nothing of it counts, and sent
@@ -394,7 +424,7 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
         "Content-Type: application/json".to_string(),
         format!("Authorization: Bearer {}", token_of(&home, "quiet")),
     ];
-    let body = api_request("1765000000000000000", 1000, 3150);
+    let body = api_request(&nanos_ago(Duration::ZERO), 1000, 3150);
 
     let filler = common::disk::fill(home.path());
     let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());

@@ -121,10 +121,14 @@ impl Engine {
             None => BTreeMap::new(),
         };
         let telemetry = match &plan {
-            Some(plan) => Some(Arc::new(RunTelemetry::new(
-                plan.clone(),
-                &self.store().telemetry_calls(id, run)?,
-            ))),
+            Some(plan) => {
+                let store = self.store();
+                Some(Arc::new(RunTelemetry::new(
+                    plan.clone(),
+                    &store.telemetry_calls(id, run)?,
+                    &store.telemetry_folded(id, run)?,
+                )))
+            }
             None => None,
         };
         self.registry().update_findings(id, |findings| {

@@ -19,7 +19,7 @@ pub mod telemetry;
 pub use events::{AgentMatch, EventReader, EventRecord, Kept};
 pub use ledger::{CostDelta, CostKey, CostSum, Ledgered, SignedTokens};
 pub use prune::Retention;
-pub use telemetry::TelemetryCall;
+pub use telemetry::{FoldedCalls, TelemetryCall};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};

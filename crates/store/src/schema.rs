@@ -224,6 +224,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     INSERT INTO agent_specs (id, spec) SELECT id, spec FROM agents;
     ALTER TABLE agents DROP COLUMN spec;",
+    // 11: a run's calls older than an hour, folded into one row per model
+    // (see `Store::fold_telemetry`): the calls of a run that lasts weeks
+    // are kept one by one only while an exporter could still send them
+    // again, and the run's figures stay whole.
+    "CREATE TABLE telemetry_folded (
+        agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+        run INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        cache_write INTEGER NOT NULL,
+        cost_usd REAL,
+        PRIMARY KEY (agent_id, run, model)
+    ) STRICT, WITHOUT ROWID;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -32,6 +32,21 @@ pub struct TelemetryCall {
     pub cost_usd: Option<f64>,
 }
 
+/// A run's calls of one model, folded into one figure (see
+/// [`Store::fold_telemetry`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldedCalls {
+    /// The model.
+    pub model: String,
+    /// How many calls.
+    pub calls: u64,
+    /// Their tokens together.
+    pub tokens: TokenCounts,
+    /// Their cost together, of those whose cost the agent gave; None if
+    /// it gave none.
+    pub cost_usd: Option<f64>,
+}
+
 /// Records `calls`, inside the caller's transaction, and returns those
 /// that were new (in their order).
 pub(crate) fn add(transaction: &Transaction<'_>, calls: &[TelemetryCall]) -> Result<Vec<bool>> {
@@ -91,6 +106,70 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// Run `run`'s calls folded so far (see [`Store::fold_telemetry`]),
+    /// by model.
+    pub fn telemetry_folded(&self, agent_id: &str, run: u32) -> Result<Vec<FoldedCalls>> {
+        let mut statement = self.connection.prepare_cached(
+            "SELECT model, calls, input, output, cache_read, cache_write, cost_usd
+             FROM telemetry_folded WHERE agent_id = ?1 AND run = ?2 ORDER BY model",
+        )?;
+        let rows = statement.query_map(params![agent_id, run], |row| {
+            let count = |index: usize| row.get::<_, i64>(index).map(|n| n.max(0) as u64);
+            Ok(FoldedCalls {
+                model: row.get(0)?,
+                calls: count(1)?,
+                tokens: TokenCounts {
+                    input: count(2)?,
+                    output: count(3)?,
+                    cache_read: count(4)?,
+                    cache_write: count(5)?,
+                },
+                cost_usd: row.get(6)?,
+            })
+        })?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(Into::into)
+    }
+
+    /// Folds the calls of each of `runs` (agent, run) made before
+    /// `before` into the run's figure per model, in one transaction;
+    /// returns how many calls were folded. A call is kept on its own so
+    /// that an exporter that sends it again does not count it twice, which
+    /// none does after minutes: kept for ever, the calls of a run that
+    /// lasts weeks filled the disk and slowed each restart that reads
+    /// them back.
+    pub fn fold_telemetry(&mut self, runs: &[(&str, u32)], before: DateTime<Utc>) -> Result<usize> {
+        let before = before.timestamp_micros();
+        self.write_with_events(&[], |transaction| {
+            let mut fold = transaction.prepare_cached(
+                "INSERT INTO telemetry_folded (agent_id, run, model, calls,
+                        input, output, cache_read, cache_write, cost_usd)
+                 SELECT agent_id, run, model, count(*), sum(input), sum(output),
+                        sum(cache_read), sum(cache_write), sum(cost_usd)
+                 FROM telemetry_calls WHERE agent_id = ?1 AND run = ?2 AND at < ?3
+                 GROUP BY model
+                 ON CONFLICT (agent_id, run, model) DO UPDATE SET
+                    calls = calls + excluded.calls,
+                    input = input + excluded.input,
+                    output = output + excluded.output,
+                    cache_read = cache_read + excluded.cache_read,
+                    cache_write = cache_write + excluded.cache_write,
+                    cost_usd = CASE WHEN cost_usd IS NULL THEN excluded.cost_usd
+                        WHEN excluded.cost_usd IS NULL THEN cost_usd
+                        ELSE cost_usd + excluded.cost_usd END",
+            )?;
+            let mut forget = transaction.prepare_cached(
+                "DELETE FROM telemetry_calls WHERE agent_id = ?1 AND run = ?2 AND at < ?3",
+            )?;
+            let mut folded = 0;
+            for (agent_id, run) in runs {
+                fold.execute(params![agent_id, run, before])?;
+                folded += forget.execute(params![agent_id, run, before])?;
+            }
+            Ok(folded)
+        })
+    }
+
     /// Forgets the calls of the agent's runs before `run`; how many. A
     /// run's calls serve to count each once and to take up its figures
     /// after a restart, and only the current run's are counted (their
@@ -98,6 +177,9 @@ impl Store {
     /// kept every call of every run it ever had.
     pub fn forget_telemetry_before(&mut self, agent_id: &str, run: u32) -> Result<usize> {
         self.write_with_events(&[], |transaction| {
+            transaction
+                .prepare_cached("DELETE FROM telemetry_folded WHERE agent_id = ?1 AND run < ?2")?
+                .execute(params![agent_id, run])?;
             Ok(transaction
                 .prepare_cached("DELETE FROM telemetry_calls WHERE agent_id = ?1 AND run < ?2")?
                 .execute(params![agent_id, run])?)

@@ -657,3 +657,80 @@ fn telemetry_calls_are_kept_once_in_order_and_earlier_runs_forgotten() {
     assert!(store.telemetry_calls("a1", 1).unwrap().is_empty());
     assert_eq!(store.telemetry_calls("a1", 2).unwrap(), vec![of_run_2]);
 }
+
+/// Calls made before a moment fold into one figure per model of their
+/// run, with nothing lost (calls, tokens, cost where given); folding
+/// again adds to it; later calls stay one by one; and the folded figures
+/// go with the run's calls when a later run begins.
+#[test]
+fn telemetry_calls_fold_into_their_run_s_figures_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), &[])
+        .unwrap();
+    let at = |second: i64| Utc.timestamp_opt(1_765_000_000 + second, 0).unwrap();
+    let call =
+        |key: &str, second: i64, model: &str, input: u64, cost_usd: Option<f64>| TelemetryCall {
+            agent_id: "a1".into(),
+            run: 1,
+            key: key.into(),
+            at: at(second),
+            model: model.into(),
+            tokens: wrangle_wire::TokenCounts {
+                input,
+                output: 10,
+                cache_read: 1,
+                cache_write: 2,
+            },
+            cost_usd,
+        };
+    let calls = [
+        call("k1", 1, "sonnet", 100, Some(0.25)),
+        call("k2", 2, "sonnet", 200, None),
+        call("k3", 3, "haiku", 50, None),
+        call("k4", 10, "sonnet", 300, Some(0.5)),
+    ];
+    store.record_telemetry(&calls, &[], &[]).unwrap();
+
+    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(5)).unwrap(), 3);
+    assert_eq!(
+        store.telemetry_calls("a1", 1).unwrap(),
+        vec![calls[3].clone()]
+    );
+    let tokens = |input, calls| wrangle_wire::TokenCounts {
+        input,
+        output: 10 * calls,
+        cache_read: calls,
+        cache_write: 2 * calls,
+    };
+    assert_eq!(
+        store.telemetry_folded("a1", 1).unwrap(),
+        vec![
+            FoldedCalls {
+                model: "haiku".into(),
+                calls: 1,
+                tokens: tokens(50, 1),
+                cost_usd: None,
+            },
+            FoldedCalls {
+                model: "sonnet".into(),
+                calls: 2,
+                tokens: tokens(300, 2),
+                cost_usd: Some(0.25),
+            },
+        ]
+    );
+
+    // Folding again adds to the figures; nothing to fold changes nothing.
+    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(5)).unwrap(), 0);
+    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(11)).unwrap(), 1);
+    assert!(store.telemetry_calls("a1", 1).unwrap().is_empty());
+    let sonnet = &store.telemetry_folded("a1", 1).unwrap()[1];
+    assert_eq!((sonnet.calls, sonnet.tokens), (3, tokens(600, 3)));
+    assert_eq!(sonnet.cost_usd, Some(0.75));
+
+    // Run 2 begins: run 1's folded figures go with its calls.
+    store.forget_telemetry_before("a1", 2).unwrap();
+    assert!(store.telemetry_folded("a1", 1).unwrap().is_empty());
+}

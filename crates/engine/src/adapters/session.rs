@@ -212,7 +212,19 @@ pub struct CallFigures {
 impl CallFigures {
     /// Adds one call.
     pub fn add(&mut self, model: &str, tokens: &TokenCounts, cost_usd: Option<f64>) {
-        self.calls += 1;
+        self.add_many(model, 1, tokens, cost_usd);
+    }
+
+    /// Adds `calls` calls of `model` with their `tokens` and `cost_usd`
+    /// together.
+    pub fn add_many(
+        &mut self,
+        model: &str,
+        calls: u64,
+        tokens: &TokenCounts,
+        cost_usd: Option<f64>,
+    ) {
+        self.calls += calls;
         self.tokens
             .entry(model.to_string())
             .or_default()

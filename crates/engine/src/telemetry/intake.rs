@@ -10,10 +10,10 @@ use super::receive::Received;
 use super::Record;
 use crate::error::EngineError;
 use crate::Inner;
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Weak;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wrangle_wire::ErrorCode;
 
@@ -28,6 +28,10 @@ const GATHER: Duration = Duration::from_millis(25);
 
 /// Most deliveries in one batch.
 const BATCH_MAX: usize = 1024;
+
+/// How often the intake folds the calls made more than
+/// [`KEEP_CALLS`](super::KEEP_CALLS) ago (see [`Engine::fold_telemetry`]).
+const FOLD_EVERY: Duration = Duration::from_secs(600);
 
 /// The records of one body, from one run.
 pub(crate) struct Delivery {
@@ -78,25 +82,41 @@ pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std:
             // One batch, kept from one to the next: grown once, not for
             // each.
             let mut batch = Vec::with_capacity(BATCH_MAX);
-            while let Ok(first) = deliveries.recv() {
-                batch.push(first);
-                // What comes within a moment joins: under load a batch
-                // holds many deliveries; one alone waits only this long.
-                // A sleep, not a wait on the channel, so that each of them
-                // does not wake this thread (the wake-ups cost more than
-                // the counting).
-                thread::sleep(GATHER);
-                while batch.len() < BATCH_MAX {
-                    match deliveries.try_recv() {
-                        Ok(delivery) => batch.push(delivery),
-                        Err(_) => break,
-                    }
-                }
+            let mut fold_at = Instant::now() + FOLD_EVERY;
+            loop {
+                let first = match deliveries
+                    .recv_timeout(fold_at.saturating_duration_since(Instant::now()))
+                {
+                    Ok(first) => Some(first),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                };
                 let Some(inner) = engine.upgrade() else {
                     return;
                 };
                 let engine = crate::Engine { inner };
-                engine.receive_batch(&mut batch);
+                if let Some(first) = first {
+                    batch.push(first);
+                    // What comes within a moment joins: under load a batch
+                    // holds many deliveries; one alone waits only this
+                    // long. A sleep, not a wait on the channel, so that
+                    // each of them does not wake this thread (the wake-ups
+                    // cost more than the counting).
+                    thread::sleep(GATHER);
+                    while batch.len() < BATCH_MAX {
+                        match deliveries.try_recv() {
+                            Ok(delivery) => batch.push(delivery),
+                            Err(_) => break,
+                        }
+                    }
+                    engine.receive_batch(&mut batch);
+                }
+                // Here, between batches: no batch counts against keys
+                // being forgotten.
+                if Instant::now() >= fold_at {
+                    engine.fold_telemetry(chrono::Utc::now());
+                    fold_at = Instant::now() + FOLD_EVERY;
+                }
             }
         })
         .map(drop)

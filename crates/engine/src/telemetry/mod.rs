@@ -25,9 +25,9 @@ pub use plan::{plan, Forward, Plan};
 
 use crate::adapters::CallFigures;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use tools::ToolActivity;
-use wrangle_store::TelemetryCall;
+use wrangle_store::{FoldedCalls, TelemetryCall};
 use wrangle_wire::session::RetryView;
 
 /// One log record of an agent's telemetry, as the receiver decoded it.
@@ -98,9 +98,10 @@ pub struct RunTelemetry {
     pub plan: Plan,
     /// The model calls counted.
     pub calls: CallFigures,
-    /// Keys of the calls counted (see [`key_id`]), so that none counts
-    /// twice; numbers, not strings, since a delivery clones the set.
-    seen: HashSet<u64>,
+    /// Keys of the calls counted (see [`key_id`]) with when each was
+    /// made, so that none counts twice; numbers, not strings. Those older
+    /// than [`KEEP_CALLS`] are forgotten as the store folds them.
+    seen: HashMap<u64, DateTime<Utc>>,
     /// When the last record came.
     pub last_at: Option<DateTime<Utc>>,
     /// A model call being retried, as the telemetry says (Codex's retries
@@ -116,19 +117,25 @@ pub struct RunTelemetry {
 
 impl RunTelemetry {
     /// A run's telemetry set up by `plan`, with the calls already stored
-    /// of it (a daemon that restarts goes on from them).
-    pub fn new(plan: Plan, stored: &[TelemetryCall]) -> RunTelemetry {
+    /// of it, one by one and `folded` (a daemon that restarts goes on from
+    /// them).
+    pub fn new(plan: Plan, stored: &[TelemetryCall], folded: &[FoldedCalls]) -> RunTelemetry {
         let mut telemetry = RunTelemetry {
             plan,
             calls: CallFigures::default(),
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             last_at: None,
             retrying: None,
             retry_ended_at: None,
             tools: ToolActivity::default(),
         };
+        for folded in folded {
+            telemetry
+                .calls
+                .add_many(&folded.model, folded.calls, &folded.tokens, folded.cost_usd);
+        }
         for call in stored {
-            telemetry.seen.insert(key_id(&call.key));
+            telemetry.seen.insert(key_id(&call.key), call.at);
             telemetry
                 .calls
                 .add(&call.model, &call.tokens, call.cost_usd);
@@ -139,13 +146,19 @@ impl RunTelemetry {
 
     /// Whether the call of `key` (see [`key_id`]) was counted already.
     pub fn has_seen(&self, key: u64) -> bool {
-        self.seen.contains(&key)
+        self.seen.contains_key(&key)
     }
 
-    /// Notes the calls of `keys` as counted (their figures are added
-    /// apart).
-    pub(crate) fn add_seen(&mut self, keys: impl IntoIterator<Item = u64>) {
+    /// Notes the calls of `keys`, with when each was made, as counted
+    /// (their figures are added apart).
+    pub(crate) fn add_seen(&mut self, keys: impl IntoIterator<Item = (u64, DateTime<Utc>)>) {
         self.seen.extend(keys);
+    }
+
+    /// Forgets the keys of the calls made before `before`, which the store
+    /// has folded (see [`KEEP_CALLS`]).
+    pub(crate) fn forget_seen_before(&mut self, before: DateTime<Utc>) {
+        self.seen.retain(|_, at| *at >= before);
     }
 
     /// What the agent waits for a person for, by its telemetry.
@@ -211,5 +224,105 @@ pub fn key_id(key: &str) -> u64 {
         })
 }
 
+/// How long a model call is kept on its own, to count once when an
+/// exporter sends it again (exporters retry for minutes at most); then
+/// the store folds it into its run's figures, and a record of a call
+/// made before that is not counted, since it cannot be told from one
+/// already folded.
+pub const KEEP_CALLS: chrono::Duration = chrono::Duration::hours(1);
+
+/// Whether a call made `at` is past [`KEEP_CALLS`] at `now`. A record
+/// without a time (at the epoch) is not: its age says nothing.
+pub(crate) fn too_old_to_count(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    at.timestamp() > 0 && at < now - KEEP_CALLS
+}
+
 /// How long a retry the telemetry reported explains silence.
 const RETRY_BELIEVED: chrono::Duration = chrono::Duration::minutes(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use wrangle_wire::TokenCounts;
+
+    fn claude_plan() -> Plan {
+        plan(
+            wrangle_wire::TelemetryMode::Auto,
+            &["claude".to_string(), "-p".to_string(), "hi".to_string()],
+            &BTreeMap::new(),
+            Some(4318),
+            "token",
+            ("agent", 1),
+        )
+        .unwrap()
+    }
+
+    fn call(key: &str, second: i64, model: &str, input: u64, cost: Option<f64>) -> TelemetryCall {
+        TelemetryCall {
+            agent_id: "agent".into(),
+            run: 1,
+            key: key.into(),
+            at: Utc.timestamp_opt(1_765_000_000 + second, 0).unwrap(),
+            model: model.into(),
+            tokens: TokenCounts {
+                input,
+                output: 7,
+                ..TokenCounts::default()
+            },
+            cost_usd: cost,
+        }
+    }
+
+    /// A run taken up from folded figures and the calls kept one by one
+    /// has the figures of all its calls, and knows only the kept calls'
+    /// keys; keys are forgotten by when their calls were made.
+    #[test]
+    fn folded_calls_count_in_full_and_only_kept_keys_are_known() {
+        let calls = [
+            call("aa01", 1, "sonnet", 100, Some(0.5)),
+            call("bb02", 2, "haiku", 10, None),
+            call("cc03", 9, "sonnet", 300, Some(0.25)),
+        ];
+        let whole = RunTelemetry::new(claude_plan(), &calls, &[]);
+        let folded = [
+            FoldedCalls {
+                model: "haiku".into(),
+                calls: 1,
+                tokens: calls[1].tokens,
+                cost_usd: None,
+            },
+            FoldedCalls {
+                model: "sonnet".into(),
+                calls: 1,
+                tokens: calls[0].tokens,
+                cost_usd: Some(0.5),
+            },
+        ];
+        let mut taken_up = RunTelemetry::new(claude_plan(), &calls[2..], &folded);
+        assert_eq!(taken_up.calls, whole.calls);
+        assert_eq!(taken_up.calls.calls, 3);
+        assert_eq!(taken_up.calls.cost_usd(), Some(0.75));
+        assert!(!taken_up.has_seen(key_id("aa01")));
+        assert!(taken_up.has_seen(key_id("cc03")));
+
+        taken_up.add_seen([(key_id("dd04"), calls[2].at + chrono::Duration::seconds(5))]);
+        taken_up.forget_seen_before(calls[2].at + chrono::Duration::seconds(1));
+        assert!(!taken_up.has_seen(key_id("cc03")));
+        assert!(taken_up.has_seen(key_id("dd04")));
+    }
+
+    /// Past the hour a call is kept on its own, a call's record is too old
+    /// to count; a record without a time is not judged by its age.
+    #[test]
+    fn a_call_older_than_it_is_kept_is_too_old_to_count() {
+        let now = Utc.timestamp_opt(1_765_000_000, 0).unwrap();
+        assert!(!too_old_to_count(now - chrono::Duration::seconds(5), now));
+        assert!(!too_old_to_count(now - KEEP_CALLS, now));
+        assert!(too_old_to_count(
+            now - KEEP_CALLS - chrono::Duration::seconds(1),
+            now
+        ));
+        assert!(!too_old_to_count(DateTime::UNIX_EPOCH, now));
+    }
+}

@@ -13,7 +13,7 @@ use crate::registry::Registry;
 use crate::sessions::Published;
 use crate::Engine;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use wrangle_store::Ledgered;
 use wrangle_store::TelemetryCall;
@@ -210,6 +210,48 @@ impl Engine {
         }
     }
 
+    /// Folds the calls made more than [`KEEP_CALLS`](super::KEEP_CALLS)
+    /// before `now` of every run that receives telemetry into the run's
+    /// figures (see [`wrangle_store::Store::fold_telemetry`]) and forgets
+    /// their keys: a run that lasts weeks keeps an hour of calls one by
+    /// one, on disk and in memory, not all of them. On the intake thread,
+    /// between batches.
+    pub(crate) fn fold_telemetry(&self, now: DateTime<Utc>) {
+        let before = now - super::KEEP_CALLS;
+        let runs: Vec<(String, u32)> = self
+            .registry()
+            .agents()
+            .filter(|agent| agent.session.telemetry.is_some())
+            .map(|agent| (agent.identity.id.clone(), agent.session.run))
+            .collect();
+        if runs.is_empty() {
+            return;
+        }
+        let of: Vec<(&str, u32)> = runs.iter().map(|(id, run)| (id.as_str(), *run)).collect();
+        let folded = match self.store().fold_telemetry(&of, before) {
+            Ok(folded) => folded,
+            Err(error) => {
+                tracing::warn!("cannot fold the telemetry calls made before {before}: {error}");
+                return;
+            }
+        };
+        if folded == 0 {
+            return;
+        }
+        tracing::debug!("folded {folded} telemetry calls made before {before}");
+        let mut registry = self.registry();
+        for (id, run) in &runs {
+            registry.update_findings(id, |findings| {
+                if findings.session.run != *run {
+                    return;
+                }
+                if let Some(telemetry) = findings.session.telemetry.as_mut() {
+                    Arc::make_mut(telemetry).forget_seen_before(before);
+                }
+            });
+        }
+    }
+
     /// Counts one delivery into `working` (each call not counted yet goes
     /// to `new_calls` too); what it changed.
     fn count(
@@ -242,7 +284,7 @@ impl Engine {
         let work = working.entry(id.clone()).or_insert_with(|| Working {
             run,
             base: telemetry.clone(),
-            new_keys: HashSet::new(),
+            new_keys: HashMap::new(),
             calls: telemetry.calls.clone(),
             last_at: telemetry.last_at,
             retrying: telemetry.retrying.clone(),
@@ -256,7 +298,7 @@ impl Engine {
             tracing::trace!(agent = id, run, name = record.name, key = record.key, attributes = ?record.attributes, "telemetry record");
             work.last_at = work.last_at.max(Some(now));
             let key = key_id(&record.key);
-            if work.base.has_seen(key) || work.new_keys.contains(&key) {
+            if work.base.has_seen(key) || work.new_keys.contains_key(&key) {
                 continue;
             }
             if tools::is_tool_record(&record.name) {
@@ -280,6 +322,13 @@ impl Engine {
             let Some(call) = calls::call_of(record) else {
                 continue;
             };
+            if super::too_old_to_count(record.at, now) {
+                tracing::debug!(
+                    "agent {id}: a model call made at {} came after its key was folded away; not counted",
+                    record.at
+                );
+                continue;
+            }
             work.retry_ended(now);
             let call = TelemetryCall {
                 agent_id: id.clone(),
@@ -290,7 +339,7 @@ impl Engine {
                 tokens: call.tokens,
                 cost_usd: call.cost_usd,
             };
-            work.new_keys.insert(key);
+            work.new_keys.insert(key, record.at);
             work.calls.add(&call.model, &call.tokens, call.cost_usd);
             new_calls.push(call);
             received.new_calls += 1;
@@ -307,8 +356,8 @@ impl Engine {
 struct Working {
     run: u32,
     base: Arc<RunTelemetry>,
-    /// Calls first counted in this batch, by key.
-    new_keys: HashSet<u64>,
+    /// Calls first counted in this batch, by key, with when each was made.
+    new_keys: HashMap<u64, DateTime<Utc>>,
     calls: CallFigures,
     last_at: Option<DateTime<Utc>>,
     retrying: Option<RetryView>,
