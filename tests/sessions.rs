@@ -58,8 +58,8 @@ fn a_claude_transcript_gives_its_exact_totals_cost_and_result() {
         .collect();
     for pair in usage_times.windows(2) {
         assert!(
-            (pair[1] - pair[0]).num_milliseconds() >= 1000,
-            "usage more than once a second"
+            (pair[1] - pair[0]).num_milliseconds() >= 5000,
+            "usage more than once every five seconds"
         );
     }
     // A retry is no hang and waiting never came.

@@ -19,8 +19,11 @@ use std::sync::Arc;
 use wrangle_store::{CostDelta, Ledgered, SessionRow};
 use wrangle_wire::{AdapterKind, EventKind, LogStream, TokenCounts};
 
-/// Shortest time between two `agent.usage` events of one agent.
-const USAGE_EVERY: chrono::Duration = chrono::Duration::seconds(1);
+/// Shortest time between two `agent.usage` events of one agent: a
+/// thousand agents exporting a call a second made a thousand events a
+/// second, each a row and an index entry of its own agent's; `inspect`
+/// and the budgets have the live figure in any case.
+const USAGE_EVERY: chrono::Duration = chrono::Duration::seconds(5);
 
 /// What an adapter has read of a run, and up to where in its stdout.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,7 +229,7 @@ impl Engine {
 
     /// The events of a session (read with the run's `telemetry`) that
     /// moved on from what `published` says, which is brought up to date.
-    /// Usage goes out at most once a second, unless `flush`.
+    /// Usage goes out at most once every [`USAGE_EVERY`], unless `flush`.
     pub(crate) fn session_drafts(
         &self,
         agent: &Agent,

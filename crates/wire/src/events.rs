@@ -151,7 +151,8 @@ pub enum EventKind {
         /// The models it used so far.
         models: Vec<String>,
     },
-    /// What the agent used so far (at most one event a second per agent).
+    /// What the agent used so far (at most one event every five seconds per
+    /// agent, and the last one when its run ends).
     #[serde(rename = "agent.usage")]
     Usage {
         /// Tokens so far.
