@@ -20,6 +20,9 @@ use wrangle_store::TelemetryCall;
 use wrangle_wire::session::RetryView;
 use wrangle_wire::ErrorCode;
 
+/// Runs whose old calls are folded in one transaction.
+const FOLD_RUNS_AT_ONCE: usize = 64;
+
 /// What a delivery of records changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Received {
@@ -228,13 +231,18 @@ impl Engine {
             return;
         }
         let of: Vec<(&str, u32)> = runs.iter().map(|(id, run)| (id.as_str(), *run)).collect();
-        let folded = match self.store().fold_telemetry(&of, before) {
-            Ok(folded) => folded,
-            Err(error) => {
-                tracing::warn!("cannot fold the telemetry calls made before {before}: {error}");
-                return;
+        let mut folded = 0;
+        // A few runs a transaction: a fleet's ten minutes of calls at once
+        // would hold the store from every other writer for seconds.
+        for some in of.chunks(FOLD_RUNS_AT_ONCE) {
+            match self.store().fold_telemetry(some, before) {
+                Ok(count) => folded += count,
+                Err(error) => {
+                    tracing::warn!("cannot fold the telemetry calls made before {before}: {error}");
+                    return;
+                }
             }
-        };
+        }
         if folded == 0 {
             return;
         }
