@@ -75,6 +75,22 @@ pub(crate) fn add(transaction: &Transaction<'_>, calls: &[TelemetryCall]) -> Res
     Ok(new)
 }
 
+/// A count stored as an integer (never below 0) in column `index`.
+fn count_at(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<u64> {
+    row.get::<_, i64>(index).map(|n| n.max(0) as u64)
+}
+
+/// The four token counts (input, output, cache read, cache write) in the
+/// columns from `first` on.
+fn tokens_from(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<TokenCounts> {
+    Ok(TokenCounts {
+        input: count_at(row, first)?,
+        output: count_at(row, first + 1)?,
+        cache_read: count_at(row, first + 2)?,
+        cache_write: count_at(row, first + 3)?,
+    })
+}
+
 impl Store {
     /// Every call recorded of run `run` of the agent, oldest first.
     pub fn telemetry_calls(&self, agent_id: &str, run: u32) -> Result<Vec<TelemetryCall>> {
@@ -83,7 +99,6 @@ impl Store {
              FROM telemetry_calls WHERE agent_id = ?1 AND run = ?2 ORDER BY at, key",
         )?;
         let rows = statement.query_map(params![agent_id, run], |row| {
-            let count = |index: usize| row.get::<_, i64>(index).map(|n| n.max(0) as u64);
             Ok(TelemetryCall {
                 agent_id: agent_id.to_string(),
                 run,
@@ -93,12 +108,7 @@ impl Store {
                     .single()
                     .unwrap_or_default(),
                 model: row.get(2)?,
-                tokens: TokenCounts {
-                    input: count(3)?,
-                    output: count(4)?,
-                    cache_read: count(5)?,
-                    cache_write: count(6)?,
-                },
+                tokens: tokens_from(row, 3)?,
                 cost_usd: row.get(7)?,
             })
         })?;
@@ -114,16 +124,10 @@ impl Store {
              FROM telemetry_folded WHERE agent_id = ?1 AND run = ?2 ORDER BY model",
         )?;
         let rows = statement.query_map(params![agent_id, run], |row| {
-            let count = |index: usize| row.get::<_, i64>(index).map(|n| n.max(0) as u64);
             Ok(FoldedCalls {
                 model: row.get(0)?,
-                calls: count(1)?,
-                tokens: TokenCounts {
-                    input: count(2)?,
-                    output: count(3)?,
-                    cache_read: count(4)?,
-                    cache_write: count(5)?,
-                },
+                calls: count_at(row, 1)?,
+                tokens: tokens_from(row, 2)?,
                 cost_usd: row.get(6)?,
             })
         })?;
