@@ -109,6 +109,7 @@ pub fn serve(options: Options) -> anyhow::Result<()> {
     };
     init_tracing();
     daemon::raise_fd_limit();
+    wrangle_os::memory::give_back_large_frees();
     // The daemon waits for its own children too (the zygote, command
     // probes): their exit statuses must not be reaped away.
     if let Err(error) = wrangle_os::signals::wait_for_children_again() {
