@@ -19,9 +19,9 @@ const OWN_MAPPING_FROM: i32 = 128 * 1024;
 pub fn give_back_large_frees() {
     #[cfg(target_env = "gnu")]
     {
-        // SAFETY: mallopt only sets a parameter of the allocator, which
-        // every thread reads under the allocator's own locks; it is called
-        // before the daemon starts its threads.
+        // SAFETY: mallopt only sets a parameter of the allocator, under
+        // the allocator's own lock; it touches none of our memory. The
+        // daemon calls it once, at its start.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, OWN_MAPPING_FROM);
         }
