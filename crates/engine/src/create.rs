@@ -382,10 +382,10 @@ impl Engine {
         let agent = self.snapshot(id)?;
         let number = agent.status.run.number;
         if number > 1 {
-            // The calls of earlier runs count no more (see
+            // The telemetry of earlier runs counts no more (see
             // `forget_telemetry_before`). Here, where a run begins, not in
             // `begin_session`, which a re-attach runs for every agent; a
-            // failure to forget them is no reason not to start.
+            // failure to forget it is no reason not to start.
             if let Err(error) = self.store().forget_telemetry_before(id, number) {
                 tracing::warn!(
                     "agent {id}: cannot forget the telemetry of its earlier runs: {error}"
@@ -393,11 +393,13 @@ impl Engine {
             }
         }
         // Before the sampler can see the run running, so that its adapter
-        // reads from the first line.
-        let telemetry = self.begin_session(id, number).unwrap_or_else(|error| {
-            tracing::warn!("agent {id}: its output is not read for a session: {error}");
-            None
-        });
+        // reads from the first line. A run that begins has no calls yet.
+        let telemetry = self
+            .begin_session(id, number, Vec::new())
+            .unwrap_or_else(|error| {
+                tracing::warn!("agent {id}: its output is not read for a session: {error}");
+                None
+            });
         let run = &agent.status.run;
         let identity = &agent.identity;
         let status_file = run.status_file();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wrangle_os::PidFd;
 use wrangle_shim::protocol::{Phase, ShimState};
-use wrangle_store::{AgentRow, RunRow};
+use wrangle_store::{AgentRow, CallsByRun, RunRow};
 use wrangle_wire::{Cause, State};
 
 /// How long a shim found in `starting` is given to report its exec.
@@ -87,6 +87,9 @@ impl Engine {
         self.inner.cgroup_removal.remove(ended_cgroups);
         let mut reattached = 0;
         let mut never_started = Vec::new();
+        // Read in one pass: the calls are stored in the order they came,
+        // not by run.
+        let mut calls = self.store().telemetry_calls_of_current_runs()?;
         for id in active {
             let agent = self.snapshot(&id)?;
             if agent.status.state == State::Queued {
@@ -103,7 +106,7 @@ impl Engine {
                 self.schedule_restart(&id, agent.status.run.number + 1, delay);
                 continue;
             }
-            match self.reattach(&id)? {
+            match self.reattach(&id, &mut calls)? {
                 Reattached::Alive => reattached += 1,
                 Reattached::Ended => {}
                 Reattached::NeverStarted => never_started.push(id),
@@ -120,13 +123,17 @@ impl Engine {
         Ok(reattached)
     }
 
-    /// Finds the shim of one agent's current run and takes it back.
-    fn reattach(&self, id: &str) -> Result<Reattached, EngineError> {
+    /// Finds the shim of one agent's current run and takes it back, with
+    /// its telemetry calls out of `calls`.
+    fn reattach(&self, id: &str, calls: &mut CallsByRun) -> Result<Reattached, EngineError> {
         let agent = self.snapshot(id)?;
         let run = agent.status.run.clone();
         // What its adapter stored, to go on from (and to read the rest of
         // a run that ended meanwhile).
-        if let Err(error) = self.begin_session(id, run.number) {
+        let its_calls = calls
+            .remove(&(id.to_string(), run.number))
+            .unwrap_or_default();
+        if let Err(error) = self.begin_session(id, run.number, its_calls) {
             tracing::warn!("agent {id}: its output is not read for a session: {error}");
         }
         match self.inner.shims.find(&run.dir, run.shim) {

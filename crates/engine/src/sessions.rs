@@ -16,7 +16,7 @@ use crate::Engine;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use wrangle_store::{CostDelta, Ledgered, SessionRow};
+use wrangle_store::{CostDelta, Ledgered, SessionRow, TelemetryCall};
 use wrangle_wire::{AdapterKind, EventKind, LogStream, TokenCounts};
 
 /// Shortest time between two `agent.usage` events of one agent: a
@@ -75,8 +75,16 @@ impl Engine {
     /// Chooses the adapter of run `run` and what its telemetry is, and
     /// takes what was stored of both (a daemon that restarts goes on from
     /// there); returns the telemetry plan to start the run with. Call
-    /// before the sampler can see the run running.
-    pub(crate) fn begin_session(&self, id: &str, run: u32) -> Result<Option<Plan>, EngineError> {
+    /// before the sampler can see the run running. `calls` are the run's
+    /// telemetry calls as stored: a run that begins has none, and a
+    /// re-attach reads those of every run at once
+    /// ([`wrangle_store::Store::telemetry_calls_of_current_runs`]).
+    pub(crate) fn begin_session(
+        &self,
+        id: &str,
+        run: u32,
+        calls: Vec<TelemetryCall>,
+    ) -> Result<Option<Plan>, EngineError> {
         let agent = self.snapshot(id)?;
         let spec = &agent.identity.spec;
         let (kind, reason, model) = adapters::choose(spec.session.adapter, &spec.command);
@@ -128,7 +136,7 @@ impl Engine {
                 let store = self.store();
                 Some(Arc::new(RunTelemetry::new(
                     plan.clone(),
-                    &store.telemetry_calls(id, run)?,
+                    &calls,
                     &store.telemetry_folded(id, run)?,
                 )))
             }

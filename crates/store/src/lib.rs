@@ -19,7 +19,7 @@ pub mod telemetry;
 pub use events::{AgentMatch, EventReader, EventRecord, Kept};
 pub use ledger::{CostDelta, CostKey, CostSum, Ledgered, SignedTokens};
 pub use prune::Retention;
-pub use telemetry::{FoldedCalls, TelemetryCall};
+pub use telemetry::{CallsByRun, FoldedCalls, TelemetryCall};
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, TransactionBehavior};
@@ -320,20 +320,18 @@ impl Store {
         })
     }
 
-    /// Records model calls an agent reported over telemetry, with the
-    /// changes of the ledger and the events they make, in one
-    /// transaction; returns which calls were new (a call recorded before
-    /// changes nothing).
+    /// Records model calls agents reported over telemetry (new ones: the
+    /// engine tells a call delivered again), with the changes of the
+    /// ledger and the events they make, in one transaction.
     pub fn record_telemetry(
         &mut self,
         calls: &[TelemetryCall],
         costs: &[CostDelta],
         events: &[EventRecord],
-    ) -> Result<Vec<bool>> {
+    ) -> Result<()> {
         self.write_with_events(events, |transaction| {
-            let new = telemetry::add(transaction, calls)?;
-            ledger::add(transaction, costs)?;
-            Ok(new)
+            telemetry::add(transaction, calls)?;
+            ledger::add(transaction, costs)
         })
     }
 

@@ -240,6 +240,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         cost_usd REAL,
         PRIMARY KEY (agent_id, run, model)
     ) STRICT, WITHOUT ROWID;",
+    // 12: the model calls in the order they came, one table-wide, with
+    // no index: a thousand agents exporting at once each wrote a page of
+    // their own (their run's last page) to the log with every call, about
+    // as much as the rest of the telemetry's writes together; appended,
+    // the calls of a batch share a page or two. A run's calls are read
+    // back only by a re-attach, all runs' in one pass, and those of runs
+    // that are no agent's current one go at the next fold.
+    "CREATE TABLE telemetry_calls_arrived (
+        seq INTEGER PRIMARY KEY,
+        agent_id TEXT NOT NULL,
+        run INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        model TEXT NOT NULL,
+        input INTEGER NOT NULL,
+        output INTEGER NOT NULL,
+        cache_read INTEGER NOT NULL,
+        cache_write INTEGER NOT NULL,
+        cost_usd REAL
+    ) STRICT;
+    INSERT INTO telemetry_calls_arrived (agent_id, run, key, at, model,
+            input, output, cache_read, cache_write, cost_usd)
+        SELECT agent_id, run, key, at, model, input, output, cache_read, cache_write, cost_usd
+        FROM telemetry_calls ORDER BY at;
+    DROP TABLE telemetry_calls;
+    ALTER TABLE telemetry_calls_arrived RENAME TO telemetry_calls;",
 ];
 
 /// Brings the schema to the newest version, in one transaction per step.

@@ -602,11 +602,12 @@ fn an_idempotency_key_names_its_agents_until_a_day_has_passed() {
     assert_eq!(store.created_by("key-1").unwrap(), None);
 }
 
-/// A model call an exporter delivers twice is kept once (also across a
-/// reopening), a run's calls come back in the order they were made,
-/// whatever their keys, and those of earlier runs can be forgotten.
+/// A run's calls come back in the order they came (also across a
+/// reopening), whatever their keys; those of a run that is not its
+/// agent's current one are not read back, and forgetting earlier runs
+/// forgets their folded figures.
 #[test]
-fn telemetry_calls_are_kept_once_in_order_and_earlier_runs_forgotten() {
+fn telemetry_calls_come_back_by_run_in_the_order_they_came() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
     let call = |key: &str, second: i64| TelemetryCall {
@@ -630,32 +631,71 @@ fn telemetry_calls_are_kept_once_in_order_and_earlier_runs_forgotten() {
         store
             .create(&agent("a1", "build"), &run("a1"), &[])
             .unwrap();
-        let new = store
+        store
             .record_telemetry(&[second.clone(), first.clone()], &[], &[])
             .unwrap();
-        assert_eq!(new, vec![true, true]);
     }
     let mut store = Store::open(&path).unwrap();
-    let new = store
-        .record_telemetry(&[first.clone(), third.clone()], &[], &[])
-        .unwrap();
-    assert_eq!(new, vec![false, true]);
-    assert_eq!(
-        store.telemetry_calls("a1", 1).unwrap(),
-        vec![first, second, third]
-    );
-
-    // Run 2 begins: run 1's calls are forgotten, run 2's kept.
     let of_run_2 = TelemetryCall {
         run: 2,
         ..call("aa04", 4)
     };
     store
-        .record_telemetry(std::slice::from_ref(&of_run_2), &[], &[])
+        .record_telemetry(&[third.clone(), of_run_2.clone()], &[], &[])
         .unwrap();
-    assert_eq!(store.forget_telemetry_before("a1", 2).unwrap(), 3);
-    assert!(store.telemetry_calls("a1", 1).unwrap().is_empty());
-    assert_eq!(store.telemetry_calls("a1", 2).unwrap(), vec![of_run_2]);
+    let by_run = store.telemetry_calls_of_current_runs().unwrap();
+    assert_eq!(
+        by_run,
+        CallsByRun::from([(("a1".to_string(), 1), vec![second, first, third])]),
+        "run 1 is the agent's current run; run 2's call is not read back"
+    );
+
+    // Run 2 begins: it is read back, run 1 no more.
+    let mut a = agent("a1", "build");
+    a.run = 2;
+    let r = RunRow {
+        run: 2,
+        ..run("a1")
+    };
+    store.record(&a, &r, Utc::now(), &[]).unwrap();
+    assert_eq!(
+        store.telemetry_calls_of_current_runs().unwrap(),
+        CallsByRun::from([(("a1".to_string(), 2), vec![of_run_2])])
+    );
+}
+
+/// The calls a store of schema 11 kept by run (schema 12 keeps them in
+/// the order they came) are all there after the migration, in the order
+/// they were made.
+#[test]
+fn telemetry_calls_stored_by_run_survive_the_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    {
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        for migration in &schema::MIGRATIONS[..11] {
+            connection.execute_batch(migration).unwrap();
+        }
+        connection.pragma_update(None, "user_version", 11).unwrap();
+        connection
+            .execute_batch(
+                "INSERT INTO agents (id, name, state, reason, run, created_at, updated_at, health)
+                     VALUES ('a1', 'build', 'running', NULL, 1, '2026-11-24 07:00:00+00:00',
+                             '2026-11-24 07:00:00+00:00', 'unknown');
+                 INSERT INTO telemetry_calls VALUES
+                     ('a1', 1, 'ff', 2000000, 'sonnet', 20, 2, 0, 0, 0.2),
+                     ('a1', 1, '0a', 1000000, 'sonnet', 10, 1, 0, 0, NULL);",
+            )
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let calls = store.telemetry_calls_of_current_runs().unwrap();
+    let calls = &calls[&("a1".to_string(), 1)];
+    let kept: Vec<(&str, i64, u64, Option<f64>)> = calls
+        .iter()
+        .map(|c| (c.key.as_str(), c.at.timestamp(), c.tokens.input, c.cost_usd))
+        .collect();
+    assert_eq!(kept, [("0a", 1, 10, None), ("ff", 2, 20, Some(0.2))]);
 }
 
 /// Calls made before a moment fold into one figure per model of their
@@ -693,10 +733,10 @@ fn telemetry_calls_fold_into_their_run_s_figures_and_nothing_is_lost() {
     ];
     store.record_telemetry(&calls, &[], &[]).unwrap();
 
-    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(5)).unwrap(), 3);
+    assert_eq!(store.fold_telemetry(at(5)).unwrap(), 3);
     assert_eq!(
-        store.telemetry_calls("a1", 1).unwrap(),
-        vec![calls[3].clone()]
+        store.telemetry_calls_of_current_runs().unwrap(),
+        CallsByRun::from([(("a1".to_string(), 1), vec![calls[3].clone()])])
     );
     let tokens = |input, calls| wrangle_wire::TokenCounts {
         input,
@@ -723,9 +763,9 @@ fn telemetry_calls_fold_into_their_run_s_figures_and_nothing_is_lost() {
     );
 
     // Folding again adds to the figures; nothing to fold changes nothing.
-    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(5)).unwrap(), 0);
-    assert_eq!(store.fold_telemetry(&[("a1", 1)], at(11)).unwrap(), 1);
-    assert!(store.telemetry_calls("a1", 1).unwrap().is_empty());
+    assert_eq!(store.fold_telemetry(at(5)).unwrap(), 0);
+    assert_eq!(store.fold_telemetry(at(11)).unwrap(), 1);
+    assert!(store.telemetry_calls_of_current_runs().unwrap().is_empty());
     let sonnet = &store.telemetry_folded("a1", 1).unwrap()[1];
     assert_eq!((sonnet.calls, sonnet.tokens), (3, tokens(600, 3)));
     assert_eq!(sonnet.cost_usd, Some(0.75));
@@ -733,4 +773,52 @@ fn telemetry_calls_fold_into_their_run_s_figures_and_nothing_is_lost() {
     // Run 2 begins: run 1's folded figures go with its calls.
     store.forget_telemetry_before("a1", 2).unwrap();
     assert!(store.telemetry_folded("a1", 1).unwrap().is_empty());
+}
+
+/// A fold goes through any number of calls, a few thousand a
+/// transaction, oldest first, and stops at those made since; the calls of
+/// an earlier run and of a removed agent are dropped, not folded.
+#[test]
+fn a_fold_takes_every_old_call_and_drops_those_of_stale_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("wrangle.db")).unwrap();
+    for id in ["a1", "gone"] {
+        store.create(&agent(id, id), &run(id), &[]).unwrap();
+    }
+    let at = |second: i64| Utc.timestamp_opt(1_765_000_000 + second, 0).unwrap();
+    let call = |agent_id: &str, run: u32, n: i64| TelemetryCall {
+        agent_id: agent_id.into(),
+        run,
+        key: format!("k{n}"),
+        at: at(n),
+        model: "sonnet".into(),
+        tokens: wrangle_wire::TokenCounts {
+            input: 1,
+            output: 0,
+            cache_read: 0,
+            cache_write: 0,
+        },
+        cost_usd: None,
+    };
+    // Ten thousand calls of run 1, then one of run 0 (an earlier run, come
+    // late), one of an agent removed since, and ten made after the cut.
+    let old: Vec<TelemetryCall> = (0..10_000).map(|n| call("a1", 1, n)).collect();
+    store.record_telemetry(&old, &[], &[]).unwrap();
+    store
+        .record_telemetry(&[call("a1", 0, 5), call("gone", 1, 6)], &[], &[])
+        .unwrap();
+    let recent: Vec<TelemetryCall> = (20_000..20_010).map(|n| call("a1", 1, n)).collect();
+    store.record_telemetry(&recent, &[], &[]).unwrap();
+    store.delete_agent("gone", &[]).unwrap();
+
+    assert_eq!(store.fold_telemetry(at(10_000)).unwrap(), 10_002);
+    let folded = store.telemetry_folded("a1", 1).unwrap();
+    assert_eq!(folded.len(), 1);
+    assert_eq!((folded[0].calls, folded[0].tokens.input), (10_000, 10_000));
+    assert!(store.telemetry_folded("a1", 0).unwrap().is_empty());
+    assert_eq!(
+        store.telemetry_calls_of_current_runs().unwrap(),
+        CallsByRun::from([(("a1".to_string(), 1), recent)])
+    );
+    assert_eq!(store.fold_telemetry(at(10_000)).unwrap(), 0);
 }

@@ -20,9 +20,6 @@ use wrangle_store::TelemetryCall;
 use wrangle_wire::session::RetryView;
 use wrangle_wire::ErrorCode;
 
-/// Runs whose old calls are folded in one transaction.
-const FOLD_RUNS_AT_ONCE: usize = 64;
-
 /// What a delivery of records changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Received {
@@ -214,45 +211,31 @@ impl Engine {
     }
 
     /// Folds the calls made more than [`KEEP_CALLS`](super::KEEP_CALLS)
-    /// before `now` of every run that receives telemetry into the run's
-    /// figures (see [`wrangle_store::Store::fold_telemetry`]) and forgets
-    /// their keys: a run that lasts weeks keeps an hour of calls one by
-    /// one, on disk and in memory, not all of them. On the intake thread,
-    /// between batches.
+    /// before `now` into their runs' figures (see
+    /// [`wrangle_store::Store::fold_telemetry`]) and forgets their keys: a
+    /// run that lasts weeks keeps an hour of calls one by one, on disk and
+    /// in memory, not all of them. On the intake thread, between batches.
     pub(crate) fn fold_telemetry(&self, now: DateTime<Utc>) {
         let before = now - super::KEEP_CALLS;
-        let runs: Vec<(String, u32)> = self
-            .registry()
-            .agents()
-            .filter(|agent| agent.session.telemetry.is_some())
-            .map(|agent| (agent.identity.id.clone(), agent.session.run))
-            .collect();
-        if runs.is_empty() {
-            return;
-        }
-        let of: Vec<(&str, u32)> = runs.iter().map(|(id, run)| (id.as_str(), *run)).collect();
-        let mut folded = 0;
-        // A few runs a transaction: a fleet's ten minutes of calls at once
-        // would hold the store from every other writer for seconds.
-        for some in of.chunks(FOLD_RUNS_AT_ONCE) {
-            match self.store().fold_telemetry(some, before) {
-                Ok(count) => folded += count,
-                Err(error) => {
-                    tracing::warn!("cannot fold the telemetry calls made before {before}: {error}");
-                    return;
-                }
+        let folded = match self.store().fold_telemetry(before) {
+            Ok(folded) => folded,
+            Err(error) => {
+                tracing::warn!("cannot fold the telemetry calls made before {before}: {error}");
+                return;
             }
-        }
+        };
         if folded == 0 {
             return;
         }
         tracing::debug!("folded {folded} telemetry calls made before {before}");
         let mut registry = self.registry();
-        for (id, run) in &runs {
+        let receiving: Vec<String> = registry
+            .agents()
+            .filter(|agent| agent.session.telemetry.is_some())
+            .map(|agent| agent.identity.id.clone())
+            .collect();
+        for id in &receiving {
             registry.update_findings(id, |findings| {
-                if findings.session.run != *run {
-                    return;
-                }
                 if let Some(telemetry) = findings.session.telemetry.as_mut() {
                     Arc::make_mut(telemetry).forget_seen_before(before);
                 }
