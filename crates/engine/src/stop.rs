@@ -9,10 +9,6 @@ use tokio::task::JoinSet;
 use wrangle_shim::protocol::ControlCommand;
 use wrangle_wire::{parse, Cause, State, StopRequest, StopResult};
 
-/// Most agents marked `stopping` in one write by a stop of many, before
-/// their shims are told.
-const MARKED_AT_ONCE: usize = 512;
-
 impl Engine {
     /// Stops the named agents (or all that have not ended) for `cause` (a
     /// user's stop, the daemon's shutdown) and waits until each has ended.
@@ -51,32 +47,23 @@ impl Engine {
             }
             ids
         };
+        // Those running are `stopping` in one write, each stop below then
+        // finds it done.
+        self.transition_each(&ids, |status| {
+            if status.state == State::Running {
+                status.state = State::Stopping;
+                status.reason = Some(stop_reason(cause).into());
+                status.run.cause = Some(cause);
+            }
+        })?;
         // A task of its own: a client that goes away does not leave the
         // agents `stopping` with no stop sent.
         let engine = self.clone();
         tokio::spawn(async move {
             let mut stops = JoinSet::new();
-            // Those running are `stopping` a chunk at a time, in one write
-            // each, and each chunk's shims are told once it is written (the
-            // stop below finds it done): the first shims of ten thousand
-            // are at work while the rest are being written.
-            for (chunk_at, chunk) in ids.chunks(MARKED_AT_ONCE).enumerate() {
-                engine.transition_each(chunk, |status| {
-                    if status.state == State::Running {
-                        status.state = State::Stopping;
-                        status.reason = Some(stop_reason(cause).into());
-                        status.run.cause = Some(cause);
-                    }
-                })?;
-                for (offset, id) in chunk.iter().enumerate() {
-                    let (engine, id) = (engine.clone(), id.clone());
-                    let position = chunk_at * MARKED_AT_ONCE + offset;
-                    stops.spawn(
-                        async move { (position, engine.stop_one(&id, timeout, cause).await) },
-                    );
-                }
-                // Lets the chunk's stops be sent before the next write.
-                tokio::task::yield_now().await;
+            for (position, id) in ids.into_iter().enumerate() {
+                let engine = engine.clone();
+                stops.spawn(async move { (position, engine.stop_one(&id, timeout, cause).await) });
             }
             let mut results = Vec::new();
             while let Some(joined) = stops.join_next().await {
