@@ -380,29 +380,35 @@ fn group_limits_are_kept_changed_and_removed() {
     );
 }
 
+/// Makes the store file at `path` as schema `version` left it, with
+/// `rows` (SQL) in it.
+fn store_of_schema(path: &std::path::Path, version: usize, rows: &str) {
+    let connection = rusqlite::Connection::open(path).unwrap();
+    for migration in &schema::MIGRATIONS[..version] {
+        connection.execute_batch(migration).unwrap();
+    }
+    connection
+        .pragma_update(None, "user_version", version as i64)
+        .unwrap();
+    connection.execute_batch(rows).unwrap();
+}
+
 #[test]
 fn a_store_of_an_earlier_schema_keeps_its_agents_runs_and_events() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
-    {
-        // A store as schema 2 left it (schema 3 and 4 convert it).
-        let connection = rusqlite::Connection::open(&path).unwrap();
-        for migration in &schema::MIGRATIONS[..2] {
-            connection.execute_batch(migration).unwrap();
-        }
-        connection.pragma_update(None, "user_version", 2).unwrap();
-        connection
-            .execute_batch(
-                r#"INSERT INTO agents VALUES ('a1', 'build', '{"group":"ci"}', 'stopping', 'timeout: ran longer than 2s, stopping', 1, '2026-11-24 07:00:00+00:00', '2026-11-24 07:00:01+00:00');
+    // A store as schema 2 left it (schema 3 and 4 convert it).
+    store_of_schema(
+        &path,
+        2,
+        r#"INSERT INTO agents VALUES ('a1', 'build', '{"group":"ci"}', 'stopping', 'timeout: ran longer than 2s, stopping', 1, '2026-11-24 07:00:00+00:00', '2026-11-24 07:00:01+00:00');
                  INSERT INTO runs (agent_id, run, state, dir, shim_pid, shim_start_time, pid,
                      pid_start_time, started_at, reason)
                      VALUES ('a1', 1, 'stopping', '/tmp/runs/a1/1', 100, 5000, 101, 5001, '2026-11-24 07:00:01+00:00', 'timeout: ran longer than 2s, stopping');
                  INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:00.25+00:00', 'a1', 1, 'starting');
                  INSERT INTO events (at, agent_id, run, state) VALUES ('2026-11-24 07:00:01+00:00', 'a1', 1, 'running');
                  INSERT INTO events (at, agent_id, run, state, reason) VALUES ('2026-11-24 07:00:03+00:00', 'a1', 1, 'stopping', 'timeout: ran longer than 2s, stopping');"#,
-            )
-            .unwrap();
-    }
+    );
     let mut store = Store::open(&path).unwrap();
     let loaded = store.load().unwrap();
     assert_eq!(loaded.len(), 1);
@@ -671,23 +677,16 @@ fn telemetry_calls_come_back_by_run_in_the_order_they_came() {
 fn telemetry_calls_stored_by_run_survive_the_migration() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrangle.db");
-    {
-        let connection = rusqlite::Connection::open(&path).unwrap();
-        for migration in &schema::MIGRATIONS[..11] {
-            connection.execute_batch(migration).unwrap();
-        }
-        connection.pragma_update(None, "user_version", 11).unwrap();
-        connection
-            .execute_batch(
-                "INSERT INTO agents (id, name, state, reason, run, created_at, updated_at, health)
+    store_of_schema(
+        &path,
+        11,
+        "INSERT INTO agents (id, name, state, reason, run, created_at, updated_at, health)
                      VALUES ('a1', 'build', 'running', NULL, 1, '2026-11-24 07:00:00+00:00',
                              '2026-11-24 07:00:00+00:00', 'unknown');
                  INSERT INTO telemetry_calls VALUES
                      ('a1', 1, 'ff', 2000000, 'sonnet', 20, 2, 0, 0, 0.2),
                      ('a1', 1, '0a', 1000000, 'sonnet', 10, 1, 0, 0, NULL);",
-            )
-            .unwrap();
-    }
+    );
     let store = Store::open(&path).unwrap();
     let calls = store.telemetry_calls_of_current_runs().unwrap();
     let calls = &calls[&("a1".to_string(), 1)];
