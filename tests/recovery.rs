@@ -308,3 +308,59 @@ fn daemon_stop_and_a_new_daemon_keep_every_agent_attached() {
         assert_eq!(home.state(id), "stopped");
     }
 }
+
+/// A daemon that dies between recording a run's end and removing its
+/// cgroup leaves the cgroup behind; the next daemon of the home removes
+/// the cgroups of its agents' earlier runs, and leaves the current run's
+/// and every other home's alone.
+#[test]
+fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
+    if !common::cgroup_v2_writable() {
+        eprintln!("cgroup v2 cannot be written here: no run cgroups to leave behind");
+        return;
+    }
+    let home = Home::new();
+    let id = home.run(&["--", "sleep", &marker()]);
+    home.ok(&["restart", &id]);
+    wait_until(SOON, "the second run is running", || {
+        home.inspect(&id)["run"] == 2 && home.state(&id) == "running"
+    });
+    let containment = home.inspect(&id)["containment"]
+        .as_str()
+        .expect("a containment")
+        .to_string();
+    let current = std::path::PathBuf::from(
+        containment
+            .strip_prefix("cgroup ")
+            .unwrap_or_else(|| panic!("cgroups are writable but the run is in {containment:?}")),
+    );
+    let base = current.parent().expect("the directory of run cgroups");
+    let first = base.join(format!("{id}-1"));
+    wait_until(SOON, "the daemon removes the first run's cgroup", || {
+        !first.exists()
+    });
+
+    // As a daemon SIGKILLed before its removal would leave them: the first
+    // run's cgroup, and one of an agent of another home.
+    let elsewhere = base.join(format!("{}-1", marker()));
+    std::fs::create_dir(&first).expect("a cgroup as the first run left it");
+    std::fs::create_dir(&elsewhere).expect("another home's run cgroup");
+    crash::kill_daemon(&home);
+    home.ok(&["daemon"]);
+
+    wait_until(
+        SOON,
+        "the new daemon removes the first run's cgroup",
+        || !first.exists(),
+    );
+    assert!(elsewhere.exists(), "another home's cgroup was removed");
+    assert!(current.exists(), "the running run's cgroup was removed");
+    assert_eq!(home.state(&id), "running");
+    let members = std::fs::read_to_string(current.join("cgroup.procs")).unwrap();
+    assert!(
+        members.lines().any(|pid| pid == home.pid(&id).to_string()),
+        "the agent left its cgroup: {members}"
+    );
+    std::fs::remove_dir(&elsewhere).unwrap();
+    home.ok(&["stop", &id]);
+}

@@ -10,9 +10,11 @@ use crate::model::{Agent, AgentSpec, Assessment, Identity, Run, Status};
 use crate::outcome::Ending;
 use crate::Engine;
 use chrono::Utc;
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wrangle_os::PidFd;
+use wrangle_os::{Containment, PidFd};
 use wrangle_shim::protocol::{Phase, ShimState};
 use wrangle_store::{AgentRow, CallsByRun, RunRow};
 use wrangle_wire::{Cause, State};
@@ -29,6 +31,8 @@ impl Engine {
     ) -> Result<u32, EngineError> {
         let mut active = Vec::new();
         let mut ended_cgroups = Vec::new();
+        // Each agent's current run.
+        let mut current_runs = HashMap::new();
         {
             let mut registry = self.registry();
             for (row, run) in loaded {
@@ -47,6 +51,7 @@ impl Engine {
                         ..Run::default()
                     },
                 };
+                current_runs.insert(row.id.clone(), row.run);
                 if !row.state.is_ended() {
                     active.push(row.id.clone());
                 } else if let Some(cgroup) = &run.cgroup {
@@ -84,6 +89,7 @@ impl Engine {
                 });
             }
         }
+        ended_cgroups.extend(self.earlier_runs_cgroups(&current_runs));
         self.inner.cgroup_removal.remove(ended_cgroups);
         let mut reattached = 0;
         let mut never_started = Vec::new();
@@ -121,6 +127,32 @@ impl Engine {
         }
         self.admit_queued();
         Ok(reattached)
+    }
+
+    /// The cgroups of this home's agents' earlier runs: ended, but the
+    /// previous daemon died before it removed them (it removes a run's
+    /// cgroup once the end is recorded, a little later while runs are still
+    /// ending). Cgroups of other homes share the directory and are left
+    /// alone, as are those of agents removed meanwhile, which no name here
+    /// tells apart from another home's.
+    fn earlier_runs_cgroups(&self, current_runs: &HashMap<String, u32>) -> Vec<PathBuf> {
+        let Containment::Cgroup { base } = &self.inner.config.containment else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(base) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| {
+                let name = entry.ok()?.file_name();
+                let (id, run) = name.to_str()?.rsplit_once('-')?;
+                let run: u32 = run.parse().ok()?;
+                // Only earlier runs: the current one's, if it ended, is
+                // among the ended ones already, and a later one may be a
+                // start the store has not caught up with.
+                (run < *current_runs.get(id)?).then(|| base.join(&name))
+            })
+            .collect()
     }
 
     /// Finds the shim of one agent's current run and takes it back, with
