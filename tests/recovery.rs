@@ -342,9 +342,9 @@ fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
 
     // As a daemon SIGKILLed before its removal would leave them: the first
     // run's cgroup, and one of an agent of another home.
-    let elsewhere = base.join(format!("{}-1", marker()));
+    let elsewhere = OtherHomesCgroup(base.join(format!("{}-1", marker())));
     std::fs::create_dir(&first).expect("a cgroup as the first run left it");
-    std::fs::create_dir(&elsewhere).expect("another home's run cgroup");
+    std::fs::create_dir(&elsewhere.0).expect("another home's run cgroup");
     crash::kill_daemon(&home);
     home.ok(&["daemon"]);
 
@@ -353,7 +353,7 @@ fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
         "the new daemon removes the first run's cgroup",
         || !first.exists(),
     );
-    assert!(elsewhere.exists(), "another home's cgroup was removed");
+    assert!(elsewhere.0.exists(), "another home's cgroup was removed");
     assert!(current.exists(), "the running run's cgroup was removed");
     assert_eq!(home.state(&id), "running");
     let members = std::fs::read_to_string(current.join("cgroup.procs")).unwrap();
@@ -361,6 +361,15 @@ fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
         members.lines().any(|pid| pid == home.pid(&id).to_string()),
         "the agent left its cgroup: {members}"
     );
-    std::fs::remove_dir(&elsewhere).unwrap();
     home.ok(&["stop", &id]);
+}
+
+/// A cgroup made as another home's run would have it, removed when the
+/// test ends, passed or not.
+struct OtherHomesCgroup(std::path::PathBuf);
+
+impl Drop for OtherHomesCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
