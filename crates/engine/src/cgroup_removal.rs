@@ -7,14 +7,9 @@
 //! process that is leaving. Done where the ends are recorded, the removal
 //! of one batch held up the recording of the next for seconds; here it
 //! holds up nothing.
-//!
-//! Nor does it run while runs are still ending: each `rmdir` (and the
-//! kernel's release of the cgroup after it) takes CPU from the shims and
-//! the recording of the ends. The thread waits until ends have stopped
-//! coming for a moment, and removes everything ended meanwhile at once.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -25,13 +20,6 @@ const PASSES: u32 = 10;
 /// Pause before the second pass; it doubles after each (10 passes: about
 /// 5 s in all, for a process that takes long to leave).
 const FIRST_PAUSE: Duration = Duration::from_millis(5);
-
-/// How long no end must come before the cgroups of those that came are
-/// removed.
-const QUIET: Duration = Duration::from_millis(250);
-
-/// Longest a cgroup waits for a quiet moment.
-const LONGEST_HOLD: Duration = Duration::from_secs(5);
 
 /// Hands cgroups to the removal thread.
 #[derive(Debug)]
@@ -100,17 +88,8 @@ impl CgroupRemoval {
 
 fn remove_as_they_come(paths: Receiver<Vec<PathBuf>>) {
     while let Ok(mut batch) = paths.recv() {
-        let held_since = Instant::now();
-        loop {
-            let hold_left = LONGEST_HOLD.saturating_sub(held_since.elapsed());
-            if hold_left.is_zero() {
-                break;
-            }
-            match paths.recv_timeout(QUIET.min(hold_left)) {
-                Ok(more) => batch.extend(more),
-                // Quiet, or the daemon is stopping: remove now.
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-            }
+        while let Ok(more) = paths.try_recv() {
+            batch.extend(more);
         }
         remove_all(&batch);
     }

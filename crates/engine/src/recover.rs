@@ -130,11 +130,11 @@ impl Engine {
     }
 
     /// The cgroups of this home's agents' earlier runs: ended, but the
-    /// previous daemon died before it removed them (it removes a run's
-    /// cgroup once the end is recorded, a little later while runs are still
-    /// ending). Cgroups of other homes share the directory and are left
-    /// alone, as are those of agents removed meanwhile, which no name here
-    /// tells apart from another home's.
+    /// previous daemon died, or gave up waiting at its stop, before it
+    /// removed them (it removes a run's cgroup after the end is recorded,
+    /// on a thread of its own). Cgroups of other homes share the directory
+    /// and are left alone, as are those of agents removed meanwhile, which
+    /// no name here tells apart from another home's.
     fn earlier_runs_cgroups(&self, current_runs: &HashMap<String, u32>) -> Vec<PathBuf> {
         let Containment::Cgroup { base } = &self.inner.config.containment else {
             return Vec::new();
