@@ -409,6 +409,42 @@ fn a_call_made_over_an_hour_ago_is_taken_and_not_counted() {
     posted_and_counted_once(&home, "late", (&endpoint, &headers), &recent, 2);
 }
 
+/// A call stamped a year ahead (a clock that runs fast, or a time made
+/// up) counts, as made when it came: kept with its own time, the fold of
+/// calls older than an hour would never take it, nor those behind it.
+#[test]
+fn a_call_stamped_ahead_counts_as_made_when_it_came() {
+    let home = fast_home();
+    let (_claude, endpoint) = waiting_claudes(&home, &["ahead"], &[]);
+    let headers = [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(&home, "ahead")),
+    ];
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let nanos = std::time::SystemTime::now() + year;
+    let nanos = nanos
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let ahead = api_request(&nanos.to_string(), 1000, 3150);
+    posted_and_counted_once(&home, "ahead", (&endpoint, &headers), &ahead, 2);
+    let came_by = chrono::Utc::now().timestamp_micros();
+    let stored: Vec<i64> = home
+        .open_database()
+        .prepare("SELECT at FROM telemetry_calls")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert!(
+        stored[0] <= came_by,
+        "the call is kept as made {} s from now",
+        (stored[0] - came_by) / 1_000_000
+    );
+}
+
 /// A record that arrives while the disk is full is not taken: the
 /// exporter is told to come back (503 and `Retry-After`, which OTLP
 /// exporters retry; 507 they would drop), nothing of it counts, and sent

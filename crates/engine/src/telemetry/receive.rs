@@ -321,16 +321,20 @@ impl Engine {
                 continue;
             }
             work.retry_ended(now);
+            // No call was made after it came: a time ahead (a clock that
+            // runs fast, or one made up) would keep the call and its key
+            // from ever being folded away.
+            let at = record.at.min(now);
             let call = TelemetryCall {
                 agent_id: id.clone(),
                 run,
                 key: record.key.clone(),
-                at: record.at,
+                at,
                 model: call.model,
                 tokens: call.tokens,
                 cost_usd: call.cost_usd,
             };
-            work.new_keys.insert(key, record.at);
+            work.new_keys.insert(key, at);
             work.calls.add(&call.model, &call.tokens, call.cost_usd);
             new_calls.push(call);
             received.new_calls += 1;
