@@ -154,4 +154,7 @@ pub fn raise_fd_limit() {
     if let Err(error) = wrangle_os::fdtable::reserve(FD_TABLE_SIZE) {
         tracing::warn!("cannot size the descriptor table: {error}");
     }
+    if let Err(error) = wrangle_os::fdtable::keep_spare() {
+        tracing::warn!("cannot keep a descriptor spare: {error}");
+    }
 }

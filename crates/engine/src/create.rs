@@ -454,10 +454,7 @@ impl Engine {
                     // A shim may have been forked before the start failed
                     // (the daemon out of descriptors), and killed then:
                     // whatever it started must not run on unwatched.
-                    match crate::executor::read_state(&run.dir) {
-                        Ok(state) => crate::executor::kill_leftovers(&state),
-                        Err(_) => crate::executor::kill_tree(shim_spec.cgroup.as_deref(), None),
-                    }
+                    crate::executor::kill_failed_start(&run.dir, shim_spec.cgroup.as_deref());
                 }
                 let recorded = self.transition(id, |status| {
                     status.state = State::Failed;

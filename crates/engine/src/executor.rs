@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wrangle_os::exits::ExitWatcher;
+use wrangle_os::fdtable;
 use wrangle_os::{PidFd, ProcessId, RunCgroup};
 use wrangle_shim::protocol::{
     ControlCommand, ShimSpec, ShimState, CONTROL_FIFO, SHIM_LOG, SPEC_FILE, STATE_FILE,
@@ -247,6 +248,19 @@ pub fn read_state(dir: &Path) -> io::Result<ShimState> {
     ShimState::read(&dir.join(STATE_FILE))
 }
 
+/// Kills what a start that failed before its shim could be watched may
+/// have left running: the shim may have started the agent just before it
+/// was killed, and written no state that says so. Both the run's `cgroup`
+/// (as the shim was given it) and what the shim's last state names go,
+/// with the spare descriptor if need be (the daemon out of descriptors is
+/// mostly why such a start fails).
+pub fn kill_failed_start(dir: &Path, cgroup: Option<&Path>) {
+    kill_tree(cgroup, None);
+    if let Ok(state) = fdtable::with_spare(|| read_state(dir)) {
+        kill_leftovers(&state);
+    }
+}
+
 /// Kills what is left of a run whose shim is gone: the whole cgroup, or the
 /// agent's process group if its leader (same pid *and* start time) lives.
 pub fn kill_leftovers(state: &ShimState) {
@@ -258,9 +272,11 @@ pub fn kill_leftovers(state: &ShimState) {
 /// recorded of it (when the shim's own state cannot be read): the run's
 /// `cgroup`, or the process group of `agent` if its leader lives.
 pub fn kill_tree(cgroup: Option<&Path>, agent: Option<ProcessId>) {
+    // With the spare descriptor if need be: a start that failed for want
+    // of descriptors is cleaned up with this.
     if let Some(path) = cgroup {
         let cgroup = RunCgroup::existing(path);
-        let _ = cgroup.kill_all();
+        let _ = fdtable::with_spare(|| cgroup.kill_all());
         for _ in 0..50 {
             if cgroup.remove().is_ok() {
                 break;
@@ -270,7 +286,7 @@ pub fn kill_tree(cgroup: Option<&Path>, agent: Option<ProcessId>) {
         return;
     }
     if let Some(agent) = agent {
-        if let Ok(Some(leader)) = PidFd::open(agent) {
+        if let Ok(Some(leader)) = fdtable::with_spare(|| PidFd::open(agent)) {
             if !leader.has_exited() {
                 let _ = wrangle_os::signals::send_to_group(agent.pid, libc::SIGKILL);
                 let _ = leader.signal(libc::SIGKILL);
