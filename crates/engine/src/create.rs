@@ -433,17 +433,7 @@ impl Engine {
         };
         match started {
             Started::Running { shim, state } => {
-                let recorded = self.transition(id, |status| {
-                    if status.state == State::Starting {
-                        status.state = State::Running;
-                        status.reason = None;
-                    }
-                    status.run.shim = Some(state.shim.into());
-                    status.run.process = state.agent.map(Into::into);
-                    status.run.cgroup = state.cgroup.clone();
-                    status.run.started_at = state.started_at;
-                    status.run.limits = state.limits.clone();
-                });
+                let recorded = self.record_running(id, state).await;
                 self.watch_run(id, number, shim);
                 self.watch_timeout(id, number);
                 self.start_probing(id, number);

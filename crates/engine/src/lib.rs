@@ -42,6 +42,7 @@ pub mod sampler;
 mod sessions;
 pub mod spec;
 pub mod spend;
+mod started;
 mod stop;
 mod summary;
 pub mod telemetry;
@@ -153,6 +154,8 @@ struct Inner {
     cgroup_removal: cgroup_removal::CgroupRemoval,
     /// Runs whose shim has exited, to be recorded (in batches).
     ends: tokio::sync::mpsc::UnboundedSender<(String, u32)>,
+    /// Runs whose shim confirmed the exec, to be recorded (in batches).
+    confirmations: started::Confirmations,
     /// The environments agents start from, each kept once.
     environments: Mutex<spec::Environments>,
     /// Events announced to subscribers.
@@ -233,6 +236,7 @@ impl Engine {
         };
         let (intake, deliveries) = telemetry::intake::Intake::new();
         let (ends, ended_runs) = tokio::sync::mpsc::unbounded_channel();
+        let (confirmations, confirmed_starts) = tokio::sync::mpsc::unbounded_channel();
         let engine = Engine {
             inner: Arc::new(Inner {
                 shims: LocalShims::new(config.shim_program.clone(), config.home.join("runs"))
@@ -264,10 +268,13 @@ impl Engine {
                 admission: tokio::sync::Mutex::new(()),
                 log_cap: Mutex::default(),
                 ends,
+                confirmations,
                 cgroup_removal: cgroup_removal::CgroupRemoval::start(),
                 environments: Mutex::default(),
             }),
         };
+        // Before the re-attach, which may start agents.
+        started::start_recording(Arc::downgrade(&engine.inner), confirmed_starts);
         let reattached = engine.recover(loaded).await?;
         engine.publish(EventKind::DaemonStarted {
             pid: std::process::id() as i32,
