@@ -192,6 +192,13 @@ impl LocalShims {
         let alive = shim_id
             .and_then(|id| PidFd::open(id).ok().flatten())
             .filter(|shim| !shim.has_exited());
+        // A shim that ended between the read above and the look at it wrote
+        // its last state before it exited: read again, or a run that
+        // ended well would count as lost.
+        let state = match (&alive, state) {
+            (None, Ok(_)) => read_state(dir),
+            (_, state) => state,
+        };
         match (alive, state) {
             (Some(shim), state) => Found::Alive {
                 shim,
