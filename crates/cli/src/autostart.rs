@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +28,11 @@ const FIRST_POLL: Duration = Duration::from_millis(5);
 
 /// Longest pause between two connection attempts.
 const MAX_POLL: Duration = Duration::from_millis(50);
+
+/// How many daemons killed by a signal before they answered are replaced
+/// by another (a daemon killed while it starts, as one killed later is
+/// replaced by the next command); one that fails by itself is not.
+const KILLED_REPLACED: u32 = 3;
 
 /// How many lines of daemon.log an error shows.
 const LOG_LINES: usize = 20;
@@ -97,6 +102,7 @@ async fn wait_for_socket(
 ) -> Result<()> {
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     let mut pause = FIRST_POLL;
+    let mut killed = 0;
     loop {
         // Looked at before connecting, so a failed attempt after a failed
         // exit is the last word.
@@ -112,6 +118,10 @@ async fn wait_for_socket(
             }
         }
         match exited {
+            Some(status) if status.signal().is_some() && killed < KILLED_REPLACED => {
+                killed += 1;
+                *child = respawn()?;
+            }
             Some(status) if !status.success() => {
                 return Err(startup_failure(&exited_message(status, socket), log_path));
             }
@@ -263,5 +273,52 @@ mod tests {
         .unwrap();
         assert!(respawned > 0, "a child that stepped aside is started again");
         drop(binder.await.unwrap());
+    }
+
+    /// A daemon killed before it answers is replaced; the one that
+    /// answers ends the wait.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_child_killed_before_it_answers_is_replaced() {
+        let temp = tempfile::tempdir().unwrap();
+        let socket = temp.path().join("wrangle.sock");
+        let log = temp.path().join("daemon.log");
+        fs::write(&log, "").unwrap();
+        let killed = || Command::new("sh").args(["-c", "kill -9 $$"]).spawn();
+        let mut child = killed().unwrap();
+        let mut respawned = 0;
+        let mut listener = None;
+        wait_for_socket(&socket, &mut child, &log, || {
+            respawned += 1;
+            if respawned == 2 {
+                // The third daemon lives and answers.
+                listener = Some(std::os::unix::net::UnixListener::bind(&socket)?);
+                return Ok(Command::new("sleep").arg("0.2").spawn()?);
+            }
+            Ok(killed()?)
+        })
+        .await
+        .unwrap();
+        assert_eq!(respawned, 2);
+    }
+
+    /// Daemons killed again and again before they answer are replaced a
+    /// few times, then the wait ends with the last one's fate.
+    #[tokio::test(flavor = "current_thread")]
+    async fn children_killed_again_and_again_end_the_wait() {
+        let temp = tempfile::tempdir().unwrap();
+        let log = temp.path().join("daemon.log");
+        fs::write(&log, "").unwrap();
+        let killed = || Command::new("sh").args(["-c", "kill -9 $$"]).spawn();
+        let mut child = killed().unwrap();
+        let mut respawned = 0;
+        let error = wait_for_socket(&temp.path().join("wrangle.sock"), &mut child, &log, || {
+            respawned += 1;
+            Ok(killed()?)
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+        assert_eq!(respawned, KILLED_REPLACED);
+        assert!(error.contains("signal: 9"), "{error}");
     }
 }
