@@ -234,8 +234,9 @@ impl LocalShims {
         }
     }
 
-    /// Sends a command to the run's shim. `NotFound` or `ENXIO` mean the
-    /// shim has exited (its end is about to be recorded).
+    /// Sends a command to the run's shim. `NotFound`, `ENXIO` or `EPIPE`
+    /// mean the shim has exited or is exiting (its end is about to be
+    /// recorded).
     pub fn send(&self, dir: &Path, command: ControlCommand) -> io::Result<()> {
         wrangle_os::files::send_to_fifo(&dir.join(CONTROL_FIFO), command.to_line().as_bytes())
     }

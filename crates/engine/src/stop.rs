@@ -153,7 +153,9 @@ impl Engine {
     }
 
     /// Sends a command to a run's shim; a shim that is already gone is not
-    /// an error (its end is being recorded).
+    /// an error (its end is being recorded): no FIFO, no reader on it
+    /// (`ENXIO`), or a reader that closed it between the open and the write
+    /// (`EPIPE`, the shim on its way out).
     pub(crate) fn send_to_shim(
         &self,
         dir: &std::path::Path,
@@ -163,7 +165,7 @@ impl Engine {
             Ok(()) => Ok(()),
             Err(error)
                 if error.kind() == io::ErrorKind::NotFound
-                    || error.raw_os_error() == Some(libc::ENXIO) =>
+                    || matches!(error.raw_os_error(), Some(libc::ENXIO | libc::EPIPE)) =>
             {
                 Ok(())
             }
