@@ -26,24 +26,8 @@ const MAX_BATCH: usize = 1024;
 /// Starts the task that records the runs whose shims exited, as many at
 /// once as have ended meanwhile: a thousand agents stopped together are
 /// recorded in a few transactions, not a thousand.
-pub(crate) fn start_recording(engine: Weak<Inner>, mut ends: UnboundedReceiver<(String, u32)>) {
-    tokio::spawn(async move {
-        while let Some(first) = ends.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match ends.try_recv() {
-                    Ok(end) => batch.push(end),
-                    Err(_) => break,
-                }
-            }
-            let Some(inner) = engine.upgrade() else {
-                return;
-            };
-            let engine = Engine { inner };
-            // Off the async threads: recording touches the disk.
-            let _ = tokio::task::spawn_blocking(move || engine.runs_ended(batch)).await;
-        }
-    });
+pub(crate) fn start_recording(engine: Weak<Inner>, ends: UnboundedReceiver<(String, u32)>) {
+    crate::batched::record_in_batches(engine, ends, MAX_BATCH, Engine::runs_ended);
 }
 
 impl Engine {

@@ -13,6 +13,7 @@
 
 pub mod adapters;
 mod assess;
+mod batched;
 mod cgroup_removal;
 mod create;
 mod doctor;

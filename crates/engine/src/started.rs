@@ -27,24 +27,8 @@ pub(crate) struct Confirmed {
 pub(crate) type Confirmations = UnboundedSender<Confirmed>;
 
 /// Starts the task that records confirmed starts in batches.
-pub(crate) fn start_recording(engine: Weak<Inner>, mut confirmed: UnboundedReceiver<Confirmed>) {
-    tokio::spawn(async move {
-        while let Some(first) = confirmed.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match confirmed.try_recv() {
-                    Ok(more) => batch.push(more),
-                    Err(_) => break,
-                }
-            }
-            let Some(inner) = engine.upgrade() else {
-                return;
-            };
-            let engine = Engine { inner };
-            // Off the async threads: recording touches the disk.
-            let _ = tokio::task::spawn_blocking(move || engine.record_confirmed(batch)).await;
-        }
-    });
+pub(crate) fn start_recording(engine: Weak<Inner>, confirmed: UnboundedReceiver<Confirmed>) {
+    crate::batched::record_in_batches(engine, confirmed, MAX_BATCH, Engine::record_confirmed);
 }
 
 impl Engine {
