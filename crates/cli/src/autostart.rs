@@ -286,6 +286,7 @@ mod tests {
         let killed = || Command::new("sh").args(["-c", "kill -9 $$"]).spawn();
         let mut child = killed().unwrap();
         let mut respawned = 0;
+        // Bound by the third daemon, and kept so until the wait ends.
         let mut listener = None;
         wait_for_socket(&socket, &mut child, &log, || {
             respawned += 1;
