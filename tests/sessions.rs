@@ -179,6 +179,17 @@ fn a_retried_api_is_not_hung_and_a_silence_nothing_explains_is() {
     wait_until(SOON, "the silent agent is hung", || {
         home.inspect(&silent)["health"] == "hung"
     });
+    // The retrying agent's own silence may pass its timeout a tick later
+    // than the other's (its fake took longer to print): wait until its
+    // health says something, whatever that is.
+    wait_until(
+        SOON,
+        "the retrying agent is silent past its timeout",
+        || {
+            let view = home.inspect("retrying");
+            view["health"] != "healthy" || !view["health_reason"].is_null()
+        },
+    );
     let during = home.inspect("retrying");
     assert_eq!(during["health"], "healthy", "{during}");
     let reason = during["health_reason"].as_str().unwrap_or_default();
