@@ -137,6 +137,45 @@ enum Asked {
     Broken(io::Error),
 }
 
+/// Longest wait for a shim told to stop to be stopped.
+const STOPPING_AT_MOST: Duration = Duration::from_millis(200);
+
+/// Kills shim `pid`, which nothing can watch, and whatever it started.
+/// It is stopped first, so that it forks nothing more; then its children
+/// (the agent, if it got that far) and their process groups are killed,
+/// then the shim. Without a cgroup nothing else would find an agent whose
+/// shim died before writing its state: it would run on, a child of init.
+/// Each file it reads uses the spare descriptor (see
+/// [`fdtable::with_spare`]): the daemon is out of them.
+fn kill_unwatched_shim(pid: i32) {
+    use wrangle_os::{fdtable, proc, signals};
+    let _ = signals::send(pid, libc::SIGSTOP);
+    let waited_from = std::time::Instant::now();
+    // Stopped, dead, gone, or (past the wait) killed anyway.
+    while let Ok(stat) = fdtable::with_spare(|| proc::stat(pid)) {
+        if matches!(stat.state, 'T' | 't') || stat.is_dead() {
+            break;
+        }
+        if waited_from.elapsed() > STOPPING_AT_MOST {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let children =
+        fdtable::with_spare(|| std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")))
+            .unwrap_or_default();
+    for child in children
+        .split_ascii_whitespace()
+        .filter_map(|child| child.parse::<i32>().ok())
+    {
+        // The agent leads a group of its own once it called setsid(); a
+        // group of that id can only be its own while it lives.
+        let _ = signals::send_to_group(child, libc::SIGKILL);
+        let _ = signals::send(child, libc::SIGKILL);
+    }
+    let _ = signals::send(pid, libc::SIGKILL);
+}
+
 fn ask(socket: &OwnedFd, request: &[u8], report: &OwnedFd) -> Result<PidFd, Asked> {
     fdpass::send(socket.as_fd(), request, &[report.as_fd()]).map_err(Asked::Broken)?;
     let mut buffer = [0u8; 64];
@@ -145,11 +184,11 @@ fn ask(socket: &OwnedFd, request: &[u8], report: &OwnedFd) -> Result<PidFd, Aske
         Some(Reply::Forked(id)) if fds.len() == 1 => Ok(PidFd::from_parent(fds.remove(0), id)),
         // Forked, but its pidfd did not come (the daemon is out of
         // descriptors): nothing could watch that shim, so it dies now,
-        // before it can start the agent (it is the zygote's unreaped
+        // with the agent if it got that far (it is the zygote's unreaped
         // child, so its pid is still its own).
         Some(Reply::Forked(id)) => {
             let pid = id.pid;
-            let _ = wrangle_os::signals::send(pid, libc::SIGKILL);
+            kill_unwatched_shim(pid);
             Err(Asked::Refused(io::Error::other(format!(
                 "the shim zygote forked shim {pid} but its pidfd did not arrive (out of descriptors?); it was killed"
             ))))
