@@ -253,6 +253,9 @@ pub struct Machine {
     pub load: String,
     /// The limits that bound a fleet (see `capacity`), if read.
     pub limits: String,
+    /// What the kernel does with memory that bears on the figures (see
+    /// [`kernel_memory`]).
+    pub kernel_memory: String,
 }
 
 impl Machine {
@@ -286,8 +289,56 @@ impl Machine {
                 })
                 .unwrap_or_default(),
             limits: String::new(),
+            kernel_memory: kernel_memory(),
         }
     }
+}
+
+/// Whether a DAMON daemon pages out memory it finds cold (a host's
+/// proactive reclaim: pages of a binary or a store not touched for a
+/// while are dropped and read from disk again at their next use, so the
+/// same build measures slower after a quiet spell), and the size of the
+/// dentry cache (millions of entries, most of them negative, after a day
+/// of creating and deleting homes).
+pub fn kernel_memory() -> String {
+    let damon = Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+    let mut actions = Vec::new();
+    for kdamond in fs::read_dir(damon).into_iter().flatten().flatten() {
+        let running = fs::read_to_string(kdamond.path().join("state"))
+            .is_ok_and(|state| state.trim() == "on");
+        if !running {
+            continue;
+        }
+        let contexts = kdamond.path().join("contexts");
+        for context in fs::read_dir(contexts).into_iter().flatten().flatten() {
+            let schemes = context.path().join("schemes");
+            for scheme in fs::read_dir(schemes).into_iter().flatten().flatten() {
+                if let Ok(action) = fs::read_to_string(scheme.path().join("action")) {
+                    actions.push(action.trim().to_string());
+                }
+            }
+        }
+    }
+    let damon = if actions.is_empty() {
+        "no DAMON scheme running".to_string()
+    } else {
+        format!("DAMON schemes running: {}", actions.join(", "))
+    };
+    let dentries = fs::read_to_string("/proc/sys/fs/dentry-state")
+        .ok()
+        .and_then(|state| {
+            let fields: Vec<u64> = state
+                .split_whitespace()
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            Some(format!(
+                "dentry cache {} entries ({} negative)",
+                fields.first()?,
+                fields.get(4)?
+            ))
+        })
+        .unwrap_or_default();
+    format!("{damon}; {dentries}")
 }
 
 /// The file system `path` is on, from `/proc/self/mountinfo`: type,

@@ -225,6 +225,7 @@ pub fn header(title: &str, machine: &Machine, binary: &str) -> String {
     if !machine.limits.is_empty() {
         let _ = writeln!(out, "- limits: {}", machine.limits);
     }
+    let _ = writeln!(out, "- kernel memory: {}", machine.kernel_memory);
     let _ = writeln!(out, "- wrangle: `{binary}`");
     out
 }
