@@ -271,6 +271,34 @@ fn ps_filters_in_the_daemon_by_state_group_and_label_and_limits() {
         refused.stderr
     );
     assert!(refused.stderr.contains("running"), "{}", refused.stderr);
+    // `--json` prints the list indented as serde_json indents it (the
+    // daemon does the indenting), one value, with a final newline.
+    let printed = home.ok(&["ps", "--json", "--all"]);
+    let value: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        printed,
+        serde_json::to_string_pretty(&value).unwrap() + "\n"
+    );
+    assert_eq!(value.as_array().unwrap().len(), 4);
+    let compact = home.http("GET", "/v1/agents?all=true", None, "");
+    let pretty = home.http("GET", "/v1/agents?all=true&pretty=true", None, "");
+    assert!(!compact.body.contains('\n'), "{}", compact.body);
+    assert!(
+        pretty.body.starts_with("[\n  {\n    \"id\": "),
+        "{}",
+        pretty.body
+    );
+    let ids = |list: Value| -> Vec<Value> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["id"].clone())
+            .collect()
+    };
+    assert_eq!(ids(compact.json()), ids(pretty.json()));
+    assert_eq!(ids(compact.json()), ids(value));
+    let refused = home.http("GET", "/v1/agents?pretty=perhaps", None, "");
+    assert_eq!(refused.status, 400, "{}", refused.body);
 }
 
 #[test]

@@ -161,7 +161,14 @@ pub async fn list_agents(
     QueryArgs(query): QueryArgs<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (event_id, agents) = state.engine.list_with_event_id(&query)?;
-    Ok(([(EVENT_ID_HEADER, event_id.to_string())], Json(agents)))
+    let event_id = [(EVENT_ID_HEADER, event_id.to_string())];
+    if !query.pretty {
+        return Ok((event_id, Json(agents)).into_response());
+    }
+    let text = serde_json::to_vec_pretty(&agents).map_err(|error| {
+        wrangle_engine::error::EngineError::internal(format!("cannot write the list: {error}"))
+    })?;
+    Ok((event_id, [(header::CONTENT_TYPE, "application/json")], text).into_response())
 }
 
 /// Creates an agent and starts it; answers once its exec is confirmed or

@@ -56,25 +56,16 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     print_line(&text)
 }
 
-/// Writes JSON text to stdout, pretty, with a final newline, exactly as
-/// [`print_json`] would write it once decoded.
+/// Writes JSON text to stdout as it came (the daemon indents it when
+/// asked), with a final newline.
 pub fn print_json_text(json: &[u8]) -> anyhow::Result<()> {
-    let mut text = pretty(json)?;
-    text.push(b'\n');
     let mut stdout = io::stdout().lock();
-    check(stdout.write_all(&text).and_then(|()| stdout.flush()))
-}
-
-/// JSON text re-indented as it is read: a list of thousands of agents is
-/// never decoded (which takes several times as long).
-fn pretty(json: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let unreadable = |error| anyhow::anyhow!("cannot read the daemon's answer: {error}");
-    let mut text = Vec::with_capacity(json.len() * 2);
-    let mut reader = serde_json::Deserializer::from_slice(json);
-    serde_transcode::transcode(&mut reader, &mut serde_json::Serializer::pretty(&mut text))
-        .map_err(unreadable)?;
-    reader.end().map_err(unreadable)?;
-    Ok(text)
+    check(
+        stdout
+            .write_all(json)
+            .and_then(|()| stdout.write_all(b"\n"))
+            .and_then(|()| stdout.flush()),
+    )
 }
 
 /// Prints `wrangle: <error>` on stderr, with its causes after colons.
@@ -123,23 +114,6 @@ mod tests {
     use super::*;
     use crate::args::Cli;
     use clap::Parser;
-
-    #[test]
-    fn json_text_is_printed_as_a_decoded_value_would_be() {
-        let compact = br#"[{"id":"a","tree":{"cpu_percent":12.5,"rss_bytes":3},"z":null,"b":[]}]"#;
-        let value: serde_json::Value = serde_json::from_slice(compact).unwrap();
-        let expected = serde_json::to_string_pretty(&value).unwrap();
-        assert_eq!(
-            String::from_utf8(pretty(compact).unwrap()).unwrap(),
-            expected
-        );
-        let error = pretty(b"[1, 2] trailing").unwrap_err().to_string();
-        assert!(
-            error.starts_with("cannot read the daemon's answer: "),
-            "{error}"
-        );
-        assert!(pretty(b"{\"cut\": ").is_err());
-    }
 
     #[test]
     fn a_broken_pipe_is_a_quiet_end() {

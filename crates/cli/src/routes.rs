@@ -59,6 +59,9 @@ pub fn list_matching(query: &ListQuery) -> String {
     if let Some(limit) = query.limit {
         path += &format!("&limit={limit}");
     }
+    if query.pretty {
+        path += "&pretty=true";
+    }
     path
 }
 

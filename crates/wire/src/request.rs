@@ -80,6 +80,10 @@ pub struct ListQuery {
     /// At most this many agents (the oldest first).
     #[serde(default)]
     pub limit: Option<usize>,
+    /// Indented JSON (two spaces a level), as `wrangle ps --json` prints
+    /// it: the CLI need not decode ten thousand agents to indent them.
+    #[serde(default)]
+    pub pretty: bool,
 }
 
 /// `POST /v1/stop`: stop agents with the staged stop and wait for them.

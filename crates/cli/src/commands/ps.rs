@@ -14,11 +14,14 @@ const COMMAND_WIDTH: usize = 50;
 /// Lists agents, oldest first (the daemon's order), as a table or as JSON
 /// (each agent as the daemon sent it).
 pub async fn ps(client: &Client, args: &PsArgs) -> Result<u8> {
-    let path = routes::list_matching(&query_of(args));
+    let mut query = query_of(args);
     if args.json {
-        // Printed as received: no need to decode thousands of agents.
-        output::print_json_text(&client.get_raw(&path).await?)?;
+        // Indented by the daemon and printed as received: no need to
+        // decode (or re-indent) thousands of agents.
+        query.pretty = true;
+        output::print_json_text(&client.get_raw(&routes::list_matching(&query)).await?)?;
     } else {
+        let path = routes::list_matching(&query);
         let agents: Vec<AgentView> = client.get(&path).await?;
         output::print(&table(&agents))?;
     }
