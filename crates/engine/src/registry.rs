@@ -35,11 +35,14 @@ pub struct Registry {
     /// How many agents are queued: each end of a run looks whether one can
     /// start, and must not walk ten thousand agents to learn there is none.
     queued: usize,
+    /// Agents added, replaced or removed so far (see [`Registry::changes`]).
+    changes: u64,
 }
 
 impl Registry {
     /// Adds an agent.
     pub fn insert(&mut self, agent: Agent) {
+        self.changes += 1;
         let id = agent.identity.id.clone();
         self.names.insert(agent.identity.name.clone(), id.clone());
         let (state, _) = watch::channel(agent.status.state);
@@ -49,6 +52,13 @@ impl Registry {
         }
     }
 
+    /// How many times an agent was added, replaced (its status changed)
+    /// or removed: while this stays the same, no agent's status or
+    /// identity changed (its findings may have).
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
     /// How many agents are queued.
     pub fn queued(&self) -> usize {
         self.queued
@@ -56,6 +66,7 @@ impl Registry {
 
     /// Replaces an agent's record and tells its watchers.
     pub fn replace(&mut self, agent: Agent) {
+        self.changes += 1;
         if let Some(entry) = self.agents.get_mut(&agent.identity.id) {
             self.queued -= usize::from(entry.agent.status.state == State::Queued);
             self.queued += usize::from(agent.status.state == State::Queued);
@@ -82,6 +93,7 @@ impl Registry {
 
     /// Forgets an agent; its watchers see the channel close.
     pub fn remove(&mut self, id: &str) -> Option<Agent> {
+        self.changes += 1;
         let entry = self.agents.remove(id)?;
         self.queued -= usize::from(entry.agent.status.state == State::Queued);
         self.names.remove(&entry.agent.identity.name);
@@ -281,5 +293,21 @@ mod tests {
         registry.remove("q2aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
         registry.insert(queued("r1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "three"));
         assert_eq!(registry.queued(), 1, "inserted again, counted once");
+    }
+
+    #[test]
+    fn a_status_change_counts_and_a_finding_does_not() {
+        let mut registry = Registry::default();
+        let id = "c1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        registry.insert(agent(id, "one"));
+        let after_insert = registry.changes();
+        registry.update_findings(id, |findings| findings.reported.run = 7);
+        assert_eq!(registry.changes(), after_insert);
+        let mut stopped = agent(id, "one");
+        stopped.status.state = State::Stopped;
+        registry.replace(stopped);
+        assert_eq!(registry.changes(), after_insert + 1);
+        registry.remove(id);
+        assert_eq!(registry.changes(), after_insert + 2);
     }
 }

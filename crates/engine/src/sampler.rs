@@ -86,6 +86,9 @@ struct Sampler {
     /// The cgroup all runs' cgroups are in, and the CPU time its whole
     /// subtree had used at the last tick.
     fleet: Option<(WatchedCgroup, Option<u64>)>,
+    /// The registry's count of changes when the runs to watch were last
+    /// taken from it (see [`Registry::changes`](crate::registry::Registry::changes)).
+    followed: Option<u64>,
 }
 
 impl Sampler {
@@ -98,6 +101,7 @@ impl Sampler {
             scratch: Scratch::new(limit, open_files),
             changes: Changes::new(kernel_changes),
             fleet: None,
+            followed: None,
         }
     }
 
@@ -108,7 +112,17 @@ impl Sampler {
         let started = Instant::now();
         // The registry is only read under its lock; the new runs' files
         // are set up after, so that requests are not kept waiting.
-        let new_runs = self.follow(&engine.lock_registry());
+        let new_runs = {
+            let registry = engine.lock_registry();
+            // No status changed since: the runs to watch are those watched
+            // (ten thousand agents are not looked up again on every tick).
+            if self.followed == Some(registry.changes()) {
+                Vec::new()
+            } else {
+                self.followed = Some(registry.changes());
+                self.follow(&registry)
+            }
+        };
         for (id, target) in new_runs {
             self.watch(&id, target);
         }
