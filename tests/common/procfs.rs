@@ -137,6 +137,20 @@ pub fn fd_target(pid: i32, fd: i32) -> Option<String> {
         .map(|path| path.display().to_string())
 }
 
+/// Where each open file descriptor of a process points, by descriptor.
+pub fn open_file_targets(pid: i32) -> std::collections::BTreeMap<i32, String> {
+    let Ok(entries) = fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let fd: i32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((fd, fd_target(pid, fd)?))
+        })
+        .collect()
+}
+
 /// The resident memory of `pid` in bytes (`VmRSS` of `/proc/PID/status`).
 pub fn rss_bytes(pid: i32) -> Option<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

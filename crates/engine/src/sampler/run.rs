@@ -249,7 +249,11 @@ impl RunSampler {
             tree_usec: 0,
             main_cpu: CpuMeter::default(),
             quiet: None,
-            marked: true,
+            // Watched from after a look at the registry: the next look
+            // marks it if it still runs. Marked now, a run that ended in
+            // between would outlive that look, and with it the last change
+            // of the registry, and keep its files for good.
+            marked: false,
             stopping: false,
         }
     }
