@@ -68,24 +68,57 @@ impl RunLogs {
     }
 }
 
+/// What the last look found in the home's directories, so that the next
+/// reads again only the directories that changed since (their time of
+/// change moved: a file was made, renamed or deleted in it) and the files
+/// still being written. A look at ten thousand runs is then two `stat`s a
+/// run, not two directory reads and a `stat` a file.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// When the look began.
+    at: Option<SystemTime>,
+    /// Each agent's directory: when it last changed, and its runs'
+    /// directories with their numbers.
+    agents: HashMap<PathBuf, (SystemTime, RunDirs)>,
+    /// Each run's directory.
+    runs: HashMap<PathBuf, SeenRun>,
+}
+
+/// An agent's runs' directories, with their numbers.
+type RunDirs = Vec<(PathBuf, Option<u32>)>;
+
+/// What the last look found in one run's directory.
+#[derive(Debug)]
+struct SeenRun {
+    /// When the directory last changed.
+    changed: SystemTime,
+    /// Whether the run was live: its current files could still grow.
+    live: bool,
+    files: Vec<LogFile>,
+}
+
 /// Starts the thread that keeps the home's logs under `max_total`,
 /// looking every `interval`.
 pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
     thread::Builder::new()
         .name("wrangle-logcap".into())
-        .spawn(move || loop {
-            thread::sleep(interval);
-            let Some(inner) = engine.upgrade() else {
-                return;
-            };
-            Engine { inner }.keep_logs_under_cap();
+        .spawn(move || {
+            let mut seen = Seen::default();
+            loop {
+                thread::sleep(interval);
+                let Some(inner) = engine.upgrade() else {
+                    return;
+                };
+                Engine { inner }.keep_logs_under_cap(&mut seen);
+            }
         })
         .map(drop)
 }
 
 impl Engine {
-    /// Looks at every run's logs and deletes the oldest past the cap.
-    pub(crate) fn keep_logs_under_cap(&self) {
+    /// Looks at every run's logs and deletes the oldest past the cap;
+    /// `seen` is what the last look found.
+    pub(crate) fn keep_logs_under_cap(&self, seen: &mut Seen) {
         let max_total = self.inner.config.logs_max_total;
         let runs_dir = self.inner.config.home.join("runs");
         // Which runs still write: each agent's current run, unless ended.
@@ -95,7 +128,7 @@ impl Engine {
             .filter(|agent| !agent.status.state.is_ended())
             .map(|agent| (agent.identity.id.clone(), agent.status.run.number))
             .collect();
-        let runs = match scan(&runs_dir, &live) {
+        let runs = match scan(&runs_dir, &live, seen) {
             Ok(runs) => runs,
             Err(error) => {
                 tracing::warn!("cannot look at the logs in {}: {error}", runs_dir.display());
@@ -142,29 +175,100 @@ impl Engine {
 }
 
 /// Every run's log files under `runs_dir` (`<agent>/<run>/`); a run is
-/// live when `live` names it as its agent's current one.
-fn scan(runs_dir: &Path, live: &HashMap<String, u32>) -> io::Result<Vec<RunLogs>> {
+/// live when `live` names it as its agent's current one. `seen` is what
+/// the last look found, and becomes what this one found.
+fn scan(runs_dir: &Path, live: &HashMap<String, u32>, seen: &mut Seen) -> io::Result<Vec<RunLogs>> {
     let mut runs = Vec::new();
+    let mut now_seen = Seen {
+        at: Some(SystemTime::now()),
+        ..Seen::default()
+    };
+    // A directory is taken as the last look found it only if it had not
+    // changed for a while then: a file system's clock may tick coarsely,
+    // and a change made in the same tick as the one before, just after
+    // the look, would leave its time of change as it was.
+    let unchanged = |then: SystemTime, now: SystemTime| {
+        then == now && seen.at.is_some_and(|at| now + TIME_GRAIN < at)
+    };
     let agents = match fs::read_dir(runs_dir) {
         Ok(agents) => agents,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(runs),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            *seen = now_seen;
+            return Ok(runs);
+        }
         Err(error) => return Err(error),
     };
     for agent in agents.flatten() {
         let agent_id = agent.file_name().to_string_lossy().into_owned();
-        let Ok(run_dirs) = fs::read_dir(agent.path()) else {
+        let agent_dir = agent.path();
+        let Some(changed) = changed_at(&agent_dir) else {
             continue; // removed meanwhile
         };
-        for run in run_dirs.flatten() {
-            let number: Option<u32> = run.file_name().to_str().and_then(|n| n.parse().ok());
-            let ended = live.get(&agent_id) != number.as_ref();
-            let files = log_files(&run.path());
+        let run_dirs = match seen.agents.remove(&agent_dir) {
+            Some((at, run_dirs)) if unchanged(at, changed) => run_dirs,
+            _ => match fs::read_dir(&agent_dir) {
+                Ok(entries) => entries
+                    .flatten()
+                    .map(|run| {
+                        let number = run.file_name().to_str().and_then(|n| n.parse().ok());
+                        (run.path(), number)
+                    })
+                    .collect(),
+                Err(_) => continue,
+            },
+        };
+        for (run_dir, number) in &run_dirs {
+            let is_live = live.get(&agent_id) == number.as_ref();
+            let Some(changed) = changed_at(run_dir) else {
+                continue;
+            };
+            let files = match seen.runs.remove(run_dir) {
+                // The same files as at the last look: those of a run that
+                // had ended then are as they were; a live run's current
+                // files may have grown since (also if it ended meanwhile).
+                Some(run) if unchanged(run.changed, changed) && !run.live => run.files,
+                Some(run) if unchanged(run.changed, changed) => {
+                    again(run.files).unwrap_or_else(|| log_files(run_dir))
+                }
+                _ => log_files(run_dir),
+            };
             if !files.is_empty() {
-                runs.push(RunLogs { ended, files });
+                runs.push(RunLogs {
+                    ended: !is_live,
+                    files: files.clone(),
+                });
             }
+            let run = SeenRun {
+                changed,
+                live: is_live,
+                files,
+            };
+            now_seen.runs.insert(run_dir.clone(), run);
         }
+        now_seen.agents.insert(agent_dir, (changed, run_dirs));
     }
+    *seen = now_seen;
     Ok(runs)
+}
+
+/// The coarsest tick of a file system's clock that a look allows for (FAT
+/// counts in 2 s; ext4 and tmpfs in the kernel's tick, a few ms).
+const TIME_GRAIN: Duration = Duration::from_secs(2);
+
+/// When `dir` last changed (a file made, renamed or deleted in it).
+fn changed_at(dir: &Path) -> Option<SystemTime> {
+    fs::metadata(dir).and_then(|m| m.modified()).ok()
+}
+
+/// `files` with the size and time of those still written (a rotated
+/// file is finished) looked at again; `None` if one of them is gone.
+fn again(mut files: Vec<LogFile>) -> Option<Vec<LogFile>> {
+    for file in files.iter_mut().filter(|file| file.rotated.is_none()) {
+        let metadata = fs::metadata(&file.path).ok()?;
+        file.bytes = metadata.len();
+        file.modified = metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    }
+    Some(files)
 }
 
 /// The log files (and their indexes) of one run directory.
@@ -280,7 +384,10 @@ mod tests {
         // Agent b: ended recently.
         write(&runs.join("b/1/stdout.log"), 100, 100);
         let live = HashMap::from([("a".to_string(), 2)]);
-        let scanned = scan(&runs, &live).unwrap();
+        // One `seen` throughout, as the cap's thread keeps it: what the
+        // trim deleted is not counted again.
+        let mut seen = Seen::default();
+        let scanned = scan(&runs, &live, &mut seen).unwrap();
         let used: u64 = scanned.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum();
         assert_eq!(used, 100 + 16 + 100 + 16 + 50 + 100, "state.json is no log");
         // 150 too much: a's first run goes, then b's (the next oldest
@@ -292,10 +399,73 @@ mod tests {
         assert!(runs.join("a/2/stdout.log.1").exists());
         // Then the live run's rotated file with its index; never the
         // file being written.
-        let scanned = scan(&runs, &live).unwrap();
+        let scanned = scan(&runs, &live, &mut seen).unwrap();
         assert_eq!(trim(scanned, 1000), (2, 116));
+        let scanned = scan(&runs, &live, &mut seen).unwrap();
+        let used: u64 = scanned.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum();
+        assert_eq!(used, 50, "only the file being written is left");
         assert!(!runs.join("a/2/stdout.log.1.idx").exists());
         assert!(runs.join("a/2/stdout.log").exists());
+    }
+
+    /// Sets the time of change of every directory under `dir` ten seconds
+    /// back, so that a look takes them as the last one found them.
+    fn age_dirs(dir: &Path) {
+        for entry in fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                age_dirs(&entry.path());
+            }
+        }
+        let time = SystemTime::now() - Duration::from_secs(10);
+        fs::File::open(dir).unwrap().set_modified(time).unwrap();
+    }
+
+    fn used(runs: &[RunLogs]) -> u64 {
+        runs.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum()
+    }
+
+    #[test]
+    fn a_look_sees_what_changed_since_the_last_one() {
+        let home = tempfile::tempdir().unwrap();
+        let runs = home.path().join("runs");
+        write(&runs.join("a/1/stdout.log"), 100, 1);
+        let live = HashMap::from([("a".to_string(), 1)]);
+        let mut seen = Seen::default();
+        age_dirs(&runs);
+        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 100);
+        // The file being written grows; its directory does not change.
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(runs.join("a/1/stdout.log"))
+            .unwrap();
+        io::Write::write_all(&mut log, &[b'y'; 20]).unwrap();
+        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 120);
+        // A rotation, a new run and a new agent change directories.
+        fs::rename(runs.join("a/1/stdout.log"), runs.join("a/1/stdout.log.1")).unwrap();
+        write(&runs.join("a/1/stdout.log"), 5, 0);
+        write(&runs.join("a/2/stderr.log"), 7, 0);
+        write(&runs.join("b/1/stdout.log"), 9, 0);
+        assert_eq!(
+            used(&scan(&runs, &live, &mut seen).unwrap()),
+            120 + 5 + 7 + 9
+        );
+        age_dirs(&runs);
+        let scanned = scan(&runs, &live, &mut seen).unwrap();
+        assert_eq!(used(&scanned), 120 + 5 + 7 + 9);
+        // Run 1 ended after a last write: that write is counted, and the
+        // run is now among the ended ones.
+        let mut log = fs::OpenOptions::new()
+            .append(true)
+            .open(runs.join("a/1/stdout.log"))
+            .unwrap();
+        io::Write::write_all(&mut log, &[b'z'; 30]).unwrap();
+        let live = HashMap::from([("a".to_string(), 2)]);
+        let scanned = scan(&runs, &live, &mut seen).unwrap();
+        assert_eq!(used(&scanned), 120 + 35 + 7 + 9);
+        assert_eq!(scanned.iter().filter(|run| !run.ended).count(), 1);
+        // A directory removed is no longer counted.
+        fs::remove_dir_all(runs.join("b")).unwrap();
+        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 120 + 35 + 7);
     }
 
     #[test]

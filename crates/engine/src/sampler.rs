@@ -19,12 +19,12 @@ mod tests;
 
 pub use snapshot::{Observation, Snapshot};
 
+use crate::registry::IdMap;
 use crate::registry::Registry;
 use crate::{Engine, Inner};
 use changes::Changes;
 use chrono::Utc;
 use run::{RunSampler, Scratch, Target};
-use std::collections::HashMap;
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
@@ -79,7 +79,7 @@ pub(crate) fn start(engine: Weak<Inner>, interval: Duration) -> io::Result<()> {
 /// The sampler's own state, kept from tick to tick.
 struct Sampler {
     /// The runs watched, by agent id.
-    runs: HashMap<String, RunSampler>,
+    runs: IdMap<RunSampler>,
     scratch: Scratch,
     /// Which runs' files changed.
     changes: Changes,
@@ -97,7 +97,7 @@ impl Sampler {
     /// it looks at every run's files on every tick).
     fn new(limit: usize, open_files: usize, kernel_changes: bool) -> Sampler {
         Sampler {
-            runs: HashMap::new(),
+            runs: IdMap::default(),
             scratch: Scratch::new(limit, open_files),
             changes: Changes::new(kernel_changes),
             fleet: None,

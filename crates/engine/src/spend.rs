@@ -7,6 +7,7 @@
 
 use crate::error::EngineError;
 use crate::model::SessionSpec;
+use crate::registry::IdMap;
 use crate::Engine;
 use chrono::Utc;
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 /// The sums of the ledger the engine checks budgets against.
 #[derive(Debug, Default)]
 pub struct Spending {
-    by_agent: HashMap<String, Ledgered>,
+    by_agent: IdMap<Ledgered>,
     by_group: HashMap<String, f64>,
     total: Ledgered,
     /// Budgets of groups, in USD.

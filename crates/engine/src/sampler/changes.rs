@@ -8,6 +8,7 @@
 
 use super::run::RunSampler;
 use crate::model::STATUS_FILE;
+use crate::registry::IdMap;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::path::Path;
@@ -122,7 +123,7 @@ impl Changes {
 
     /// Hands what changed since the last drain to the runs concerned, by
     /// agent id.
-    pub fn drain(&mut self, runs: &mut HashMap<String, RunSampler>) {
+    pub fn drain(&mut self, runs: &mut IdMap<RunSampler>) {
         let Some(kernel) = &mut self.kernel else {
             return;
         };
@@ -162,7 +163,7 @@ impl Changes {
 /// The run that holds `watch`, if it is still watched.
 fn owned<'a>(
     owners: &HashMap<DirWatch, String>,
-    runs: &'a mut HashMap<String, RunSampler>,
+    runs: &'a mut IdMap<RunSampler>,
     watch: DirWatch,
 ) -> Option<&'a mut RunSampler> {
     let run = runs.get_mut(owners.get(&watch)?)?;

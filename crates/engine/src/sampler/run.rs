@@ -146,7 +146,7 @@ impl Scratch {
 
 /// Walks in a row a quiet tree may skip: its memory can still change
 /// without it running (the kernel reclaims, a file mapping is dropped),
-/// so it is looked at in full at least this often.
+/// so it is read again at least this often.
 const QUIET_WALKS_SKIPPED: u32 = 15;
 
 /// What a walk of a tree finds: its metrics, the main process's counters
@@ -161,6 +161,8 @@ struct Quiet {
     /// The pids looked at first then: the main process and the cgroup's
     /// members, sorted.
     members: Vec<i32>,
+    /// The processes the walk counted (the shim left out).
+    counted: Vec<i32>,
     tree: TreeMetrics,
     main: Option<(ProcCounters, u32)>,
     /// Walks skipped since.
@@ -403,29 +405,20 @@ impl RunSampler {
         // A tree that used no CPU since the last walk, with the same
         // members, cannot have changed (a process that starts, ends,
         // opens a file or grows runs first): what the last walk found
-        // stands, at the cost of two reads instead of a walk. A full walk
-        // still comes now and then.
+        // stands, at the cost of two reads instead of a walk (and now and
+        // then a read of each process's memory).
         let members = cgroup_usec.map(|_| {
             let mut members = scratch.queue.clone();
             members.sort_unstable();
             members
         });
-        if let (Some(usec), Some(members), Some(quiet)) = (cgroup_usec, &members, &mut self.quiet) {
-            let kept: usize = self
-                .processes
-                .values()
-                .map(|process| process.open_files())
-                .sum();
-            if quiet.usec == usec
-                && quiet.members == *members
-                && quiet.skipped < QUIET_WALKS_SKIPPED
-                && scratch.keep(kept)
-            {
-                quiet.skipped += 1;
-                return (quiet.tree.clone(), quiet.main.clone(), usec);
+        if let (Some(usec), Some(members)) = (cgroup_usec, &members) {
+            if let Some(walked) = self.quiet_since_walk(scratch, usec, members) {
+                return walked;
             }
         }
         let mut tree = TreeMetrics::default();
+        let mut counted = Vec::new();
         let mut main = None;
         let mut index = 0;
         while let Some(&pid) = scratch.queue.get(index) {
@@ -444,6 +437,7 @@ impl RunSampler {
             let zombie = counters.is_zombie();
             let fds = if zombie { 0 } else { process.open_fds() };
             tree.processes += 1;
+            counted.push(pid);
             tree.zombies += u32::from(zombie);
             tree.threads += counters.threads;
             tree.fds += fds;
@@ -467,6 +461,7 @@ impl RunSampler {
             (Some(usec), Some(members)) => Some(Quiet {
                 usec,
                 members,
+                counted,
                 tree: tree.clone(),
                 main: main.clone(),
                 skipped: 0,
@@ -475,6 +470,56 @@ impl RunSampler {
         };
         let usec = cgroup_usec.unwrap_or_else(|| scratch.micros(cpu_ticks));
         (tree, main, usec)
+    }
+
+    /// What the last walk found, for a tree that used no CPU since
+    /// (`usec`) and has the same `members`: as it was, or, once in
+    /// [`QUIET_WALKS_SKIPPED`] ticks, with each process's memory read
+    /// again, the one thing that changes without running (the kernel
+    /// reclaims). A read of one file a process, where a walk opens four.
+    /// `None` when the tree is to be walked.
+    fn quiet_since_walk(
+        &mut self,
+        scratch: &mut Scratch,
+        usec: u64,
+        members: &[i32],
+    ) -> Option<Walked> {
+        let quiet = self
+            .quiet
+            .as_mut()
+            .filter(|quiet| quiet.usec == usec && quiet.members == members)?;
+        let kept: usize = self
+            .processes
+            .values()
+            .map(|process| process.open_files())
+            .sum();
+        if !scratch.keep(kept) {
+            return None;
+        }
+        if quiet.skipped < QUIET_WALKS_SKIPPED {
+            quiet.skipped += 1;
+            return Some((quiet.tree.clone(), quiet.main.clone(), usec));
+        }
+        let mut rss_pages = 0;
+        for &pid in &quiet.counted {
+            let counters = match self.processes.get(&pid) {
+                Some(process) => process.read(&mut scratch.buffer),
+                None => WatchedProcess::counters_of(pid, &mut scratch.buffer),
+            }
+            // One has gone meanwhile: the walk tells what is left.
+            .ok()?;
+            if pid == self.target.main.pid {
+                let main = quiet.main.as_mut()?;
+                if counters.stat.id != self.target.main {
+                    return None;
+                }
+                main.0 = counters.clone();
+            }
+            rss_pages += counters.rss_pages;
+        }
+        quiet.tree.rss_bytes = rss_pages * scratch.page_size;
+        quiet.skipped = 0;
+        Some((quiet.tree.clone(), quiet.main.clone(), usec))
     }
 
     /// Reads the status file if it changed, and when the logs last grew:

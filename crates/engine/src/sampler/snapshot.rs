@@ -3,8 +3,8 @@
 
 use super::status_file::Report;
 use crate::health::MainProcess;
+use crate::registry::IdMap;
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
 use std::sync::Arc;
 use wrangle_wire::{ProcessMetrics, State, TreeMetrics};
 
@@ -37,7 +37,7 @@ pub struct Observation {
 pub struct Snapshot {
     /// When the last tick ended; absent before the first.
     pub sampled_at: Option<DateTime<Utc>>,
-    runs: HashMap<String, Observation>,
+    runs: IdMap<Observation>,
 }
 
 impl Snapshot {

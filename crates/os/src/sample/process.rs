@@ -126,6 +126,20 @@ impl WatchedProcess {
         Ok((watched, counters))
     }
 
+    /// The counters of process `pid` now, from one read of its `stat`
+    /// (no file is kept): for a process known to be the one meant, whose
+    /// tree needs no walk.
+    pub fn counters_of(pid: i32, buffer: &mut Vec<u8>) -> io::Result<ProcCounters> {
+        let stat = openat(
+            CWD,
+            format!("/proc/{pid}/stat"),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(gone)?;
+        read_stat(&File::from(stat), buffer)
+    }
+
     /// The process this watches.
     pub fn id(&self) -> ProcessId {
         self.id
