@@ -223,9 +223,17 @@ impl Engine {
                 continue;
             }
             let identity = &agent.identity;
-            let spent = spending.of_agent(&identity.id);
             let group = identity.spec.group.as_deref();
-            if let Some(exceeded) = spending.exceeded(&identity.spec.session, group, &spent) {
+            // Most agents have no budget: what they spent is not looked up.
+            let budgets = &identity.spec.session;
+            let budgeted = budgets.budget_usd.is_some()
+                || budgets.budget_tokens.is_some()
+                || group.is_some_and(|group| spending.budget_of(group).is_some());
+            let exceeded = budgeted.then(|| {
+                let spent = spending.of_agent(&identity.id);
+                Some((spending.exceeded(budgets, group, &spent)?, spent))
+            });
+            if let Some((exceeded, spent)) = exceeded.flatten() {
                 let kind = EventKind::BudgetExceeded {
                     budget: exceeded.budget,
                     cost_usd: Some(exceeded.cost_usd),

@@ -26,6 +26,7 @@ use changes::Changes;
 use chrono::Utc;
 use run::{RunSampler, Scratch, Target};
 use std::io;
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Weak};
 use std::thread;
@@ -89,6 +90,9 @@ struct Sampler {
     /// The registry's count of changes when the runs to watch were last
     /// taken from it (see [`Registry::changes`](crate::registry::Registry::changes)).
     followed: Option<u64>,
+    /// The agents whose runs were let go since the last tick, to drop
+    /// from the snapshot.
+    dropped: Vec<String>,
 }
 
 impl Sampler {
@@ -102,6 +106,7 @@ impl Sampler {
             changes: Changes::new(kernel_changes),
             fleet: None,
             followed: None,
+            dropped: Vec::new(),
         }
     }
 
@@ -132,12 +137,15 @@ impl Sampler {
             }
         }
         self.sample();
-        let runs = &self.runs;
+        let dropped = mem::take(&mut self.dropped);
         engine.lock_observations().publish(
             Utc::now(),
-            |id| runs.contains_key(id),
-            runs.iter().map(|(id, run)| (id, &run.observation)),
+            dropped.iter(),
+            self.runs
+                .iter_mut()
+                .filter_map(|(id, run)| Some((id, run.unpublished()?))),
         );
+        let runs = &self.runs;
         Engine {
             inner: engine.clone(),
         }
@@ -159,7 +167,7 @@ impl Sampler {
         // No process in any run's cgroup used CPU since the last tick:
         // none started, ended, grew or opened a file, so no tree changed
         // (an idle fleet of ten thousand costs one read, not twenty
-        // thousand). Each run still walks its tree now and then.
+        // thousand). Each run still reads its memory now and then.
         let fleet_quiet = match &mut self.fleet {
             Some((cgroup, last)) => {
                 let usec = cgroup.cpu_usage_usec(&mut self.scratch.buffer);
@@ -212,10 +220,14 @@ impl Sampler {
             }
         }
         let changes = &mut self.changes;
-        self.runs.retain(|_, run| {
+        let dropped = &mut self.dropped;
+        self.runs.retain(|id, run| {
             let kept = run.take_mark();
-            if let (false, Some(watch)) = (kept, run.watch()) {
-                changes.unwatch(watch);
+            if !kept {
+                dropped.push(id.clone());
+                if let Some(watch) = run.watch() {
+                    changes.unwatch(watch);
+                }
             }
             kept
         });

@@ -208,6 +208,8 @@ pub struct RunSampler {
     session: Option<LiveSession>,
     /// What the last tick saw.
     pub observation: Observation,
+    /// Whether the snapshot has [`RunSampler::observation`] as it is.
+    published: bool,
 }
 
 impl RunSampler {
@@ -257,6 +259,7 @@ impl RunSampler {
             // of the registry, and keep its files for good.
             marked: false,
             stopping: false,
+            published: false,
         }
     }
 
@@ -287,6 +290,12 @@ impl RunSampler {
     /// the rest of the output anyway).
     pub fn is_stopping(&self) -> bool {
         self.stopping
+    }
+
+    /// What the last tick saw, if the snapshot does not have it yet; it
+    /// is taken as published.
+    pub fn unpublished(&mut self) -> Option<&Observation> {
+        (!mem::replace(&mut self.published, true)).then_some(&self.observation)
     }
 
     /// Whether the run was marked since the last call; clears the mark.
@@ -341,8 +350,7 @@ impl RunSampler {
         tree.cpu_percent = self.tree_cpu.percent(tree_usec, now, counting_for);
         self.tree_usec = self.tree_usec.max(tree_usec);
         tree.cpu_seconds = self.tree_usec as f64 / 1e6;
-        let observation = &mut self.observation;
-        (observation.main, observation.process) = match main {
+        let (main, process) = match main {
             Some((counters, fds)) => (
                 if counters.is_zombie() {
                     MainProcess::Zombie
@@ -362,31 +370,25 @@ impl RunSampler {
             ),
             None => (MainProcess::Missing, None),
         };
-        observation.tree = Some(tree);
+        let tree = Some(tree);
+        let observation = &mut self.observation;
+        if observation.main != main || observation.process != process || observation.tree != tree {
+            (observation.main, observation.process, observation.tree) = (main, process, tree);
+            self.published = false;
+        }
         self.look_at_files(scratch, wall);
     }
 
-    /// What the last walk found, when the whole fleet was quiet and this
-    /// tree may skip a walk (it is in a cgroup, and its files still fit).
+    /// What the last walk found, when the whole fleet was quiet (no
+    /// process of any run used CPU, so none started or ended either) and
+    /// this tree is in a cgroup: its own files need no read.
     fn unchanged(&mut self, scratch: &mut Scratch, fleet_quiet: bool) -> Option<Walked> {
         if !fleet_quiet || self.target.cgroup.is_none() {
             return None;
         }
-        let quiet = self.quiet.as_mut()?;
-        if quiet.skipped >= QUIET_WALKS_SKIPPED {
-            return None;
-        }
-        let kept: usize = self
-            .processes
-            .values()
-            .map(|process| process.open_files())
-            .sum::<usize>()
-            + self.cgroup.as_ref().map_or(0, |cgroup| cgroup.open_files());
-        if !scratch.keep(kept) {
-            return None;
-        }
-        quiet.skipped += 1;
-        Some((quiet.tree.clone(), quiet.main.clone(), quiet.usec))
+        let usec = self.quiet.as_ref()?.usec;
+        let cgroup_files = self.cgroup.as_ref().map_or(0, |cgroup| cgroup.open_files());
+        self.as_last_walked(scratch, usec, cgroup_files)
     }
 
     /// Walks the tree once: its metrics (CPU % aside), the main process's
@@ -473,29 +475,41 @@ impl RunSampler {
     }
 
     /// What the last walk found, for a tree that used no CPU since
-    /// (`usec`) and has the same `members`: as it was, or, once in
-    /// [`QUIET_WALKS_SKIPPED`] ticks, with each process's memory read
-    /// again, the one thing that changes without running (the kernel
-    /// reclaims). A read of one file a process, where a walk opens four.
-    /// `None` when the tree is to be walked.
+    /// (`usec`) and has the same `members`. `None` when it is to be walked.
     fn quiet_since_walk(
         &mut self,
         scratch: &mut Scratch,
         usec: u64,
         members: &[i32],
     ) -> Option<Walked> {
-        let quiet = self
-            .quiet
-            .as_mut()
+        self.quiet
+            .as_ref()
             .filter(|quiet| quiet.usec == usec && quiet.members == members)?;
+        self.as_last_walked(scratch, usec, 0)
+    }
+
+    /// What the last walk found, for a tree that has not run since: as it
+    /// was, or, once in [`QUIET_WALKS_SKIPPED`] ticks, with each process's
+    /// memory read again, the one thing that changes without running (the
+    /// kernel reclaims). A read of one file a process, where a walk opens
+    /// four. `None` when the tree is to be walked (also when its files,
+    /// with `other_files` of the run, no longer fit).
+    fn as_last_walked(
+        &mut self,
+        scratch: &mut Scratch,
+        usec: u64,
+        other_files: usize,
+    ) -> Option<Walked> {
         let kept: usize = self
             .processes
             .values()
             .map(|process| process.open_files())
-            .sum();
+            .sum::<usize>()
+            + other_files;
         if !scratch.keep(kept) {
             return None;
         }
+        let quiet = self.quiet.as_mut()?;
         if quiet.skipped < QUIET_WALKS_SKIPPED {
             quiet.skipped += 1;
             return Some((quiet.tree.clone(), quiet.main.clone(), usec));
@@ -546,6 +560,7 @@ impl RunSampler {
             self.dirty = dirty;
             return;
         };
+        self.published = false;
         let observation = &mut self.observation;
         if dirty.status {
             let status_file = &mut self.status_file;
