@@ -123,8 +123,10 @@ struct Args {
     /// Follow the stream with `--subscribers` only for N up to this.
     #[arg(long, default_value_t = 1000)]
     subscribers_max: usize,
-    /// Seconds to watch the idle daemon.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds to watch the idle daemon: a multiple of 30 s, so that the
+    /// daemon's periodic work (each run's memory read again, the look at
+    /// the logs' cap) is in the window as often as it comes.
+    #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
     /// Before each N, wait up to this many seconds for the machine to be
     /// quiet (under 10% busy over a second), so that other work does not
