@@ -189,6 +189,53 @@ fn the_tree_memory_counts_every_process() {
     );
 }
 
+#[test]
+fn memory_a_quiet_tree_gives_back_shows() {
+    let home = sampled(Home::new());
+    // The agent maps a file, reads every page of it, and sleeps.
+    const MAPPED: u64 = 64 << 20;
+    let data = home.path().join("mapped");
+    fs::write(&data, vec![1u8; MAPPED as usize]).unwrap();
+    let script = "import mmap, sys, time\n\
+                  f = open(sys.argv[1], 'rb')\n\
+                  m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)\n\
+                  sum(m[i] for i in range(0, len(m), 4096))\n\
+                  time.sleep(3600)\n";
+    let id = home.run(&["--", "python3", "-c", script, data.to_str().unwrap()]);
+    wait_for(
+        &home,
+        &id,
+        PATIENCE,
+        "the mapped file is in its memory",
+        |view| {
+            tree(view)["rss_bytes"]
+                .as_u64()
+                .is_some_and(|rss| rss >= MAPPED)
+        },
+    );
+    // Another process truncates the file: its pages leave the agent's
+    // memory while the agent sleeps. A tree that uses no CPU is not walked
+    // again, but its memory is read again now and then.
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    assert!(procfs::rss_bytes(home.pid(&id)).is_some_and(|rss| rss < MAPPED / 2));
+    wait_for(
+        &home,
+        &id,
+        SOON,
+        "its memory shows what it gave back",
+        |view| {
+            tree(view)["rss_bytes"]
+                .as_u64()
+                .is_some_and(|rss| rss < MAPPED / 2)
+        },
+    );
+}
+
 fn zombies_in_the_tree_are_counted(home: Home, cgroups: bool) {
     let home = sampled(home);
     // The child ends at once, and the shell that started it becomes
