@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{procfs, wait_until, Home, SOON};
+use common::{procfs, wait_until, wait_until_showing, Home, SOON};
 use std::collections::BTreeSet;
 use std::fs;
 use std::thread;
@@ -31,9 +31,8 @@ fn a_thousand_short_agents_leave_no_zombie() {
     let program = program.to_str().unwrap().to_string();
     home.ok(&["daemon"]);
     let daemon = home.daemon_pid().expect("a daemon");
-    let open_files = || fs::read_dir(format!("/proc/{daemon}/fd")).unwrap().count();
+    let open_files = || procfs::open_file_targets(daemon);
     let files_before = open_files();
-    let targets_before = procfs::open_file_targets(daemon);
 
     let ids: Vec<String> = thread::scope(|scope| {
         let callers: Vec<_> = (0..CALLERS)
@@ -77,13 +76,10 @@ fn a_thousand_short_agents_leave_no_zombie() {
     assert!(home.zombie_children().is_empty());
     assert_eq!(home.daemon_pid(), Some(daemon), "one daemon did it all");
     // Nor does the daemon keep a handle (pidfd, pipe) on any of them.
-    let deadline = std::time::Instant::now() + SOON;
-    while open_files() > files_before + 2 && std::time::Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    let targets_after = procfs::open_file_targets(daemon);
-    assert!(
-        open_files() <= files_before + 2,
-        "the daemon holds more files than before: {targets_before:?} then {targets_after:?}"
+    wait_until_showing(
+        SOON,
+        "the daemon holds as many files as before",
+        || open_files().len() <= files_before.len() + 2,
+        || format!("; before: {files_before:?}, now: {:?}", open_files()),
     );
 }

@@ -47,12 +47,24 @@ pub const SOON: Duration = Duration::from_secs(20);
 
 /// Waits until `condition` holds, checking every few milliseconds; panics
 /// with `what` after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+pub fn wait_until(timeout: Duration, what: &str, condition: impl FnMut() -> bool) {
+    wait_until_showing(timeout, what, condition, String::new);
+}
+
+/// Waits like [`wait_until`]; a timeout's panic also tells what `shown`
+/// says then.
+pub fn wait_until_showing(
+    timeout: Duration,
+    what: &str,
+    mut condition: impl FnMut() -> bool,
+    shown: impl Fn() -> String,
+) {
     let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(
             Instant::now() < deadline,
-            "timed out after {timeout:?} waiting until {what}"
+            "timed out after {timeout:?} waiting until {what}{}",
+            shown()
         );
         thread::sleep(Duration::from_millis(10));
     }

@@ -135,11 +135,7 @@ impl Engine {
                 return;
             }
         };
-        let used: u64 = runs
-            .iter()
-            .flat_map(|run| &run.files)
-            .map(|f| f.bytes)
-            .sum();
+        let used = bytes_of(&runs);
         let (deleted_files, deleted_bytes) = if used > max_total {
             trim(runs, used - max_total)
         } else {
@@ -249,6 +245,14 @@ fn scan(runs_dir: &Path, live: &HashMap<String, u32>, seen: &mut Seen) -> io::Re
     }
     *seen = now_seen;
     Ok(runs)
+}
+
+/// The bytes all of `runs`' log files hold.
+fn bytes_of(runs: &[RunLogs]) -> u64 {
+    runs.iter()
+        .flat_map(|run| &run.files)
+        .map(|f| f.bytes)
+        .sum()
 }
 
 /// The coarsest tick of a file system's clock that a look allows for (FAT
@@ -388,8 +392,11 @@ mod tests {
         // trim deleted is not counted again.
         let mut seen = Seen::default();
         let scanned = scan(&runs, &live, &mut seen).unwrap();
-        let used: u64 = scanned.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum();
-        assert_eq!(used, 100 + 16 + 100 + 16 + 50 + 100, "state.json is no log");
+        assert_eq!(
+            bytes_of(&scanned),
+            100 + 16 + 100 + 16 + 50 + 100,
+            "state.json is no log"
+        );
         // 150 too much: a's first run goes, then b's (the next oldest
         // ended), and nothing of the live run.
         assert_eq!(trim(scanned, 150), (3, 216));
@@ -402,8 +409,11 @@ mod tests {
         let scanned = scan(&runs, &live, &mut seen).unwrap();
         assert_eq!(trim(scanned, 1000), (2, 116));
         let scanned = scan(&runs, &live, &mut seen).unwrap();
-        let used: u64 = scanned.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum();
-        assert_eq!(used, 50, "only the file being written is left");
+        assert_eq!(
+            bytes_of(&scanned),
+            50,
+            "only the file being written is left"
+        );
         assert!(!runs.join("a/2/stdout.log.1.idx").exists());
         assert!(runs.join("a/2/stdout.log").exists());
     }
@@ -420,10 +430,6 @@ mod tests {
         fs::File::open(dir).unwrap().set_modified(time).unwrap();
     }
 
-    fn used(runs: &[RunLogs]) -> u64 {
-        runs.iter().flat_map(|r| &r.files).map(|f| f.bytes).sum()
-    }
-
     #[test]
     fn a_look_sees_what_changed_since_the_last_one() {
         let home = tempfile::tempdir().unwrap();
@@ -432,26 +438,26 @@ mod tests {
         let live = HashMap::from([("a".to_string(), 1)]);
         let mut seen = Seen::default();
         age_dirs(&runs);
-        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 100);
+        assert_eq!(bytes_of(&scan(&runs, &live, &mut seen).unwrap()), 100);
         // The file being written grows; its directory does not change.
         let mut log = fs::OpenOptions::new()
             .append(true)
             .open(runs.join("a/1/stdout.log"))
             .unwrap();
         io::Write::write_all(&mut log, &[b'y'; 20]).unwrap();
-        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 120);
+        assert_eq!(bytes_of(&scan(&runs, &live, &mut seen).unwrap()), 120);
         // A rotation, a new run and a new agent change directories.
         fs::rename(runs.join("a/1/stdout.log"), runs.join("a/1/stdout.log.1")).unwrap();
         write(&runs.join("a/1/stdout.log"), 5, 0);
         write(&runs.join("a/2/stderr.log"), 7, 0);
         write(&runs.join("b/1/stdout.log"), 9, 0);
         assert_eq!(
-            used(&scan(&runs, &live, &mut seen).unwrap()),
+            bytes_of(&scan(&runs, &live, &mut seen).unwrap()),
             120 + 5 + 7 + 9
         );
         age_dirs(&runs);
         let scanned = scan(&runs, &live, &mut seen).unwrap();
-        assert_eq!(used(&scanned), 120 + 5 + 7 + 9);
+        assert_eq!(bytes_of(&scanned), 120 + 5 + 7 + 9);
         // Run 1 ended after a last write: that write is counted, and the
         // run is now among the ended ones.
         let mut log = fs::OpenOptions::new()
@@ -461,11 +467,14 @@ mod tests {
         io::Write::write_all(&mut log, &[b'z'; 30]).unwrap();
         let live = HashMap::from([("a".to_string(), 2)]);
         let scanned = scan(&runs, &live, &mut seen).unwrap();
-        assert_eq!(used(&scanned), 120 + 35 + 7 + 9);
+        assert_eq!(bytes_of(&scanned), 120 + 35 + 7 + 9);
         assert_eq!(scanned.iter().filter(|run| !run.ended).count(), 1);
         // A directory removed is no longer counted.
         fs::remove_dir_all(runs.join("b")).unwrap();
-        assert_eq!(used(&scan(&runs, &live, &mut seen).unwrap()), 120 + 35 + 7);
+        assert_eq!(
+            bytes_of(&scan(&runs, &live, &mut seen).unwrap()),
+            120 + 35 + 7
+        );
     }
 
     #[test]
