@@ -11,7 +11,7 @@
 use crate::error::ApiError;
 use crate::forward::Forwarder;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -19,16 +19,13 @@ use axum::Router;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use pace::Pace;
 use prost::Message;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex};
-use wrangle_engine::telemetry::{AttributeValue, Record};
+use wrangle_engine::telemetry::{self, AttributeValue, Record};
 use wrangle_engine::{Engine, TelemetryBinder};
 use wrangle_wire::ErrorCode;
 
@@ -120,11 +117,11 @@ fn router(engine: Engine, pace: Arc<Pace>) -> Router {
         .route("/v1/logs", post(logs))
         .route(
             "/v1/metrics",
-            post(|state, headers, body| dropped(state, headers, body, "/v1/metrics")),
+            post(|state, sent| dropped(state, sent, "/v1/metrics")),
         )
         .route(
             "/v1/traces",
-            post(|state, headers, body| dropped(state, headers, body, "/v1/traces")),
+            post(|state, sent| dropped(state, sent, "/v1/traces")),
         )
         .with_state(Receiver {
             engine,
@@ -178,8 +175,28 @@ impl Encoding {
     }
 }
 
+/// A request's headers and body: the headers moved out of the request,
+/// where axum's `HeaderMap` extractor copies them.
+struct Sent {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Sent {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Sent, Response> {
+        let (mut parts, body) = request.into_parts();
+        let headers = std::mem::take(&mut parts.headers);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Sent { headers, body })
+    }
+}
+
 /// `POST /v1/logs`.
-async fn logs(State(receiver): State<Receiver>, headers: HeaderMap, body: Bytes) -> Response {
+async fn logs(State(receiver): State<Receiver>, Sent { headers, body }: Sent) -> Response {
     receiver.pace.request_came();
     match take_logs(receiver, &headers, body).await {
         Ok(encoding) => encoding.ok(),
@@ -223,7 +240,7 @@ async fn take_logs(
         &body,
     );
     let body = decompressed(headers, body)?;
-    let records = records_of(decode(encoding, &body)?);
+    let records = records(encoding, &body)?;
     engine.receive_telemetry(&id, run, records).await?;
     Ok(encoding)
 }
@@ -233,8 +250,7 @@ async fn take_logs(
 /// records say all wrangle needs).
 async fn dropped(
     State(receiver): State<Receiver>,
-    headers: HeaderMap,
-    body: Bytes,
+    Sent { headers, body }: Sent,
     path: &'static str,
 ) -> Response {
     receiver.pace.request_came();
@@ -327,45 +343,46 @@ fn decompressed(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
     }
 }
 
-/// The log records of the request in `body` (see [`json`] for what its
-/// JSON may be).
-fn decode(encoding: Encoding, body: &[u8]) -> Result<Vec<LogRecord>, ApiError> {
+/// The engine's records of the request in `body` (see [`json`] for what
+/// its JSON may be).
+fn records(encoding: Encoding, body: &[u8]) -> Result<Vec<Record>, ApiError> {
     match encoding {
-        Encoding::Protobuf => ExportLogsServiceRequest::decode(body)
-            .map(|request| {
+        Encoding::Protobuf => {
+            let request = ExportLogsServiceRequest::decode(body)
+                .map_err(|error| ApiError::invalid(format!("malformed OTLP protobuf: {error}")))?;
+            Ok(records_of(
                 request
                     .resource_logs
-                    .into_iter()
-                    .flat_map(|resource| resource.scope_logs)
-                    .flat_map(|scope| scope.log_records)
-                    .collect()
-            })
-            .map_err(|error| ApiError::invalid(format!("malformed OTLP protobuf: {error}"))),
+                    .iter()
+                    .flat_map(|resource| &resource.scope_logs)
+                    .flat_map(|scope| &scope.log_records)
+                    .map(view::Record::from),
+            ))
+        }
         Encoding::Json => json::log_records(body)
+            .map(records_of)
             .map_err(|error| ApiError::invalid(format!("malformed OTLP JSON: {error}"))),
     }
 }
 
 /// Every log record of a request, as the engine takes them.
-fn records_of(records: Vec<LogRecord>) -> Vec<Record> {
-    // One buffer for every record's encoding (see `record_of`).
-    let mut encoded = Vec::new();
+fn records_of<'a>(records: impl IntoIterator<Item = view::Record<'a>>) -> Vec<Record> {
+    // One buffer for every record's encoding (see `record_of`), grown
+    // once: a record is rarely over a few hundred bytes.
+    let mut encoded = Vec::with_capacity(4096);
     records
         .into_iter()
         .map(|record| record_of(record, &mut encoded))
         .collect()
 }
 
-/// The engine's record of `record`, its strings moved, not copied. Its
-/// key is a digest of its protobuf encoding (written into `encoded`), so
-/// that the same record delivered twice, in either encoding, is counted
-/// once.
-fn record_of(record: LogRecord, encoded: &mut Vec<u8>) -> Record {
+/// The engine's record of `record`: the attributes wrangle reads, their
+/// strings copied, the rest left in the body. Its key is a digest of its
+/// protobuf encoding (written into `encoded`), so that the same record
+/// delivered twice, in either encoding, is counted once.
+fn record_of(record: view::Record, encoded: &mut Vec<u8>) -> Record {
     encoded.clear();
-    encoded.reserve(record.encoded_len());
-    record
-        .encode(encoded)
-        .expect("a Vec grows to take any message");
+    record.encode(encoded);
     let digest = Sha256::digest(&encoded);
     let key = hex::encode(&digest[..16]);
     let nanos = if record.time_unix_nano > 0 {
@@ -374,29 +391,36 @@ fn record_of(record: LogRecord, encoded: &mut Vec<u8>) -> Record {
         record.observed_time_unix_nano
     };
     let at = chrono::DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX));
-    let attributes: BTreeMap<String, AttributeValue> = record
-        .attributes
-        .into_iter()
-        .filter_map(|pair| Some((pair.key, value_of(pair.value?)?)))
-        .collect();
     // Claude Code names a record in its body (`claude_code.api_request`)
     // and `event.name` (`api_request`); Codex and Gemini CLI in
-    // `event.name` alone (`codex.sse_event`).
-    let body = record.body.and_then(|body| match body.value {
-        Some(any_value::Value::StringValue(text)) => Some(text),
+    // `event.name` alone (`codex.sse_event`). The last `event.name`
+    // counts, as the last of any key does.
+    let text = |value: &Option<view::Any<'_>>| match value {
+        Some(view::Any(Some(view::Value::Text(text)))) => Some(text.to_string()),
         _ => None,
-    });
-    let event = attributes
-        .get("event.name")
-        .and_then(AttributeValue::as_text)
-        .map(str::to_owned)
-        .or_else(|| (!record.event_name.is_empty()).then_some(record.event_name));
+    };
+    let body = text(&record.body);
+    let event = record
+        .attributes
+        .iter()
+        .rev()
+        .find(|pair| pair.key == "event.name")
+        .map(|pair| text(&pair.value))
+        .unwrap_or_else(|| (!record.event_name.is_empty()).then(|| record.event_name.to_string()));
     let name = match (event, body) {
         (Some(event), _) if event.contains('.') => event,
         (_, Some(body)) if body.contains('.') => body,
         (Some(event), _) => event,
         (None, body) => body.unwrap_or_default(),
     };
+    let attributes = record
+        .attributes
+        .into_iter()
+        .filter_map(|pair| {
+            let key = telemetry::read_attribute(&pair.key)?;
+            Some((key, value_of(pair.value?)?))
+        })
+        .collect();
     Record {
         key,
         at,
@@ -405,12 +429,12 @@ fn record_of(record: LogRecord, encoded: &mut Vec<u8>) -> Record {
     }
 }
 
-fn value_of(value: AnyValue) -> Option<AttributeValue> {
-    Some(match value.value? {
-        any_value::Value::StringValue(text) => AttributeValue::Text(text),
-        any_value::Value::IntValue(number) => AttributeValue::Int(number),
-        any_value::Value::DoubleValue(number) => AttributeValue::Float(number),
-        any_value::Value::BoolValue(flag) => AttributeValue::Bool(flag),
+fn value_of(value: view::Any) -> Option<AttributeValue> {
+    Some(match value.0? {
+        view::Value::Text(text) => AttributeValue::Text(text.into_owned()),
+        view::Value::Int(number) => AttributeValue::Int(number),
+        view::Value::Double(number) => AttributeValue::Float(number),
+        view::Value::Bool(flag) => AttributeValue::Bool(flag),
         _ => return None,
     })
 }
@@ -419,6 +443,7 @@ mod json;
 mod pace;
 #[cfg(test)]
 mod props;
+mod view;
 
 #[cfg(test)]
 mod tests {
@@ -430,22 +455,45 @@ mod tests {
 
     #[test]
     fn json_and_protobuf_of_one_request_give_the_same_records() {
-        let json = decode(Encoding::Json, CLAUDE.as_bytes()).unwrap();
         let request: ExportLogsServiceRequest = serde_json::from_str(CLAUDE).unwrap();
-        let protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).unwrap();
-        let records = records_of(json);
-        assert_eq!(records, records_of(protobuf));
+        let records = records(Encoding::Json, CLAUDE.as_bytes()).unwrap();
+        assert_eq!(
+            records,
+            super::records(Encoding::Protobuf, &request.encode_to_vec()).unwrap()
+        );
         assert_eq!(records.len(), 1);
         let record = &records[0];
         assert_eq!(record.name, "claude_code.api_request");
-        assert_eq!(record.attributes["input_tokens"], AttributeValue::Int(1200));
+        assert_eq!(
+            record.attributes.get("input_tokens"),
+            Some(&AttributeValue::Int(1200))
+        );
+        // Only what wrangle reads is kept: `event.name` named the record.
+        let keys: Vec<&str> = record.attributes.iter().map(|(key, _)| key).collect();
+        assert_eq!(
+            keys,
+            [
+                "model",
+                "input_tokens",
+                "output_tokens",
+                "cache_read_tokens",
+                "cache_creation_tokens",
+                "cost_usd",
+                "cost_usd_micros"
+            ]
+        );
         assert_eq!(record.at.timestamp(), 1_765_000_000);
-        assert_eq!(record.key.len(), 32);
+        // The key is a digest of the record's protobuf encoding, as prost
+        // writes it: the keys of the releases that encoded with prost.
+        let prost = request.resource_logs[0].scope_logs[0].log_records[0].encode_to_vec();
+        assert_eq!(record.key, hex::encode(&Sha256::digest(&prost)[..16]));
         let numbers = CLAUDE.replace("\"1765000000000000000\"", "1765000000000000000");
-        let again = decode(Encoding::Json, numbers.as_bytes()).unwrap();
-        assert_eq!(records_of(again), records);
-        assert!(decode(Encoding::Json, b"{\"resourceLogs\": 3}").is_err());
-        assert!(decode(Encoding::Protobuf, b"\xff\xff\xff").is_err());
+        assert_eq!(
+            super::records(Encoding::Json, numbers.as_bytes()).unwrap(),
+            records
+        );
+        assert!(super::records(Encoding::Json, b"{\"resourceLogs\": 3}").is_err());
+        assert!(super::records(Encoding::Protobuf, b"\xff\xff\xff").is_err());
     }
 
     #[test]

@@ -1,30 +1,29 @@
-//! OTLP/JSON log bodies, decoded straight into the protobuf types: their
-//! log records alone (wrangle reads nothing of a resource or a scope),
-//! each value read as it comes.
+//! OTLP/JSON log bodies, decoded into [`view::Record`]s: their log
+//! records alone (wrangle reads nothing of a resource or a scope), each
+//! value read as it comes, each string borrowed from the body unless it
+//! has escapes.
 //!
 //! opentelemetry-proto's own serde mapping buffers every attribute's value
-//! to find out which kind it is (a flattened oneof), and reads every
-//! 64-bit number into a `String` first: that was most of the telemetry
-//! port's allocations. This one takes what that one takes, and more:
-//! times written as numbers, and an empty value (`{}`, which
+//! to find out which kind it is (a flattened oneof), reads every 64-bit
+//! number into a `String` first and copies every string: that was most of
+//! the telemetry port's allocations. This one takes what that one takes,
+//! and more: times written as numbers, and an empty value (`{}`, which
 //! OpenTelemetry's JavaScript exporters write for an attribute that is
 //! null or undefined) read as no value, where the mapping refuses the
 //! whole body for it. The records are the same, so that a record's key
 //! (a digest of its protobuf encoding) does not depend on how it came.
 
+use super::view::{self, Any, Pair};
 use base64::Engine as _;
-use opentelemetry_proto::tonic::common::v1::{
-    any_value, AnyValue, ArrayValue, KeyValue, KeyValueList,
-};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 use std::str::FromStr;
 
 /// Every log record of the OTLP/JSON `ExportLogsServiceRequest` in `body`.
-pub fn log_records(body: &[u8]) -> Result<Vec<LogRecord>, serde_json::Error> {
+pub fn log_records(body: &[u8]) -> Result<Vec<view::Record<'_>>, serde_json::Error> {
     let request: Request = serde_json::from_slice(body)?;
     Ok(request
         .resource_logs
@@ -37,89 +36,105 @@ pub fn log_records(body: &[u8]) -> Result<Vec<LogRecord>, serde_json::Error> {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Request {
-    resource_logs: Vec<ResourceLogs>,
+struct Request<'a> {
+    #[serde(borrow)]
+    resource_logs: Vec<ResourceLogs<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct ResourceLogs {
+struct ResourceLogs<'a> {
     resource: IgnoredAny,
-    scope_logs: Vec<ScopeLogs>,
+    #[serde(borrow)]
+    scope_logs: Vec<ScopeLogs<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
-struct ScopeLogs {
+struct ScopeLogs<'a> {
     scope: IgnoredAny,
-    log_records: Vec<Record>,
+    #[serde(borrow)]
+    log_records: Vec<Record<'a>>,
 }
 
 /// A log record as OTLP/JSON writes it.
-struct Record(LogRecord);
+struct Record<'a>(view::Record<'a>);
 
-impl<'de> Deserialize<'de> for Record {
+impl<'de: 'a, 'a> Deserialize<'de> for Record<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize, Default)]
         #[serde(rename_all = "camelCase", default)]
-        struct Fields {
+        struct Fields<'a> {
             #[serde(deserialize_with = "int_of_text_or_number")]
             time_unix_nano: u64,
             #[serde(deserialize_with = "int_of_text_or_number")]
             observed_time_unix_nano: u64,
             severity_number: i32,
-            severity_text: String,
-            body: Option<Value>,
-            attributes: Vec<Attribute>,
+            #[serde(borrow)]
+            severity_text: Text<'a>,
+            #[serde(borrow)]
+            body: Option<Value<'a>>,
+            #[serde(borrow)]
+            attributes: Vec<Attribute<'a>>,
             dropped_attributes_count: u32,
             flags: u32,
             #[serde(deserialize_with = "hex_bytes")]
             trace_id: Vec<u8>,
             #[serde(deserialize_with = "hex_bytes")]
             span_id: Vec<u8>,
-            event_name: String,
+            #[serde(borrow)]
+            event_name: Text<'a>,
         }
         let fields = Fields::deserialize(deserializer)?;
-        Ok(Record(LogRecord {
+        Ok(Record(view::Record {
             time_unix_nano: fields.time_unix_nano,
             observed_time_unix_nano: fields.observed_time_unix_nano,
             severity_number: fields.severity_number,
-            severity_text: fields.severity_text,
-            body: fields.body.and_then(|value| value.0),
+            severity_text: fields.severity_text.0,
+            body: fields.body.and_then(Value::any),
             attributes: fields.attributes.into_iter().map(|pair| pair.0).collect(),
             dropped_attributes_count: fields.dropped_attributes_count,
             flags: fields.flags,
-            trace_id: fields.trace_id,
-            span_id: fields.span_id,
-            event_name: fields.event_name,
+            trace_id: Cow::Owned(fields.trace_id),
+            span_id: Cow::Owned(fields.span_id),
+            event_name: fields.event_name.0,
         }))
     }
 }
 
 /// A key and its value.
-struct Attribute(KeyValue);
+struct Attribute<'a>(Pair<'a>);
 
-impl<'de> Deserialize<'de> for Attribute {
+impl<'de: 'a, 'a> Deserialize<'de> for Attribute<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        struct Fields {
-            key: String,
-            value: Option<Value>,
+        struct Fields<'a> {
+            #[serde(borrow)]
+            key: Text<'a>,
+            #[serde(borrow)]
+            value: Option<Value<'a>>,
         }
         let fields = Fields::deserialize(deserializer)?;
-        Ok(Attribute(KeyValue {
-            key: fields.key,
-            value: fields.value.and_then(|value| value.0),
+        Ok(Attribute(Pair {
+            key: fields.key.0,
+            value: fields.value.and_then(Value::any),
         }))
     }
 }
 
 /// An `AnyValue`: `None` when it is empty (`{}`).
-struct Value(Option<AnyValue>);
+struct Value<'a>(Option<view::Value<'a>>);
 
-impl<'de> Deserialize<'de> for Value {
+impl<'a> Value<'a> {
+    /// The value, unless it is empty.
+    fn any(self) -> Option<Any<'a>> {
+        self.0.map(|value| Any(Some(value)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Value<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ValueVisitor)
+        deserializer.deserialize_map(ValueVisitor(PhantomData))
     }
 }
 
@@ -138,16 +153,16 @@ enum Kind {
     Unknown,
 }
 
-struct ValueVisitor;
+struct ValueVisitor<'a>(PhantomData<Value<'a>>);
 
-impl<'de> Visitor<'de> for ValueVisitor {
-    type Value = Value;
+impl<'de: 'a, 'a> Visitor<'de> for ValueVisitor<'a> {
+    type Value = Value<'a>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.write_str("an OTLP AnyValue object")
     }
 
-    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Value, M::Error> {
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Value<'a>, M::Error> {
         #[derive(Deserialize)]
         struct Values<T> {
             values: Vec<T>,
@@ -155,34 +170,26 @@ impl<'de> Visitor<'de> for ValueVisitor {
         let mut value = None;
         while let Some(kind) = map.next_key::<Kind>()? {
             value = Some(match kind {
-                Kind::StringValue => any_value::Value::StringValue(map.next_value()?),
-                Kind::BoolValue => any_value::Value::BoolValue(map.next_value()?),
-                Kind::IntValue => any_value::Value::IntValue(map.next_value::<Int>()?.0),
-                Kind::DoubleValue => any_value::Value::DoubleValue(map.next_value()?),
+                Kind::StringValue => view::Value::Text(map.next_value::<Text<'a>>()?.0),
+                Kind::BoolValue => view::Value::Bool(map.next_value()?),
+                Kind::IntValue => view::Value::Int(map.next_value::<Int>()?.0),
+                Kind::DoubleValue => view::Value::Double(map.next_value()?),
                 Kind::ArrayValue => {
-                    let array: Values<Value> = map.next_value()?;
-                    any_value::Value::ArrayValue(ArrayValue {
-                        // An empty element is dropped, as it would be
-                        // refused.
-                        values: array
-                            .values
-                            .into_iter()
-                            .filter_map(|value| value.0)
-                            .collect(),
-                    })
+                    let array: Values<Value<'a>> = map.next_value()?;
+                    // An empty element is dropped, as it would be
+                    // refused.
+                    view::Value::Array(array.values.into_iter().filter_map(Value::any).collect())
                 }
                 Kind::KvlistValue => {
-                    let list: Values<Attribute> = map.next_value()?;
-                    any_value::Value::KvlistValue(KeyValueList {
-                        values: list.values.into_iter().map(|pair| pair.0).collect(),
-                    })
+                    let list: Values<Attribute<'a>> = map.next_value()?;
+                    view::Value::List(list.values.into_iter().map(|pair| pair.0).collect())
                 }
                 Kind::BytesValue => {
-                    let text: Text<'de> = map.next_value()?;
+                    let text: Text<'a> = map.next_value()?;
                     let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(text.as_ref())
+                        .decode(text.0.as_ref())
                         .map_err(de::Error::custom)?;
-                    any_value::Value::BytesValue(bytes)
+                    view::Value::Bytes(Cow::Owned(bytes))
                 }
                 Kind::Unknown => {
                     map.next_value::<IgnoredAny>()?;
@@ -190,7 +197,7 @@ impl<'de> Visitor<'de> for ValueVisitor {
                 }
             });
         }
-        Ok(Value(value.map(|value| AnyValue { value: Some(value) })))
+        Ok(Value(value))
     }
 }
 
@@ -233,16 +240,10 @@ where
 /// Bytes written as hex (trace and span ids).
 fn hex_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = Text::deserialize(deserializer)?;
-    let digits = text.as_ref();
+    let digits = text.0.as_ref();
     hex::decode(digits.strip_prefix("0x").unwrap_or(digits)).map_err(de::Error::custom)
 }
 
 /// A string, borrowed from the body where it has no escapes.
-#[derive(Deserialize)]
-struct Text<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
-
-impl AsRef<str> for Text<'_> {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+#[derive(Deserialize, Default)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);

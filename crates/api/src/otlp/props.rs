@@ -3,11 +3,14 @@
 //! never a panic; and a request encoded either way gives the same
 //! records.
 
-use super::{decode, decompressed, records_of, Encoding, MAX_BODY};
+use super::view;
+use super::{decompressed, records, Encoding, MAX_BODY};
 use axum::body::Bytes;
 use axum::http::{header, HeaderMap, HeaderValue};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{
+    any_value, AnyValue, ArrayValue, KeyValue, KeyValueList,
+};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use proptest::prelude::*;
 use prost::Message;
@@ -153,8 +156,79 @@ fn gzipped() -> HeaderMap {
     headers
 }
 
+/// Any `AnyValue`, arrays and lists of them nested a few deep.
+fn nested_value() -> impl Strategy<Value = AnyValue> {
+    any_value().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(|values| AnyValue {
+                value: Some(any_value::Value::ArrayValue(ArrayValue { values })),
+            }),
+            prop::collection::vec(("\\PC{0,4}", proptest::option::of(inner)), 0..4).prop_map(
+                |pairs| AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList {
+                        values: pairs
+                            .into_iter()
+                            .map(|(key, value)| KeyValue { key, value })
+                            .collect(),
+                    })),
+                }
+            ),
+        ]
+    })
+}
+
+/// A log record with every field set now and then.
+fn full_record() -> impl Strategy<Value = LogRecord> {
+    let number = || prop_oneof![Just(0u64), any::<u64>()];
+    let small = || prop_oneof![Just(0u32), any::<u32>()];
+    let bytes = || prop::collection::vec(any::<u8>(), 0..17);
+    (
+        (
+            number(),
+            number(),
+            prop_oneof![Just(0i32), any::<i32>()],
+            "\\PC{0,6}",
+        ),
+        proptest::option::of(nested_value()),
+        prop::collection::vec(("\\PC{0,8}", proptest::option::of(nested_value())), 0..6),
+        (small(), small(), bytes(), bytes(), "\\PC{0,6}"),
+    )
+        .prop_map(
+            |(
+                (time, observed, severity, severity_text),
+                body,
+                attributes,
+                (dropped, flags, trace, span, event_name),
+            )| {
+                LogRecord {
+                    time_unix_nano: time,
+                    observed_time_unix_nano: observed,
+                    severity_number: severity,
+                    severity_text,
+                    body,
+                    attributes: attributes
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
+                    dropped_attributes_count: dropped,
+                    flags,
+                    trace_id: trace,
+                    span_id: span,
+                    event_name,
+                }
+            },
+        )
+}
+
 proptest! {
     #![proptest_config(crate::proptest_config())]
+
+    #[test]
+    fn a_view_encodes_as_prost_encodes_its_record(record in full_record()) {
+        let mut encoded = Vec::new();
+        view::Record::from(&record).encode(&mut encoded);
+        prop_assert_eq!(encoded, record.encode_to_vec());
+    }
 
     #[test]
     fn any_body_is_decoded_or_refused_with_a_reason(body in body(), zipped in any::<bool>()) {
@@ -162,10 +236,8 @@ proptest! {
         let plain = decompressed(&headers, Bytes::from(sent)).map_err(|e| TestCaseError::fail(e.0.error.message))?;
         prop_assert_eq!(&plain[..], &body[..]);
         for encoding in [Encoding::Protobuf, Encoding::Json] {
-            match decode(encoding, &plain) {
-                Ok(request) => {
-                    let _ = records_of(request);
-                }
+            match records(encoding, &plain) {
+                Ok(_) => {}
                 Err(error) => {
                     let message = &error.0.error.message;
                     prop_assert!(message.starts_with("malformed OTLP "), "{message}");
@@ -185,16 +257,15 @@ proptest! {
     #[test]
     fn a_request_as_json_or_protobuf_gives_the_same_records(request in request()) {
         let json = serde_json::to_vec(&request).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let from_json = decode(Encoding::Json, &json).map_err(|e| TestCaseError::fail(e.0.error.message))?;
-        let from_protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).map_err(|e| TestCaseError::fail(e.0.error.message))?;
-        let records = records_of(from_protobuf);
+        let from_json = records(Encoding::Json, &json).map_err(|e| TestCaseError::fail(e.0.error.message))?;
+        let records = records(Encoding::Protobuf, &request.encode_to_vec()).map_err(|e| TestCaseError::fail(e.0.error.message))?;
         let keyless = |records: Vec<wrangle_engine::telemetry::Record>| {
             records.into_iter().map(|record| (record.at, record.name, record.attributes)).collect::<Vec<_>>()
         };
         if has_empty_value(&request) {
-            prop_assert_eq!(keyless(records_of(from_json)), keyless(records.clone()));
+            prop_assert_eq!(keyless(from_json), keyless(records.clone()));
         } else {
-            prop_assert_eq!(records_of(from_json), records.clone());
+            prop_assert_eq!(from_json, records.clone());
         }
         prop_assert_eq!(records.len(), request.resource_logs.iter().flat_map(|r| &r.scope_logs).map(|s| s.log_records.len()).sum::<usize>());
     }
@@ -216,8 +287,7 @@ fn an_empty_value_of_a_javascript_exporter_does_not_refuse_the_body() {
     // OpenTelemetry JS writes `{}` for an attribute that is undefined; the
     // JSON mapping alone refuses it, and with it every record of the body.
     let body = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1765000000000000000","body":{},"attributes":[{"key":"event.name","value":{"stringValue":"claude_code.api_request"}},{"key":"prompt.id","value":{}},{"key":"tags","value":{"arrayValue":{"values":[{},{"stringValue":"a"}]}}}]}]}]}]}"#;
-    let request = decode(Encoding::Json, body).unwrap();
-    let records = records_of(request);
+    let records = records(Encoding::Json, body).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].name, "claude_code.api_request");
 }

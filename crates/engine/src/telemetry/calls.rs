@@ -141,7 +141,6 @@ pub fn call_of(record: &Record) -> Option<Call> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn record(name: &str, attributes: &[(&str, AttributeValue)]) -> Record {
         Record {
@@ -151,7 +150,7 @@ mod tests {
             attributes: attributes
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.clone()))
-                .collect::<BTreeMap<_, _>>(),
+                .collect(),
         }
     }
 

@@ -6,7 +6,7 @@
 //! delivery waits only for its batch, so a record shows in `inspect` as
 //! soon as its answer says so.
 
-use super::receive::Received;
+use super::receive::{Counting, Received};
 use super::Record;
 use crate::error::EngineError;
 use crate::Inner;
@@ -79,9 +79,10 @@ pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std:
     thread::Builder::new()
         .name("wrangle-telemetry".into())
         .spawn(move || {
-            // One batch, kept from one to the next: grown once, not for
-            // each.
+            // One batch and the room it is counted in, kept from one to
+            // the next: grown once, not for each.
             let mut batch = Vec::with_capacity(BATCH_MAX);
+            let mut counting = Counting::default();
             let mut fold_at = Instant::now() + FOLD_EVERY;
             loop {
                 let first = match deliveries
@@ -109,7 +110,7 @@ pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std:
                             Err(_) => break,
                         }
                     }
-                    engine.receive_batch(&mut batch);
+                    engine.receive_batch(&mut batch, &mut counting);
                 }
                 // Here, between batches: no batch counts against keys
                 // being forgotten.

@@ -25,7 +25,8 @@ pub use plan::{plan, Forward, Plan};
 
 use crate::adapters::CallFigures;
 use chrono::{DateTime, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use tools::ToolActivity;
 use wrangle_store::{FoldedCalls, TelemetryCall};
 use wrangle_wire::session::RetryView;
@@ -41,8 +42,91 @@ pub struct Record {
     /// Its name (`claude_code.api_request`, `codex.sse_event`, ...): its
     /// `event.name` where that is a full name, else its body.
     pub name: String,
-    /// Its attributes.
-    pub attributes: BTreeMap<String, AttributeValue>,
+    /// Its attributes, those wrangle reads (see [`READ_ATTRIBUTES`]).
+    pub attributes: Attributes,
+}
+
+/// The attributes of records that wrangle reads: the receiver keeps these
+/// and drops the rest (prompt ids, e-mail addresses, a tool's arguments
+/// and output), which it would only copy and free. A reader of another
+/// key finds nothing: [`Attributes::get`] refuses it in debug builds, so
+/// that the tests of a new reader fail until its key is here.
+pub const READ_ATTRIBUTES: &[&str] = &[
+    // Model calls (`calls`).
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_creation_tokens",
+    "cost_usd_micros",
+    "cost_usd",
+    "event.kind",
+    "input_token_count",
+    "output_token_count",
+    "cached_token_count",
+    "cache_write_token_count",
+    "cached_content_token_count",
+    "thoughts_token_count",
+    // Attempts (`calls::failed_attempt`).
+    "attempt",
+    "http.response.status_code",
+    "error.message",
+    // Tools (`tools`).
+    "tool_name",
+    "function_name",
+    "tool_use_id",
+    "call_id",
+    "decision",
+    "source",
+    "success",
+    "duration_ms",
+];
+
+/// `key` as [`READ_ATTRIBUTES`] holds it, if wrangle reads it.
+pub fn read_attribute(key: &str) -> Option<&'static str> {
+    READ_ATTRIBUTES.iter().copied().find(|read| *read == key)
+}
+
+/// A record's attributes, in the order they came: a handful, looked up
+/// by a scan (cheaper to make and drop than a map). Where a key comes
+/// twice, the last one counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Attributes(Vec<(Cow<'static, str>, AttributeValue)>);
+
+impl Attributes {
+    /// The value of `key`, one of [`READ_ATTRIBUTES`].
+    pub fn get(&self, key: &str) -> Option<&AttributeValue> {
+        debug_assert!(
+            read_attribute(key).is_some(),
+            "{key:?} is read but not in READ_ATTRIBUTES: the receiver drops it"
+        );
+        self.0
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| value)
+    }
+
+    /// Whether it has `key` (one of [`READ_ATTRIBUTES`]).
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Every key and value, in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttributeValue)> {
+        self.0.iter().map(|(key, value)| (key.as_ref(), value))
+    }
+}
+
+impl<K: Into<Cow<'static, str>>> FromIterator<(K, AttributeValue)> for Attributes {
+    fn from_iter<I: IntoIterator<Item = (K, AttributeValue)>>(pairs: I) -> Attributes {
+        Attributes(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (key.into(), value))
+                .collect(),
+        )
+    }
 }
 
 /// The value of an attribute, of the kinds the CLIs send.
@@ -250,7 +334,7 @@ mod tests {
         plan(
             wrangle_wire::TelemetryMode::Auto,
             &["claude".to_string(), "-p".to_string(), "hi".to_string()],
-            &BTreeMap::new(),
+            &std::collections::BTreeMap::new(),
             Some(4318),
             "token",
             ("agent", 1),

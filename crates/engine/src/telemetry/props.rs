@@ -108,7 +108,7 @@ fn record() -> impl Strategy<Value = Record> {
                 .single()
                 .unwrap_or_default(),
             name,
-            attributes,
+            attributes: attributes.into_iter().collect(),
         })
 }
 

@@ -9,7 +9,7 @@ use super::tools::{self, ToolActivity};
 use super::{calls, key_id, Record, RunTelemetry, Told};
 use crate::adapters::CallFigures;
 use crate::error::EngineError;
-use crate::registry::Registry;
+use crate::registry::{IdMap, Registry};
 use crate::sessions::Published;
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -121,25 +121,32 @@ impl Engine {
     }
 
     /// Takes a batch of deliveries (emptied): counts them under one hold
-    /// of the registry, stores them in one transaction, then tells each
-    /// delivery what it changed and holds the agents to their budgets.
-    pub(crate) fn receive_batch(&self, batch: &mut Vec<Delivery>) {
+    /// of the registry (in `counting`, emptied again), stores them in one
+    /// transaction, then tells each delivery what it changed and holds the
+    /// agents to their budgets.
+    pub(crate) fn receive_batch(&self, batch: &mut Vec<Delivery>, counting: &mut Counting) {
         let now = Utc::now();
         let mut answers = Vec::with_capacity(batch.len());
         let outcome = {
             let mut registry = self.registry();
             // What the batch changes of each agent's telemetry, over what
             // the registry holds (which is not copied).
-            let mut working: BTreeMap<String, Working> = BTreeMap::new();
             let mut new_calls = Vec::new();
-            for delivery in batch.drain(..) {
-                let received = self.count(&registry, &delivery, &mut working, &mut new_calls, now);
-                answers.push((delivery.done, received));
+            for Delivery {
+                id,
+                run,
+                records,
+                done,
+            } in batch.drain(..)
+            {
+                let received =
+                    self.count(&registry, id, run, &records, counting, &mut new_calls, now);
+                answers.push((done, received));
             }
             let mut deltas = Vec::new();
             let mut drafts = Vec::new();
-            for (id, work) in working.iter_mut().filter(|(_, work)| work.changed) {
-                let Ok(agent) = registry.get(id) else {
+            for work in counting.working.iter_mut().filter(|work| work.changed) {
+                let Ok(agent) = registry.get(&work.id) else {
                     continue;
                 };
                 let Some(read) = agent.session.read.as_deref() else {
@@ -174,12 +181,13 @@ impl Engine {
                     })
                     .map(drop)
             };
+            counting.at.clear();
             match stored {
                 Ok(()) => {
                     self.inner.lock_spending().apply(&deltas);
                     let mut stops = Vec::new();
-                    for (id, work) in working {
-                        let changed = work.changed;
+                    for work in counting.working.drain(..) {
+                        let (id, changed) = (work.id.clone(), work.changed);
                         registry.update_findings(&id, |findings| {
                             if findings.session.run == work.run {
                                 work.apply(findings.session);
@@ -191,7 +199,10 @@ impl Engine {
                     }
                     Ok(stops)
                 }
-                Err(error) => Err(error),
+                Err(error) => {
+                    counting.working.clear();
+                    Err(error)
+                }
             }
         };
         match outcome {
@@ -243,22 +254,25 @@ impl Engine {
         }
     }
 
-    /// Counts one delivery into `working` (each call not counted yet goes
-    /// to `new_calls` too); what it changed.
+    /// Counts one delivery, `records` of run `run` of agent `id`, into
+    /// `counting` (each call not counted yet goes to `new_calls` too);
+    /// what it changed.
+    #[allow(clippy::too_many_arguments)]
     fn count(
         &self,
         registry: &Registry,
-        delivery: &Delivery,
-        working: &mut BTreeMap<String, Working>,
+        id: String,
+        run: u32,
+        records: &[Record],
+        counting: &mut Counting,
         new_calls: &mut Vec<TelemetryCall>,
         now: DateTime<Utc>,
     ) -> Received {
-        let (id, run, records) = (&delivery.id, delivery.run, &delivery.records);
         let mut received = Received {
             records: records.len(),
             new_calls: 0,
         };
-        let Ok(agent) = registry.get(id) else {
+        let Ok(agent) = registry.get(&id) else {
             return received;
         };
         let findings = &agent.session;
@@ -272,19 +286,29 @@ impl Engine {
             );
             return received;
         }
-        let work = working.entry(id.clone()).or_insert_with(|| Working {
-            run,
-            base: telemetry.clone(),
-            new_keys: HashMap::new(),
-            calls: telemetry.calls.clone(),
-            last_at: telemetry.last_at,
-            retrying: telemetry.retrying.clone(),
-            retry_ended_at: telemetry.retry_ended_at,
-            tools: None,
-            ledgered: findings.ledgered.clone(),
-            published: findings.published.clone(),
-            changed: false,
-        });
+        let at = match counting.at.get(&id) {
+            Some(at) => *at,
+            None => {
+                counting.working.push(Working {
+                    id: id.clone(),
+                    run,
+                    base: telemetry.clone(),
+                    new_keys: HashMap::new(),
+                    calls: telemetry.calls.clone(),
+                    last_at: telemetry.last_at,
+                    retrying: telemetry.retrying.clone(),
+                    retry_ended_at: telemetry.retry_ended_at,
+                    tools: None,
+                    ledgered: findings.ledgered.clone(),
+                    published: findings.published.clone(),
+                    changed: false,
+                });
+                counting.at.insert(id, counting.working.len() - 1);
+                counting.working.len() - 1
+            }
+        };
+        let work = &mut counting.working[at];
+        let id = agent.identity.id.as_str();
         for record in records {
             tracing::trace!(agent = id, run, name = record.name, key = record.key, attributes = ?record.attributes, "telemetry record");
             work.last_at = work.last_at.max(Some(now));
@@ -326,7 +350,7 @@ impl Engine {
             // from ever being folded away.
             let at = record.at.min(now);
             let call = TelemetryCall {
-                agent_id: id.clone(),
+                agent_id: id.to_string(),
                 run,
                 key: record.key.clone(),
                 at,
@@ -344,11 +368,25 @@ impl Engine {
     }
 }
 
+/// Where a batch is counted: kept by the intake from one batch to the
+/// next and emptied after each, so that its room is made once (an agent's
+/// [`Working`] is large: a map of them, made for each batch, spent a
+/// tenth of the intake's time in `malloc`).
+#[derive(Default)]
+pub(crate) struct Counting {
+    /// What the batch changes of each agent's telemetry, in the order the
+    /// agents first came in it.
+    working: Vec<Working>,
+    /// Where each agent's is in `working`.
+    at: IdMap<usize>,
+}
+
 /// What a batch changes of an agent's telemetry: the run's telemetry as
 /// the registry holds it (`base`, shared, not copied: a run's keys grow
 /// with every call) and what changed over it, put in its place once the
 /// batch is stored (and dropped if it is not).
 struct Working {
+    id: String,
     run: u32,
     base: Arc<RunTelemetry>,
     /// Calls first counted in this batch, by key, with when each was made.
