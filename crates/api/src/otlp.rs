@@ -2,8 +2,9 @@
 //! its own (`POST /v1/logs`, `/v1/metrics`; `/v1/traces` accepted and
 //! dropped), as JSON or protobuf, gzip or not. A body is taken only with
 //! its run's token (`authorization: Bearer TOKEN`, checked before the
-//! body is even decoded); its log records go to the engine
-//! (`Engine::receive_telemetry`), which counts each model call once.
+//! body is even decoded); its log records go to the engine's
+//! [`Intake`], which counts each model call once, the records of a turn's
+//! requests together (see [`pace`]).
 //!
 //! The port is kept in the store and bound again by the next daemon, so
 //! that agents started before a restart go on exporting to it.
@@ -25,7 +26,7 @@ use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex};
-use wrangle_engine::telemetry::{self, AttributeValue, Record};
+use wrangle_engine::telemetry::{self, AttributeValue, Intake, Record};
 use wrangle_engine::{Engine, TelemetryBinder};
 use wrangle_wire::ErrorCode;
 
@@ -67,6 +68,10 @@ struct Receiver {
     engine: Engine,
     forwarder: Forwarder,
     pace: Arc<Pace>,
+    /// The records of the turn's requests, counted at its end (see
+    /// [`pace`]). Taken and counted on this thread alone: the lock is
+    /// never waited for.
+    intake: Arc<Mutex<Intake>>,
 }
 
 /// Serves the agents' telemetry on `listener` from a thread of its own,
@@ -99,8 +104,12 @@ pub fn serve(engine: Engine, listener: TcpListener) {
                     "receiving telemetry"
                 );
                 let pace = Pace::new();
-                tokio::spawn(pace.clone().pacer());
-                if let Err(error) = axum::serve(listener, router(engine, pace)).await {
+                let intake = Arc::new(Mutex::new(Intake::default()));
+                let (counted, counter) = (intake.clone(), engine.clone());
+                tokio::spawn(pace.clone().pacer(move || {
+                    lock(&counted).count(&counter);
+                }));
+                if let Err(error) = axum::serve(listener, router(engine, pace, intake)).await {
                     tracing::error!("the telemetry server failed: {error}");
                 }
             });
@@ -111,8 +120,9 @@ pub fn serve(engine: Engine, listener: TcpListener) {
 }
 
 /// The routes of the telemetry port (its forwarder starts on the current
-/// runtime); each request notes itself to `pace`.
-fn router(engine: Engine, pace: Arc<Pace>) -> Router {
+/// runtime); each request notes itself to `pace`, and hands its records to
+/// `intake`.
+fn router(engine: Engine, pace: Arc<Pace>, intake: Arc<Mutex<Intake>>) -> Router {
     Router::new()
         .route("/v1/logs", post(logs))
         .route(
@@ -127,6 +137,7 @@ fn router(engine: Engine, pace: Arc<Pace>) -> Router {
             engine,
             forwarder: Forwarder::start(),
             pace,
+            intake,
         })
 }
 
@@ -241,7 +252,8 @@ async fn take_logs(
     );
     let body = decompressed(headers, body)?;
     let records = records(encoding, &body)?;
-    engine.receive_telemetry(&id, run, records).await?;
+    let answer = lock(&receiver.intake).take(id, run, records)?;
+    answer.received().await?;
     Ok(encoding)
 }
 
@@ -304,6 +316,12 @@ fn forward(
         header(header::CONTENT_ENCODING),
         body.clone(),
     );
+}
+
+fn lock(intake: &Mutex<Intake>) -> std::sync::MutexGuard<'_, Intake> {
+    intake
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The run the request's token names.

@@ -117,8 +117,6 @@ struct TelemetryEndpoint {
     /// The loopback port, when one could be bound.
     port: Option<u16>,
     credentials: telemetry::Credentials,
-    /// Where deliveries of records are handed to the intake thread.
-    intake: telemetry::intake::Intake,
     /// The user's own collector of each agent that has one, with the run
     /// it is of.
     forwards: std::sync::RwLock<std::collections::HashMap<String, (u32, telemetry::Forward)>>,
@@ -235,7 +233,6 @@ impl Engine {
             global: config.max_running,
             groups: store.group_limits()?.into_iter().collect(),
         };
-        let (intake, deliveries) = telemetry::intake::Intake::new();
         let (ends, ended_runs) = tokio::sync::mpsc::unbounded_channel();
         let (confirmations, confirmed_starts) = tokio::sync::mpsc::unbounded_channel();
         let engine = Engine {
@@ -256,7 +253,6 @@ impl Engine {
                 telemetry: TelemetryEndpoint {
                     port: telemetry_port,
                     credentials,
-                    intake,
                     forwards: Default::default(),
                 },
                 config,
@@ -287,9 +283,6 @@ impl Engine {
         let interval = engine.inner.config.sample_interval;
         sampler::start(Arc::downgrade(&engine.inner), interval)
             .map_err(|e| EngineError::internal(format!("cannot start the sampler: {e}")))?;
-        telemetry::intake::start(Arc::downgrade(&engine.inner), deliveries).map_err(|e| {
-            EngineError::internal(format!("cannot start the telemetry intake: {e}"))
-        })?;
         // The logs are looked at as often as the sampler walks every run
         // whole: a walk of ten thousand run directories is not free.
         logcap::start(Arc::downgrade(&engine.inner), interval * 15)

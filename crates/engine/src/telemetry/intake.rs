@@ -1,18 +1,17 @@
-//! Deliveries of records, taken by one thread in batches: what arrives
-//! within a few milliseconds of a delivery (or while the last batch was
-//! being written) joins it, is counted under one hold of the registry and
-//! stored in one transaction. A thousand agents exporting once a second
-//! cost a couple of hundred transactions a second, not a thousand, and a
-//! delivery waits only for its batch, so a record shows in `inspect` as
-//! soon as its answer says so.
+//! Deliveries of records, counted in batches on the thread that receives
+//! them. The telemetry port's thread takes the requests that arrived
+//! during one of its turns (see the API's `otlp::pace`), hands their
+//! records to an [`Intake`], then counts them all at once: under one hold
+//! of the registry and in one transaction, and answers each. A thousand
+//! agents exporting once a second cost a few dozen transactions a second,
+//! not a thousand; and a delivery is never handed to another thread and
+//! back (that hop, a thread of its own that woke for each batch, was a
+//! tenth of the intake's time).
 
 use super::receive::{Counting, Received};
 use super::Record;
 use crate::error::EngineError;
-use crate::Inner;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Weak;
-use std::thread;
+use crate::Engine;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use wrangle_wire::ErrorCode;
@@ -20,14 +19,6 @@ use wrangle_wire::ErrorCode;
 /// Deliveries waiting at most: past it, an exporter is asked to come back
 /// (503), as OTLP exporters do with backoff.
 const WAITING_MAX: usize = 8192;
-
-/// How long a batch gathers deliveries after its first: short against
-/// the 100 ms a record may take to show, long enough that a busy second's
-/// thousand deliveries make a few hundred transactions at most.
-const GATHER: Duration = Duration::from_millis(25);
-
-/// Most deliveries in one batch.
-const BATCH_MAX: usize = 1024;
 
 /// How often the intake folds the calls made more than
 /// [`KEEP_CALLS`](super::KEEP_CALLS) ago (see [`Engine::fold_telemetry`]).
@@ -45,80 +36,78 @@ pub(crate) struct Delivery {
     pub done: oneshot::Sender<Result<Received, EngineError>>,
 }
 
-/// Where deliveries are handed to the intake thread.
-#[derive(Debug)]
-pub(crate) struct Intake {
-    sender: SyncSender<Delivery>,
+/// Deliveries waiting to be counted, and the room they are counted in:
+/// kept from one batch to the next, so that it is made once.
+pub struct Intake {
+    waiting: Vec<Delivery>,
+    counting: Counting,
+    fold_at: Instant,
+}
+
+impl Default for Intake {
+    fn default() -> Intake {
+        Intake {
+            waiting: Vec::new(),
+            counting: Counting::default(),
+            fold_at: Instant::now() + FOLD_EVERY,
+        }
+    }
+}
+
+/// What a delivery changed, once it is stored (see [`Intake::take`]).
+pub struct Answer(oneshot::Receiver<Result<Received, EngineError>>);
+
+impl Answer {
+    /// Waits for the delivery to be counted and stored.
+    pub async fn received(self) -> Result<Received, EngineError> {
+        self.0.await.map_err(|_| {
+            EngineError::new(
+                ErrorCode::Unavailable,
+                "the daemon stopped before the telemetry was stored",
+            )
+        })?
+    }
 }
 
 impl Intake {
-    /// An intake, and what its thread takes deliveries from (see
-    /// [`start`]).
-    pub fn new() -> (Intake, Receiver<Delivery>) {
-        let (sender, receiver) = mpsc::sync_channel(WAITING_MAX);
-        (Intake { sender }, receiver)
-    }
-
-    /// Hands `delivery` over; an error (503) when too many wait.
-    pub fn hand_over(&self, delivery: Delivery) -> Result<(), EngineError> {
-        self.sender.try_send(delivery).map_err(|error| match error {
-            TrySendError::Full(_) => EngineError::new(
+    /// Takes `records` from run `run` of agent `id` (as
+    /// [`Engine::telemetry_sender`] found), to be counted at the next
+    /// [`Intake::count`]; an error (503) when too many wait.
+    pub fn take(
+        &mut self,
+        id: String,
+        run: u32,
+        records: Vec<Record>,
+    ) -> Result<Answer, EngineError> {
+        if self.waiting.len() >= WAITING_MAX {
+            return Err(EngineError::new(
                 ErrorCode::Unavailable,
                 "too many telemetry deliveries wait: send again later",
-            ),
-            TrySendError::Disconnected(_) => EngineError::new(
-                ErrorCode::Unavailable,
-                "the daemon is stopping and takes no more telemetry",
-            ),
-        })
+            ));
+        }
+        let (done, answer) = oneshot::channel();
+        self.waiting.push(Delivery {
+            id,
+            run,
+            records,
+            done,
+        });
+        Ok(Answer(answer))
     }
-}
 
-/// Starts the intake thread; it ends with the engine.
-pub(crate) fn start(engine: Weak<Inner>, deliveries: Receiver<Delivery>) -> std::io::Result<()> {
-    thread::Builder::new()
-        .name("wrangle-telemetry".into())
-        .spawn(move || {
-            // One batch and the room it is counted in, kept from one to
-            // the next: grown once, not for each.
-            let mut batch = Vec::with_capacity(BATCH_MAX);
-            let mut counting = Counting::default();
-            let mut fold_at = Instant::now() + FOLD_EVERY;
-            loop {
-                let first = match deliveries
-                    .recv_timeout(fold_at.saturating_duration_since(Instant::now()))
-                {
-                    Ok(first) => Some(first),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                let Some(inner) = engine.upgrade() else {
-                    return;
-                };
-                let engine = crate::Engine { inner };
-                if let Some(first) = first {
-                    batch.push(first);
-                    // What comes within a moment joins: under load a batch
-                    // holds many deliveries; one alone waits only this
-                    // long. A sleep, not a wait on the channel, so that
-                    // each of them does not wake this thread (the wake-ups
-                    // cost more than the counting).
-                    thread::sleep(GATHER);
-                    while batch.len() < BATCH_MAX {
-                        match deliveries.try_recv() {
-                            Ok(delivery) => batch.push(delivery),
-                            Err(_) => break,
-                        }
-                    }
-                    engine.receive_batch(&mut batch, &mut counting);
-                }
-                // Here, between batches: no batch counts against keys
-                // being forgotten.
-                if Instant::now() >= fold_at {
-                    engine.fold_telemetry(chrono::Utc::now());
-                    fold_at = Instant::now() + FOLD_EVERY;
-                }
-            }
-        })
-        .map(drop)
+    /// Counts every delivery taken since the last time (each model call
+    /// not counted yet is counted, stored and added to the ledger with its
+    /// events, in one transaction) and answers each; folds the old calls
+    /// away when it is time. Blocks on the store.
+    pub fn count(&mut self, engine: &Engine) {
+        if !self.waiting.is_empty() {
+            engine.receive_batch(&mut self.waiting, &mut self.counting);
+        }
+        // Here, between batches: no batch counts against keys being
+        // forgotten.
+        if Instant::now() >= self.fold_at {
+            engine.fold_telemetry(chrono::Utc::now());
+            self.fold_at = Instant::now() + FOLD_EVERY;
+        }
+    }
 }

@@ -13,7 +13,7 @@
 
 pub mod calls;
 mod credentials;
-pub(crate) mod intake;
+mod intake;
 mod plan;
 #[cfg(test)]
 mod props;
@@ -21,6 +21,7 @@ mod receive;
 pub mod tools;
 
 pub use credentials::Credentials;
+pub use intake::{Answer, Intake};
 pub use plan::{plan, Forward, Plan};
 
 use crate::adapters::CallFigures;

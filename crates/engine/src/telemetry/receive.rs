@@ -55,7 +55,7 @@ impl Engine {
     /// The user's own collector that bodies of run `run` of agent `id` are
     /// forwarded to, if the agent exported to one.
     pub fn telemetry_forward(&self, id: &str, run: u32) -> Option<super::Forward> {
-        // Its own small map, not the registry, which the intake holds
+        // Its own small map, not the registry, which a batch of records holds
         // while it writes: a delivery's forward must not wait for that.
         let forwards = self
             .inner
@@ -91,33 +91,6 @@ impl Engine {
                 forwards.remove(id);
             }
         }
-    }
-
-    /// Takes `records` from run `run` of agent `id` (as
-    /// [`Engine::telemetry_sender`] found): each model call not counted
-    /// yet is counted, stored and added to the ledger with its events.
-    /// Answers once that is stored (see [`intake`](super::intake)).
-    /// Records of a run that is not the agent's current one, or of an
-    /// agent removed since, change nothing.
-    pub async fn receive_telemetry(
-        &self,
-        id: &str,
-        run: u32,
-        records: Vec<Record>,
-    ) -> Result<Received, EngineError> {
-        let (done, answer) = tokio::sync::oneshot::channel();
-        self.inner.telemetry.intake.hand_over(Delivery {
-            id: id.to_string(),
-            run,
-            records,
-            done,
-        })?;
-        answer.await.map_err(|_| {
-            EngineError::new(
-                ErrorCode::Unavailable,
-                "the daemon stopped before the telemetry was stored",
-            )
-        })?
     }
 
     /// Takes a batch of deliveries (emptied): counts them under one hold
@@ -225,7 +198,7 @@ impl Engine {
     /// before `now` into their runs' figures (see
     /// [`wrangle_store::Store::fold_telemetry`]) and forgets their keys: a
     /// run that lasts weeks keeps an hour of calls one by one, on disk and
-    /// in memory, not all of them. On the intake thread, between batches.
+    /// in memory, not all of them. By the [`Intake`](super::Intake), between batches.
     pub(crate) fn fold_telemetry(&self, now: DateTime<Utc>) {
         let before = now - super::KEEP_CALLS;
         let folded = match self.store().fold_telemetry(before) {
