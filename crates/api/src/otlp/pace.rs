@@ -53,6 +53,10 @@ impl Pace {
                 // Blocking on purpose: the runtime is this thread's alone,
                 // and its sockets are to be read in bunches.
                 std::thread::sleep(TURN);
+                // Twice: a request's handler that woke itself (its body
+                // read after its head) is polled again at the back of the
+                // queue, behind this task once it has yielded once.
+                tokio::task::yield_now().await;
                 tokio::task::yield_now().await;
                 turn();
                 tokio::task::yield_now().await;
