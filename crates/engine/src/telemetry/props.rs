@@ -25,34 +25,6 @@ const NAMES: &[&str] = &[
     "gemini_cli.tool_call",
 ];
 
-const KEYS: &[&str] = &[
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_creation_tokens",
-    "cost_usd",
-    "cost_usd_micros",
-    "event.kind",
-    "input_token_count",
-    "cached_token_count",
-    "output_token_count",
-    "cache_write_token_count",
-    "cached_content_token_count",
-    "thoughts_token_count",
-    "http.response.status_code",
-    "error.message",
-    "attempt",
-    "decision",
-    "tool_name",
-    "tool_use_id",
-    "call_id",
-    "source",
-    "success",
-    "duration_ms",
-    "function_name",
-];
-
 /// A value of any kind, at the edges of each.
 fn value() -> impl Strategy<Value = AttributeValue> {
     prop_oneof![
@@ -94,7 +66,7 @@ fn record() -> impl Strategy<Value = Record> {
     (
         prop_oneof![3 => prop::sample::select(NAMES).prop_map(str::to_string), 1 => "\\PC{0,12}"],
         prop::collection::btree_map(
-            prop_oneof![4 => prop::sample::select(KEYS).prop_map(str::to_string), 1 => "\\PC{0,8}"],
+            prop_oneof![4 => prop::sample::select(super::READ_ATTRIBUTES).prop_map(str::to_string), 1 => "\\PC{0,8}"],
             value(),
             0..10,
         ),
