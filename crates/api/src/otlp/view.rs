@@ -16,19 +16,30 @@ use prost::bytes::BufMut;
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use std::borrow::Cow;
 
-/// A log record (`LogRecord`'s fields).
+/// A log record: `LogRecord`'s fields, each as OTLP defines it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record<'a> {
+    /// When the event happened (0: not given).
     pub time_unix_nano: u64,
+    /// When the exporter saw it (0: not given).
     pub observed_time_unix_nano: u64,
+    /// Its severity as a number.
     pub severity_number: i32,
+    /// Its severity as the source named it.
     pub severity_text: Cow<'a, str>,
+    /// Its body (the CLIs put the event's name there).
     pub body: Option<Any<'a>>,
+    /// Its attributes, in the order they came.
     pub attributes: Vec<Pair<'a>>,
+    /// Attributes the exporter dropped.
     pub dropped_attributes_count: u32,
+    /// Trace flags.
     pub flags: u32,
+    /// The trace it belongs to, if any.
     pub trace_id: Cow<'a, [u8]>,
+    /// The span it belongs to, if any.
     pub span_id: Cow<'a, [u8]>,
+    /// The event's name (newer exporters).
     pub event_name: Cow<'a, str>,
 }
 
@@ -37,22 +48,31 @@ pub struct Record<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Any<'a>(pub Option<Value<'a>>);
 
-/// The value an `AnyValue` holds.
+/// The value an `AnyValue` holds, one of its kinds.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
+    /// `string_value`.
     Text(Cow<'a, str>),
+    /// `bool_value`.
     Bool(bool),
+    /// `int_value`.
     Int(i64),
+    /// `double_value`.
     Double(f64),
+    /// `array_value`.
     Array(Vec<Any<'a>>),
+    /// `kvlist_value`.
     List(Vec<Pair<'a>>),
+    /// `bytes_value`.
     Bytes(Cow<'a, [u8]>),
 }
 
-/// A `KeyValue`.
+/// A `KeyValue`: a key and, unless absent, its value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pair<'a> {
+    /// The key.
     pub key: Cow<'a, str>,
+    /// Its value.
     pub value: Option<Any<'a>>,
 }
 
