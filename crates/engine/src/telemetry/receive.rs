@@ -6,7 +6,7 @@
 
 use super::intake::Delivery;
 use super::tools::{self, ToolActivity};
-use super::{calls, key_id, Record, RunTelemetry, Told};
+use super::{calls, key_id, RunTelemetry, Told};
 use crate::adapters::CallFigures;
 use crate::error::EngineError;
 use crate::registry::{IdMap, Registry};
@@ -105,16 +105,9 @@ impl Engine {
             // What the batch changes of each agent's telemetry, over what
             // the registry holds (which is not copied).
             let mut new_calls = Vec::new();
-            for Delivery {
-                id,
-                run,
-                records,
-                done,
-            } in batch.drain(..)
-            {
-                let received =
-                    self.count(&registry, id, run, &records, counting, &mut new_calls, now);
-                answers.push((done, received));
+            for delivery in batch.drain(..) {
+                let received = self.count(&registry, &delivery, counting, &mut new_calls, now);
+                answers.push((delivery.done, received));
             }
             let mut deltas = Vec::new();
             let mut drafts = Vec::new();
@@ -198,7 +191,8 @@ impl Engine {
     /// before `now` into their runs' figures (see
     /// [`wrangle_store::Store::fold_telemetry`]) and forgets their keys: a
     /// run that lasts weeks keeps an hour of calls one by one, on disk and
-    /// in memory, not all of them. By the [`Intake`](super::Intake), between batches.
+    /// in memory, not all of them. By the [`Intake`](super::Intake),
+    /// between batches.
     pub(crate) fn fold_telemetry(&self, now: DateTime<Utc>) {
         let before = now - super::KEEP_CALLS;
         let folded = match self.store().fold_telemetry(before) {
@@ -227,25 +221,22 @@ impl Engine {
         }
     }
 
-    /// Counts one delivery, `records` of run `run` of agent `id`, into
-    /// `counting` (each call not counted yet goes to `new_calls` too);
-    /// what it changed.
-    #[allow(clippy::too_many_arguments)]
+    /// Counts one delivery into `counting` (each call not counted yet
+    /// goes to `new_calls` too); what it changed.
     fn count(
         &self,
         registry: &Registry,
-        id: String,
-        run: u32,
-        records: &[Record],
+        delivery: &Delivery,
         counting: &mut Counting,
         new_calls: &mut Vec<TelemetryCall>,
         now: DateTime<Utc>,
     ) -> Received {
+        let (id, run, records) = (delivery.id.as_str(), delivery.run, &delivery.records);
         let mut received = Received {
             records: records.len(),
             new_calls: 0,
         };
-        let Ok(agent) = registry.get(&id) else {
+        let Ok(agent) = registry.get(id) else {
             return received;
         };
         let findings = &agent.session;
@@ -259,11 +250,11 @@ impl Engine {
             );
             return received;
         }
-        let at = match counting.at.get(&id) {
+        let at = match counting.at.get(id) {
             Some(at) => *at,
             None => {
                 counting.working.push(Working {
-                    id: id.clone(),
+                    id: id.to_string(),
                     run,
                     base: telemetry.clone(),
                     new_keys: HashMap::new(),
@@ -276,12 +267,13 @@ impl Engine {
                     published: findings.published.clone(),
                     changed: false,
                 });
-                counting.at.insert(id, counting.working.len() - 1);
+                counting
+                    .at
+                    .insert(id.to_string(), counting.working.len() - 1);
                 counting.working.len() - 1
             }
         };
         let work = &mut counting.working[at];
-        let id = agent.identity.id.as_str();
         for record in records {
             tracing::trace!(agent = id, run, name = record.name, key = record.key, attributes = ?record.attributes, "telemetry record");
             work.last_at = work.last_at.max(Some(now));
