@@ -231,10 +231,22 @@ fn token_of(home: &Home, agent: &str) -> String {
 /// `POST PATH` to the telemetry endpoint with `headers` and `body`: the
 /// status and the answer.
 fn post(endpoint: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, String) {
+    send(endpoint, "POST", path, headers, body)
+}
+
+/// `METHOD PATH` to the telemetry endpoint with `headers` and `body`: the
+/// status and the answer.
+fn send(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[String],
+    body: &[u8],
+) -> (u16, String) {
     let address = endpoint.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).expect("the telemetry port");
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for header in headers {
@@ -386,6 +398,11 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     assert_eq!(status, 400);
     let (status, _) = post(&endpoint, "/v1/metrics", &headers, b"{}");
     assert_eq!(status, 200, "metrics are taken and dropped");
+    let (status, _) = post(&endpoint, "/v1/log", &headers, body.as_bytes());
+    assert_eq!(status, 404, "a path OTLP does not have");
+    let (status, answer) = send(&endpoint, "GET", "/v1/logs", &headers, b"");
+    assert_eq!(status, 405, "{answer}");
+    assert!(answer.to_lowercase().contains("allow: post"), "{answer}");
     assert_eq!(calls(&home, "json"), 1);
 }
 

@@ -12,23 +12,24 @@
 use crate::error::ApiError;
 use crate::forward::Forwarder;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use pace::Pace;
 use prost::Message;
 use sha2::{Digest, Sha256};
+use std::convert::Infallible;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use wrangle_engine::telemetry::{self, AttributeValue, Intake, Record};
 use wrangle_engine::{Engine, TelemetryBinder};
-use wrangle_wire::ErrorCode;
+use wrangle_wire::{ErrorBody, ErrorCode};
 
 /// Largest body taken, decompressed.
 const MAX_BODY: u64 = 16 << 20;
@@ -109,9 +110,13 @@ pub fn serve(engine: Engine, listener: TcpListener) {
                 tokio::spawn(pace.clone().pacer(move || {
                     lock(&counted).count(&counter);
                 }));
-                if let Err(error) = axum::serve(listener, router(engine, pace, intake)).await {
-                    tracing::error!("the telemetry server failed: {error}");
-                }
+                let receiver = Receiver {
+                    engine,
+                    forwarder: Forwarder::start(),
+                    pace,
+                    intake,
+                };
+                accept(listener, receiver).await;
             });
         });
     if let Err(error) = served {
@@ -119,26 +124,99 @@ pub fn serve(engine: Engine, listener: TcpListener) {
     }
 }
 
-/// The routes of the telemetry port (its forwarder starts on the current
-/// runtime); each request notes itself to `pace`, and hands its records to
-/// `intake`.
-fn router(engine: Engine, pace: Arc<Pace>, intake: Arc<Mutex<Intake>>) -> Router {
-    Router::new()
-        .route("/v1/logs", post(logs))
-        .route(
-            "/v1/metrics",
-            post(|state, sent| dropped(state, sent, "/v1/metrics")),
-        )
-        .route(
-            "/v1/traces",
-            post(|state, sent| dropped(state, sent, "/v1/traces")),
-        )
-        .with_state(Receiver {
-            engine,
-            forwarder: Forwarder::start(),
-            pace,
-            intake,
-        })
+/// Serves each connection accepted on `listener` on a task of its own,
+/// answering with `receiver`. hyper alone, without a router: three routes
+/// need no table, and axum's per-request machinery (a boxed service
+/// cloned, extensions, a limited body) was a tenth of the port's time.
+async fn accept(listener: tokio::net::TcpListener, receiver: Receiver) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(error) if is_connection_error(&error) => continue,
+            Err(error) => {
+                // Out of descriptors, most likely: accepting again at once
+                // would spin.
+                tracing::warn!("the telemetry port cannot accept: {error}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        // An answer is one write after its request: nothing to coalesce.
+        let _ = stream.set_nodelay(true);
+        let receiver = receiver.clone();
+        tokio::spawn(async move {
+            let answer = hyper::service::service_fn(move |request| {
+                let receiver = receiver.clone();
+                async move { Ok::<_, Infallible>(receiver.answer(request).await) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), answer)
+                .await;
+            if let Err(error) = served {
+                tracing::debug!("a telemetry connection ended: {error}");
+            }
+        });
+    }
+}
+
+/// Whether an accept failed for its connection alone (the peer left
+/// before it was taken), not for the listener.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
+}
+
+impl Receiver {
+    /// The answer to one request: its route, its body read whole (at
+    /// most [`MAX_BODY`] bytes), then taken.
+    async fn answer(self, request: hyper::Request<Incoming>) -> Response {
+        let route = match request.uri().path() {
+            "/v1/logs" => Route::Logs,
+            "/v1/metrics" => Route::Dropped("/v1/metrics"),
+            "/v1/traces" => Route::Dropped("/v1/traces"),
+            _ => return StatusCode::NOT_FOUND.into_response(),
+        };
+        if request.method() != Method::POST {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, HeaderValue::from_static("POST"))],
+            )
+                .into_response();
+        }
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, MAX_BODY as usize).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<LengthLimitError>() => {
+                return ApiError(ErrorBody::new(
+                    ErrorCode::PayloadTooLarge,
+                    "the body is over 16 MiB",
+                ))
+                .into_response()
+            }
+            Err(error) => {
+                return ApiError::invalid(format!("cannot read the body: {error}")).into_response()
+            }
+        };
+        self.pace.request_came();
+        match route {
+            Route::Logs => match self.take_logs(&parts.headers, body).await {
+                Ok(encoding) => encoding.ok(),
+                Err(error) => refused(error),
+            },
+            Route::Dropped(path) => self.dropped(&parts.headers, body, path),
+        }
+    }
+}
+
+/// What a request is for.
+enum Route {
+    /// `POST /v1/logs`: the records are counted.
+    Logs,
+    /// `POST /v1/metrics` or `/v1/traces` (the path): forwarded only.
+    Dropped(&'static str),
 }
 
 /// How a body is encoded, from its headers.
@@ -186,35 +264,6 @@ impl Encoding {
     }
 }
 
-/// A request's headers and body: the headers moved out of the request,
-/// where axum's `HeaderMap` extractor copies them.
-struct Sent {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl<S: Send + Sync> FromRequest<S> for Sent {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &S) -> Result<Sent, Response> {
-        let (mut parts, body) = request.into_parts();
-        let headers = std::mem::take(&mut parts.headers);
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(Sent { headers, body })
-    }
-}
-
-/// `POST /v1/logs`.
-async fn logs(State(receiver): State<Receiver>, Sent { headers, body }: Sent) -> Response {
-    receiver.pace.request_came();
-    match take_logs(receiver, &headers, body).await {
-        Ok(encoding) => encoding.ok(),
-        Err(error) => refused(error),
-    }
-}
-
 /// An error as an OTLP exporter takes it. One that passes (a full disk,
 /// a daemon too busy) is 503 with `Retry-After`, which exporters retry
 /// (OTLP/HTTP retries 429, 502, 503 and 504); a 507 they would drop, and
@@ -234,64 +283,60 @@ fn refused(error: ApiError) -> Response {
     response
 }
 
-async fn take_logs(
-    receiver: Receiver,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Encoding, ApiError> {
-    let engine = receiver.engine;
-    let (id, run) = sender(&engine, headers)?;
-    let encoding = Encoding::of(headers)?;
-    forward(
-        &receiver.forwarder,
-        &engine,
-        (&id, run),
-        headers,
-        "/v1/logs",
-        &body,
-    );
-    let body = decompressed(headers, body)?;
-    let records = records(encoding, &body)?;
-    let answer = lock(&receiver.intake).take(id, run, records)?;
-    answer.received().await?;
-    Ok(encoding)
-}
-
-/// `POST /v1/metrics`, `/v1/traces`: taken from the right sender and
-/// forwarded to the user's collector if there is one, not kept (the log
-/// records say all wrangle needs).
-async fn dropped(
-    State(receiver): State<Receiver>,
-    Sent { headers, body }: Sent,
-    path: &'static str,
-) -> Response {
-    receiver.pace.request_came();
-    let taken = sender(&receiver.engine, &headers).and_then(|(id, run)| {
-        let encoding = Encoding::of(&headers)?;
+impl Receiver {
+    /// `POST /v1/logs`: the body's records, from the right sender, counted
+    /// (and forwarded to the user's collector if there is one); answered
+    /// once they are stored.
+    async fn take_logs(&self, headers: &HeaderMap, body: Bytes) -> Result<Encoding, ApiError> {
+        let engine = &self.engine;
+        let (id, run) = sender(engine, headers)?;
+        let encoding = Encoding::of(headers)?;
         forward(
-            &receiver.forwarder,
-            &receiver.engine,
+            &self.forwarder,
+            engine,
             (&id, run),
-            &headers,
-            path,
+            headers,
+            "/v1/logs",
             &body,
         );
+        let body = decompressed(headers, body)?;
+        let records = records(encoding, &body)?;
+        let answer = lock(&self.intake).take(id, run, records)?;
+        answer.received().await?;
         Ok(encoding)
-    });
-    match taken {
-        Ok(Encoding::Json) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{}",
-        )
-            .into_response(),
-        Ok(Encoding::Protobuf) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/x-protobuf")],
-            Vec::<u8>::new(),
-        )
-            .into_response(),
-        Err(error) => error.into_response(),
+    }
+
+    /// `POST /v1/metrics`, `/v1/traces`: taken from the right sender and
+    /// forwarded to the user's collector if there is one, not kept (the
+    /// log records say all wrangle needs).
+    fn dropped(&self, headers: &HeaderMap, body: Bytes, path: &str) -> Response {
+        let taken = sender(&self.engine, headers).and_then(|(id, run)| {
+            let encoding = Encoding::of(headers)?;
+            forward(
+                &self.forwarder,
+                &self.engine,
+                (&id, run),
+                headers,
+                path,
+                &body,
+            );
+            Ok(encoding)
+        });
+        match taken {
+            Ok(Encoding::Json) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{}",
+            )
+                .into_response(),
+            Ok(Encoding::Protobuf) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/x-protobuf")],
+                Vec::<u8>::new(),
+            )
+                .into_response(),
+            Err(error) => error.into_response(),
+        }
     }
 }
 
