@@ -107,9 +107,11 @@ pub fn serve(engine: Engine, listener: TcpListener) {
                 let pace = Pace::new();
                 let intake = Arc::new(Mutex::new(Intake::default()));
                 let (counted, counter) = (intake.clone(), engine.clone());
-                tokio::spawn(pace.clone().pacer(move || {
-                    lock(&counted).count(&counter);
-                }));
+                let (rested, rester) = (intake.clone(), engine.clone());
+                tokio::spawn(pace.clone().pacer(
+                    move || lock(&counted).count(&counter),
+                    move || lock(&rested).rest(&rester),
+                ));
                 let receiver = Receiver {
                     engine,
                     forwarder: Forwarder::start(),

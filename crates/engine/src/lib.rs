@@ -221,7 +221,7 @@ impl Engine {
         store.start_pruning(config.retention, PRUNE_EVERY)?;
         let loaded = store.load()?;
         let last_event = store.next_event_id() - 1;
-        let spending = spend::Spending::load(&store)?;
+        let spending = spend::Spending::load(&mut store)?;
         let credentials = telemetry::Credentials::of_home(&config.home).map_err(|error| {
             EngineError::internal(format!("cannot read or make the telemetry key: {error}"))
         })?;

@@ -32,7 +32,7 @@ pub struct Spending {
 
 impl Spending {
     /// The sums as the store's ledger holds them, and the groups' budgets.
-    pub fn load(store: &Store) -> wrangle_store::Result<Spending> {
+    pub fn load(store: &mut Store) -> wrangle_store::Result<Spending> {
         let mut spending = Spending {
             budgets: store.group_budgets()?.into_iter().collect(),
             ..Spending::default()

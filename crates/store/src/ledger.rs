@@ -2,14 +2,22 @@
 //! hour. Rows hold changes added up (a session's totals may also shrink,
 //! when a CLI's final figures replace its estimates), written in the same
 //! transaction as the session they come from, so the ledger and what was
-//! read never disagree, whatever the moment of a crash. Rows outlive
-//! their agent: `wrangle rm` leaves what it spent.
+//! read never disagree, whatever the moment of a crash. The changes
+//! telemetry makes wait up to a second (see [`Deferred`]); the calls they
+//! come from are stored at once, and a run's ledger is brought up to its
+//! calls whenever its session is read again. Rows outlive their agent:
+//! `wrangle rm` leaves what it spent.
 
 use crate::{Result, Store};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Transaction};
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 use wrangle_wire::TokenCounts;
+
+/// Longest a change of the ledger that telemetry made waits to be
+/// written (see [`Store::record_telemetry`]).
+pub const DEFER_AT_MOST: Duration = Duration::from_secs(1);
 
 /// Seconds of one ledger bucket.
 const HOUR: i64 = 3600;
@@ -60,6 +68,14 @@ impl SignedTokens {
             cache_read: delta(now.cache_read, before.cache_read),
             cache_write: delta(now.cache_write, before.cache_write),
         }
+    }
+
+    /// Adds `other`, kind by kind.
+    pub fn add(&mut self, other: &SignedTokens) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
     }
 
     /// Whether nothing changed.
@@ -116,6 +132,42 @@ pub struct Ledgered {
     pub cost_usd: f64,
 }
 
+/// Changes of the ledger counted and not written yet, in the order they
+/// came, and since when the oldest waits.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    deltas: Vec<CostDelta>,
+    since: Option<Instant>,
+}
+
+impl Deferred {
+    /// Adds `deltas` to those that wait.
+    pub(crate) fn add(&mut self, deltas: &[CostDelta]) {
+        if deltas.is_empty() {
+            return;
+        }
+        self.since.get_or_insert_with(Instant::now);
+        self.deltas.extend_from_slice(deltas);
+    }
+
+    /// Those that wait.
+    pub(crate) fn deltas(&self) -> &[CostDelta] {
+        &self.deltas
+    }
+
+    /// Whether the oldest has waited [`DEFER_AT_MOST`].
+    pub(crate) fn due(&self) -> bool {
+        self.since
+            .is_some_and(|since| since.elapsed() >= DEFER_AT_MOST)
+    }
+
+    /// Forgets them, written.
+    pub(crate) fn clear(&mut self) {
+        self.deltas.clear();
+        self.since = None;
+    }
+}
+
 /// Adds `deltas` to the ledger, inside the caller's transaction.
 pub(crate) fn add(transaction: &Transaction<'_>, deltas: &[CostDelta]) -> Result<()> {
     let mut statement = transaction.prepare_cached(
@@ -148,7 +200,8 @@ pub(crate) fn add(transaction: &Transaction<'_>, deltas: &[CostDelta]) -> Result
 }
 
 impl Store {
-    /// What run `run` of the agent has spent by model, as ledgered.
+    /// What run `run` of the agent has spent by model, as ledgered (the
+    /// changes that wait to be written included).
     pub fn ledgered(&self, agent_id: &str, run: u32) -> Result<BTreeMap<String, Ledgered>> {
         let mut statement = self.connection.prepare_cached(
             "SELECT model, sum(input), sum(output), sum(cache_read), sum(cache_write), sum(cost_usd)
@@ -161,35 +214,52 @@ impl Store {
                 cache_read: row.get(3)?,
                 cache_write: row.get(4)?,
             };
-            Ok((
-                row.get::<_, String>(0)?,
-                Ledgered {
-                    tokens: tokens.counts(),
-                    cost_usd: row.get(5)?,
-                },
-            ))
+            Ok((row.get::<_, String>(0)?, (tokens, row.get::<_, f64>(5)?)))
         })?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(Into::into)
+        let mut sums: BTreeMap<String, (SignedTokens, f64)> =
+            rows.collect::<std::result::Result<_, _>>()?;
+        for delta in self.deferred_costs.deltas() {
+            if delta.agent_id == agent_id && delta.run == run {
+                let (tokens, cost) = sums.entry(delta.model.clone()).or_default();
+                tokens.add(&delta.tokens);
+                *cost += delta.cost_usd;
+            }
+        }
+        Ok(sums
+            .into_iter()
+            .map(|(model, (tokens, cost_usd))| {
+                let tokens = tokens.counts();
+                (model, Ledgered { tokens, cost_usd })
+            })
+            .collect())
     }
 
     /// What each agent id has spent, over all its runs.
-    pub fn spend_by_agent(&self) -> Result<Vec<(String, CostSum)>> {
+    pub fn spend_by_agent(&mut self) -> Result<Vec<(String, CostSum)>> {
+        self.write_deferred_costs()?;
         self.sums("agent_id", None, None)
     }
 
     /// What each group has spent (agents without a group left out).
-    pub fn spend_by_group(&self) -> Result<Vec<(String, CostSum)>> {
+    pub fn spend_by_group(&mut self) -> Result<Vec<(String, CostSum)>> {
+        self.write_deferred_costs()?;
         self.sums("agent_group", Some("agent_group IS NOT NULL"), None)
     }
 
     /// The ledger summed by `key`, from the hour `since` falls in on (all
-    /// of it when `None`), largest cost first; and the sum of it all.
+    /// of it when `None`), largest cost first; and the sum of it all. The
+    /// changes that wait are written first, or, when they cannot be (a
+    /// full disk), left out of it.
     pub fn cost_report(
-        &self,
+        &mut self,
         key: CostKey,
         since: Option<DateTime<Utc>>,
     ) -> Result<(Vec<CostSum>, CostSum)> {
+        if let Err(error) = self.write_deferred_costs() {
+            tracing::warn!(
+                "the report leaves out the last second's costs of telemetry, which cannot be written: {error}"
+            );
+        }
         let column = match key {
             CostKey::Agent => "agent_name",
             CostKey::Group => "coalesce(agent_group, '')",

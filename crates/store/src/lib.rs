@@ -167,6 +167,16 @@ pub struct Store {
     _checkpointer: Option<checkpoint::Checkpointer>,
     /// Ends its thread when the store is dropped.
     pruner: Option<prune::Pruner>,
+    /// Changes of the ledger that telemetry made, not written yet (see
+    /// [`Store::record_telemetry`]).
+    deferred_costs: ledger::Deferred,
+}
+
+/// Whether a transaction writes the deferred changes of the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Deferred {
+    Written,
+    Left,
 }
 
 /// Page cache of the daemon's connection. SQLite's default (2 MiB) holds
@@ -200,6 +210,7 @@ impl Store {
             next_event: 1,
             _checkpointer: checkpointer,
             pruner: None,
+            deferred_costs: ledger::Deferred::default(),
         };
         schema::migrate(&mut store.connection, &display)
             .map_err(|error| explain_busy(error, &display))?;
@@ -237,11 +248,25 @@ impl Store {
         self.next_event
     }
 
-    /// Runs `write` in a transaction that also appends `events`; the
-    /// next event id moves on only once it is committed.
+    /// Runs `write` in a transaction that also appends `events` and
+    /// writes the deferred changes of the ledger; the next event id moves
+    /// on only once it is committed. Every change of an agent's state thus
+    /// writes the costs its run made before it: a run that ended and was
+    /// followed by another is never left with costs that only memory held.
     fn write_with_events<T>(
         &mut self,
         events: &[EventRecord],
+        write: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_with(events, Deferred::Written, write)
+    }
+
+    /// [`Store::write_with_events`], the deferred changes of the ledger
+    /// written or left as `deferred` says.
+    fn write_with<T>(
+        &mut self,
+        events: &[EventRecord],
+        deferred: Deferred,
         write: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         if let Some((index, event)) = events
@@ -265,13 +290,28 @@ impl Store {
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = write(&transaction)?;
+            if deferred == Deferred::Written {
+                ledger::add(&transaction, self.deferred_costs.deltas())?;
+            }
             events::insert(&transaction, events)?;
             transaction.commit()?;
             Ok(value)
         })()
         .map_err(|error| explain_busy(error, &path))?;
         self.next_event += events.len() as u64;
+        if deferred == Deferred::Written {
+            self.deferred_costs.clear();
+        }
         Ok(written)
+    }
+
+    /// Writes the changes of the ledger that telemetry made and that wait
+    /// (see [`Store::record_telemetry`]); nothing when none wait.
+    pub fn write_deferred_costs(&mut self) -> Result<()> {
+        if self.deferred_costs.deltas().is_empty() {
+            return Ok(());
+        }
+        self.write_with_events(&[], |_| Ok(()))
     }
 
     /// Appends events that change nothing else (daemon events, progress).
@@ -321,18 +361,38 @@ impl Store {
     }
 
     /// Records model calls agents reported over telemetry (new ones: the
-    /// engine tells a call delivered again), with the changes of the
-    /// ledger and the events they make, in one transaction.
+    /// engine tells a call delivered again), the changes of the ledger
+    /// they make and their events, in one transaction. The changes of runs
+    /// that go on (`running_costs`) may wait, up to
+    /// [`ledger::DEFER_AT_MOST`], to be written together with later ones,
+    /// or with any other write that comes first, such as the end of their
+    /// run: a thousand agents each reporting a call a second changed a
+    /// thousand rows of the ledger, on pages of their own, and writing them
+    /// with every turn's calls was a sixth of the telemetry's time. What
+    /// waits is not lost in a crash: its calls are stored, and the ledger
+    /// of a running agent's run is brought up to them when the next daemon
+    /// reads its session again. `costs` (those of runs that ended) are
+    /// written at once.
     pub fn record_telemetry(
         &mut self,
         calls: &[TelemetryCall],
         costs: &[CostDelta],
+        running_costs: &[CostDelta],
         events: &[EventRecord],
     ) -> Result<()> {
-        self.write_with_events(events, |transaction| {
+        if self.deferred_costs.due() {
+            return self.write_with_events(events, |transaction| {
+                telemetry::add(transaction, calls)?;
+                ledger::add(transaction, costs)?;
+                ledger::add(transaction, running_costs)
+            });
+        }
+        self.write_with(events, Deferred::Left, |transaction| {
             telemetry::add(transaction, calls)?;
             ledger::add(transaction, costs)
-        })
+        })?;
+        self.deferred_costs.add(running_costs);
+        Ok(())
     }
 
     /// What an adapter has read of run `run` of the agent, if anything.

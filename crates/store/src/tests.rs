@@ -638,7 +638,7 @@ fn telemetry_calls_come_back_by_run_in_the_order_they_came() {
             .create(&agent("a1", "build"), &run("a1"), &[])
             .unwrap();
         store
-            .record_telemetry(&[second.clone(), first.clone()], &[], &[])
+            .record_telemetry(&[second.clone(), first.clone()], &[], &[], &[])
             .unwrap();
     }
     let mut store = Store::open(&path).unwrap();
@@ -647,7 +647,7 @@ fn telemetry_calls_come_back_by_run_in_the_order_they_came() {
         ..call("aa04", 4)
     };
     store
-        .record_telemetry(&[third.clone(), of_run_2.clone()], &[], &[])
+        .record_telemetry(&[third.clone(), of_run_2.clone()], &[], &[], &[])
         .unwrap();
     let by_run = store.telemetry_calls_of_current_runs().unwrap();
     assert_eq!(
@@ -730,7 +730,7 @@ fn telemetry_calls_fold_into_their_run_s_figures_and_nothing_is_lost() {
         call("k3", 3, "haiku", 50, None),
         call("k4", 10, "sonnet", 300, Some(0.5)),
     ];
-    store.record_telemetry(&calls, &[], &[]).unwrap();
+    store.record_telemetry(&calls, &[], &[], &[]).unwrap();
 
     assert_eq!(store.fold_telemetry(at(5)).unwrap(), 3);
     assert_eq!(
@@ -802,12 +802,12 @@ fn a_fold_takes_every_old_call_and_drops_those_of_stale_runs() {
     // Ten thousand calls of run 1, then one of run 0 (an earlier run, come
     // late), one of an agent removed since, and ten made after the cut.
     let old: Vec<TelemetryCall> = (0..10_000).map(|n| call("a1", 1, n)).collect();
-    store.record_telemetry(&old, &[], &[]).unwrap();
+    store.record_telemetry(&old, &[], &[], &[]).unwrap();
     store
-        .record_telemetry(&[call("a1", 0, 5), call("gone", 1, 6)], &[], &[])
+        .record_telemetry(&[call("a1", 0, 5), call("gone", 1, 6)], &[], &[], &[])
         .unwrap();
     let recent: Vec<TelemetryCall> = (20_000..20_010).map(|n| call("a1", 1, n)).collect();
-    store.record_telemetry(&recent, &[], &[]).unwrap();
+    store.record_telemetry(&recent, &[], &[], &[]).unwrap();
     store.delete_agent("gone", &[]).unwrap();
 
     assert_eq!(store.fold_telemetry(at(10_000)).unwrap(), 10_002);
@@ -820,4 +820,87 @@ fn a_fold_takes_every_old_call_and_drops_those_of_stale_runs() {
         CallsByRun::from([(("a1".to_string(), 1), recent)])
     );
     assert_eq!(store.fold_telemetry(at(10_000)).unwrap(), 0);
+}
+
+/// A change of run 1 of `agent_id` on `model`: `input` tokens, `cost`.
+fn cost(agent_id: &str, model: &str, input: i64, cost_usd: f64) -> CostDelta {
+    CostDelta {
+        agent_id: agent_id.into(),
+        agent_name: format!("name-of-{agent_id}"),
+        agent_group: None,
+        run: 1,
+        model: model.into(),
+        at: Utc::now(),
+        tokens: SignedTokens {
+            input,
+            ..SignedTokens::default()
+        },
+        cost_usd,
+        unpriced: false,
+    }
+}
+
+/// The ledger's input tokens of every row of `agent_id`, read from the
+/// file by a connection of its own: what a crash would leave.
+fn ledger_on_disk(path: &std::path::Path, agent_id: &str) -> i64 {
+    let connection = Connection::open(path).unwrap();
+    connection
+        .query_row(
+            "SELECT coalesce(sum(input), 0) FROM costs WHERE agent_id = ?1",
+            [agent_id],
+            |row| row.get(0),
+        )
+        .unwrap()
+}
+
+#[test]
+fn the_ledger_changes_of_running_telemetry_wait_and_are_never_lost_to_a_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), &[])
+        .unwrap();
+    // A running run's change waits; one of a run that ended is written
+    // with its calls.
+    store
+        .record_telemetry(
+            &[],
+            &[cost("a1", "m", 7, 0.5)],
+            &[cost("a1", "m", 100, 1.0)],
+            &[],
+        )
+        .unwrap();
+    assert_eq!(ledger_on_disk(&path, "a1"), 7);
+    // The ledgered figures of the run count what waits.
+    let ledgered = store.ledgered("a1", 1).unwrap();
+    assert_eq!(ledgered["m"].tokens.input, 107);
+    assert_eq!(ledgered["m"].cost_usd, 1.5);
+    // Another write (an agent's change of state) writes what waits.
+    let at = Utc::now();
+    let written = events(&store, "a1", &["agent.state"], at);
+    store.append_events(&written).unwrap();
+    assert_eq!(ledger_on_disk(&path, "a1"), 107);
+    assert_eq!(store.ledgered("a1", 1).unwrap()["m"].tokens.input, 107);
+    // A report writes what waits first, and shows it.
+    store
+        .record_telemetry(&[], &[], &[cost("a1", "m", 1000, 2.0)], &[])
+        .unwrap();
+    assert_eq!(ledger_on_disk(&path, "a1"), 107);
+    let (_, total) = store.cost_report(CostKey::Agent, None).unwrap();
+    assert_eq!(total.tokens.input, 1107);
+    assert_eq!(ledger_on_disk(&path, "a1"), 1107);
+    // Once the oldest has waited its second, the next telemetry writes all.
+    store
+        .record_telemetry(&[], &[], &[cost("a1", "m", 10_000, 0.0)], &[])
+        .unwrap();
+    std::thread::sleep(ledger::DEFER_AT_MOST);
+    store
+        .record_telemetry(&[], &[], &[cost("a1", "m", 100_000, 0.0)], &[])
+        .unwrap();
+    assert_eq!(ledger_on_disk(&path, "a1"), 111_107);
+    // And the store's own call writes the rest.
+    store.write_deferred_costs().unwrap();
+    store.write_deferred_costs().unwrap();
+    assert_eq!(ledger_on_disk(&path, "a1"), 111_107);
 }

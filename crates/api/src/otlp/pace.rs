@@ -45,8 +45,9 @@ impl Pace {
     /// blocks the thread for [`TURN`] and then yields, so that the runtime
     /// takes everything that became ready meanwhile in one turn; then
     /// calls `turn` (which counts what the turn's requests brought) and
-    /// yields again, so that their answers are written.
-    pub async fn pacer(self: Arc<Pace>, mut turn: impl FnMut()) {
+    /// yields again, so that their answers are written. Calls `rest` once
+    /// a turn found no request, before it waits for the next.
+    pub async fn pacer(self: Arc<Pace>, mut turn: impl FnMut(), mut rest: impl FnMut()) {
         loop {
             self.woken.notified().await;
             while self.busy.swap(false, Ordering::AcqRel) {
@@ -61,6 +62,7 @@ impl Pace {
                 turn();
                 tokio::task::yield_now().await;
             }
+            rest();
         }
     }
 }
@@ -83,9 +85,16 @@ mod tests {
             let pace = Pace::new();
             let turns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let counted = turns.clone();
-            tokio::spawn(pace.clone().pacer(move || {
-                counted.fetch_add(1, Ordering::Relaxed);
-            }));
+            let rests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let rested = rests.clone();
+            tokio::spawn(pace.clone().pacer(
+                move || {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                },
+                move || {
+                    rested.fetch_add(1, Ordering::Relaxed);
+                },
+            ));
             let started = Instant::now();
             for _ in 0..5 {
                 pace.request_came();
@@ -109,6 +118,9 @@ mod tests {
             }
             assert!(quickest < TURN, "{quickest:?}");
             assert!(!pace.busy.load(Ordering::Acquire));
+            // And it rested once they stopped (again after a wake-up that
+            // found them all taken already).
+            assert!(rests.load(Ordering::Relaxed) >= 1, "it never rested");
             assert_eq!(
                 turns.load(Ordering::Relaxed),
                 counts,

@@ -110,4 +110,14 @@ impl Intake {
             self.fold_at = Instant::now() + FOLD_EVERY;
         }
     }
+
+    /// Writes the changes of the ledger that the counts left waiting (see
+    /// [`wrangle_store::Store::record_telemetry`]): for when deliveries
+    /// stop coming, so that what they cost is not left in memory until
+    /// the next write.
+    pub fn rest(&mut self, engine: &Engine) {
+        if let Err(error) = engine.store().write_deferred_costs() {
+            tracing::warn!("cannot write the ledger's last changes from telemetry: {error}");
+        }
+    }
 }

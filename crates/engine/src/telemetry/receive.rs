@@ -18,7 +18,7 @@ use std::sync::Arc;
 use wrangle_store::Ledgered;
 use wrangle_store::TelemetryCall;
 use wrangle_wire::session::RetryView;
-use wrangle_wire::ErrorCode;
+use wrangle_wire::{ErrorCode, State};
 
 /// What a delivery of records changed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,7 +109,11 @@ impl Engine {
                 let received = self.count(&registry, &delivery, counting, &mut new_calls, now);
                 answers.push((delivery.done, received));
             }
-            let mut deltas = Vec::new();
+            // The ledger's changes of runs under way may wait (see
+            // `Store::record_telemetry`): their end is written with them,
+            // and a re-attach reads their session again. Those of a run
+            // that ended (its exporter's last body came late) go now.
+            let (mut deltas, mut ended_deltas) = (Vec::new(), Vec::new());
             let mut drafts = Vec::new();
             for work in counting.working.iter_mut().filter(|work| work.changed) {
                 let Ok(agent) = registry.get(&work.id) else {
@@ -118,13 +122,12 @@ impl Engine {
                 let Some(read) = agent.session.read.as_deref() else {
                     continue;
                 };
-                deltas.extend(self.ledger_changes(
-                    agent,
-                    read,
-                    Some(&work.calls),
-                    &mut work.ledgered,
-                    now,
-                ));
+                let changes =
+                    self.ledger_changes(agent, read, Some(&work.calls), &mut work.ledgered, now);
+                match agent.status.state {
+                    State::Starting | State::Running | State::Stopping => deltas.extend(changes),
+                    _ => ended_deltas.extend(changes),
+                }
                 let told = Told {
                     calls: &work.calls,
                     tools: work.tools.as_ref().unwrap_or(&work.base.tools),
@@ -138,19 +141,26 @@ impl Engine {
                     false,
                 ));
             }
-            let stored = if new_calls.is_empty() && drafts.is_empty() {
+            let stored = if new_calls.is_empty()
+                && drafts.is_empty()
+                && ended_deltas.is_empty()
+                && deltas.is_empty()
+            {
                 Ok(())
             } else {
                 self.inner
                     .write_with_events(drafts, |store, events| {
-                        store.record_telemetry(&new_calls, &deltas, events)
+                        store.record_telemetry(&new_calls, &ended_deltas, &deltas, events)
                     })
                     .map(drop)
             };
             counting.at.clear();
             match stored {
                 Ok(()) => {
-                    self.inner.lock_spending().apply(&deltas);
+                    let mut spending = self.inner.lock_spending();
+                    spending.apply(&deltas);
+                    spending.apply(&ended_deltas);
+                    drop(spending);
                     let mut stops = Vec::new();
                     for work in counting.working.drain(..) {
                         let (id, changed) = (work.id.clone(), work.changed);
