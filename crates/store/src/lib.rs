@@ -172,6 +172,17 @@ pub struct Store {
     deferred_costs: ledger::Deferred,
 }
 
+impl Drop for Store {
+    /// Writes the changes of the ledger that wait (see
+    /// [`Store::record_telemetry`]): a daemon that stops leaves none to be
+    /// made up by the next.
+    fn drop(&mut self) {
+        if let Err(error) = self.write_deferred_costs() {
+            tracing::warn!("the ledger's last changes from telemetry are not written: {error}");
+        }
+    }
+}
+
 /// Whether a transaction writes the deferred changes of the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Deferred {

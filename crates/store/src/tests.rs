@@ -899,8 +899,13 @@ fn the_ledger_changes_of_running_telemetry_wait_and_are_never_lost_to_a_reader()
         .record_telemetry(&[], &[], &[cost("a1", "m", 100_000, 0.0)], &[])
         .unwrap();
     assert_eq!(ledger_on_disk(&path, "a1"), 111_107);
-    // And the store's own call writes the rest.
+    // And the store's own call writes the rest, as does its end.
     store.write_deferred_costs().unwrap();
     store.write_deferred_costs().unwrap();
     assert_eq!(ledger_on_disk(&path, "a1"), 111_107);
+    store
+        .record_telemetry(&[], &[], &[cost("a1", "m", 1_000_000, 0.0)], &[])
+        .unwrap();
+    drop(store);
+    assert_eq!(ledger_on_disk(&path, "a1"), 1_111_107);
 }
