@@ -53,6 +53,12 @@ impl Engine {
                 problem: format!("the home {} is on {home_filesystem}, a network file system: SQLite's locks and write-ahead log are not safe there", home.display()),
                 fix: "set WRANGLE_HOME to a directory on a local file system".into(),
             });
+        } else if features::ext4_without_journal(home) {
+            problems.push(Problem {
+                essential: false,
+                problem: format!("the home {} is on ext4 without a journal: there each new file skips the inodes freed in the last minutes, so runs start several times slower right after many were removed (`down`, `rm`, a fleet of short runs)", home.display()),
+                fix: "give that file system a journal (`tune2fs -O has_journal DEVICE`, unmounted), or set WRANGLE_HOME to a directory on one that has it".into(),
+            });
         } else if home_filesystem == "tmpfs" {
             problems.push(Problem {
                 essential: false,
