@@ -225,14 +225,23 @@ impl CallFigures {
         cost_usd: Option<f64>,
     ) {
         self.calls += calls;
-        self.tokens
-            .entry(model.to_string())
-            .or_default()
-            .add(tokens);
+        // The model's name is copied only the first time it comes: this
+        // runs for every call a fleet reports.
+        match self.tokens.get_mut(model) {
+            Some(sum) => sum.add(tokens),
+            None => {
+                self.tokens.insert(model.to_string(), *tokens);
+            }
+        }
         if let Some(cost) = cost_usd {
             // Kept finite: a sum that overflowed would price nothing.
-            let sum = self.cost_by_model.entry(model.to_string()).or_default();
-            *sum = (*sum + cost).min(f64::MAX);
+            match self.cost_by_model.get_mut(model) {
+                Some(sum) => *sum = (*sum + cost).min(f64::MAX),
+                None => {
+                    self.cost_by_model
+                        .insert(model.to_string(), cost.min(f64::MAX));
+                }
+            }
         }
     }
 
