@@ -301,7 +301,7 @@ impl Store {
                 .connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = write(&transaction)?;
-            if deferred == Deferred::Written {
+            if deferred == Deferred::Written && !self.deferred_costs.deltas().is_empty() {
                 ledger::add(&transaction, self.deferred_costs.deltas())?;
             }
             events::insert(&transaction, events)?;
