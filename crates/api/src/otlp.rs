@@ -64,7 +64,6 @@ pub fn binder() -> (TelemetryBinder, BoundListener) {
 }
 
 /// What the telemetry routes share.
-#[derive(Clone)]
 struct Receiver {
     engine: Engine,
     forwarder: Forwarder,
@@ -131,6 +130,7 @@ pub fn serve(engine: Engine, listener: TcpListener) {
 /// need no table, and axum's per-request machinery (a boxed service
 /// cloned, extensions, a limited body) was a tenth of the port's time.
 async fn accept(listener: tokio::net::TcpListener, receiver: Receiver) {
+    let receiver = Arc::new(receiver);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -174,7 +174,7 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 impl Receiver {
     /// The answer to one request: its route, its body read whole (at
     /// most [`MAX_BODY`] bytes), then taken.
-    async fn answer(self, request: hyper::Request<Incoming>) -> Response {
+    async fn answer(self: Arc<Self>, request: hyper::Request<Incoming>) -> Response {
         let route = match request.uri().path() {
             "/v1/logs" => Route::Logs,
             "/v1/metrics" => Route::Dropped("/v1/metrics"),
