@@ -377,9 +377,9 @@ impl Store {
     /// that go on (`running_costs`) may wait, up to
     /// [`ledger::DEFER_AT_MOST`], to be written together with later ones,
     /// or with any other write that comes first, such as the end of their
-    /// run: a thousand agents each reporting a call a second changed a
-    /// thousand rows of the ledger, on pages of their own, and writing them
-    /// with every turn's calls was a sixth of the telemetry's time. What
+    /// run: a thousand agents each reporting a call a second change a
+    /// thousand rows of the ledger, on pages of their own, and each turn's
+    /// commit wrote a score of those pages again for a few calls. What
     /// waits is not lost in a crash: its calls are stored, and the ledger
     /// of a running agent's run is brought up to them when the next daemon
     /// reads its session again. `costs` (those of runs that ended) are
