@@ -50,6 +50,18 @@ fn kept(path: &std::path::Path) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// A new store in a directory of its own (kept while the store is) with
+/// agent `a1` in it, and the path of its file.
+fn store_with_a1() -> (tempfile::TempDir, std::path::PathBuf, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wrangle.db");
+    let mut store = Store::open(&path).unwrap();
+    store
+        .create(&agent("a1", "build"), &run("a1"), &[])
+        .unwrap();
+    (dir, path, store)
+}
+
 fn run(agent_id: &str) -> RunRow {
     RunRow {
         agent_id: agent_id.into(),
@@ -534,12 +546,7 @@ fn writes_and_prunes_at_the_same_time_both_go_through() {
 
 #[test]
 fn a_session_only_moves_forward_and_goes_with_its_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wrangle.db");
-    let mut store = Store::open(&path).unwrap();
-    store
-        .create(&agent("a1", "build"), &run("a1"), &[])
-        .unwrap();
+    let (_dir, path, mut store) = store_with_a1();
     let row = |read_to: u64, reader: &str| SessionRow {
         agent_id: "a1".into(),
         run: 1,
@@ -855,12 +862,7 @@ fn ledger_on_disk(path: &std::path::Path, agent_id: &str) -> i64 {
 
 #[test]
 fn the_ledger_changes_of_running_telemetry_wait_and_are_never_lost_to_a_reader() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wrangle.db");
-    let mut store = Store::open(&path).unwrap();
-    store
-        .create(&agent("a1", "build"), &run("a1"), &[])
-        .unwrap();
+    let (_dir, path, mut store) = store_with_a1();
     // A running run's change waits; one of a run that ended is written
     // with its calls.
     store
