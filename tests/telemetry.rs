@@ -406,6 +406,42 @@ fn a_record_counts_only_with_its_runs_token_once_whatever_its_encoding() {
     assert_eq!(calls(&home, "json"), 1);
 }
 
+/// A running agent's call goes into the ledger on disk once deliveries
+/// stop, with nobody asking for a report (which would write it first) and
+/// no other write to take it along (the sampler's tick is a minute): its
+/// change of the ledger waits in memory only while more come, and a
+/// daemon killed after that has lost none of it.
+#[test]
+fn a_calls_cost_reaches_the_ledger_on_disk_once_deliveries_stop() {
+    let home = Home::new();
+    home.ok(&["daemon", "--sample-interval", "60s"]);
+    let (_claude, endpoint) = waiting_claudes(&home, &["spender"], &[]);
+    let headers = [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(&home, "spender")),
+    ];
+    let body = api_request(&nanos_ago(Duration::ZERO), 1000, 3150);
+    let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let on_disk = || -> (i64, f64) {
+        home.open_database()
+            .query_row(
+                "SELECT coalesce(sum(input), 0), coalesce(sum(cost_usd), 0)
+                 FROM costs WHERE agent_name = 'spender'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .expect("read the ledger")
+    };
+    wait_until(SOON, "the call's cost is in the ledger on disk", || {
+        on_disk().0 == 1000
+    });
+    crash::kill_daemon(&home);
+    let (input, cost) = on_disk();
+    assert_eq!(input, 1000);
+    assert!(close(cost, 0.00315), "{cost}");
+}
+
 /// A model call's record made more than an hour ago is taken (200) and
 /// not counted: a call is told apart from the others by its key for an
 /// hour (exporters retry for minutes), then folded into its run's
