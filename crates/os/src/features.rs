@@ -47,9 +47,10 @@ fn mount_of(path: &Path) -> Option<procfs::process::MountInfo> {
 }
 
 /// True when `path` is on ext4 without a journal. There, a new file or
-/// directory skips every inode freed in the last minute (five, while
-/// their table is not yet written back), checking each: after a fleet's
-/// runs were removed, creating runs was several times slower.
+/// directory skips every inode of its group freed in the last minute
+/// (six, while their table block is not yet written back), reading each
+/// one's entry: after a fleet's runs were removed, creating runs was
+/// several times slower.
 pub fn ext4_without_journal(path: &Path) -> bool {
     let Some(mount) = mount_of(path).filter(|mount| mount.fs_type == "ext4") else {
         return false;
