@@ -228,6 +228,14 @@ fn token_of(home: &Home, agent: &str) -> String {
         .to_string()
 }
 
+/// The headers of an OTLP/JSON post from `agent`, with its run's token.
+fn json_headers(home: &Home, agent: &str) -> [String; 2] {
+    [
+        "Content-Type: application/json".to_string(),
+        format!("Authorization: Bearer {}", token_of(home, agent)),
+    ]
+}
+
 /// `POST PATH` to the telemetry endpoint with `headers` and `body`: the
 /// status and the answer.
 fn post(endpoint: &str, path: &str, headers: &[String], body: &[u8]) -> (u16, String) {
@@ -416,10 +424,7 @@ fn a_calls_cost_reaches_the_ledger_on_disk_once_deliveries_stop() {
     let home = Home::new();
     home.ok(&["daemon", "--sample-interval", "60s"]);
     let (_claude, endpoint) = waiting_claudes(&home, &["spender"], &[]);
-    let headers = [
-        "Content-Type: application/json".to_string(),
-        format!("Authorization: Bearer {}", token_of(&home, "spender")),
-    ];
+    let headers = json_headers(&home, "spender");
     let body = api_request(&nanos_ago(Duration::ZERO), 1000, 3150);
     let (status, answer) = post(&endpoint, "/v1/logs", &headers, body.as_bytes());
     assert_eq!(status, 200, "{answer}");
@@ -450,10 +455,7 @@ fn a_calls_cost_reaches_the_ledger_on_disk_once_deliveries_stop() {
 fn a_call_made_over_an_hour_ago_is_taken_and_not_counted() {
     let home = fast_home();
     let (_claude, endpoint) = waiting_claudes(&home, &["late"], &[]);
-    let headers = [
-        "Content-Type: application/json".to_string(),
-        format!("Authorization: Bearer {}", token_of(&home, "late")),
-    ];
+    let headers = json_headers(&home, "late");
     let old = api_request(&nanos_ago(Duration::from_secs(7200)), 1000, 3150);
     let (status, answer) = post(&endpoint, "/v1/logs", &headers, old.as_bytes());
     assert_eq!(status, 200, "{answer}");
@@ -469,10 +471,7 @@ fn a_call_made_over_an_hour_ago_is_taken_and_not_counted() {
 fn a_call_stamped_ahead_counts_as_made_when_it_came() {
     let home = fast_home();
     let (_claude, endpoint) = waiting_claudes(&home, &["ahead"], &[]);
-    let headers = [
-        "Content-Type: application/json".to_string(),
-        format!("Authorization: Bearer {}", token_of(&home, "ahead")),
-    ];
+    let headers = json_headers(&home, "ahead");
     let year = Duration::from_secs(365 * 24 * 3600);
     let nanos = std::time::SystemTime::now() + year;
     let nanos = nanos
@@ -509,10 +508,7 @@ fn a_record_that_cannot_be_stored_counts_nothing_and_once_when_sent_again() {
     disk.mount(home.path(), "4m");
     home.ok(&["daemon", "--sample-interval", "100ms"]);
     let (_claude, endpoint) = waiting_claudes(&home, &["quiet"], &[]);
-    let headers = [
-        "Content-Type: application/json".to_string(),
-        format!("Authorization: Bearer {}", token_of(&home, "quiet")),
-    ];
+    let headers = json_headers(&home, "quiet");
     let body = api_request(&nanos_ago(Duration::ZERO), 1000, 3150);
 
     let filler = common::disk::fill(home.path());
@@ -548,10 +544,7 @@ fn attempt(time: &str, attempt: u64, status: u64) -> String {
 fn a_silence_its_retries_explained_counts_from_their_end() {
     let home = fast_home();
     let (_claude, endpoint) = waiting_claudes(&home, &["patient"], &["--idle-timeout", "1s"]);
-    let headers = [
-        "Content-Type: application/json".to_string(),
-        format!("Authorization: Bearer {}", token_of(&home, "patient")),
-    ];
+    let headers = json_headers(&home, "patient");
     let post_attempt = |number: u64, status: u64| {
         let time = format!("{}", 1_765_000_000_000_000_000u64 + number * 1_000_000_000);
         let body = attempt(&time, number, status);
