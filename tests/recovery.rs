@@ -325,15 +325,7 @@ fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
     wait_until(SOON, "the second run is running", || {
         home.inspect(&id)["run"] == 2 && home.state(&id) == "running"
     });
-    let containment = home.inspect(&id)["containment"]
-        .as_str()
-        .expect("a containment")
-        .to_string();
-    let current = std::path::PathBuf::from(
-        containment
-            .strip_prefix("cgroup ")
-            .unwrap_or_else(|| panic!("cgroups are writable but the run is in {containment:?}")),
-    );
+    let current = run_cgroup(&home, &id);
     let base = current.parent().expect("the directory of run cgroups");
     let first = base.join(format!("{id}-1"));
     wait_until(SOON, "the daemon removes the first run's cgroup", || {
@@ -362,6 +354,41 @@ fn a_new_daemon_removes_the_cgroups_of_earlier_runs_left_behind() {
         "the agent left its cgroup: {members}"
     );
     home.ok(&["stop", &id]);
+}
+
+/// A home deleted while its daemon was down and its agent ran leaves no
+/// cgroup behind once the agent ends: no daemon will come back for that
+/// run, so its shim removes the run's cgroup itself.
+#[test]
+fn a_run_whose_home_was_deleted_leaves_no_cgroup_behind() {
+    if !common::cgroup_v2_writable() {
+        eprintln!("cgroup v2 cannot be written here: no run cgroups to leave behind");
+        return;
+    }
+    let home = Home::new();
+    let id = home.run(&["--", "sleep", &marker()]);
+    home.wait_for_state(&id, "running");
+    let cgroup = run_cgroup(&home, &id);
+    let agent = home.pid(&id);
+    crash::kill_daemon(&home);
+    std::fs::remove_dir_all(home.path()).expect("the home deleted");
+
+    common::kill(agent);
+    wait_until(SOON, "the shim ends", || home.shims().is_empty());
+    wait_until(SOON, "the run's cgroup is removed", || !cgroup.exists());
+}
+
+/// The cgroup v2 directory that holds the current run of agent `id`.
+fn run_cgroup(home: &Home, id: &str) -> std::path::PathBuf {
+    let containment = home.inspect(id)["containment"]
+        .as_str()
+        .expect("a containment")
+        .to_string();
+    std::path::PathBuf::from(
+        containment
+            .strip_prefix("cgroup ")
+            .unwrap_or_else(|| panic!("cgroups are writable but the run is in {containment:?}")),
+    )
 }
 
 /// A cgroup made as another home's run would have it, removed when the

@@ -132,7 +132,7 @@ impl RunLimits {
 
 /// Removes an empty cgroup directory, retrying for up to a second while
 /// its last members leave.
-fn remove_group(group: &Path) {
+pub(crate) fn remove_group(group: &Path) {
     let cgroup = RunCgroup::existing(group);
     for _ in 0..100 {
         if cgroup.remove().is_ok() {

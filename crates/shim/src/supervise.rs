@@ -584,6 +584,14 @@ impl Supervisor {
         // The run's cgroup is left, empty, to the daemon, which removes it
         // once it has recorded the end: ten thousand shims removing theirs
         // at once all waited on the lock of the one directory they share.
+        // A run whose directory is gone (its home was deleted while its
+        // daemon was down) has no daemon to come back for it: the shim
+        // removes its cgroup itself, or nothing ever would.
+        if !self.dir.exists() {
+            if let Some(cgroup) = self.tree.cgroup() {
+                crate::limits::remove_group(cgroup.path());
+            }
+        }
         self.limits.remove();
         Ok(())
     }

@@ -38,6 +38,11 @@ impl Tree {
         }
     }
 
+    /// The run's cgroup, when one holds the tree.
+    pub fn cgroup(&self) -> Option<&RunCgroup> {
+        self.cgroup.as_ref()
+    }
+
     /// The cgroup's members (None without a cgroup).
     fn cgroup_pids(&self) -> Option<io::Result<Vec<i32>>> {
         match (&self.members, &self.cgroup) {
