@@ -11,6 +11,12 @@
 //! alone, which the kernel finds at once. A shim that ends without a
 //! note (killed, or the pipe was full) is reaped by a wait for any child
 //! a moment later, as a sweep: after the notes, few are left for it.
+//!
+//! A noted shim may not have finished exiting when its note is read
+//! (while thousands end at once, it may wait its turn for a core): it is
+//! tried again after 5 ms, then after as long again as it has taken so
+//! far, and a sweep waits while any is pending, so that it walks the
+//! children once the noted ones are gone and not once per zombie.
 
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
@@ -22,22 +28,44 @@ use wrangle_os::signals;
 /// How long after a child's exit signal the sweep waits for any child.
 const SWEEP_DELAY: Duration = Duration::from_secs(1);
 
+/// How long a due sweep waits at most for the noted shims to be reaped
+/// first. While shims end by the thousand (a fleet stopped), a sweep is
+/// a wait for any child per zombie found, each a walk of all the
+/// zygote's children under the task list lock: with ten thousand shims,
+/// sweeping the zombies whose notes were just read cost more than all
+/// the rest of the zygote's part of the stop.
+const SWEEP_DEFER_MAX: Duration = Duration::from_secs(10);
+
 /// How soon a noted shim that had not finished exiting is waited for
-/// again (it writes its note just before it exits).
+/// again (it writes its note just before it exits); each later try waits
+/// as long again as the shim has taken so far, up to [`RETRY_MAX`].
 const RETRY: Duration = Duration::from_millis(5);
+
+/// The longest wait between two tries for one noted shim.
+const RETRY_MAX: Duration = Duration::from_millis(200);
 
 /// How long a noted shim is waited for by its pid at most; one still not
 /// reaped by then (it hangs in its exit) is left to the sweep, so that
-/// the zygote does not go on waking every few milliseconds for it.
+/// the zygote does not go on waking for it.
 const PENDING_MAX: Duration = Duration::from_secs(1);
+
+/// A shim whose note was read and that is not reaped yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    pid: i32,
+    /// When its note was read.
+    noted: Instant,
+    /// When to wait for it next.
+    next: Instant,
+}
 
 /// The zygote's side: notes to read, shims to reap.
 pub struct Reaper {
     notes: OwnedFd,
     /// The write end, inherited by every shim forked.
     note_writer: OwnedFd,
-    /// Noted shims not reaped yet, and when their notes were read.
-    pending: Vec<(i32, Instant)>,
+    /// Noted shims not reaped yet.
+    pending: Vec<Pending>,
     /// When to sweep.
     sweep_at: Option<Instant>,
 }
@@ -69,9 +97,13 @@ impl Reaper {
 
     /// How long the zygote may wait for requests before it must reap.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        let retry = (!self.pending.is_empty()).then_some(RETRY);
-        let sweep = self.sweep_at.map(|at| at.saturating_duration_since(now));
-        retry.into_iter().chain(sweep).min()
+        let retry = self.pending.iter().map(|pending| pending.next).min();
+        let sweep = self.sweep_at.map(|at| self.sweep_due(at));
+        retry
+            .into_iter()
+            .chain(sweep)
+            .min()
+            .map(|at| at.saturating_duration_since(now))
     }
 
     /// A child exited (SIGCHLD): a sweep is due soon, for one that left
@@ -86,11 +118,30 @@ impl Reaper {
         if notes_ready {
             self.read_notes(now);
         }
-        self.pending
-            .retain(|&(pid, noted)| !reaped_or_gone(pid) && now < noted + PENDING_MAX);
-        if self.sweep_at.is_some_and(|at| now >= at) {
+        self.pending.retain_mut(|pending| {
+            if now < pending.next {
+                return true;
+            }
+            if reaped_or_gone(pending.pid) {
+                return false;
+            }
+            let waited = now.saturating_duration_since(pending.noted);
+            pending.next = now + waited.clamp(RETRY, RETRY_MAX);
+            waited < PENDING_MAX
+        });
+        if self.sweep_at.is_some_and(|at| now >= self.sweep_due(at)) {
             while let Ok(Some(_)) = signals::reap_one() {}
             self.sweep_at = None;
+        }
+    }
+
+    /// When a sweep that became due at `at` runs: once no noted shim is
+    /// left to reap by its pid, or [`SWEEP_DEFER_MAX`] later.
+    fn sweep_due(&self, at: Instant) -> Instant {
+        if self.pending.is_empty() {
+            at
+        } else {
+            at + SWEEP_DEFER_MAX
         }
     }
 
@@ -103,7 +154,11 @@ impl Reaper {
                     buffer[..length - length % 4]
                         .chunks_exact(4)
                         .map(|note| i32::from_ne_bytes([note[0], note[1], note[2], note[3]]))
-                        .map(|pid| (pid, now)),
+                        .map(|pid| Pending {
+                            pid,
+                            noted: now,
+                            next: now,
+                        }),
                 ),
             }
         }
@@ -134,23 +189,38 @@ pub fn leave_note(note_writer: &OwnedFd) {
 mod tests {
     use super::*;
 
+    /// A sweep reaps any child of the test process: the tests that sweep
+    /// take turns, or one would reap the other's children.
+    static SWEEPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn zombie(pid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|stat| stat.contains(") Z "))
+            .unwrap_or(false)
+    }
+
+    fn gone(pid: u32) -> bool {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn note(writer: &OwnedFd, pid: u32) {
+        let _ = rustix::io::write(writer, &(pid as i32).to_ne_bytes());
+    }
+
     /// A child that leaves a note is reaped by its pid, with no sweep;
     /// one that leaves none is reaped by the sweep after its exit signal.
     #[test]
     // The children are reaped by the reaper under test, not by `wait`.
     #[allow(clippy::zombie_processes)]
     fn noted_children_are_reaped_at_once_and_the_rest_by_the_sweep() {
+        let _turn = SWEEPING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut reaper = Reaper::new().unwrap();
         let writer = reaper.note_writer.try_clone().unwrap();
         let noted = std::process::Command::new("true").spawn().unwrap();
         let silent = std::process::Command::new("true").spawn().unwrap();
-        let _ = rustix::io::write(&writer, &(noted.id() as i32).to_ne_bytes());
-        let zombie = |pid: u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|stat| stat.contains(") Z "))
-                .unwrap_or(false)
-        };
-        let gone = |pid: u32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
+        note(&writer, noted.id());
         let deadline = Instant::now() + Duration::from_secs(10);
         while !(zombie(noted.id()) && zombie(silent.id())) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -162,5 +232,57 @@ mod tests {
         reaper.child_exited(now);
         reaper.reap(false, now + SWEEP_DELAY);
         assert!(gone(silent.id()), "the sweep reaps it");
+    }
+
+    /// A noted shim still on its way out is tried again later and later,
+    /// and while one is, a due sweep waits (a sweep is a walk of all the
+    /// children per zombie); once the noted one is given up, it runs.
+    #[test]
+    #[allow(clippy::zombie_processes)]
+    fn a_sweep_waits_while_noted_children_are_pending() {
+        let _turn = SWEEPING
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut reaper = Reaper::new().unwrap();
+        let writer = reaper.note_writer.try_clone().unwrap();
+        let mut slow = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let silent = std::process::Command::new("true").spawn().unwrap();
+        note(&writer, slow.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zombie(silent.id()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The silent one's exit signal first, the slow one's note read a
+        // little later (its sweep would be due 0.4 s after that).
+        let exited = Instant::now();
+        reaper.child_exited(exited);
+        let noted = exited + Duration::from_millis(600);
+        reaper.reap(true, noted);
+        assert_eq!(
+            reaper.timeout(noted),
+            Some(RETRY),
+            "the noted one is tried again soon"
+        );
+        let later = noted + Duration::from_millis(100);
+        reaper.reap(false, later);
+        assert_eq!(
+            reaper.timeout(later),
+            Some(Duration::from_millis(100)),
+            "and then as long again as it has taken"
+        );
+
+        reaper.reap(false, exited + SWEEP_DELAY);
+        assert!(
+            zombie(silent.id()),
+            "no sweep while a noted child is pending"
+        );
+        reaper.reap(false, exited + SWEEP_DELAY + SWEEP_DEFER_MAX);
+        assert!(reaper.pending.is_empty(), "the noted one was given up");
+        assert!(gone(silent.id()), "the deferred sweep reaps the silent one");
+        slow.kill().unwrap();
+        slow.wait().unwrap();
     }
 }
