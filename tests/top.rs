@@ -31,16 +31,19 @@ fn top_lists_sorts_filters_shows_logs_stops_kills_and_quits() {
     let (alpha, printer, zulu) = (marker(), marker(), marker());
     let go = home.path().join("go");
     home.run(&["--name", "alpha", "--", "sleep", &alpha]);
+    // The file's path goes by the environment: in the command line, the
+    // home's random name could match the filters typed below ("zu").
     home.run(&[
         "--name",
         "printer",
+        "--env",
+        &format!("TOP_TEST_GO={}", go.display()),
         "--",
         "sh",
         "-c",
         &format!(
             "echo top-line-1; echo top-line-2; echo top-line-3 >&2; \
-             while [ ! -e {go} ]; do sleep 0.05; done; echo top-line-4; exec sleep {printer}",
-            go = go.display()
+             while [ ! -e \"$TOP_TEST_GO\" ]; do sleep 0.05; done; echo top-line-4; exec sleep {printer}"
         ),
     ]);
     home.run(&["--name", "zulu", "--", "sleep", &zulu]);
